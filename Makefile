@@ -1,0 +1,33 @@
+# The two commands: `make demo` (the main job) and `make test`. Both create .venv when
+# missing and install the exact pins in constraints.txt; a second run reuses it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+COURSE_DATA ?= $(abspath ../shared/greenery-course-data)
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned dependencies into $(VENV) (first run only)…"
+	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 \
+		|| { grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1; }
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/greenery demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+test: lint
+	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/pytest
+
+bench: $(STAMP)
+	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.bench
+
+clean:
+	rm -rf warehouse output target logs

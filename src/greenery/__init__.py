@@ -1,0 +1,1 @@
+"""Greenery's analytics project: warehouse, data, semantic layer, exports and server."""

@@ -1,0 +1,77 @@
+"""`greenery`: a thin command line over the project's modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from greenery import warehouse
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _print_counts(counts: dict[str, int], seconds: float) -> None:
+    for name, rows in counts.items():
+        schema, _ = warehouse.RAW_TABLES[name]
+        print(f"  {warehouse.RAW_CATALOG}.{schema}.{name:<28} {rows:>12,} rows")
+    print(f"done in {seconds:.1f} s → {warehouse.raw_path()}")
+
+
+def cmd_load(args: argparse.Namespace) -> None:
+    from greenery.loader import load_csv_folder
+
+    start = time.perf_counter()
+    counts = load_csv_folder(Path(args.from_csv))
+    _print_counts(counts, time.perf_counter() - start)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from greenery.generate import generate
+
+    if args.scale < 1:
+        raise UserError(f"--scale must be a whole number ≥ 1 (got {args.scale})")
+    start = time.perf_counter()
+    counts = warehouse.write_raw(generate(scale=args.scale, seed=args.seed))
+    _print_counts(counts, time.perf_counter() - start)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from greenery.generate import DEFAULT_SEED
+
+    parser = argparse.ArgumentParser(
+        prog="greenery",
+        description="Greenery's analytics project: load or generate data, replay snapshots, build, answer.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    load = sub.add_parser("load", help="load the seven course tables from a folder of CSVs")
+    load.add_argument(
+        "--from-csv", required=True, metavar="DIR", help="folder with addresses.csv … users.csv"
+    )
+    load.set_defaults(func=cmd_load)
+
+    gen = sub.add_parser("generate", help="generate synthetic source data of the course's shape")
+    gen.add_argument("--scale", type=int, default=1, help="1 reproduces the course's aggregates (default 1)")
+    gen.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    gen.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except (UserError, ValueError, FileNotFoundError) as exc:
+        print(f"greenery {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Load the seven course tables from a folder of CSVs into ``raw.public``.
+
+Everything is read and validated before anything is written; the warehouse swaps in the
+new raw catalog only when every table is valid, so a bad file loses nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from greenery import course, warehouse
+from greenery.schema import TABLES, Column, Table
+
+MAX_PROBLEMS = 20
+
+
+class LoadError(ValueError):
+    """The input folder has problems; each names the file, column and line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = problems[:MAX_PROBLEMS]
+        more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        super().__init__(
+            "the raw data was not loaded (the warehouse is unchanged):\n  " + "\n  ".join(shown) + more
+        )
+
+
+def _line(index: int) -> int:
+    """CSV line of a data row (line 1 is the header)."""
+    return index + 2
+
+
+def _parse_column(values: pd.Series, column: Column, file: str, problems: list[str]) -> pd.Series:
+    empty = values == ""
+    if not column.nullable:
+        for index in values.index[empty][:MAX_PROBLEMS]:
+            problems.append(f"{file}, column {column.name}, line {_line(index)}: empty value (required)")
+    if column.type == "varchar":
+        return values.where(~empty, None)
+    if column.type == "timestamp":
+        parsed = pd.to_datetime(values.where(~empty), format="ISO8601", utc=True, errors="coerce")
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+        kind = "an ISO-8601 timestamp"
+    else:
+        parsed = pd.to_numeric(values.where(~empty), errors="coerce")
+        kind = "a number"
+        if column.type == "integer":
+            fractional = parsed.notna() & (parsed != parsed.round())
+            parsed = parsed.where(~fractional)
+            parsed = parsed.astype("Int64")
+            kind = "a whole number"
+    bad = parsed.isna() & ~empty
+    for index in values.index[bad][:MAX_PROBLEMS]:
+        problems.append(f"{file}, column {column.name}, line {_line(index)}: {values[index]!r} is not {kind}")
+    return parsed
+
+
+def _read_table(folder: Path, table: Table, problems: list[str]) -> pd.DataFrame | None:
+    file = f"{table.name}.csv"
+    path = folder / file
+    if not path.is_file():
+        problems.append(f"{file}: file missing in {folder}")
+        return None
+    try:
+        text = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        problems.append(f"{file}: not a readable CSV ({exc})")
+        return None
+    missing = [c for c in table.column_names if c not in text.columns]
+    if missing:
+        problems.append(f"{file}: missing column(s) {', '.join(missing)} (has: {', '.join(text.columns)})")
+        return None
+    return pd.DataFrame(
+        {c.name: _parse_column(text[c.name].str.strip(), c, file, problems) for c in table.columns}
+    )
+
+
+def _check_primary_key(table: Table, frame: pd.DataFrame, problems: list[str]) -> None:
+    key = list(table.primary_key)
+    dup = frame.duplicated(key, keep="first")
+    for index in frame.index[dup][:MAX_PROBLEMS]:
+        value = ", ".join(str(frame.at[index, k]) for k in key)
+        problems.append(
+            f"{table.name}.csv, column {'+'.join(key)}, line {_line(index)}: duplicate primary key {value!r}"
+        )
+
+
+def _check_foreign_keys(table: Table, frames: dict[str, pd.DataFrame], problems: list[str]) -> None:
+    frame = frames[table.name]
+    for fk in table.foreign_keys:
+        if fk.table not in frames:
+            continue
+        values = frame[fk.column]
+        orphan = values.notna() & ~values.isin(frames[fk.table][fk.ref_column])
+        for index in frame.index[orphan][:MAX_PROBLEMS]:
+            problems.append(
+                f"{table.name}.csv, column {fk.column}, line {_line(index)}: "
+                f"{values[index]!r} not found in {fk.table}.{fk.ref_column}"
+            )
+
+
+def read_folder(folder: Path) -> dict[str, pd.DataFrame]:
+    """Read and validate all seven tables; raise LoadError listing every problem found."""
+    if not folder.is_dir():
+        raise LoadError([f"{folder}: not a folder"])
+    problems: list[str] = []
+    frames: dict[str, pd.DataFrame] = {}
+    for table in TABLES:
+        frame = _read_table(folder, table, problems)
+        if frame is not None:
+            frames[table.name] = frame
+            _check_primary_key(table, frame, problems)
+    for table in TABLES:
+        if table.name in frames:
+            _check_foreign_keys(table, frames, problems)
+    if problems:
+        raise LoadError(problems)
+    return frames
+
+
+WEEKLY_FILE = "product_inventory_by_week.csv"
+
+
+def _weekly_inventory(folder: Path, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Weekly product states for `greenery replay`.
+
+    From the folder's weekly file when it has one (the course export does), else the
+    course's own facts when the products are the course's, else products.csv as week 1.
+    Week 1 is recorded the day after the last order, each next week 7 days later.
+    """
+    products = frames["products"]
+    week_1_at = frames["orders"]["created_at"].max().normalize() + pd.Timedelta(days=1)
+    path = folder / WEEKLY_FILE
+    if path.is_file():
+        weekly = pd.read_csv(path, usecols=["week", "product_id", "inventory"])
+        unknown = weekly[~weekly["product_id"].isin(products["product_id"])]
+        if len(unknown):
+            raise LoadError(
+                [
+                    f"{WEEKLY_FILE}, column product_id, line {_line(i)}: {unknown.at[i, 'product_id']!r} "
+                    "not found in products.product_id"
+                    for i in unknown.index
+                ]
+            )
+        weekly = weekly.merge(products[["product_id", "name", "price"]], on="product_id")
+    elif set(products["product_id"]) == {p[0] for p in course.PRODUCTS}:
+        return course.inventory_by_week(week_1_at)
+    else:
+        weekly = products.assign(week=1)
+    weekly["recorded_at"] = week_1_at + pd.to_timedelta((weekly["week"] - 1) * 7, unit="D")
+    return weekly.astype({"recorded_at": "datetime64[us]"})
+
+
+def load_csv_folder(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:
+    """Validate the folder, then replace all raw tables together; returns rows per table."""
+    frames = read_folder(folder)
+    frames["product_inventory_by_week"] = _weekly_inventory(folder, frames)
+    return warehouse.write_raw(frames.items(), warehouse_file)
