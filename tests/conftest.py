@@ -26,3 +26,32 @@ def warehouse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "wh" / "greenery.duckdb"
     monkeypatch.setenv("GREENERY_WAREHOUSE", str(path))
     return path
+
+
+def build_warehouse(wh: Path, *, course_data: Path | None = None, scale: int = 1) -> Path:
+    """Raw data (course CSVs, or generated at `scale`), weeks 1–4 replayed, `dbt build`."""
+    from greenery import warehouse
+    from greenery.loader import load_csv_folder
+    from greenery.pipeline import replay, run_dbt
+
+    if course_data is not None:
+        load_csv_folder(course_data, wh)
+    else:
+        from greenery.generate import generate
+
+        warehouse.write_raw(generate(scale=scale), wh)
+    replay(range(1, 5), from_scratch=True, wh=wh)
+    run_dbt(["build"], wh=wh)
+    return wh
+
+
+@pytest.fixture(scope="session")
+def course_warehouse(course_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse built from the course CSVs: loaded, weeks 1–4 replayed, dbt build passed."""
+    return build_warehouse(tmp_path_factory.mktemp("course") / "greenery.duckdb", course_data=course_data)
+
+
+@pytest.fixture(scope="session")
+def generated_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse built from generated scale-10 data, weeks 1–4 replayed, dbt build passed."""
+    return build_warehouse(tmp_path_factory.mktemp("scale10") / "greenery.duckdb", scale=10)

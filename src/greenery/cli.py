@@ -40,6 +40,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     _print_counts(counts, time.perf_counter() - start)
 
 
+def cmd_replay(args: argparse.Namespace) -> None:
+    from greenery.pipeline import parse_weeks, replay
+
+    for result in replay(parse_weeks(args.weeks), from_scratch=args.from_scratch):
+        done = "snapshot taken" if result.replayed else "already in the snapshot, skipped"
+        print(f"  week {result.week} ({result.recorded_at:%Y-%m-%d}): {done}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from greenery.generate import DEFAULT_SEED
 
@@ -59,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--scale", type=int, default=1, help="1 reproduces the course's aggregates (default 1)")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     gen.set_defaults(func=cmd_generate)
+
+    rep = sub.add_parser("replay", help="replay weekly inventory into the products snapshot")
+    rep.add_argument("--weeks", default="1-4", help="weeks to replay, e.g. 1-4 (default)")
+    rep.add_argument("--from-scratch", action="store_true", help="drop the snapshot's history first")
+    rep.set_defaults(func=cmd_replay)
     return parser
 
 

@@ -24,7 +24,9 @@ import pandas as pd
 from greenery.schema import INVENTORY_BY_WEEK, TABLES, Table
 
 ENV_VAR = "GREENERY_WAREHOUSE"
-DEFAULT_PATH = Path("warehouse") / "greenery.duckdb"
+# The repository root: dbt_project.yml and profiles.yml live there.
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_PATH = PROJECT_DIR / "warehouse" / "greenery.duckdb"
 RAW_FILE = "raw.duckdb"
 RAW_CATALOG = "raw"
 RAW_SCHEMA = "public"
@@ -37,7 +39,7 @@ RAW_TABLES: dict[str, tuple[str, Table]] = {
 
 
 def warehouse_path() -> Path:
-    """The warehouse file: ``$GREENERY_WAREHOUSE`` or ``warehouse/greenery.duckdb``."""
+    """The warehouse file: ``$GREENERY_WAREHOUSE`` or ``warehouse/greenery.duckdb`` in the repo."""
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH).resolve()
 
 

@@ -1,0 +1,44 @@
+with
+
+events as (
+
+    select * from {{ ref('stg_greenery__events') }}
+
+),
+
+pivoted as (
+
+    select
+        session_id,
+        -- a session belongs to one user
+        min(user_id) as user_id,
+        count(distinct user_id) as users_in_session,
+        -- a checkout session places one order
+        max(case when event_type = 'checkout' then order_id end) as order_id,
+        min(event_at) as session_started_at,
+        max(event_at) as session_ended_at,
+        count(*) as events,
+        {%- for event_type in ['page_view', 'add_to_cart', 'checkout', 'package_shipped'] %}
+        sum(case when event_type = '{{ event_type }}' then 1 else 0 end) as {{ event_type }}_events,
+        {%- endfor %}
+        count(distinct case when event_type = 'page_view' then product_id end) as products_viewed,
+        count(distinct case when event_type = 'add_to_cart' then product_id end) as products_added_to_cart
+
+    from events
+    group by session_id
+
+),
+
+flagged as (
+
+    select
+        *,
+        {%- for event_type in ['page_view', 'add_to_cart', 'checkout', 'package_shipped'] %}
+        {{ event_type }}_events > 0 as has_{{ event_type }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from pivoted
+
+)
+
+select * from flagged

@@ -1,0 +1,81 @@
+with
+
+orders as (
+
+    select * from {{ ref('stg_greenery__orders') }}
+
+),
+
+order_items as (
+
+    select * from {{ ref('stg_greenery__order_items') }}
+
+),
+
+promos as (
+
+    select * from {{ ref('stg_greenery__promos') }}
+
+),
+
+addresses as (
+
+    select * from {{ ref('stg_greenery__addresses') }}
+
+),
+
+items_per_order as (
+
+    select
+        order_id,
+        count(*) as products_in_order,
+        sum(quantity) as units_in_order
+
+    from order_items
+    group by order_id
+
+),
+
+final as (
+
+    select
+        ----------  ids
+        orders.order_id,
+        orders.user_id,
+        orders.promo_id,
+        orders.address_id,
+        ----------  strings
+        orders.order_status,
+        orders.shipping_service,
+        addresses.state as shipping_state,
+        ----------  numerics
+        cast(items_per_order.products_in_order as integer) as products_in_order,
+        cast(items_per_order.units_in_order as integer) as units_in_order,
+        orders.order_cost,
+        orders.shipping_cost,
+        cast(coalesce(promos.discount_amount, 0) as numeric(12, 2)) as discount_amount,
+        orders.order_total,
+        cast(row_number() over (
+            partition by orders.user_id order by orders.ordered_at, orders.order_id
+        ) as integer) as user_order_number,
+        {{ dbt.datediff('orders.ordered_at', 'orders.delivered_at', 'hour') }} as hours_to_delivery,
+        ----------  booleans
+        orders.promo_id is not null as has_promo,
+        orders.order_status = 'delivered' as is_delivered,
+        ----------  timestamps
+        orders.ordered_at,
+        cast(orders.ordered_at as date) as order_date,
+        orders.estimated_delivery_at,
+        orders.delivered_at
+
+    from orders
+    left join items_per_order
+        on orders.order_id = items_per_order.order_id
+    left join promos
+        on orders.promo_id = promos.promo_id
+    left join addresses
+        on orders.address_id = addresses.address_id
+
+)
+
+select * from final

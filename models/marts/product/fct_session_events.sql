@@ -1,0 +1,34 @@
+with
+
+events as (
+
+    select * from {{ ref('stg_greenery__events') }}
+
+),
+
+sequenced as (
+
+    select
+        ----------  ids
+        event_id,
+        session_id,
+        user_id,
+        product_id,
+        order_id,
+        ----------  strings
+        event_type,
+        page_type,
+        page_url,
+        ----------  numerics
+        row_number() over (
+            partition by session_id order by event_at, event_id
+        ) as position_in_session,
+        ----------  timestamps
+        event_at,
+        cast(event_at as date) as event_date
+
+    from events
+
+)
+
+select * from sequenced

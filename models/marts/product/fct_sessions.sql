@@ -1,0 +1,73 @@
+with
+
+sessions as (
+
+    select * from {{ ref('int_events_pivoted_to_sessions') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('stg_greenery__orders') }}
+
+),
+
+numbered as (
+
+    select
+        *,
+        row_number() over (
+            partition by user_id order by session_started_at, session_id
+        ) as user_session_number
+
+    from sessions
+
+),
+
+final as (
+
+    select
+        ----------  ids
+        numbered.session_id,
+        numbered.user_id,
+        numbered.order_id,
+        ----------  strings
+        case
+            when numbered.has_checkout then 'checkout'
+            when numbered.has_add_to_cart then 'add_to_cart'
+            when numbered.has_page_view then 'page_view'
+            else 'none'
+        end as furthest_funnel_step,
+        case when numbered.user_session_number = 1 then 'new' else 'returning' end as visitor_type,
+        ----------  numerics
+        cast(numbered.user_session_number as integer) as user_session_number,
+        cast(
+            {{ dbt.datediff('numbered.session_started_at', 'numbered.session_ended_at', 'second') }}
+            as integer
+        ) as session_duration_seconds,
+        cast(numbered.events as integer) as events,
+        cast(numbered.page_view_events as integer) as page_view_events,
+        cast(numbered.add_to_cart_events as integer) as add_to_cart_events,
+        cast(numbered.checkout_events as integer) as checkout_events,
+        cast(numbered.package_shipped_events as integer) as package_shipped_events,
+        cast(numbered.products_viewed as integer) as products_viewed,
+        cast(numbered.products_added_to_cart as integer) as products_added_to_cart,
+        cast(coalesce(orders.order_total, 0) as numeric(12, 2)) as revenue,
+        ----------  booleans
+        numbered.has_page_view,
+        numbered.has_add_to_cart,
+        numbered.has_checkout,
+        numbered.has_package_shipped,
+        numbered.user_session_number = 1 as is_first_session,
+        ----------  timestamps
+        numbered.session_started_at,
+        numbered.session_ended_at,
+        cast(numbered.session_started_at as date) as session_date
+
+    from numbered
+    left join orders
+        on numbered.order_id = orders.order_id
+
+)
+
+select * from final

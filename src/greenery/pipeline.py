@@ -1,0 +1,125 @@
+"""dbt runs of the project: invocations in-process, and the weekly snapshot replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from greenery import warehouse
+
+PROJECT_DIR = warehouse.PROJECT_DIR
+SNAPSHOT_RELATION = "snapshots.products_snapshot"
+
+
+class DbtError(RuntimeError):
+    """A dbt command failed; the message names the command and what failed."""
+
+
+def run_dbt(args: Sequence[str], *, wh: Path | None = None, quiet: bool = True) -> None:
+    """Run one dbt command against the project and its profiles.yml.
+
+    In a child process: dbt-duckdb keeps its DuckDB handles open for the life of the process,
+    which would lock the raw catalog against the replay's writes between two snapshots.
+    """
+    env = {**os.environ, warehouse.ENV_VAR: str(wh or warehouse.warehouse_path())}
+    dbt = Path(sys.executable).with_name("dbt")
+    flags = ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    log = ["--quiet"] if quiet else []
+    done = subprocess.run(
+        [str(dbt), *log, *args, *flags], env=env, cwd=PROJECT_DIR, capture_output=quiet, text=True
+    )
+    if done.returncode != 0:
+        output = (done.stdout or "") + (done.stderr or "")
+        raise DbtError(f"`dbt {' '.join(args)}` failed (exit {done.returncode})\n{output.strip()}")
+
+
+@dataclass(frozen=True)
+class WeekResult:
+    week: int
+    recorded_at: pd.Timestamp
+    replayed: bool
+
+
+def parse_weeks(text: str) -> list[int]:
+    """'1-4' → [1, 2, 3, 4]; '3' → [3]; '1,3' → [1, 3]."""
+    weeks: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            weeks.extend(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ValueError(f"--weeks {text!r}: expected a week or a range such as 1-4") from None
+    if not weeks or min(weeks) < 1:
+        raise ValueError(f"--weeks {text!r}: weeks start at 1")
+    return weeks
+
+
+def _weekly_states(wh: Path) -> pd.DataFrame:
+    con = duckdb.connect(str(warehouse.raw_path(wh)), read_only=True)
+    try:
+        return con.execute(
+            f"select * from {warehouse.REPLAY_SCHEMA}.product_inventory_by_week order by week, product_id"
+        ).df()
+    finally:
+        con.close()
+
+
+def _last_snapshot_time(wh: Path, from_scratch: bool) -> pd.Timestamp | None:
+    """The latest time the snapshot recorded; with from_scratch, drop the snapshot first."""
+    con = duckdb.connect(str(wh))
+    try:
+        exists = con.execute(
+            "select count(*) from information_schema.tables"
+            " where table_schema = 'snapshots' and table_name = 'products_snapshot'"
+        ).fetchone()[0]
+        if not exists:
+            return None
+        if from_scratch:
+            con.execute(f"drop table {SNAPSHOT_RELATION}")
+            return None
+        last = con.execute(f"select max(dbt_updated_at) from {SNAPSHOT_RELATION}").fetchone()[0]
+        return pd.Timestamp(last) if last is not None else None
+    finally:
+        con.close()
+
+
+def replay(weeks: Sequence[int], *, from_scratch: bool = False, wh: Path | None = None) -> list[WeekResult]:
+    """Write each week's inventory into raw.public.products, then snapshot it at that week's time.
+
+    A week the snapshot already covers (recorded at or before its latest time) is skipped, so
+    re-running a week adds no versions. ``from_scratch`` drops the snapshot first.
+    """
+    wh = wh or warehouse.warehouse_path()
+    if not warehouse.raw_path(wh).exists():
+        raise ValueError(
+            f"no raw data at {warehouse.raw_path(wh)}: run `greenery load` or `greenery generate` first"
+        )
+    states = _weekly_states(wh)
+    known = sorted(states["week"].unique())
+    missing = [w for w in weeks if w not in known]
+    if missing:
+        raise ValueError(
+            f"week(s) {', '.join(map(str, missing))} not in the weekly inventory "
+            f"(the loaded data has weeks {known[0]}–{known[-1]})"
+        )
+    last = _last_snapshot_time(wh, from_scratch)
+    results = []
+    for week in weeks:
+        rows = states[states["week"] == week]
+        recorded_at = pd.Timestamp(rows["recorded_at"].iloc[0])
+        if last is not None and recorded_at <= last:
+            results.append(WeekResult(week, recorded_at, replayed=False))
+            continue
+        warehouse.replace_products(rows[["product_id", "name", "price", "inventory"]], wh)
+        run_dbt(["snapshot", "--vars", json.dumps({"snapshot_at": recorded_at.isoformat(sep=" ")})], wh=wh)
+        last = recorded_at
+        results.append(WeekResult(week, recorded_at, replayed=True))
+    return results

@@ -1,0 +1,184 @@
+"""The dbt project on real and generated data: funnel marts, snapshot replay, inventory marts.
+
+Every mart is compared with an independent pandas computation from the raw tables
+(tests/oracle.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import oracle
+import pandas as pd
+import pytest
+
+from greenery.pipeline import parse_weeks, replay, run_dbt
+
+WAREHOUSES = ["course_warehouse", "generated_warehouse"]
+
+
+def _mart(wh: Path, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+def test_course_funnel_counts(course_warehouse: Path) -> None:
+    funnel = _mart(
+        course_warehouse,
+        "select count_if(has_page_view) as viewed, count_if(has_add_to_cart) as added,"
+        " count_if(has_checkout) as checked_out from marts.fct_sessions",
+    )
+    assert funnel.iloc[0].tolist() == [578, 467, 361]
+
+
+@pytest.mark.parametrize("wh_fixture", WAREHOUSES)
+def test_fct_sessions_matches_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
+    wh = request.getfixturevalue(wh_fixture)
+    expected = oracle.sessions(oracle.raw_frames(wh)).set_index("session_id").sort_index()
+    actual = _mart(wh, "select * from marts.fct_sessions").set_index("session_id").sort_index()
+    assert actual.index.equals(expected.index)
+    for column in [
+        "user_id",
+        "events",
+        "page_view_events",
+        "add_to_cart_events",
+        "checkout_events",
+        "package_shipped_events",
+        "has_page_view",
+        "has_add_to_cart",
+        "has_checkout",
+        "has_package_shipped",
+        "is_first_session",
+        "session_started_at",
+        "session_ended_at",
+    ]:
+        assert actual[column].tolist() == expected[column].tolist(), column
+    assert actual["order_id"].fillna("").tolist() == expected["order_id"].fillna("").tolist()
+    assert actual["revenue"].astype(float).round(2).tolist() == expected["revenue"].tolist()
+
+
+@pytest.mark.parametrize("wh_fixture", WAREHOUSES)
+def test_fct_product_sessions_matches_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
+    wh = request.getfixturevalue(wh_fixture)
+    key = ["session_id", "product_id"]
+    columns = ["has_viewed", "has_added_to_cart", "has_purchased", "units_purchased"]
+    expected = oracle.product_sessions(oracle.raw_frames(wh)).set_index(key).sort_index()[columns]
+    actual = _mart(wh, "select * from marts.fct_product_sessions").set_index(key).sort_index()[columns]
+    pd.testing.assert_frame_equal(actual.astype(expected.dtypes.to_dict()), expected)
+
+
+def test_course_product_conversion(course_warehouse: Path) -> None:
+    conversion = _mart(
+        course_warehouse,
+        "select p.product_name, count_if(s.has_purchased) / count_if(s.has_viewed) as conversion"
+        " from marts.fct_product_sessions s join marts.dim_products p using (product_id)"
+        " group by 1 order by 2 desc",
+    )
+    assert conversion.iloc[0].tolist() == ["String of pearls", pytest.approx(0.6094, abs=1e-4)]
+    assert conversion.iloc[-1].tolist() == ["Pothos", pytest.approx(0.3443, abs=1e-4)]
+
+
+@pytest.mark.parametrize("wh_fixture", WAREHOUSES)
+def test_dim_users_and_fct_orders_match_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
+    wh = request.getfixturevalue(wh_fixture)
+    raw = oracle.raw_frames(wh)
+    expected = oracle.users(raw).sort_index()
+    actual = _mart(wh, "select * from marts.dim_users").set_index("user_id").sort_index()
+    assert actual["orders"].tolist() == expected["orders"].tolist()
+    assert actual["is_repeat_buyer"].tolist() == (expected["orders"] >= 2).tolist()
+    assert actual["lifetime_revenue"].astype(float).round(2).tolist() == expected["revenue"].round(2).tolist()
+    revenue = _mart(wh, "select sum(order_total) as revenue, count(*) as orders from marts.fct_orders")
+    assert float(revenue.at[0, "revenue"]) == pytest.approx(raw["orders"]["order_total"].sum())
+    assert revenue.at[0, "orders"] == len(raw["orders"])
+
+
+def test_course_week_3_to_4_changes(course_warehouse: Path) -> None:
+    changes = _mart(
+        course_warehouse,
+        "select product_name, previous_inventory, new_inventory, is_increase from marts.fct_inventory_changes"
+        " where change_date = date '2021-03-05' order by product_name",
+    )
+    assert changes.to_records(index=False).tolist() == [
+        ("Bamboo", 44, 23, False),
+        ("Monstera", 50, 31, False),
+        ("Philodendron", 15, 30, True),
+        ("Pothos", 0, 20, True),
+        ("String of pearls", 0, 10, True),
+        ("ZZ Plant", 53, 41, False),
+    ]
+    week3_zero = _mart(
+        course_warehouse,
+        "select product_name from marts.fct_product_inventory_daily"
+        " where inventory_date = date '2021-02-26' and is_out_of_stock order by 1",
+    )
+    assert week3_zero["product_name"].tolist() == ["Pothos", "String of pearls"]
+
+
+@pytest.mark.parametrize("wh_fixture", WAREHOUSES)
+def test_inventory_marts_match_the_weekly_facts(wh_fixture: str, request: pytest.FixtureRequest) -> None:
+    wh = request.getfixturevalue(wh_fixture)
+    raw = oracle.raw_frames(wh)
+    expected = oracle.inventory_changes(raw, range(1, 5)).sort_values(["product_name", "week"])
+    weeks = raw["product_inventory_by_week"].drop_duplicates("week").set_index("recorded_at")["week"]
+    actual = _mart(wh, "select * from marts.fct_inventory_changes")
+    actual["week"] = actual["changed_at"].map(weeks)
+    actual = actual.sort_values(["product_name", "week"])[expected.columns]
+    assert actual.to_records(index=False).tolist() == expected.to_records(index=False).tolist()
+
+    # snapshot versions per product: the first week plus one per change
+    versions = _mart(wh, "select name, count(*) as versions from snapshots.products_snapshot group by name")
+    changes_per_product = expected.groupby("product_name").size()
+    for name, count in versions.itertuples(index=False):
+        assert count == 1 + changes_per_product.get(name, 0), name
+
+    # the daily table holds each week's value on its recorded day
+    on_hand = _mart(
+        wh, "select product_name, inventory_date, inventory_on_hand from marts.fct_product_inventory_daily"
+    )
+    pivot = oracle.weekly_inventory(raw)
+    for recorded_at, week in weeks.items():
+        day = on_hand[on_hand["inventory_date"] == pd.Timestamp(recorded_at).normalize()]
+        assert dict(zip(day["product_name"], day["inventory_on_hand"], strict=True)) == pivot[week].to_dict()
+
+
+def test_fluctuation_summary(course_warehouse: Path) -> None:
+    summary = _mart(course_warehouse, "select * from marts.product_inventory_fluctuation").set_index(
+        "product_name"
+    )
+    pivot = oracle.weekly_inventory(oracle.raw_frames(course_warehouse))
+    moved = pivot.diff(axis=1).abs().sum(axis=1)
+    assert summary["units_moved"].sort_index().tolist() == moved.sort_index().astype(int).tolist()
+    stddev = pivot.std(axis=1, ddof=1)
+    assert summary["weekly_inventory_stddev"].sort_index().tolist() == pytest.approx(
+        stddev.sort_index().tolist()
+    )
+    assert summary.at["Pothos", "net_change"] == -20
+    assert summary.at["Pothos", "weeks_at_zero"] == 1
+    assert summary.loc[summary["has_been_out_of_stock"]].index.sort_values().tolist() == [
+        "Pothos",
+        "String of pearls",
+    ]
+
+
+def test_replay_is_idempotent(course_warehouse: Path) -> None:
+    query = "select * from snapshots.products_snapshot order by product_id, dbt_valid_from"
+    before = _mart(course_warehouse, query)
+    assert [r.replayed for r in replay([3, 4], wh=course_warehouse)] == [False, False]
+    run_dbt(["snapshot", "--vars", '{snapshot_at: "2021-03-05 00:00:00"}'], wh=course_warehouse)
+    pd.testing.assert_frame_equal(_mart(course_warehouse, query), before)
+    replay(range(1, 5), from_scratch=True, wh=course_warehouse)
+    pd.testing.assert_frame_equal(_mart(course_warehouse, query), before)
+
+
+def test_replay_rejects_unknown_weeks(course_warehouse: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"week\(s\) 7 not in the weekly inventory \(the loaded data has weeks 1–4\)"
+    ):
+        replay([7], wh=course_warehouse)
+    assert parse_weeks("1-3,5") == [1, 2, 3, 5]
+    with pytest.raises(ValueError, match="expected a week or a range"):
+        parse_weeks("one")
