@@ -100,3 +100,73 @@ def inventory_changes(raw: dict[str, pd.DataFrame], weeks: range) -> pd.DataFram
         if pivot.at[name, week] != pivot.at[name, week - 1]
     ]
     return pd.DataFrame(rows, columns=["product_name", "week", "previous_inventory", "new_inventory"])
+
+
+def week_start(values: pd.Series) -> pd.Series:
+    """The Monday (00:00) of each timestamp's week, as MetricFlow's week grain."""
+    days = pd.to_datetime(values).dt.normalize()
+    return days - pd.to_timedelta(days.dt.dayofweek, unit="D")
+
+
+def grain(values: pd.Series, name: str) -> pd.Series:
+    return week_start(values) if name == "week" else pd.to_datetime(values).dt.normalize()
+
+
+def funnel(raw: dict[str, pd.DataFrame], by: str | None = None) -> pd.DataFrame:
+    """Funnel steps and step conversion overall, or by 'day' / 'week' of session start."""
+    s = sessions(raw)
+    keys = [grain(s["session_started_at"], by).rename(f"metric_time__{by}")] if by else [s.assign(k=0)["k"]]
+    out = s.groupby(keys).agg(
+        sessions_with_page_view=("has_page_view", "sum"),
+        sessions_with_add_to_cart=("has_add_to_cart", "sum"),
+        sessions_with_checkout=("has_checkout", "sum"),
+    )
+    out["view_to_cart_rate"] = out["sessions_with_add_to_cart"] / out["sessions_with_page_view"]
+    out["cart_to_checkout_rate"] = out["sessions_with_checkout"] / out["sessions_with_add_to_cart"]
+    out["view_to_checkout_rate"] = out["sessions_with_checkout"] / out["sessions_with_page_view"]
+    out["sessions_lost_before_add_to_cart"] = (
+        out["sessions_with_page_view"] - out["sessions_with_add_to_cart"]
+    )
+    out["sessions_lost_before_checkout"] = out["sessions_with_add_to_cart"] - out["sessions_with_checkout"]
+    return out.reset_index(drop=by is None)
+
+
+def product_funnel(raw: dict[str, pd.DataFrame], by: str | None = None) -> pd.DataFrame:
+    """Per product name (and day/week of session start): viewed, added, purchased, rates."""
+    ps = product_sessions(raw).merge(sessions(raw)[["session_id", "session_started_at"]], on="session_id")
+    ps["product__product_name"] = ps["product_id"].map(raw["products"].set_index("product_id")["name"])
+    keys = ["product__product_name"]
+    if by:
+        ps[f"metric_time__{by}"] = grain(ps["session_started_at"], by)
+        keys.append(f"metric_time__{by}")
+    out = ps.groupby(keys).agg(
+        product_sessions_viewed=("has_viewed", "sum"),
+        product_sessions_added_to_cart=("has_added_to_cart", "sum"),
+        product_sessions_purchased=("has_purchased", "sum"),
+    )
+    out["product_view_to_purchase_rate"] = out["product_sessions_purchased"] / out["product_sessions_viewed"]
+    out["product_view_to_cart_rate"] = out["product_sessions_added_to_cart"] / out["product_sessions_viewed"]
+    return out.reset_index()
+
+
+def orders_by(raw: dict[str, pd.DataFrame], by: str) -> pd.DataFrame:
+    orders = raw["orders"].assign(**{f"metric_time__{by}": lambda o: grain(o["created_at"], by)})
+    out = orders.groupby(f"metric_time__{by}").agg(
+        orders=("order_id", "count"), revenue=("order_total", "sum")
+    )
+    out["average_order_value"] = out["revenue"] / out["orders"]
+    return out.reset_index()
+
+
+def inventory_on_hand_by_week(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per product name and week: the inventory recorded in that week (one record a week)."""
+    weekly = raw["product_inventory_by_week"]
+    out = pd.DataFrame(
+        {
+            "product__product_name": weekly["name"],
+            "metric_time__week": week_start(weekly["recorded_at"]),
+            "inventory_on_hand": weekly["inventory"],
+            "out_of_stock_products": (weekly["inventory"] == 0).astype(int),
+        }
+    )
+    return out.sort_values("metric_time__week").groupby(["product__product_name", "metric_time__week"]).last()

@@ -1,0 +1,156 @@
+"""The semantic layer in-process: a warm MetricFlow engine over a read-only DuckDB warehouse.
+
+`mf query` pays dbt's start-up on every call; this loads the semantic manifest once and
+answers each query in milliseconds. Queries are compiled by MetricFlow and run read-only;
+results come back as Arrow tables.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from metricflow.data_table.mf_table import MetricFlowDataTable
+from metricflow.engine.metricflow_engine import MetricFlowEngine, MetricFlowQueryRequest
+from metricflow.protocols.sql_client import SqlEngine
+from metricflow.sql.render.duckdb_renderer import DuckDbSqlPlanRenderer
+from metricflow.sql.render.sql_plan_renderer import SqlPlanRenderer
+from metricflow_semantics.model.dbt_manifest_parser import parse_manifest_from_dbt_generated_manifest
+from metricflow_semantics.model.semantic_manifest_lookup import SemanticManifestLookup
+from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
+
+from greenery import warehouse
+
+MANIFEST_PATH = warehouse.PROJECT_DIR / "target" / "semantic_manifest.json"
+
+
+class SemanticLayerError(ValueError):
+    """A query the semantic layer cannot answer; the message is MetricFlow's or names the input."""
+
+
+class ReadOnlyDuckDbClient:
+    """MetricFlow's SqlClient over one read-only DuckDB connection."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self._con = connection
+        self._renderer = DuckDbSqlPlanRenderer()
+
+    @property
+    def sql_engine_type(self) -> SqlEngine:
+        return SqlEngine.DUCKDB
+
+    @property
+    def sql_plan_renderer(self) -> SqlPlanRenderer:
+        return self._renderer
+
+    def arrow(self, stmt: str) -> pa.Table:
+        return self._con.cursor().sql(stmt).to_arrow_table()
+
+    def query(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = SqlBindParameterSet()) -> MetricFlowDataTable:
+        cursor = self._con.cursor().execute(stmt)
+        columns = [d[0] for d in cursor.description]
+        return MetricFlowDataTable.create_from_rows(column_names=columns, rows=cursor.fetchall())
+
+    def execute(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = SqlBindParameterSet()) -> None:
+        self._con.cursor().execute(stmt)
+
+    def dry_run(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = SqlBindParameterSet()) -> None:
+        self._con.cursor().execute(f"EXPLAIN {stmt}")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def render_bind_parameter_key(self, bind_parameter_key: str) -> str:
+        return f"${bind_parameter_key}"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A semantic-layer answer: the SQL MetricFlow wrote, the rows, and how long it took."""
+
+    sql: str
+    table: pa.Table
+    seconds: float = field(compare=False)
+
+
+def _manifest_database(manifest_json: str) -> str:
+    """The warehouse database the semantic models point at (the catalog their SQL names)."""
+    models = json.loads(manifest_json)["semantic_models"]
+    return models[0]["node_relation"]["database"]
+
+
+class SemanticLayer:
+    """A warm MetricFlow engine over a DuckDB warehouse, opened read-only.
+
+    The warehouse file may be a published copy under any name: it is attached under the
+    database name the semantic manifest uses.
+    """
+
+    def __init__(self, warehouse_file: Path | None = None, manifest_path: Path = MANIFEST_PATH) -> None:
+        if not manifest_path.is_file():
+            raise SemanticLayerError(f"no semantic manifest at {manifest_path}: run `dbt parse` first")
+        manifest_json = manifest_path.read_text()
+        database = _manifest_database(manifest_json)
+        path = warehouse_file or warehouse.warehouse_path()
+        if not path.is_file():
+            raise SemanticLayerError(f"no warehouse at {path}: run `make demo` or `dbt build` first")
+        con = duckdb.connect()
+        con.execute(f"ATTACH '{path}' AS \"{database}\" (READ_ONLY)")
+        con.execute(f'USE "{database}"')
+        self.client = ReadOnlyDuckDbClient(con)
+        self.lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest_json))
+        self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
+
+    @property
+    def saved_query_names(self) -> list[str]:
+        return sorted(q.name for q in self.lookup.semantic_manifest.saved_queries)
+
+    @property
+    def metric_names(self) -> list[str]:
+        return sorted(m.name for m in self.lookup.semantic_manifest.metrics)
+
+    def compile(
+        self,
+        *,
+        metrics: Sequence[str] = (),
+        group_by: Sequence[str] = (),
+        where: Sequence[str] = (),
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+        saved_query: str | None = None,
+    ) -> str:
+        """The SQL MetricFlow writes for the query (raises SemanticLayerError with its message)."""
+        if saved_query is not None and saved_query not in self.saved_query_names:
+            raise SemanticLayerError(
+                f"unknown saved query {saved_query!r} (known: {', '.join(self.saved_query_names)})"
+            )
+        request = MetricFlowQueryRequest.create(
+            saved_query_name=saved_query,
+            metric_names=list(metrics) or None,
+            group_by_names=list(group_by) or None,
+            where_constraints=list(where) or None,
+            order_by_names=list(order_by) or None,
+            limit=limit,
+        )
+        try:
+            return self.engine.explain(request).sql_statement.without_descriptions.sql
+        except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
+            raise SemanticLayerError(str(exc)) from exc
+
+    def query(self, **request: object) -> QueryResult:
+        """Compile with MetricFlow, run read-only, return Arrow rows (same arguments as compile)."""
+        start = time.perf_counter()
+        sql = self.compile(**request)  # type: ignore[arg-type]
+        try:
+            table = self.client.arrow(sql)
+        except duckdb.Error as exc:
+            raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
+        return QueryResult(sql=sql, table=table, seconds=time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.client.close()
