@@ -105,7 +105,7 @@ def inventory_changes(raw: dict[str, pd.DataFrame], weeks: range) -> pd.DataFram
 def week_start(values: pd.Series) -> pd.Series:
     """The Monday (00:00) of each timestamp's week, as MetricFlow's week grain."""
     days = pd.to_datetime(values).dt.normalize()
-    return days - pd.to_timedelta(days.dt.dayofweek, unit="D")
+    return days - pd.to_timedelta(days.dt.day_of_week, unit="D")
 
 
 def grain(values: pd.Series, name: str) -> pd.Series:

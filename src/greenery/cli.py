@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from greenery import warehouse
+from greenery.pipeline import DbtError
 
 
 class UserError(Exception):
@@ -48,6 +49,22 @@ def cmd_replay(args: argparse.Namespace) -> None:
         print(f"  week {result.week} ({result.recorded_at:%Y-%m-%d}): {done}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from greenery.exports import run_exports
+
+    parquet = Path(args.parquet) if args.parquet else None
+    results = run_exports(select=args.select or (), parquet_dir=parquet)
+    for r in results:
+        where = f"{r.spec.schema}.{r.spec.alias} ({r.spec.export_as})"
+        if r.error:
+            print(f"  FAILED {r.spec.saved_query} → {where}: {r.error}", file=sys.stderr)
+        else:
+            print(f"  {r.spec.saved_query:<40} → {where:<55} {r.rows:>9,} rows {r.seconds * 1000:>7.0f} ms")
+    failed = [r.spec.saved_query for r in results if r.error]
+    if failed:
+        raise UserError(f"{len(failed)} export(s) failed, previous contents kept: {', '.join(failed)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from greenery.generate import DEFAULT_SEED
 
@@ -72,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--weeks", default="1-4", help="weeks to replay, e.g. 1-4 (default)")
     rep.add_argument("--from-scratch", action="store_true", help="drop the snapshot's history first")
     rep.set_defaults(func=cmd_replay)
+
+    exp = sub.add_parser("export", help="run the saved queries' exports into the warehouse")
+    exp.add_argument("--select", nargs="+", metavar="NAME", help="only these saved queries")
+    exp.add_argument("--parquet", metavar="DIR", help="also write each export as DIR/<alias>.parquet")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 
@@ -80,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)
-    except (UserError, ValueError, FileNotFoundError) as exc:
+    except (UserError, ValueError, FileNotFoundError, DbtError) as exc:
         print(f"greenery {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0

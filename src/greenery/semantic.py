@@ -27,18 +27,23 @@ from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 from greenery import warehouse
 
 MANIFEST_PATH = warehouse.PROJECT_DIR / "target" / "semantic_manifest.json"
+NO_PARAMS = SqlBindParameterSet()
 
 
 class SemanticLayerError(ValueError):
     """A query the semantic layer cannot answer; the message is MetricFlow's or names the input."""
 
 
-class ReadOnlyDuckDbClient:
-    """MetricFlow's SqlClient over one read-only DuckDB connection."""
+class DuckDbClient:
+    """MetricFlow's SqlClient over one DuckDB connection (each call on its own cursor)."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._con = connection
         self._renderer = DuckDbSqlPlanRenderer()
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        return self._con
 
     @property
     def sql_engine_type(self) -> SqlEngine:
@@ -51,15 +56,17 @@ class ReadOnlyDuckDbClient:
     def arrow(self, stmt: str) -> pa.Table:
         return self._con.cursor().sql(stmt).to_arrow_table()
 
-    def query(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = SqlBindParameterSet()) -> MetricFlowDataTable:
+    def query(
+        self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS
+    ) -> MetricFlowDataTable:
         cursor = self._con.cursor().execute(stmt)
         columns = [d[0] for d in cursor.description]
         return MetricFlowDataTable.create_from_rows(column_names=columns, rows=cursor.fetchall())
 
-    def execute(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = SqlBindParameterSet()) -> None:
+    def execute(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS) -> None:
         self._con.cursor().execute(stmt)
 
-    def dry_run(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = SqlBindParameterSet()) -> None:
+    def dry_run(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS) -> None:
         self._con.cursor().execute(f"EXPLAIN {stmt}")
 
     def close(self) -> None:
@@ -85,13 +92,19 @@ def _manifest_database(manifest_json: str) -> str:
 
 
 class SemanticLayer:
-    """A warm MetricFlow engine over a DuckDB warehouse, opened read-only.
+    """A warm MetricFlow engine over a DuckDB warehouse, read-only unless asked otherwise.
 
-    The warehouse file may be a published copy under any name: it is attached under the
-    database name the semantic manifest uses.
+    The warehouse file may be a copy under any name: it is attached under the database name
+    the semantic manifest uses, so MetricFlow's SQL finds its tables.
     """
 
-    def __init__(self, warehouse_file: Path | None = None, manifest_path: Path = MANIFEST_PATH) -> None:
+    def __init__(
+        self,
+        warehouse_file: Path | None = None,
+        manifest_path: Path = MANIFEST_PATH,
+        *,
+        read_only: bool = True,
+    ) -> None:
         if not manifest_path.is_file():
             raise SemanticLayerError(f"no semantic manifest at {manifest_path}: run `dbt parse` first")
         manifest_json = manifest_path.read_text()
@@ -100,11 +113,21 @@ class SemanticLayer:
         if not path.is_file():
             raise SemanticLayerError(f"no warehouse at {path}: run `make demo` or `dbt build` first")
         con = duckdb.connect()
-        con.execute(f"ATTACH '{path}' AS \"{database}\" (READ_ONLY)")
+        con.execute(f"ATTACH '{path}' AS \"{database}\"{' (READ_ONLY)' if read_only else ''}")
         con.execute(f'USE "{database}"')
-        self.client = ReadOnlyDuckDbClient(con)
+        self.path = path
+        self.manifest_path = manifest_path
+        self.client = DuckDbClient(con)
         self.lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest_json))
         self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
+
+    @classmethod
+    def published(cls, wh: Path | None = None) -> SemanticLayer:
+        """Read-only over the newest published copy of the warehouse (see warehouse.publish)."""
+        folder = warehouse.current_published(wh)
+        if folder is None:
+            raise SemanticLayerError("nothing published yet: run `make demo` (or `greenery publish`) first")
+        return cls(folder / (wh or warehouse.warehouse_path()).name, folder / MANIFEST_PATH.name)
 
     @property
     def saved_query_names(self) -> list[str]:

@@ -135,3 +135,53 @@ def raw_counts(warehouse: Path | None = None) -> dict[str, int]:
         }
     finally:
         con.close()
+
+
+# ---- published copies for readers ------------------------------------------------------
+# DuckDB allows one writer per file, and a reader in another process blocks the writer.
+# Readers (the server, BI tools) therefore never open the warehouse itself: after each
+# successful build, `publish` copies it with its semantic manifest into a new folder and
+# atomically repoints `published/CURRENT` at it. Readers open the copy CURRENT names and
+# switch when it changes; a rebuild never touches a file a reader has open.
+PUBLISHED_DIR = "published"
+CURRENT_FILE = "CURRENT"
+KEEP_PUBLISHED = 3
+
+
+def published_root(wh: Path | None = None) -> Path:
+    return (wh or warehouse_path()).parent / PUBLISHED_DIR
+
+
+def publish(manifest: Path, wh: Path | None = None) -> Path:
+    """Copy the warehouse and the semantic manifest into a new published version; return its folder."""
+    import shutil
+    import time
+
+    wh = wh or warehouse_path()
+    root = published_root(wh)
+    root.mkdir(parents=True, exist_ok=True)
+    version = root / f"v{time.time_ns()}"
+    staging = root / f".{version.name}.tmp"
+    staging.mkdir()
+    con = duckdb.connect(str(wh))
+    con.execute("CHECKPOINT")  # fold the WAL in, so the copy is the whole database
+    con.close()
+    shutil.copy2(wh, staging / wh.name)
+    shutil.copy2(manifest, staging / manifest.name)
+    staging.rename(version)
+    pointer = root / f".{CURRENT_FILE}.tmp"
+    pointer.write_text(version.name)
+    os.replace(pointer, root / CURRENT_FILE)
+    for old in sorted(p for p in root.glob("v*") if p.is_dir())[:-KEEP_PUBLISHED]:
+        shutil.rmtree(old, ignore_errors=True)
+    return version
+
+
+def current_published(wh: Path | None = None) -> Path | None:
+    """The folder of the newest published version (warehouse copy + semantic manifest), if any."""
+    root = published_root(wh)
+    try:
+        name = (root / CURRENT_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return root / name

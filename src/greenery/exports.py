@@ -1,0 +1,122 @@
+"""Saved-query exports, run by the project itself (dbt Core marks them NO-OP).
+
+Each export of each saved query is compiled by a warm MetricFlow engine and materialized in
+the warehouse as a table or view (schema, alias and export_as from its config), optionally
+also as a Parquet file. A table is built aside and swapped in within one transaction, and a
+Parquet file is written aside and renamed, so a reader never sees half an export and a
+failing saved query leaves its previous export as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from greenery.semantic import SemanticLayer, SemanticLayerError
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    saved_query: str
+    name: str
+    schema: str
+    alias: str
+    export_as: str  # table | view
+
+    @property
+    def relation(self) -> str:
+        return f'"{self.schema}"."{self.alias}"'
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    spec: ExportSpec
+    rows: int
+    seconds: float
+    error: str | None = None
+
+
+class ExportError(ValueError):
+    """The exports asked for do not exist."""
+
+
+def export_specs(layer: SemanticLayer, select: Sequence[str] = ()) -> list[ExportSpec]:
+    """The exports of the saved queries (all, or those named in `select`)."""
+    queries = {q.name: q for q in layer.lookup.semantic_manifest.saved_queries}
+    unknown = sorted(set(select) - set(queries))
+    if unknown:
+        raise ExportError(f"unknown saved query: {', '.join(unknown)} (known: {', '.join(sorted(queries))})")
+    specs = []
+    for name in sorted(select or queries):
+        for export in queries[name].exports:
+            config = export.config
+            specs.append(
+                ExportSpec(
+                    saved_query=name,
+                    name=export.name,
+                    schema=config.schema_name or "exports",
+                    alias=config.alias or export.name,
+                    export_as=str(config.export_as.value),
+                )
+            )
+    return specs
+
+
+def _materialize(layer: SemanticLayer, spec: ExportSpec, sql: str) -> int:
+    con = layer.client.connection
+    con.execute(f'create schema if not exists "{spec.schema}"')
+    if spec.export_as == "view":
+        con.execute(f"create or replace view {spec.relation} as {sql}")
+        return con.execute(f"select count(*) from {spec.relation}").fetchone()[0]
+    staging = f'"{spec.schema}"."{spec.alias}__building"'
+    con.execute(f"create or replace table {staging} as {sql}")
+    rows = con.execute(f"select count(*) from {staging}").fetchone()[0]
+    con.execute("begin")
+    try:
+        con.execute(f"drop table if exists {spec.relation}")
+        con.execute(f'alter table {staging} rename to "{spec.alias}"')
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return rows
+
+
+def _write_parquet(layer: SemanticLayer, spec: ExportSpec, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{spec.alias}.parquet"
+    partial = folder / f".{spec.alias}.parquet.tmp"
+    layer.client.connection.execute(f"copy (select * from {spec.relation}) to '{partial}' (format parquet)")
+    os.replace(partial, final)
+
+
+def run_export(layer: SemanticLayer, spec: ExportSpec, parquet_dir: Path | None = None) -> ExportResult:
+    """Materialize one export; a failure is returned (not raised) with MetricFlow's message."""
+    start = time.perf_counter()
+    try:
+        sql = layer.compile(saved_query=spec.saved_query)
+        rows = _materialize(layer, spec, sql)
+        if parquet_dir is not None:
+            _write_parquet(layer, spec, parquet_dir)
+    except (SemanticLayerError, duckdb.Error, OSError) as exc:
+        return ExportResult(spec, 0, time.perf_counter() - start, error=str(exc).strip())
+    return ExportResult(spec, rows, time.perf_counter() - start)
+
+
+def run_exports(
+    warehouse_file: Path | None = None,
+    select: Sequence[str] = (),
+    parquet_dir: Path | None = None,
+) -> list[ExportResult]:
+    """Run the exports with one warm engine writing to the warehouse; failures are in the results."""
+    layer = SemanticLayer(warehouse_file, read_only=False)
+    try:
+        results = [run_export(layer, spec, parquet_dir) for spec in export_specs(layer, select)]
+    finally:
+        layer.close()
+    return results
