@@ -1,0 +1,869 @@
+"""Synthetic Greenery source data of the course's shape, at any scale.
+
+Scale 1 reproduces the course dataset's published aggregates exactly, for any seed: every
+count is fixed up front (the course's own numbers, embedded below) and the random
+generator only decides which rows get which value and when. Scale N makes N times the
+users and sessions over a longer timeline (about 3 * N**0.7 days) with daily, weekly and
+yearly seasonality, funnel rates that drift over time and differ by product, and weekly
+inventory that sales draw down and restocks bring back.
+
+Everything numeric is planned first as small arrays; the string-heavy frames (ids, urls)
+are built and yielded per block of sessions, so memory stays bounded as the scale grows.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from greenery import course
+from greenery.schema import EVENT_TYPES, ORDER_STATUSES, PAGE_URL_PREFIX, SHIPPING_SERVICES
+
+DEFAULT_SEED: int = 2021
+
+START = np.datetime64("2021-02-10T00:00:00", "s")  # the course's first order day
+DAY, HOUR = 86_400, 3_600
+BLOCK_SESSIONS = 20_000  # sessions per yielded block of events, orders and order items
+
+# ---- facts of the course dataset (computed once from its CSVs) -------------------------
+USERS, ADDRESSES, COURSE_DAYS = 130, 150, 2
+ACTIVE_USERS = 124
+# Sessions by shape: (checkout, carted products, other viewed products, repeated page
+# view, repeated add_to_cart, number of sessions). Order items = the carted products.
+SESSION_SHAPES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (0, 0, 1, 0, 0, 53), (0, 0, 2, 0, 0, 32), (0, 0, 2, 1, 0, 5), (0, 0, 3, 0, 0, 21),
+    (0, 1, 0, 0, 0, 26), (0, 1, 1, 0, 0, 29), (0, 1, 1, 1, 0, 2), (0, 1, 2, 0, 0, 32),
+    (0, 2, 0, 0, 0, 6), (0, 2, 0, 1, 0, 1), (0, 2, 0, 1, 1, 1), (0, 2, 1, 0, 0, 9),
+    (1, 1, 0, 0, 0, 25), (1, 1, 1, 0, 0, 10), (1, 1, 1, 1, 0, 2), (1, 1, 2, 0, 0, 26),
+    (1, 1, 2, 1, 0, 6), (1, 1, 3, 0, 0, 20), (1, 2, 0, 0, 0, 22), (1, 2, 1, 0, 0, 37),
+    (1, 2, 1, 1, 0, 2), (1, 2, 2, 0, 0, 30), (1, 2, 2, 1, 0, 3), (1, 2, 3, 0, 0, 39),
+    (1, 3, 0, 0, 0, 17), (1, 3, 1, 0, 0, 24), (1, 3, 2, 0, 0, 17), (1, 3, 2, 1, 0, 2),
+    (1, 3, 3, 0, 0, 20), (1, 4, 0, 0, 0, 10), (1, 4, 1, 0, 0, 11), (1, 4, 1, 1, 0, 1),
+    (1, 4, 2, 0, 0, 5), (1, 4, 2, 1, 0, 1), (1, 4, 3, 0, 0, 10), (1, 5, 0, 0, 0, 3),
+    (1, 5, 1, 0, 0, 6), (1, 5, 2, 0, 0, 2), (1, 5, 3, 0, 0, 3), (1, 6, 0, 0, 0, 1),
+    (1, 6, 1, 0, 0, 1), (1, 6, 3, 0, 0, 2), (1, 7, 1, 0, 0, 1), (1, 7, 2, 0, 0, 1),
+    (1, 7, 3, 0, 0, 1),
+)  # fmt: skip
+# Per product, in course.PRODUCTS order: (sessions that viewed it, checkout sessions that bought it).
+PRODUCT_SESSIONS: tuple[tuple[int, int], ...] = (
+    (61, 21), (67, 36), (62, 30), (49, 25), (64, 39), (63, 34), (73, 29), (75, 34), (78, 33), (53, 27),
+    (66, 27), (60, 27), (56, 28), (68, 29), (59, 28), (61, 24), (46, 22), (63, 35), (67, 33), (59, 28),
+    (56, 26), (55, 30), (45, 22), (51, 21), (74, 31), (62, 29), (65, 32), (54, 28), (70, 28), (63, 26),
+)  # fmt: skip
+ORDERS_PER_BUYER = (25, 28, 34, 20, 10, 2, 4, 1)  # buyers with 1, 2, ..., 8 orders
+PROMOS: tuple[tuple[str, int, str], ...] = (
+    ("task-force", 2, "inactive"), ("instruction set", 13, "inactive"), ("leverage", 10, "active"),
+    ("Optional", 17, "inactive"), ("Mandatory", 20, "inactive"), ("Digitized", 11, "inactive"),
+)  # fmt: skip
+PROMO_ORDERS = (4, 11, 9, 6, 7, 3, 321)  # orders per promo above, then orders without one
+STATUS_ORDERS = (26, 30, 305)  # preparing, shipped, delivered (schema.ORDER_STATUSES order)
+SERVICE_ORDERS = (169, 96, 60, 10)  # ups, fedex, usps, dhl (schema.SHIPPING_SERVICES order)
+ESTIMATE_DAYS = (59, 78, 59, 61, 57, 21)  # sent orders estimated 1..5 days out, then NULL
+DELIVERY_DAYS = (46, 47, 44, 46, 38, 47, 37)  # delivered orders 1..7 days after the order
+QUANTITIES = (212, 215, 217, 218)  # order items of quantity 1..4
+SHIP_HOURS = (2, 9)  # package_shipped this many whole hours after the order
+# (state, course addresses, lowest zip, highest zip); zips below 10000 lost their leading 0.
+STATES: tuple[tuple[str, int, int, int], ...] = (
+    ("Texas", 23, 75001, 79999), ("California", 17, 90001, 96162), ("Virginia", 9, 22001, 24658),
+    ("Florida", 8, 32003, 34997), ("New York", 7, 10001, 14925), ("District of Columbia", 7, 20001, 20599),
+    ("Alabama", 5, 35004, 36925), ("Indiana", 5, 46001, 47997), ("Arizona", 4, 85001, 86556),
+    ("Pennsylvania", 4, 15001, 19640), ("Colorado", 4, 80001, 81658), ("Ohio", 4, 43001, 45999),
+    ("Massachusetts", 4, 1001, 2791), ("Missouri", 4, 63001, 65899), ("Minnesota", 4, 55001, 56763),
+    ("Maryland", 3, 20601, 21930), ("Washington", 3, 98001, 99403), ("North Carolina", 3, 27006, 28909),
+    ("Nevada", 3, 88901, 89883), ("Georgia", 3, 30001, 31999), ("Kansas", 3, 66002, 67954),
+    ("Illinois", 2, 60001, 62999), ("Iowa", 2, 50001, 52809), ("Michigan", 2, 48001, 49971),
+    ("Oklahoma", 2, 73001, 74966), ("Oregon", 2, 97001, 97920), ("South Carolina", 2, 29001, 29948),
+    ("West Virginia", 1, 24701, 26886), ("Connecticut", 1, 6001, 6928), ("Montana", 1, 59001, 59937),
+    ("Nebraska", 1, 68001, 69367), ("New Mexico", 1, 87001, 88439), ("Louisiana", 1, 70001, 71497),
+    ("Wisconsin", 1, 53001, 54990), ("Kentucky", 1, 40003, 42788), ("New Hampshire", 1, 3031, 3897),
+    ("Mississippi", 1, 38601, 39776), ("Delaware", 1, 19701, 19980),
+)  # fmt: skip
+FIRST_NAMES: tuple[str, ...] = (
+    "Keslie", "Gerhard", "Edithe", "Danella", "Timoteo", "Lorelle", "Reg", "Betsey", "Maris", "Johnath",
+    "Ardith", "Bevin", "Cacilia", "Dorian", "Elbertine", "Fidel", "Gratia", "Hamil", "Iolande", "Jarib",
+    "Kalie", "Lindon", "Merola", "Nevins", "Orelia", "Pavel", "Quinta", "Rab", "Sibella", "Tadeas", "Ulla",
+    "Vasili", "Wenona", "Xymenes", "Yolanthe", "Zebadiah", "Alvera", "Brok", "Corissa", "Dov"
+)  # fmt: skip
+LAST_NAMES: tuple[str, ...] = (
+    "Hearmon", "Kernan", "Petricek", "Wrankmore", "Labrenz", "Diego", "Harrop", "Mylan", "Sperski", "Oliva",
+    "Abrahamoff", "Bellew", "Cuerda", "Dwelly", "Esmead", "Fairholme", "Gookes", "Hannent", "Iacovozzo",
+    "Jessard", "Kilmurry", "Ledwitch", "Mcasparan", "Noor", "Ommanney", "Pinnick", "Quilty", "Rawling",
+    "Semble", "Tumilson", "Upwood", "Vanyutin", "Wackett", "Yurkiewicz", "Zanetti"
+)  # fmt: skip
+DOMAINS: tuple[str, ...] = (
+    "netvibes.com", "51.la", "purevolume.com", "europa.eu", "cisco.com", "nps.gov", "naver.com",
+    "cbslocal.com", "comsenz.com", "taobao.com", "yolasite.com", "google.nl", "flickr.com", "samsung.com",
+    "marketwatch.com", "altervista.org"
+)  # fmt: skip
+STREETS: tuple[str, ...] = (
+    "Artisan", "Carberry", "Tennyson", "Sutherland", "Sherman", "Chive", "Red Cloud", "Brown", "Miller",
+    "Harbort", "Farragut", "Donald", "Evergreen", "Victoria", "Meadow Ridge", "Pierstorff", "Bluejay",
+    "Kipling", "Sullivan", "Pankratz", "Oakridge", "Hoard", "Lunder", "Mallard", "Nancy", "Ronald Regan",
+    "Service", "Stang", "Thackeray", "Vera", "Warner", "Anhalt"
+)  # fmt: skip
+SUFFIXES: tuple[str, ...] = (
+    "Park", "Street", "Alley", "Pass", "Point", "Lane", "Hill", "Crossing", "Road", "Drive", "Trail",
+    "Parkway", "Plaza", "Terrace", "Way", "Court"
+)  # fmt: skip
+
+
+# ---- small helpers ----------------------------------------------------------------------
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    """An independent generator for one stream of one seed."""
+    return np.random.default_rng([seed % 2**63, *stream])
+
+
+def _allocate(total: int, weights: Sequence[int]) -> np.ndarray:
+    """Split `total` in proportion to integer `weights` (largest remainder; exact at the course's total)."""
+    w = np.asarray(weights, dtype=np.int64)
+    scaled = total * w
+    counts = scaled // w.sum()
+    remainder = scaled % w.sum()
+    counts[np.argsort(-remainder, kind="stable")[: total - counts.sum()]] += 1
+    return counts
+
+
+def _deal(total: int, weights: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """`total` category codes in proportion to `weights`, in random order."""
+    return rng.permutation(np.repeat(np.arange(len(weights)), _allocate(total, weights)))
+
+
+def _top(keys: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Mask of the k[i] largest keys of each row i."""
+    ordered = -np.sort(-keys, axis=1)
+    threshold = ordered[np.arange(len(keys)), np.clip(k - 1, 0, keys.shape[1] - 1)]
+    return (keys >= threshold[:, None]) & (k[:, None] > 0)
+
+
+def _pick_one(pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random column of each row among the True entries of `pool`."""
+    return np.argmax(np.where(pool, rng.random(pool.shape), -1.0), axis=1)
+
+
+def _segment_offsets(sizes: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_UUID_SLOTS = np.r_[0:8, 9:13, 14:18, 19:23, 24:36]
+
+
+def _fixed_strings(chars: np.ndarray) -> pa.Array:
+    """Arrow strings from a (n, width) array of ASCII codes."""
+    n, width = chars.shape
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    data = np.ascontiguousarray(chars, dtype=np.uint8)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _uuids(n: int, rng: np.random.Generator) -> pa.Array:
+    """n uuid4-style strings from the generator's bytes."""
+    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 0x0F]
+    chars = np.full((n, 36), ord("-"), dtype=np.uint8)
+    chars[:, _UUID_SLOTS] = digits
+    return _fixed_strings(chars)
+
+
+def _labels(codes: np.ndarray, values: Sequence[str]) -> pa.Array:
+    """Arrow strings values[code]; code -1 is NULL."""
+    codes = np.asarray(codes, dtype=np.int32)
+    indices = pa.array(codes, mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(values), pa.string())).dictionary_decode()
+
+
+def _take(strings: pa.Array, index: np.ndarray) -> pa.Array:
+    """strings[index]; index -1 is NULL."""
+    index = np.asarray(index, dtype=np.int64)
+    return strings.take(pa.array(index, mask=index < 0))
+
+
+def _timestamps(seconds: np.ndarray, null: np.ndarray | None = None) -> np.ndarray:
+    """Seconds since START as datetime64[us] (NaT where `null`)."""
+    stamps = (START + seconds.astype("timedelta64[s]")).astype("datetime64[us]")
+    if null is not None:
+        stamps[null] = np.datetime64("NaT")
+    return stamps
+
+
+def _frame(columns: dict[str, pa.Array | np.ndarray]) -> pd.DataFrame:
+    """A frame of Arrow-backed strings and numpy numbers/timestamps."""
+    return pa.table(
+        {name: pa.array(col) if isinstance(col, np.ndarray) else col for name, col in columns.items()}
+    ).to_pandas()
+
+
+# ---- the plan: every number of the dataset --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Days of data and the weekly inventory records."""
+
+    days: int
+    weeks: int
+    first_week_days: int
+
+    @classmethod
+    def for_scale(cls, scale: int) -> Timeline:
+        """The course's 2 days at scale 1, about 3 * scale**0.7 days beyond; at least 4 weeks."""
+        days = round(COURSE_DAYS + 3 * (scale**0.7 - 1))
+        first = min(7, days)
+        return cls(days, max(4, 1 + math.ceil((days - first) / 7)), first)
+
+    def recorded_at(self) -> np.ndarray:
+        """Seconds since START of each week's inventory record (week 1 at the first week's end)."""
+        return (self.first_week_days + 7 * np.arange(self.weeks)) * DAY
+
+
+@dataclass(frozen=True)
+class People:
+    """Users (sorted by created_at) and their addresses."""
+
+    created: np.ndarray
+    updated: np.ndarray
+    address: np.ndarray
+    n_addresses: int
+    weight: np.ndarray  # how often the user visits (0: never)
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Sessions sorted by time and their product visits (flat, in browsing order)."""
+
+    end: np.ndarray  # seconds of the last funnel event (the checkout, if any)
+    user: np.ndarray
+    checkout: np.ndarray
+    visit_start: np.ndarray  # offsets into the visit arrays, one more than sessions
+    product: np.ndarray
+    carted: np.ndarray
+    repeat: np.ndarray  # a second visit of a product already seen in the session
+
+
+@dataclass(frozen=True)
+class Orders:
+    """One order per checkout session, in session order, with its items."""
+
+    created: np.ndarray
+    address: np.ndarray
+    promo: np.ndarray  # -1: none
+    status: np.ndarray  # index into ORDER_STATUSES
+    service: np.ndarray  # index into SHIPPING_SERVICES, -1 while preparing
+    ship_hours: np.ndarray
+    estimate_days: np.ndarray  # -1: NULL
+    delivery_days: np.ndarray  # -1: not delivered
+    shipping_cents: np.ndarray
+    cost_cents: np.ndarray
+    item_start: np.ndarray
+    item_product: np.ndarray
+    item_quantity: np.ndarray
+
+    def total_cents(self, rows: slice) -> np.ndarray:
+        """order_cost + shipping_cost - promo discount, in cents."""
+        discount = np.array([0] + [d for _, d, _ in PROMOS], dtype=np.int64) * 100
+        return self.cost_cents[rows] + self.shipping_cents[rows] - discount[self.promo[rows] + 1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    scale: int
+    timeline: Timeline
+    people: People
+    sessions: Sessions
+    orders: Orders
+
+    @property
+    def order_start(self) -> np.ndarray:
+        """Index of the first order of each session (one more entry than sessions)."""
+        return _segment_offsets(self.sessions.checkout)
+
+
+def _shapes() -> np.ndarray:
+    """SESSION_SHAPES without the counts: checkout, carted, other viewed, repeat view, repeat cart."""
+    return np.array([s[:5] for s in SESSION_SHAPES], dtype=np.int8)
+
+
+def _shape_kinds() -> tuple[np.ndarray, np.ndarray]:
+    """Kind of each shape (0 view only, 1 cart only, 2 checkout) and its course sessions."""
+    shapes = _shapes()
+    kind = np.where(shapes[:, 0] == 1, 2, (shapes[:, 1] > 0).astype(np.int64))
+    return kind, np.array([s[5] for s in SESSION_SHAPES], dtype=float)
+
+
+def _hourly_weights(timeline: Timeline, rng: np.random.Generator) -> np.ndarray:
+    """Traffic per hour: evening peak (UTC), weekends, a spring season, growth and daily noise."""
+    hours = np.arange(timeline.days * 24)
+    day = hours // 24
+    daily = 1 + 0.35 * np.cos(2 * np.pi * (hours % 24 - 1) / 24)
+    weekly = np.where((2 + day) % 7 >= 5, 1.2, 1.0)  # 2021-02-10 was a Wednesday
+    yearly = 1 + 0.2 * np.sin(2 * np.pi * (41 + day - 30) / 365)  # day of year 41 = Feb 10; peak May 1
+    growth = np.exp(0.5 * day / 365)
+    noise = np.exp(rng.normal(0, 0.1, timeline.days))[day]
+    return daily * weekly * yearly * growth * noise
+
+
+def _spread(n: int, weights: np.ndarray, rng: np.random.Generator, at_least: int = 0) -> np.ndarray:
+    """n times (seconds) over the hours of `weights`, at least `at_least` in each hour."""
+    counts = at_least + rng.multinomial(n - at_least * len(weights), weights / weights.sum())
+    hours = np.repeat(np.arange(len(weights)), counts)
+    return hours * HOUR + rng.integers(0, HOUR - 1, n)
+
+
+def _people(n_users: int, n_addresses: int, timeline: Timeline, rng: np.random.Generator) -> People:
+    """Users created over the year before the data and during it, each with an own address."""
+    span = 355 + 0.9 * (timeline.days - COURSE_DAYS)
+    created = np.sort((-400 * DAY + rng.random(n_users) * span * DAY).astype(np.int64))
+    room = np.clip(timeline.days * DAY - created, 0, 100 * DAY)
+    updated = created + (rng.random(n_users) * room).astype(np.int64)
+    n_inactive = _allocate(n_users, (ACTIVE_USERS, USERS - ACTIVE_USERS))[1]
+    weight = rng.lognormal(0, 1.0, n_users)
+    weight[rng.choice(n_users, n_inactive, replace=False)] = 0.0
+    address = rng.permutation(n_addresses)[:n_users]
+    return People(created, updated, address, n_addresses, weight)
+
+
+def _greedy(
+    slots: np.ndarray, degrees: np.ndarray, banned: np.ndarray, rng: np.random.Generator
+) -> np.ndarray | None:
+    """Rows with bans, then rows with most slots, take the allowed columns with most left (Havel-Hakimi)."""
+    left = np.asarray(degrees, dtype=np.int64).copy()
+    matrix = np.zeros(banned.shape, dtype=bool)
+    for row in np.lexsort((rng.random(len(slots)), -slots, ~banned.any(axis=1))):
+        keys = np.where(banned[row] | (left == 0), -1.0, left + rng.random(len(left)))
+        chosen = np.argsort(-keys)[: slots[row]]
+        if slots[row] and keys[chosen[-1]] < 0:
+            return None
+        matrix[row, chosen] = True
+        left[chosen] -= 1
+    return matrix
+
+
+def _realize(
+    slots: np.ndarray, degrees: np.ndarray, banned: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A random 0/1 matrix with row sums `slots` and column sums `degrees`, 0 where `banned`.
+
+    A greedy construction, mixed by random swaps that keep every row and column sum.
+    """
+    for _ in range(20):
+        matrix = _greedy(slots, degrees, banned, rng)
+        if matrix is not None:
+            break
+    else:
+        raise RuntimeError("cannot realize the course's per-product session counts")
+    for a, b in rng.integers(0, len(slots), size=(20 * len(slots), 2)):
+        only_a = np.flatnonzero(matrix[a] & ~matrix[b] & ~banned[b])
+        only_b = np.flatnonzero(matrix[b] & ~matrix[a] & ~banned[a])
+        if len(only_a) and len(only_b):
+            p, q = only_a[rng.integers(len(only_a))], only_b[rng.integers(len(only_b))]
+            matrix[a, p] = matrix[b, q] = False
+            matrix[a, q] = matrix[b, p] = True
+    return matrix
+
+
+def _course_products(shape: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Viewed and carted products per session hitting the course's per-product session counts."""
+    checkout, carts, others = shape[:, 0] == 1, shape[:, 1], shape[:, 2]
+    views, buys = np.array(PRODUCT_SESSIONS).T
+    n, m = len(shape), len(views)
+    carted = np.zeros((n, m), dtype=bool)
+    carted[checkout] = _realize(carts[checkout], buys, np.zeros((checkout.sum(), m), bool), rng)
+    seen = _realize(np.where(checkout, others, carts + others), views - buys, carted, rng)
+    keys = np.where(seen & ~checkout[:, None], rng.random((n, m)), -1.0)
+    carted |= _top(keys, np.where(checkout, 0, carts))
+    return seen | carted, carted
+
+
+def _course_sessions(timeline: Timeline, people: People, rng: np.random.Generator) -> Sessions:
+    """The course's 578 sessions: shapes, times (an order in every hour), buyers and products."""
+    shapes = _shapes()
+    shape = shapes[rng.permutation(np.repeat(np.arange(len(shapes)), [s[5] for s in SESSION_SHAPES]))]
+    checkout = shape[:, 0] == 1
+    weights = _hourly_weights(timeline, rng)
+    end = np.empty(len(shape), dtype=np.int64)
+    end[checkout] = _spread(int(checkout.sum()), weights, rng, at_least=1)
+    end[~checkout] = _spread(int((~checkout).sum()), weights, rng)
+    active = np.flatnonzero(people.weight > 0)
+    orders = rng.permutation(np.repeat(np.arange(1, len(ORDERS_PER_BUYER) + 1), ORDERS_PER_BUYER))
+    user = np.empty(len(shape), dtype=np.int64)
+    user[checkout] = rng.permutation(np.repeat(active, orders))
+    user[~checkout] = rng.choice(active, int((~checkout).sum()), p=orders / orders.sum())
+    viewed, carted = _course_products(shape, rng)
+    order = np.argsort(end, kind="stable")
+    return _sessions(
+        end[order], user[order], shape[order], [_visits(shape[order], viewed[order], carted[order], rng)]
+    )
+
+
+def _drifts(timeline: Timeline, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per day: session-type logits (view only, cart only, checkout) and product buy/view logits."""
+    day = np.arange(timeline.days)[:, None]
+    frac = day / max(timeline.days - 1, 1) - 0.5
+    kind, counts = _shape_kinds()
+    types = np.log(np.bincount(kind, weights=counts))[None, :] + np.zeros((timeline.days, 3))
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    types[:, 2:] += 0.3 * np.sin(2 * np.pi * day / 45 + phase[0]) + rng.normal(0, 0.4) * frac
+    types[:, 2:] += np.where((2 + day) % 7 >= 5, 0.15, 0.0)
+    types[:, 1:2] += 0.2 * np.sin(2 * np.pi * day / 30 + phase[1])
+    views, buys = np.array(PRODUCT_SESSIONS, dtype=float).T
+    m = len(views)
+    period, phases = rng.uniform(20, 120, m), rng.uniform(0, 2 * np.pi, m)
+    amplitude, trend = rng.uniform(0.15, 0.45, m), rng.normal(0, 0.5, m)
+    buy = np.log(buys) + amplitude * np.sin(2 * np.pi * day / period + phases) + trend * frac
+    view = np.log(views - buys) + 0.15 * np.sin(2 * np.pi * day / rng.uniform(20, 120, m) + phases)
+    return types, buy, view
+
+
+def _scaled_products(
+    shape: np.ndarray, day: np.ndarray, buy: np.ndarray, view: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Viewed and carted products: carts by buy appeal, other views by browse appeal (Gumbel top-k)."""
+    checkout, carts, others = shape[:, 0] == 1, shape[:, 1], shape[:, 2]
+    buy_keys = buy[day] + rng.gumbel(size=(len(day), buy.shape[1]))
+    view_keys = view[day] + rng.gumbel(size=buy_keys.shape)
+    first = _top(np.where(checkout[:, None], buy_keys, view_keys), np.where(checkout, carts, carts + others))
+    second_keys = np.where(
+        checkout[:, None], np.where(first, -np.inf, view_keys), np.where(first, buy_keys, -np.inf)
+    )
+    second = _top(second_keys, np.where(checkout, others, carts))
+    carted = np.where(checkout[:, None], first, second)
+    return first | second, carted
+
+
+def _scaled_sessions(scale: int, timeline: Timeline, people: People, rng: np.random.Generator) -> Sessions:
+    """578 * scale sessions: seasonal times, drifting funnel, users who already signed up."""
+    n = 578 * scale
+    end = np.sort(_spread(n, _hourly_weights(timeline, rng), rng))
+    day = end // DAY
+    types, buy, view = _drifts(timeline, rng)
+    prob = np.exp(types - types.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[day]
+    kind = (rng.random(n)[:, None] > cumulative[:, :2]).sum(axis=1)
+    shapes = _shapes()
+    shape_kind, counts = _shape_kinds()
+    shape = np.empty((n, 5), dtype=shapes.dtype)
+    for k in range(3):
+        rows = np.flatnonzero(shape_kind == k)
+        picked = rng.choice(rows, int((kind == k).sum()), p=counts[rows] / counts[rows].sum())
+        shape[kind == k] = shapes[picked]
+    eligible = np.searchsorted(people.created, end - HOUR, side="right")
+    cumulative_weight = np.cumsum(people.weight)
+    user = np.searchsorted(cumulative_weight, rng.random(n) * cumulative_weight[eligible - 1], side="right")
+    blocks = []
+    for lo in range(0, n, BLOCK_SESSIONS):
+        part = slice(lo, lo + BLOCK_SESSIONS)
+        viewed, carted = _scaled_products(shape[part], day[part], buy, view, rng)
+        blocks.append(_visits(shape[part], viewed, carted, rng))
+    return _sessions(end, user, shape, blocks)
+
+
+def _visits(
+    shape: np.ndarray, viewed: np.ndarray, carted: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """Visits per session and, flat, their product, carted and repeat flags: each viewed product
+    once in random order, then the session's repeated visit (if any)."""
+    rows, cols = np.nonzero(viewed)
+    browse = np.lexsort((rng.random(len(rows)), rows))
+    rows, cols = rows[browse], cols[browse]
+    again = np.flatnonzero(shape[:, 3] > 0)
+    again_cart = shape[again, 4] > 0
+    again_product = _pick_one(np.where(again_cart[:, None], carted[again], viewed[again]), rng)
+    layout = np.argsort(np.concatenate([rows, again]), kind="stable")
+    return (
+        np.bincount(rows, minlength=len(shape)) + (shape[:, 3] > 0),
+        np.concatenate([cols, again_product]).astype(np.int16)[layout],
+        np.concatenate([carted[rows, cols], again_cart])[layout],
+        np.concatenate([np.zeros(len(rows), bool), np.ones(len(again), bool)])[layout],
+    )
+
+
+def _sessions(
+    end: np.ndarray, user: np.ndarray, shape: np.ndarray, blocks: list[tuple[np.ndarray, ...]]
+) -> Sessions:
+    """Sessions (already in time order) from their visits, block by block."""
+    sizes, product, carted, repeat = (np.concatenate(part) for part in zip(*blocks, strict=True))
+    return Sessions(end, user, shape[:, 0] == 1, _segment_offsets(sizes), product, carted, repeat)
+
+
+def _recent_first(
+    k: int, created: np.ndarray, tau: float, pool: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """k of the `pool` indices, recent orders more likely (weight exp((t - last) / tau))."""
+    keys = (created[pool] - created.max()) / tau + rng.gumbel(size=len(pool))
+    return pool[np.argsort(-keys)[:k]]
+
+
+def _orders(sessions: Sessions, people: People, timeline: Timeline, rng: np.random.Generator) -> Orders:
+    """Orders of the checkout sessions: items = the carted products; course proportions for the rest."""
+    checkout_session = np.flatnonzero(sessions.checkout)
+    n = len(checkout_session)
+    visit_session = np.repeat(np.arange(len(sessions.end)), np.diff(sessions.visit_start))
+    is_item = sessions.carted & ~sessions.repeat & sessions.checkout[visit_session]
+    order_of_session = np.cumsum(sessions.checkout) - 1
+    item_order = order_of_session[visit_session[is_item]]
+    item_product = sessions.product[is_item].astype(np.int64)
+    quantity = 1 + _deal(len(item_order), QUANTITIES, rng)
+    prices = np.array([round(p[2] * 100) for p in course.PRODUCTS], dtype=np.int64)
+    cost = (
+        np.bincount(item_order, weights=quantity * prices[item_product], minlength=n).round().astype(np.int64)
+    )
+    created = sessions.end[checkout_session] + 1
+
+    status = np.full(n, 2, dtype=np.int64)
+    preparing, shipped, _ = _allocate(n, STATUS_ORDERS)
+    tau = max(1.0, timeline.days / 8) * DAY
+    status[_recent_first(preparing, created, tau, np.arange(n), rng)] = 0
+    status[_recent_first(shipped, created, 2 * tau, np.flatnonzero(status == 2), rng)] = 1
+    sent = np.flatnonzero(status > 0)
+    delivered = np.flatnonzero(status == 2)
+    service, estimate, delivery = (np.full(n, -1, dtype=np.int64) for _ in range(3))
+    service[sent] = _deal(len(sent), SERVICE_ORDERS, rng)
+    estimate_code = _deal(len(sent), ESTIMATE_DAYS, rng)
+    estimate[sent] = np.where(estimate_code < 5, estimate_code + 1, -1)
+    delivery[delivered] = 1 + _deal(len(delivered), DELIVERY_DAYS, rng)
+
+    promo = np.full(n, -1, dtype=np.int64)
+    codes = _deal(n, PROMO_ORDERS, rng)
+    codes = codes[codes < len(PROMOS)]
+    eligible = np.flatnonzero(cost > 100 * max(d for _, d, _ in PROMOS))
+    promo[rng.permutation(eligible)[: len(codes)]] = codes[: len(eligible)]
+
+    user = sessions.user[checkout_session]
+    elsewhere = rng.random(n) < 0.15
+    address = np.where(elsewhere, rng.integers(0, people.n_addresses, n), people.address[user])
+    return Orders(
+        created=created,
+        address=address.astype(np.int32),
+        promo=promo.astype(np.int8),
+        status=status.astype(np.int8),
+        service=service.astype(np.int8),
+        ship_hours=rng.integers(SHIP_HOURS[0], SHIP_HOURS[1] + 1, n, dtype=np.int8),
+        estimate_days=estimate.astype(np.int8),
+        delivery_days=delivery.astype(np.int8),
+        shipping_cents=rng.integers(100, 1000, n, dtype=np.int16),
+        cost_cents=cost,
+        item_start=_segment_offsets(np.bincount(item_order, minlength=n)),
+        item_product=item_product.astype(np.int16),
+        item_quantity=quantity.astype(np.int8),
+    )
+
+
+def build_plan(scale: int, seed: int) -> Plan:
+    """Every number of the dataset (no strings): users, sessions, visits, orders and items."""
+    rng = _rng(seed, 0)
+    timeline = Timeline.for_scale(scale)
+    people = _people(USERS * scale, ADDRESSES * scale, timeline, rng)
+    if scale == 1:
+        sessions = _course_sessions(timeline, people, rng)
+    else:
+        sessions = _scaled_sessions(scale, timeline, people, rng)
+    return Plan(scale, timeline, people, sessions, _orders(sessions, people, timeline, rng))
+
+
+# ---- inventory ----------------------------------------------------------------------------
+
+
+def _inventory(plan: Plan, rng: np.random.Generator) -> pd.DataFrame:
+    """Weekly product states: week 1 is the course's; sales draw stock down, restocks refill it."""
+    timeline, orders = plan.timeline, plan.orders
+    if plan.scale == 1:
+        return course.inventory_by_week()
+    m, weeks = len(course.PRODUCTS), timeline.weeks
+    recorded = timeline.recorded_at()
+    item_created = np.repeat(orders.created, np.diff(orders.item_start))
+    week = np.searchsorted(recorded, item_created, side="right")
+    sold = np.bincount(
+        week * m + orders.item_product, weights=orders.item_quantity, minlength=(weeks + 1) * m
+    )
+    sold = sold.reshape(-1, m)[:weeks]
+    selling_weeks = max((timeline.days - timeline.first_week_days) / 7, 1.0)
+    demand = sold[1:].sum(axis=0) / selling_weeks
+    reorder_point = rng.uniform(1.5, 2.5, m) * demand  # weeks of demand in stock and on order
+    order_up_to = reorder_point + rng.uniform(1.0, 3.0, m) * demand
+    stock = np.zeros((weeks, m), dtype=np.int64)
+    stock[0] = [p[3] for p in course.PRODUCTS]
+    arriving = np.zeros((weeks + 3, m), dtype=np.int64)
+    for k in range(weeks):
+        if k:
+            stock[k] = np.maximum(stock[k - 1] - sold[k], 0) + arriving[k]
+        position = stock[k] + arriving[k + 1 :].sum(axis=0)
+        amount = np.where(position < reorder_point, np.ceil((order_up_to - position) / 10) * 10, 0).astype(
+            np.int64
+        )
+        lead = 1 + (rng.random(m) < 0.35).astype(np.int64)
+        arriving[k + lead, np.arange(m)] += amount
+    return _frame(
+        {
+            "week": np.repeat(np.arange(1, weeks + 1), m),
+            "recorded_at": _timestamps(np.repeat(recorded, m)),
+            "product_id": pa.array([p[0] for p in course.PRODUCTS] * weeks),
+            "name": pa.array([p[1] for p in course.PRODUCTS] * weeks),
+            "price": np.tile([p[2] for p in course.PRODUCTS], weeks).astype(float),
+            "inventory": stock.reshape(-1),
+        }
+    )
+
+
+# ---- frames -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ids:
+    users: pa.Array
+    addresses: pa.Array
+    products: pa.Array
+    promos: pa.Array
+
+
+def _addresses(ids: Ids, rng: np.random.Generator) -> pd.DataFrame:
+    """Street addresses; states in the course's proportions, zips within the state's range."""
+    n = len(ids.addresses)
+    state = _deal(n, [s[1] for s in STATES], rng)
+    low, high = np.array([s[2] for s in STATES]), np.array([s[3] for s in STATES])
+    zipcode = low[state] + (rng.random(n) * (high[state] - low[state] + 1)).astype(np.int64)
+    number = rng.integers(1, 10 ** rng.integers(1, 6, n), dtype=np.int64)
+    street = pc.binary_join_element_wise(
+        pa.array(number).cast(pa.string()),
+        _labels(rng.integers(0, len(STREETS), n), STREETS),
+        _labels(rng.integers(0, len(SUFFIXES), n), SUFFIXES),
+        " ",
+    )
+    return _frame(
+        {
+            "address_id": ids.addresses,
+            "address": street,
+            "zipcode": zipcode,
+            "state": _labels(state, [s[0] for s in STATES]),
+            "country": _labels(np.zeros(n), ["United States"]),
+        }
+    )
+
+
+def _users(ids: Ids, people: People, rng: np.random.Generator) -> pd.DataFrame:
+    """Names, unique emails (initial + last name + row number) and phone numbers."""
+    n = len(ids.users)
+    first = _labels(rng.integers(0, len(FIRST_NAMES), n), FIRST_NAMES)
+    last = _labels(rng.integers(0, len(LAST_NAMES), n), LAST_NAMES)
+    local = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(first, 0, 1), last, pa.array(np.arange(n)).cast(pa.string()), ""
+    )
+    email = pc.binary_join_element_wise(
+        pc.utf8_lower(local), _labels(rng.integers(0, len(DOMAINS), n), DOMAINS), "@"
+    )
+    digits = ord("0") + rng.integers(0, 10, (n, 12))
+    digits[:, [3, 7]] = ord("-")
+    return _frame(
+        {
+            "user_id": ids.users,
+            "first_name": first,
+            "last_name": last,
+            "email": email,
+            "phone_number": _fixed_strings(digits),
+            "created_at": _timestamps(people.created),
+            "updated_at": _timestamps(people.updated),
+            "address_id": _take(ids.addresses, people.address),
+        }
+    )
+
+
+def _reference_frames(ids: Ids) -> Iterator[tuple[str, pd.DataFrame]]:
+    yield (
+        "promos",
+        _frame(
+            {
+                "promo_id": ids.promos,
+                "discount": np.array([p[1] for p in PROMOS], dtype=np.int64),
+                "status": pa.array([p[2] for p in PROMOS]),
+            }
+        ),
+    )
+    yield (
+        "products",
+        _frame(
+            {
+                "product_id": ids.products,
+                "name": pa.array([p[1] for p in course.PRODUCTS]),
+                "price": np.array([p[2] for p in course.PRODUCTS], dtype=float),
+                "inventory": np.array([p[3] for p in course.PRODUCTS], dtype=np.int64),
+            }
+        ),
+    )
+
+
+def _url(kind: str, ids: pa.Array) -> pa.Array:
+    """https://greenary.com/<kind>/<id>"""
+    return pc.binary_join_element_wise(f"{PAGE_URL_PREFIX}/{kind}/", ids, "")
+
+
+@dataclass(frozen=True)
+class Block:
+    """Sessions lo..hi, their orders o_lo..o_hi and the ids drawn for them."""
+
+    lo: int
+    hi: int
+    o_lo: int
+    o_hi: int
+    session_ids: pa.Array
+    order_ids: pa.Array
+
+
+def _block(
+    plan: Plan, ids: Ids, block: Block, rng: np.random.Generator
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Orders, order items and events of one block of sessions."""
+    s, o = plan.sessions, plan.orders
+    orders = slice(block.o_lo, block.o_hi)
+    n = block.o_hi - block.o_lo
+    created = o.created[orders]
+    yield (
+        "orders",
+        _frame(
+            {
+                "order_id": block.order_ids,
+                "user_id": _take(ids.users, s.user[block.lo : block.hi][s.checkout[block.lo : block.hi]]),
+                "promo_id": _take(ids.promos, o.promo[orders]),
+                "address_id": _take(ids.addresses, o.address[orders]),
+                "created_at": _timestamps(created),
+                "order_cost": o.cost_cents[orders] / 100,
+                "shipping_cost": o.shipping_cents[orders] / 100,
+                "order_total": o.total_cents(orders) / 100,
+                "tracking_id": pc.if_else(
+                    pa.array(o.status[orders] > 0), _uuids(n, rng), pa.nulls(n, pa.string())
+                ),
+                "shipping_service": _labels(o.service[orders], SHIPPING_SERVICES),
+                "estimated_delivery_at": _after_days(created, o.estimate_days[orders]),
+                "delivered_at": _after_days(created, o.delivery_days[orders]),
+                "status": _labels(o.status[orders], ORDER_STATUSES),
+            }
+        ),
+    )
+    items = slice(o.item_start[block.o_lo], o.item_start[block.o_hi])
+    yield (
+        "order_items",
+        _frame(
+            {
+                "order_id": _take(
+                    block.order_ids,
+                    np.repeat(np.arange(n), np.diff(o.item_start[block.o_lo : block.o_hi + 1])),
+                ),
+                "product_id": _take(ids.products, o.item_product[items]),
+                "quantity": o.item_quantity[items].astype(np.int64),
+            }
+        ),
+    )
+    yield "events", _events(plan, ids, block, rng)
+
+
+def _after_days(created: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """created + days (whole days); NaT where days is -1."""
+    return _timestamps(created + np.maximum(days, 0).astype(np.int64) * DAY, days < 0)
+
+
+def _browse_times(
+    plan: Plan, block: Block, is_cart: np.ndarray, session: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Seconds of the page_view/add_to_cart events: seconds to minutes apart, ending at the session's end."""
+    gap = np.where(is_cart, rng.integers(5, 100, len(session)), rng.integers(15, 150, len(session)))
+    first = np.r_[True, session[1:] != session[:-1]]
+    gap[first] = 0
+    elapsed = np.cumsum(gap)
+    starts = np.flatnonzero(first)
+    elapsed -= np.repeat(elapsed[starts], np.diff(np.r_[starts, len(session)]))
+    duration = elapsed[np.r_[starts[1:] - 1, len(session) - 1]]
+    checkout = plan.sessions.checkout[block.lo : block.hi]
+    last_step = plan.sessions.end[block.lo : block.hi] - np.where(
+        checkout, rng.integers(10, 60, len(checkout)), 0
+    )
+    return (last_step - duration)[session] + elapsed
+
+
+def _events(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> pd.DataFrame:
+    """page_view (and add_to_cart) per visit, then checkout, then package_shipped hours later."""
+    s, o = plan.sessions, plan.orders
+    visits = slice(s.visit_start[block.lo], s.visit_start[block.hi])
+    carted = s.carted[visits]
+    per_visit = 1 + carted.astype(np.int64)
+    visit = np.repeat(np.arange(len(carted)), per_visit)
+    is_cart = np.zeros(len(visit), dtype=bool)
+    is_cart[np.cumsum(per_visit)[carted] - 1] = True
+    session = np.repeat(np.arange(block.hi - block.lo), np.diff(s.visit_start[block.lo : block.hi + 1]))[
+        visit
+    ]
+    browse_time = _browse_times(plan, block, is_cart, session, rng)
+
+    checkout_session = np.flatnonzero(s.checkout[block.lo : block.hi])
+    sent = np.flatnonzero(o.status[block.o_lo : block.o_hi] > 0)
+    shipped_at = o.created[block.o_lo + sent] + o.ship_hours[block.o_lo + sent].astype(np.int64) * HOUR
+    n_browse, n_checkout, n_sent = len(visit), len(checkout_session), len(sent)
+    event_session = np.concatenate([session, checkout_session, checkout_session[sent]])
+    browse_products = _take(ids.products, s.product[visits][visit])
+    sent_order_ids = _take(block.order_ids, sent)
+    kind = np.concatenate([is_cart.astype(np.int64), np.full(n_checkout, 2), np.full(n_sent, 3)])
+    return _frame(
+        {
+            "event_id": _uuids(len(event_session), rng),
+            "session_id": _take(block.session_ids, event_session),
+            "user_id": _take(ids.users, s.user[block.lo : block.hi][event_session]),
+            "page_url": pa.concat_arrays(
+                [
+                    _url("product", browse_products),
+                    _url("checkout", block.order_ids),
+                    _url("shipping", sent_order_ids),
+                ]
+            ),
+            "created_at": _timestamps(
+                np.concatenate([browse_time, s.end[block.lo : block.hi][checkout_session], shipped_at])
+            ),
+            "event_type": _labels(kind, EVENT_TYPES),
+            "order_id": pa.concat_arrays([pa.nulls(n_browse, pa.string()), block.order_ids, sent_order_ids]),
+            "product_id": pa.concat_arrays([browse_products, pa.nulls(n_checkout + n_sent, pa.string())]),
+        }
+    )
+
+
+def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Yields (table_name, chunk) for the seven raw tables plus 'product_inventory_by_week'."""
+    try:
+        scale = operator.index(scale)
+    except TypeError:
+        scale = 0
+    if scale < 1:
+        raise ValueError("scale must be a whole number >= 1")
+    return _chunks(scale, int(seed))
+
+
+def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Addresses, users, promos, products and weekly inventory, then block after block of sessions."""
+    plan = build_plan(scale, seed)
+    rng = _rng(seed, 1)
+    people = plan.people
+    ids = Ids(
+        users=_uuids(len(people.created), rng),
+        addresses=_uuids(people.n_addresses, rng),
+        products=pa.array([p[0] for p in course.PRODUCTS]),
+        promos=pa.array([p[0] for p in PROMOS]),
+    )
+    yield "addresses", _addresses(ids, rng)
+    yield "users", _users(ids, people, rng)
+    yield from _reference_frames(ids)
+    yield "product_inventory_by_week", _inventory(plan, rng)
+    n, order_start = len(plan.sessions.end), plan.order_start
+    for number, lo in enumerate(range(0, n, BLOCK_SESSIONS)):
+        hi = min(lo + BLOCK_SESSIONS, n)
+        block_rng = _rng(seed, 2, number)
+        o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
+        block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
+        yield from _block(plan, ids, block, block_rng)
