@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from greenery import warehouse
+from greenery.demo import DemoError
 from greenery.pipeline import DbtError
 
 
@@ -65,6 +66,32 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UserError(f"{len(failed)} export(s) failed, previous contents kept: {', '.join(failed)}")
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    from greenery.semantic import MANIFEST_PATH
+
+    print(f"published {warehouse.publish(MANIFEST_PATH)}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from greenery.demo import default_report_paths
+    from greenery.report import write_report
+    from greenery.semantic import SemanticLayer
+
+    paths = default_report_paths()
+    layer = SemanticLayer()
+    try:
+        write_report(layer, paths)
+    finally:
+        layer.close()
+    print(f"wrote the answers into {paths.readme}, charts into {paths.images}, and {paths.html}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from greenery.demo import run_demo
+
+    run_demo()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from greenery.generate import DEFAULT_SEED
 
@@ -94,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--select", nargs="+", metavar="NAME", help="only these saved queries")
     exp.add_argument("--parquet", metavar="DIR", help="also write each export as DIR/<alias>.parquet")
     exp.set_defaults(func=cmd_export)
+
+    sub.add_parser("publish", help="publish a copy of the warehouse for readers").set_defaults(
+        func=cmd_publish
+    )
+    sub.add_parser(
+        "report", help="write the answers into README.md, docs/images and output/report.html"
+    ).set_defaults(func=cmd_report)
+    sub.add_parser("demo", help="the main job end to end (what `make demo` runs)").set_defaults(func=cmd_demo)
     return parser
 
 
@@ -102,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)
-    except (UserError, ValueError, FileNotFoundError, DbtError) as exc:
+    except (UserError, ValueError, FileNotFoundError, DbtError, DemoError) as exc:
         print(f"greenery {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0

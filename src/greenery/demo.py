@@ -1,0 +1,146 @@
+"""`greenery demo` (what `make demo` runs): the main job end to end, with progress per step.
+
+Data (the course export when GREENERY_COURSE_DATA points at one, else the generator at
+scale 1, which reproduces the course's aggregates) → weekly snapshot replay → dbt build →
+semantic-layer validation → exports → publish for readers → answers report and charts.
+Every run rebuilds the warehouse from scratch; it stops at the first failing step.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from greenery import warehouse
+from greenery.pipeline import PROJECT_DIR, replay, run_dbt
+from greenery.report import ReportPaths, write_report
+from greenery.semantic import MANIFEST_PATH, SemanticLayer
+
+COURSE_DATA_ENV = "GREENERY_COURSE_DATA"
+OUTPUT_DIR = PROJECT_DIR / "output"
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message names the step."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[], str | None]  # returns a short result to print, if any
+
+
+def _fresh_data() -> str:
+    wh = warehouse.warehouse_path()
+    for stale in (wh, wh.with_name(wh.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    folder = os.environ.get(COURSE_DATA_ENV)
+    if folder:
+        from greenery.loader import load_csv_folder
+
+        counts = load_csv_folder(Path(folder))
+        source = f"course export from {folder}"
+    else:
+        from greenery.generate import generate
+
+        counts = warehouse.write_raw(generate(scale=1))
+        source = "generator, scale 1"
+    return f"{source}: {counts['events']:,} events, {counts['orders']:,} orders"
+
+
+def _replay() -> str:
+    results = replay(range(1, 5), from_scratch=True)
+    return f"{sum(r.replayed for r in results)} weekly snapshots"
+
+
+def _build() -> None:
+    run_dbt(["build"])
+
+
+def _validate() -> str:
+    env = {**os.environ, warehouse.ENV_VAR: str(warehouse.warehouse_path())}
+    mf = Path(sys.executable).with_name("mf")
+    done = subprocess.run(
+        [str(mf), "validate-configs"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0 or "ERRORS: 0" not in done.stdout:
+        raise DemoError(f"mf validate-configs failed:\n{done.stdout}{done.stderr}")
+    return "mf validate-configs: 0 errors"
+
+
+def _export() -> str:
+    from greenery.exports import run_exports
+
+    results = run_exports(parquet_dir=OUTPUT_DIR / "exports")
+    failed = [f"{r.spec.saved_query}: {r.error}" for r in results if r.error]
+    if failed:
+        raise DemoError("exports failed: " + "; ".join(failed))
+    return f"{len(results)} exports → schema exports and output/exports/*.parquet"
+
+
+def _publish() -> str:
+    version = warehouse.publish(MANIFEST_PATH)
+    return f"readers now see {version.name}"
+
+
+def _report() -> str:
+    layer = SemanticLayer()
+    try:
+        write_report(layer, default_report_paths())
+    finally:
+        layer.close()
+    return "README.md answers, docs/images/*.png, output/report.html"
+
+
+def default_report_paths() -> ReportPaths:
+    return ReportPaths(
+        readme=PROJECT_DIR / "README.md",
+        images=PROJECT_DIR / "docs" / "images",
+        html=OUTPUT_DIR / "report.html",
+    )
+
+
+STEPS = [
+    Step("raw data", _fresh_data),
+    Step("snapshots: replay weeks 1–4", _replay),
+    Step("dbt build (models, snapshot, tests)", _build),
+    Step("semantic layer: validate", _validate),
+    Step("saved-query exports", _export),
+    Step("publish for readers", _publish),
+    Step("answers report and charts", _report),
+]
+
+NEXT = """
+Where to look:
+  README.md                 the answers (generated section) and charts (docs/images/)
+  output/report.html        the same answers as an interactive page
+  output/exports/           every saved query's export as Parquet
+  warehouse/greenery.duckdb the warehouse (marts, snapshots, exports); raw data in warehouse/raw.duckdb
+
+Try next (from the repo root, with .venv/bin on PATH):
+  mf query --saved-query funnel_by_week
+  mf query --metrics sessions_with_checkout,view_to_checkout_rate --group-by metric_time__day
+  mf query --metrics product_view_to_purchase_rate --group-by product__product_name \\
+           --order -product_view_to_purchase_rate
+  mf query --metrics inventory_on_hand --group-by product__product_name,metric_time__week
+  greenery serve            the semantic-layer API and the dashboard on http://127.0.0.1:8000/dashboard
+"""
+
+
+def run_demo(steps: list[Step] = STEPS) -> None:
+    started = time.perf_counter()
+    for number, step in enumerate(steps, start=1):
+        print(f"[{number}/{len(steps)}] {step.name} …", flush=True)
+        t0 = time.perf_counter()
+        try:
+            result = step.run()
+        except Exception as exc:
+            raise DemoError(f"step {number} ({step.name}) failed: {exc}") from exc
+        note = f" — {result}" if result else ""
+        print(f"      ok in {time.perf_counter() - t0:.1f} s{note}", flush=True)
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.{NEXT}")
