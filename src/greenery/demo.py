@@ -89,18 +89,31 @@ def _publish() -> str:
 
 
 def _report() -> str:
+    # The committed README holds the course's answers; answers from other data go to output/.
+    paths = default_report_paths() if os.environ.get(COURSE_DATA_ENV) else scratch_report_paths()
     layer = SemanticLayer()
     try:
-        write_report(layer, default_report_paths())
+        write_report(layer, paths)
     finally:
         layer.close()
-    return "README.md answers, docs/images/*.png, output/report.html"
+    readme, images = (p.relative_to(PROJECT_DIR) for p in (paths.readme, paths.images))
+    return f"{readme}, {images}/*.png, output/report.html"
 
 
 def default_report_paths() -> ReportPaths:
+    """The README's generated section and its charts (the course's answers), and the HTML report."""
     return ReportPaths(
         readme=PROJECT_DIR / "README.md",
         images=PROJECT_DIR / "docs" / "images",
+        html=OUTPUT_DIR / "report.html",
+    )
+
+
+def scratch_report_paths() -> ReportPaths:
+    """Answers from data other than the course export: all in output/, the README untouched."""
+    return ReportPaths(
+        readme=OUTPUT_DIR / "answers.md",
+        images=OUTPUT_DIR / "images",
         html=OUTPUT_DIR / "report.html",
     )
 
@@ -117,8 +130,9 @@ STEPS = [
 
 NEXT = """
 Where to look:
-  README.md                 the answers (generated section) and charts (docs/images/)
-  output/report.html        the same answers as an interactive page
+  README.md                 the course's answers and charts (regenerated when GREENERY_COURSE_DATA is set;
+                            from other data they go to output/answers.md and output/images/)
+  output/report.html        the answers from this run as an interactive page
   output/exports/           every saved query's export as Parquet
   warehouse/greenery.duckdb the warehouse (marts, snapshots, exports); raw data in warehouse/raw.duckdb
 

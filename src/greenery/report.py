@@ -504,7 +504,8 @@ def write_report(layer: SemanticLayer, paths: ReportPaths) -> Answers:
     for name in FIGURES:
         (paths.images / f"{name}.png").write_bytes(render_chart(answers, name, "png"))
     image_dir = paths.images.relative_to(paths.readme.parent).as_posix()
-    readme = replace_generated(paths.readme.read_text(), to_markdown(items, image_dir))
+    current = paths.readme.read_text() if paths.readme.exists() else f"# Greenery answers\n\n{BEGIN}\n{END}\n"
+    readme = replace_generated(current, to_markdown(items, image_dir))
     paths.readme.write_text(readme)
     paths.html.parent.mkdir(parents=True, exist_ok=True)
     paths.html.write_text(to_html(items, answers))
