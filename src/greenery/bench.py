@@ -1,0 +1,111 @@
+"""`make bench`: measured figures, printed (never asserted in tests).
+
+Generation time and memory, load time of the course CSVs, `dbt build` wall time, and each
+saved query through a warm MetricFlow engine vs `mf query`, at course scale and scales
+100 / 1000; then the server benchmark when the server module is present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from greenery import bench_generate, warehouse
+from greenery.pipeline import PROJECT_DIR, replay, run_dbt
+from greenery.semantic import SemanticLayer
+
+SCALES = (100, 1000)
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def build_warehouse(wh: Path, source: str) -> dict[str, float]:
+    """Raw data ('course' or a scale), weeks 1–4 replayed, `dbt build`; seconds per step."""
+    from greenery.generate import generate
+    from greenery.loader import load_csv_folder
+
+    if source == "course":
+        seconds = {"load": _timed(lambda: load_csv_folder(Path(os.environ["GREENERY_COURSE_DATA"]), wh))}
+    else:
+        seconds = {"generate+write": _timed(lambda: warehouse.write_raw(generate(scale=int(source)), wh))}
+    seconds["replay weeks 1-4"] = _timed(lambda: replay(range(1, 5), from_scratch=True, wh=wh))
+    seconds["dbt build"] = _timed(lambda: run_dbt(["build"], wh=wh))
+    return seconds
+
+
+def _mf_query_seconds(wh: Path, saved_query: str, runs: int = 3) -> float:
+    env = {**os.environ, warehouse.ENV_VAR: str(wh)}
+    mf = Path(sys.executable).with_name("mf")
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(
+            [str(mf), "query", "--saved-query", saved_query, "--quiet"],
+            cwd=PROJECT_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def saved_query_lines(wh: Path, label: str) -> list[str]:
+    """Median time per saved query: warm engine (10 runs) vs `mf query` (3 runs)."""
+    lines = [f"saved queries at {label} (median; warm MetricFlow engine vs `mf query` CLI):"]
+    layer = SemanticLayer(wh)
+    try:
+        names = layer.saved_query_names
+        warm = {}
+        for name in names:
+            layer.query(saved_query=name)  # first call plans and caches
+            warm[name] = statistics.median(layer.query(saved_query=name).seconds for _ in range(10))
+    finally:
+        layer.close()
+    for name in names:
+        cli = _mf_query_seconds(wh, name)
+        lines.append(f"  {name:<40} engine {warm[name] * 1000:7.1f} ms   mf query {cli:6.2f} s")
+    return lines
+
+
+def run() -> None:
+    print("== generation (one fresh process per scale)")
+    for line in bench_generate.run():
+        print(line)
+    with tempfile.TemporaryDirectory(prefix="greenery-bench-") as tmp:
+        sources = (["course"] if os.environ.get("GREENERY_COURSE_DATA") else []) + [str(s) for s in SCALES]
+        built = {}
+        for source in sources:
+            wh = Path(tmp) / source / "greenery.duckdb"
+            seconds = build_warehouse(wh, source)
+            built[source] = wh
+            label = "course data" if source == "course" else f"scale {source}"
+            print(f"== {label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()), flush=True)
+        for source in (s for s in ("course", "1000") if s in built):
+            label = "course scale" if source == "course" else "scale 1000"
+            for line in saved_query_lines(built[source], label):
+                print(line, flush=True)
+        if importlib.util.find_spec("greenery.bench_server") is not None:
+            from greenery import bench_server
+            from greenery.semantic import MANIFEST_PATH
+
+            for source in (s for s in ("course", "1000") if s in built):
+                warehouse.publish(MANIFEST_PATH, built[source])
+                print(f"== server at {source}", flush=True)
+                for line in bench_server.run(built[source]):
+                    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    run()
