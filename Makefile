@@ -31,3 +31,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf warehouse output target logs
+
+# The `snowflake` target (dbt-snowflake) against fakesnow, Snowflake emulated in-process with
+# dummy credentials: load raw.public, replay weeks 1–4, dbt build, check the answers; then
+# the Snowflake dialect check of everything dbt compiles. Output in target/snowflake-*.
+.PHONY: snowflake-emulated
+snowflake-emulated: $(STAMP)
+	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.snowflake_emulation
+	$(BIN)/python -m greenery.dialect_check

@@ -32,7 +32,7 @@ def build_warehouse(wh: Path, *, course_data: Path | None = None, scale: int = 1
     """Raw data (course CSVs, or generated at `scale`), weeks 1–4 replayed, `dbt build`."""
     from greenery import warehouse
     from greenery.loader import load_csv_folder
-    from greenery.pipeline import replay, run_dbt
+    from greenery.pipeline import build, replay
 
     if course_data is not None:
         load_csv_folder(course_data, wh)
@@ -41,7 +41,7 @@ def build_warehouse(wh: Path, *, course_data: Path | None = None, scale: int = 1
 
         warehouse.write_raw(generate(scale=scale), wh)
     replay(range(1, 5), from_scratch=True, wh=wh)
-    run_dbt(["build"], wh=wh)
+    build(wh)
     return wh
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenery import warehouse
-from greenery.pipeline import PROJECT_DIR, replay, run_dbt
+from greenery.pipeline import PROJECT_DIR, build, replay
 from greenery.report import ReportPaths, write_report
 from greenery.semantic import MANIFEST_PATH, SemanticLayer
 
@@ -59,7 +59,7 @@ def _replay() -> str:
 
 
 def _build() -> None:
-    run_dbt(["build"])
+    build()
 
 
 def _validate() -> str:

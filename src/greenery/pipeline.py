@@ -72,23 +72,43 @@ def _weekly_states(wh: Path) -> pd.DataFrame:
         con.close()
 
 
-def _last_snapshot_time(wh: Path, from_scratch: bool) -> pd.Timestamp | None:
-    """The latest time the snapshot recorded; with from_scratch, drop the snapshot first."""
-    con = duckdb.connect(str(wh))
+SNAPSHOT_RUNS = "snapshots.snapshot_runs"  # written by macros/record_snapshot_run.sql
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
+    schema, name = relation.split(".")
+    query = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    return con.execute(query, [schema, name]).fetchone()[0] > 0
+
+
+def last_snapshot_run(wh: Path | None = None, *, from_scratch: bool = False) -> pd.Timestamp | None:
+    """When the products snapshot last looked at the source; with from_scratch, forget its history first."""
+    con = duckdb.connect(str(wh or warehouse.warehouse_path()))
     try:
-        exists = con.execute(
-            "select count(*) from information_schema.tables"
-            " where table_schema = 'snapshots' and table_name = 'products_snapshot'"
-        ).fetchone()[0]
-        if not exists:
-            return None
         if from_scratch:
-            con.execute(f"drop table {SNAPSHOT_RELATION}")
+            for relation in (SNAPSHOT_RELATION, SNAPSHOT_RUNS):
+                con.execute(f"drop table if exists {relation}")
             return None
-        last = con.execute(f"select max(dbt_updated_at) from {SNAPSHOT_RELATION}").fetchone()[0]
+        if not _table_exists(con, SNAPSHOT_RUNS):
+            return None
+        last = con.execute(f"select max(snapshot_at) from {SNAPSHOT_RUNS}").fetchone()[0]
         return pd.Timestamp(last) if last is not None else None
     finally:
         con.close()
+
+
+def _snapshot_vars(at: pd.Timestamp) -> list[str]:
+    return ["--vars", json.dumps({"snapshot_at": at.isoformat(sep=" ")})]
+
+
+def build(wh: Path | None = None) -> None:
+    """`dbt build`, its snapshot pinned to the last snapshot run when there is one.
+
+    After a replay the warehouse describes the replayed past: pinning keeps the build's own
+    snapshot run on that date instead of recording "today" into the history.
+    """
+    last = last_snapshot_run(wh)
+    run_dbt(["build", *(_snapshot_vars(last) if last is not None else [])], wh=wh)
 
 
 def replay(weeks: Sequence[int], *, from_scratch: bool = False, wh: Path | None = None) -> list[WeekResult]:
@@ -110,7 +130,7 @@ def replay(weeks: Sequence[int], *, from_scratch: bool = False, wh: Path | None 
             f"week(s) {', '.join(map(str, missing))} not in the weekly inventory "
             f"(the loaded data has weeks {known[0]}–{known[-1]})"
         )
-    last = _last_snapshot_time(wh, from_scratch)
+    last = last_snapshot_run(wh, from_scratch=from_scratch)
     results = []
     for week in weeks:
         rows = states[states["week"] == week]
@@ -119,7 +139,7 @@ def replay(weeks: Sequence[int], *, from_scratch: bool = False, wh: Path | None 
             results.append(WeekResult(week, recorded_at, replayed=False))
             continue
         warehouse.replace_products(rows[["product_id", "name", "price", "inventory"]], wh)
-        run_dbt(["snapshot", "--vars", json.dumps({"snapshot_at": recorded_at.isoformat(sep=" ")})], wh=wh)
+        run_dbt(["snapshot", *_snapshot_vars(recorded_at)], wh=wh)
         last = recorded_at
         results.append(WeekResult(week, recorded_at, replayed=True))
     return results
