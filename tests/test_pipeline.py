@@ -71,6 +71,37 @@ def test_fct_product_sessions_matches_pandas(wh_fixture: str, request: pytest.Fi
     pd.testing.assert_frame_equal(actual.astype(expected.dtypes.to_dict()), expected)
 
 
+@pytest.mark.parametrize("wh_fixture", WAREHOUSES)
+def test_fct_session_events_matches_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
+    wh = request.getfixturevalue(wh_fixture)
+    events = oracle.raw_frames(wh)["events"].sort_values(["session_id", "created_at", "event_id"])
+    events["position"] = events.groupby("session_id").cumcount() + 1
+    expected = events.set_index("event_id").sort_index()
+    actual = _mart(wh, "select * from marts.fct_session_events").set_index("event_id").sort_index()
+    assert actual.index.equals(expected.index)
+    assert actual["position_in_session"].tolist() == expected["position"].tolist()
+    assert actual["event_type"].tolist() == expected["event_type"].tolist()
+    assert actual["page_type"].tolist() == expected["page_url"].str.split("/").str[3].tolist()
+
+
+@pytest.mark.parametrize("wh_fixture", WAREHOUSES)
+def test_fct_orders_and_dim_products_match_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
+    wh = request.getfixturevalue(wh_fixture)
+    raw = oracle.raw_frames(wh)
+    items = raw["order_items"].groupby("order_id")["quantity"].agg(["count", "sum"])
+    discounts = raw["orders"]["promo_id"].map(raw["promos"].set_index("promo_id")["discount"]).fillna(0)
+    expected = raw["orders"].assign(discount=discounts).set_index("order_id").join(items).sort_index()
+    actual = _mart(wh, "select * from marts.fct_orders").set_index("order_id").sort_index()
+    assert actual["products_in_order"].tolist() == expected["count"].tolist()
+    assert actual["units_in_order"].tolist() == expected["sum"].tolist()
+    assert actual["discount_amount"].astype(float).tolist() == expected["discount"].tolist()
+    assert actual["order_total"].astype(float).tolist() == pytest.approx(expected["order_total"].tolist())
+    products = _mart(wh, "select * from marts.dim_products").set_index("product_id").sort_index()
+    current = raw["products"].set_index("product_id").sort_index()
+    assert products["current_inventory"].tolist() == current["inventory"].tolist()
+    assert products["price"].astype(float).tolist() == current["price"].tolist()
+
+
 def test_course_product_conversion(course_warehouse: Path) -> None:
     conversion = _mart(
         course_warehouse,
