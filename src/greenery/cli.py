@@ -92,6 +92,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo()
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from greenery.server import serve
+
+    serve(args.host, args.port, args.flight_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from greenery.generate import DEFAULT_SEED
 
@@ -128,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "report", help="write the answers into README.md, docs/images and output/report.html"
     ).set_defaults(func=cmd_report)
+    srv = sub.add_parser(
+        "serve", help="serve the semantic layer (GraphQL, Arrow Flight SQL) and the dashboard"
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="HTTP port: GraphQL and dashboard (default 8000)")
+    srv.add_argument("--flight-port", type=int, default=None, help="Arrow Flight SQL port (default: off)")
+    srv.set_defaults(func=cmd_serve)
     sub.add_parser("demo", help="the main job end to end (what `make demo` runs)").set_defaults(func=cmd_demo)
     return parser
 

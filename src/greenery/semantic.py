@@ -54,20 +54,24 @@ class DuckDbClient:
         return self._renderer
 
     def arrow(self, stmt: str) -> pa.Table:
-        return self._con.cursor().sql(stmt).to_arrow_table()
+        with self._con.cursor() as cursor:
+            return cursor.sql(stmt).to_arrow_table()
 
     def query(
         self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS
     ) -> MetricFlowDataTable:
-        cursor = self._con.cursor().execute(stmt)
-        columns = [d[0] for d in cursor.description]
-        return MetricFlowDataTable.create_from_rows(column_names=columns, rows=cursor.fetchall())
+        with self._con.cursor() as cursor:
+            cursor.execute(stmt)
+            columns = [d[0] for d in cursor.description]
+            return MetricFlowDataTable.create_from_rows(column_names=columns, rows=cursor.fetchall())
 
     def execute(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS) -> None:
-        self._con.cursor().execute(stmt)
+        with self._con.cursor() as cursor:
+            cursor.execute(stmt)
 
     def dry_run(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS) -> None:
-        self._con.cursor().execute(f"EXPLAIN {stmt}")
+        with self._con.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {stmt}")
 
     def close(self) -> None:
         self._con.close()

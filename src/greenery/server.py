@@ -1,0 +1,591 @@
+"""The semantic layer over HTTP, speaking the dbt Semantic Layer GraphQL API.
+
+`greenery serve` runs this ASGI app under uvicorn. It loads the semantic manifest once and
+keeps a warm MetricFlow engine over the newest published copy of the warehouse (it never
+opens the warehouse dbt writes); when a new version is published it switches to it without a
+restart, while requests already running finish on the old one. Clients such as
+`dbt-sl-sdk` list metrics, dimensions and saved queries, compile SQL, and run queries
+(`createQuery`, then `query` polls for paged Arrow results); the wire format is in
+`greenery.graphql_api`.
+
+Auth: a bearer token from ``$GREENERY_API_TOKEN``; without one the server only binds to
+loopback. Where filters are checked by `greenery.filters` before MetricFlow sees them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+import logging
+import math
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import duckdb
+import pyarrow as pa
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from greenery import filters, warehouse
+from greenery.semantic import MANIFEST_PATH, SemanticLayer, SemanticLayerError
+
+TOKEN_ENV = "GREENERY_API_TOKEN"
+PAGE_ROWS = 1024
+CHECK_EVERY_S = 1.0  # how often a request may look at published/CURRENT
+SYNC_WAIT_S = 5.0  # createQuery answers once the query is done, or after this long
+QUERY_WORKERS = 4
+KEEP_RESULTS = 256  # finished results kept for polling …
+KEEP_RESULT_BYTES = 256 * 1024 * 1024  # … within this many bytes of Arrow data
+KEEP_COMPILED = 512  # compiled SQL kept per published version
+CACHE_RESULTS = 128  # answers kept per published version for readCache …
+CACHE_RESULT_BYTES = 128 * 1024 * 1024  # … within this many bytes
+# SQL whose answer changes without a new publish: never answered from the cache.
+_VOLATILE_SQL = re.compile(
+    r"\b(current_date|current_time|current_timestamp|localtimestamp|now|today|random|get_current_time)\b",
+    re.I,
+)
+NOT_AUTHORIZED = "User is not authorized"  # dbt-sl-sdk maps exactly this to AuthError
+
+log = logging.getLogger("greenery.server")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class ServerConfigError(ValueError):
+    """The server cannot start as configured (the message says what to change)."""
+
+
+class QueryNotFound(ValueError):
+    """A query id the server does not know (never created, or its result was evicted)."""
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """One semantic-layer query, as MetricFlow names things (``metric_time__week``, ``-revenue``)."""
+
+    metrics: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()
+    where: tuple[str, ...] = ()
+    order_by: tuple[str, ...] = ()
+    limit: int | None = None
+    saved_query: str | None = None
+    aliases: tuple[tuple[str, str], ...] = ()  # (metric, output column name)
+
+    def checked(self) -> QueryRequest:
+        """Names checked, where filters validated and canonical (raises ValueError / FilterRejected)."""
+        for name in self.metrics:
+            filters.check_name(name, "metric")
+        for name in self.group_by:
+            filters.check_name(name, "group-by")
+        for name in self.order_by:
+            filters.check_name(name.removeprefix("-"), "order-by")
+        for _, alias in self.aliases:
+            filters.check_name(alias, "alias")
+        if self.saved_query is not None:
+            filters.check_name(self.saved_query, "saved query")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be ≥ 0 (got {self.limit})")
+        if self.saved_query is None and not self.metrics:
+            raise ValueError("a query needs metrics or a saved query")
+        return replace(self, where=tuple(filters.normalize_wheres(self.where)))
+
+    def describe(self) -> str:
+        return self.saved_query or ",".join(self.metrics) or "-"
+
+
+class Lru(Generic[K, V]):
+    """A thread-safe least-recently-used map bounded in entries and (optionally) in bytes."""
+
+    def __init__(self, max_items: int, max_bytes: int = 0, size: Callable[[V], int] = lambda _: 0) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_items, self._max_bytes, self._size = max_items, max_bytes, size
+        self._bytes = 0
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        size = self._size(value)
+        if self._max_bytes and size > self._max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes += size - (self._size(old) if old is not None else 0)
+            self._items[key] = value
+            while len(self._items) > self._max_items or (self._max_bytes and self._bytes > self._max_bytes):
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= self._size(evicted)
+
+
+class PublishedLayer:
+    """One published version: its warm SemanticLayer, its metadata, compiled SQL and cached answers.
+
+    The published copy never changes, so an answer is valid for the life of its version (unless
+    its SQL asks for the time or randomness). Closed once it has been replaced and the last
+    request using it has finished.
+    """
+
+    def __init__(self, layer: SemanticLayer, version: str) -> None:
+        from greenery.graphql_api import Catalog
+
+        self.layer = layer
+        self.version = version
+        self._engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe
+        self.catalog = Catalog(layer, self._engine_lock)
+        self._compiled: Lru[QueryRequest, str] = Lru(KEEP_COMPILED)
+        self._answers: Lru[QueryRequest, pa.Table] = Lru(
+            CACHE_RESULTS, CACHE_RESULT_BYTES, lambda t: t.nbytes
+        )
+        self._users = 0
+        self._retired = False
+        self._state_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, folder: Path, warehouse_name: str) -> PublishedLayer:
+        layer = SemanticLayer(folder / warehouse_name, folder / MANIFEST_PATH.name)
+        return cls(layer, folder.name)
+
+    def compile(self, request: QueryRequest) -> str:
+        """MetricFlow's SQL for a checked request (each distinct query compiles once per version)."""
+        sql = self._compiled.get(request)
+        if sql is None:
+            with self._engine_lock:
+                sql = self.layer.compile(
+                    metrics=request.metrics,
+                    group_by=request.group_by,
+                    where=request.where,
+                    order_by=request.order_by,
+                    limit=request.limit,
+                    saved_query=request.saved_query,
+                )
+            self._compiled.put(request, sql)
+        return sql
+
+    def answer(self, request: QueryRequest, *, read_cache: bool = True) -> tuple[str, pa.Table, bool]:
+        """(SQL, rows, whether they came from the cache) for a checked request."""
+        sql = self.compile(request)
+        if read_cache and (table := self._answers.get(request)) is not None:
+            return sql, table, True
+        table = self.execute(sql, request)
+        if not _VOLATILE_SQL.search(sql):
+            self._answers.put(request, table)
+        return sql, table, False
+
+    def execute(self, sql: str, request: QueryRequest) -> pa.Table:
+        """Run compiled SQL read-only (concurrently: one DuckDB cursor per call)."""
+        try:
+            table = self.layer.client.arrow(sql)
+        except duckdb.Error as exc:
+            raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
+        if request.aliases:
+            names = dict(request.aliases)
+            table = table.rename_columns([names.get(n, n) for n in table.column_names])
+        return table
+
+    def acquire(self) -> None:
+        with self._state_lock:
+            self._users += 1
+
+    def release(self) -> None:
+        with self._state_lock:
+            self._users -= 1
+            close = self._retired and self._users == 0
+        if close:
+            self.layer.close()
+
+    def retire(self) -> None:
+        with self._state_lock:
+            self._retired = True
+            close = self._users == 0
+        if close:
+            self.layer.close()
+
+
+class LayerHolder:
+    """The PublishedLayer to use now; swaps in a new one when ``published/CURRENT`` changes."""
+
+    def __init__(self, wh: Path) -> None:
+        self._wh = wh
+        folder = warehouse.current_published(wh)
+        if folder is None:
+            raise ServerConfigError(
+                f"nothing is published next to {wh}: build and publish first "
+                "(`make demo`, or `dbt build` then `greenery publish`)"
+            )
+        self._current = PublishedLayer.open(folder, wh.name)
+        self._swap_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._checked_at = time.monotonic()
+        self._failed_version: str | None = None
+
+    @property
+    def version(self) -> str:
+        return self._current.version
+
+    @contextmanager
+    def use(self) -> Iterator[PublishedLayer]:
+        """The current layer, kept open until the caller is done with it."""
+        self.refresh_if_due()
+        with self._swap_lock:
+            layer = self._current
+            layer.acquire()
+        try:
+            yield layer
+        finally:
+            layer.release()
+
+    def refresh_if_due(self) -> None:
+        """At most once a second, and in one thread at a time: switch to a newer published version."""
+        if time.monotonic() - self._checked_at < CHECK_EVERY_S or not self._refresh_lock.acquire(
+            blocking=False
+        ):
+            return
+        try:
+            self._checked_at = time.monotonic()
+            folder = warehouse.current_published(self._wh)
+            if folder is None or folder.name in (self._current.version, self._failed_version):
+                return
+            try:
+                fresh = PublishedLayer.open(folder, self._wh.name)
+            except Exception as exc:  # a broken publish must not take the server down
+                self._failed_version = folder.name
+                log.error(
+                    "cannot open published version %s, still serving %s: %s", folder.name, self.version, exc
+                )
+                return
+            with self._swap_lock:
+                old, self._current = self._current, fresh
+            old.retire()
+            log.info("now serving published version %s (was %s)", fresh.version, old.version)
+        finally:
+            self._refresh_lock.release()
+
+    def close(self) -> None:
+        with self._swap_lock:
+            self._current.retire()
+
+
+@dataclass
+class QueryJob:
+    """A query created by a client: its state, and its result until evicted."""
+
+    id: str
+    request: QueryRequest
+    status: str = "PENDING"  # PENDING → RUNNING → SUCCESSFUL | FAILED
+    sql: str | None = None
+    error: str | None = None
+    table: pa.Table | None = None
+    version: str | None = None
+    read_cache: bool = True
+    from_cache: bool = False
+    millis: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # set once finished and logged
+    _finished: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def rows(self) -> int | None:
+        return None if self.table is None else self.table.num_rows
+
+    @property
+    def total_pages(self) -> int | None:
+        if self.table is None:
+            return None
+        return max(1, math.ceil(self.table.num_rows / PAGE_ROWS))
+
+    def page(self, number: int) -> pa.Table:
+        if self.table is None or self.total_pages is None:
+            raise ValueError(f"query {self.id} has no result (status {self.status})")
+        if not 1 <= number <= self.total_pages:
+            raise ValueError(f"page {number} of query {self.id} does not exist (pages 1..{self.total_pages})")
+        return self.table.slice((number - 1) * PAGE_ROWS, PAGE_ROWS)
+
+    def start(self) -> bool:
+        """PENDING → RUNNING, unless the job was cancelled while it waited for a worker."""
+        with self._lock:
+            if self._finished:
+                return False
+            self.status = "RUNNING"
+            return True
+
+    def finish(self, *, table: pa.Table | None = None, error: str | None = None) -> bool:
+        """Record the outcome once (a cancelled job stays cancelled); False if already finished."""
+        with self._lock:
+            if self._finished:
+                return False
+            if error is None:
+                self.table, self.status = table, "SUCCESSFUL"
+            else:
+                self.error, self.status = error, "FAILED"
+            self._finished = True
+            return True
+
+
+def arrow_stream_base64(table: pa.Table) -> str:
+    """One self-contained Arrow IPC stream (schema-only when the table has no rows), base64."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches():
+            if batch.num_rows:
+                writer.write_batch(batch)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
+
+
+class QueryStore:
+    """Jobs by id, bounded: once over `max_jobs` or `max_bytes` of results, the oldest finished go first."""
+
+    def __init__(self, max_jobs: int = KEEP_RESULTS, max_bytes: int = KEEP_RESULT_BYTES) -> None:
+        self._jobs: OrderedDict[str, QueryJob] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_jobs = max_jobs
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def add(self, request: QueryRequest) -> QueryJob:
+        job = QueryJob(id=secrets.token_hex(16), request=request)
+        with self._lock:
+            self._jobs[job.id] = job
+            self._evict()
+        return job
+
+    def get(self, query_id: str) -> QueryJob:
+        with self._lock:
+            job = self._jobs.get(query_id)
+        if job is None:
+            raise QueryNotFound(
+                f"unknown query id {query_id!r}: it was never created here, or its result was evicted "
+                f"(the server keeps the last {self._max_jobs} results); create the query again"
+            )
+        return job
+
+    def finished(self, job: QueryJob) -> None:
+        """Account for a job's result (call once, after it finished)."""
+        with self._lock:
+            if job.id in self._jobs and job.table is not None:
+                self._bytes += job.table.nbytes
+            self._evict()
+
+    def _evict(self) -> None:
+        if len(self._jobs) <= self._max_jobs and self._bytes <= self._max_bytes:
+            return
+        for query_id in [i for i, j in self._jobs.items() if j.done.is_set()]:
+            if len(self._jobs) <= self._max_jobs and self._bytes <= self._max_bytes:
+                return
+            job = self._jobs.pop(query_id)
+            self._bytes -= job.table.nbytes if job.table is not None else 0
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
+class SemanticLayerService:
+    """What the APIs do, transport-free: metadata, compile, create/poll/cancel queries, health."""
+
+    def __init__(self, warehouse_file: Path | None = None, *, workers: int = QUERY_WORKERS) -> None:
+        self.warehouse_file = (warehouse_file or warehouse.warehouse_path()).resolve()
+        self.layers = LayerHolder(self.warehouse_file)
+        self.queries = QueryStore()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="greenery-query")
+
+    def compile_sql(self, request: QueryRequest) -> str:
+        checked = request.checked()
+        with self.layers.use() as layer:
+            return layer.compile(checked)
+
+    def create_query(
+        self, request: QueryRequest, *, read_cache: bool = True, wait_s: float = SYNC_WAIT_S
+    ) -> QueryJob:
+        """Start the query; return once it is done or after `wait_s` (then the client polls).
+
+        With `read_cache`, an answer already computed on the same published version is reused.
+        """
+        job = self.queries.add(request)
+        job.read_cache = read_cache
+        self._pool.submit(self._run, job)
+        job.done.wait(wait_s)
+        return job
+
+    def failed_query(self, request: QueryRequest, message: str) -> QueryJob:
+        """A job that failed before it could run (malformed arguments), for the client to poll."""
+        job = self.queries.add(request)
+        job.finish(error=message)
+        self.queries.finished(job)
+        job.done.set()
+        return job
+
+    def get_query(self, query_id: str) -> QueryJob:
+        return self.queries.get(query_id)
+
+    def cancel_query(self, query_id: str) -> QueryJob:
+        job = self.queries.get(query_id)
+        if job.finish(error="cancelled by the client"):
+            job.done.set()
+        return job
+
+    def _run(self, job: QueryJob) -> None:
+        start = time.perf_counter()
+        if not job.start():
+            return
+        try:
+            checked = job.request.checked()
+            with self.layers.use() as layer:
+                job.version = layer.version
+                job.sql, table, job.from_cache = layer.answer(checked, read_cache=job.read_cache)
+            job.finish(table=table)
+        except (SemanticLayerError, ValueError) as exc:
+            job.finish(error=str(exc))
+        except Exception as exc:  # report, never leave a client polling forever
+            log.exception("query %s failed unexpectedly", job.id)
+            job.finish(error=f"internal error ({type(exc).__name__}): {exc}")
+        finally:
+            job.millis = (time.perf_counter() - start) * 1000
+            self._log(job)
+            self.queries.finished(job)  # count its bytes before it can be evicted
+            job.done.set()
+
+    @staticmethod
+    def _log(job: QueryJob) -> None:
+        log.info(
+            "createQuery %s %s metrics=%s rows=%s ms=%.0f%s%s",
+            job.id[:8],
+            job.status,
+            job.request.describe(),
+            job.rows if job.rows is not None else "-",
+            job.millis,
+            " cache=hit" if job.from_cache else "",
+            f" error={job.error.splitlines()[0][:160]!r}" if job.error else "",
+        )
+
+    def health(self) -> dict[str, Any]:
+        with self.layers.use() as layer:
+            return {
+                "status": "ok",
+                "published_version": layer.version,
+                "metrics": len(layer.catalog.metrics),
+                "saved_queries": len(layer.catalog.saved_queries),
+                "queries_kept": len(self.queries),
+            }
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.layers.close()
+
+
+# ---- HTTP ------------------------------------------------------------------------------
+
+
+def _authorized(request: Request, token: str | None) -> bool:
+    """``Authorization: Bearer <token>`` (scheme case-insensitive; constant-time comparison)."""
+    if token is None:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _graphql_error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"data": None, "errors": [{"message": message}]}, status_code=status)
+
+
+def create_app(warehouse_file: Path | None = None, token: str | None = None) -> Starlette:
+    """The ASGI app over the newest published copy of `warehouse_file` (default: $GREENERY_WAREHOUSE).
+
+    `token` overrides ``$GREENERY_API_TOKEN``; with neither, requests are not authenticated.
+    """
+    from greenery.graphql_api import GraphQLApi
+
+    token = token or os.environ.get(TOKEN_ENV) or None
+    service = SemanticLayerService(warehouse_file)
+    api = GraphQLApi(service)
+
+    async def graphql(request: Request) -> JSONResponse:
+        if not _authorized(request, token):
+            return _graphql_error(NOT_AUTHORIZED, 401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return _graphql_error("the request body must be JSON: {query, variables, operationName}", 400)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("query"), str)
+            or not isinstance(body.get("variables") or {}, dict)
+            or not isinstance(body.get("operationName") or "", str)
+        ):
+            return _graphql_error(
+                "the request body must be a JSON object: query (string), variables (object), operationName",
+                400,
+            )
+        result = await run_in_threadpool(
+            api.execute, body["query"], body.get("variables"), body.get("operationName")
+        )
+        return JSONResponse(result)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(service.health))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(service.close)
+
+    app = Starlette(
+        routes=[
+            Route("/api/graphql", graphql, methods=["POST"]),
+            Route("/", graphql, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(host: str, port: int, flight_port: int | None) -> None:
+    """Run the API under uvicorn until interrupted (the CLI's `greenery serve`)."""
+    import uvicorn
+
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is None and not is_loopback(host):
+        raise ServerConfigError(
+            f"refusing to serve on {host} without authentication: set {TOKEN_ENV} to a secret token, "
+            "or bind to loopback (--host 127.0.0.1)"
+        )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)  # one line per query; MetricFlow's own INFO logs are too chatty
+    app = create_app(token=token)
+    service: SemanticLayerService = app.state.service
+    print(f"greenery serve: published version {service.layers.version} of {service.warehouse_file}")
+    print(f"greenery serve: GraphQL at http://{host}:{port}/api/graphql, health at /healthz")
+    if token is None:
+        print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
+    if flight_port is not None:
+        print(f"greenery serve: Arrow Flight SQL port {flight_port} reserved (not served yet)")
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,542 @@
+"""The semantic-layer server, driven by the real `dbt-sl-sdk` client (sync and async) over HTTP.
+
+The server runs under uvicorn on a free loopback port, over a published copy of the course
+warehouse (and of the generated scale-10 one, for paging). Every answer is compared with
+the same query through SemanticLayer in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dbtsl.env
+import duckdb
+import pyarrow as pa
+import pytest
+import requests
+import uvicorn
+from dbtsl import SemanticLayerClient
+from dbtsl.api.shared.query_params import GroupByParam, GroupByType
+from dbtsl.asyncio import AsyncSemanticLayerClient
+from dbtsl.error import AuthError, QueryFailedError
+from starlette.applications import Starlette
+
+from greenery import filters, server, warehouse
+from greenery.semantic import MANIFEST_PATH, SemanticLayer
+
+TOKEN = "test-token-0123456789"
+FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
+PRODUCT_FUNNEL = ["product_sessions_viewed", "product_sessions_added_to_cart", "product_sessions_purchased"]
+INJECTIONS = [
+    "1=1; drop table x",
+    "{{ Dimension('user__state') }} = 'CA'; delete from marts.fct_sessions",
+    "(select 1) = 1",
+    "{{ Dimension('user__state') }} in (select state from marts.dim_users)",
+    "read_csv('/etc/passwd') is not null",
+    "{{ Dimension('user__state') }} = (select content from read_text('/etc/passwd'))",
+    "{{ Dimension('user__state') }} = 'CA' -- and more",
+    "{{ Dimension('user__state') }} = 'CA' /* comment */",
+    "glob('/*') is not null",
+    "{{ ''.__class__.__mro__ }} = 1",
+    "{% set x = 1 %} 1 = 1",
+    "user_id = 1",
+]
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+
+
+def publish_copy(source: Path, folder: Path) -> Path:
+    """A copy of a built warehouse in `folder`, published (readers use the published copy)."""
+    folder.mkdir(parents=True)
+    copy = folder / source.name
+    shutil.copy(source, copy)
+    warehouse.publish(MANIFEST_PATH, copy)
+    return copy
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextmanager
+def running(app: Starlette) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port, in a background thread; yields host:port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sdk_points_at_local_servers() -> Iterator[None]:
+    """dbt-sl-sdk builds its URLs from these; Flight (the next issue) is opened lazily, never here."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dbtsl.env, "GRAPHQL_URL_FORMAT", "http://{server_host}/api/graphql")
+        patch.setattr(dbtsl.env, "ADBC_URL_FORMAT", "grpc://127.0.0.1:9")
+        yield
+
+
+@pytest.fixture(scope="module")
+def course_copy(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return publish_copy(course_warehouse, tmp_path_factory.mktemp("served") / "wh")
+
+
+@pytest.fixture(scope="module")
+def course_host(course_copy: Path) -> Iterator[str]:
+    with running(server.create_app(course_copy, token=TOKEN)) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def course_sl(course_copy: Path) -> Iterator[SemanticLayer]:
+    layer = SemanticLayer.published(course_copy)
+    yield layer
+    layer.close()
+
+
+@pytest.fixture(scope="module")
+def generated_copy(generated_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return publish_copy(generated_warehouse, tmp_path_factory.mktemp("served10") / "wh")
+
+
+@pytest.fixture(scope="module")
+def generated_host(generated_copy: Path) -> Iterator[str]:
+    with running(server.create_app(generated_copy, token=TOKEN)) as host:
+        yield host
+
+
+def sdk(host: str, token: str = TOKEN) -> SemanticLayerClient:
+    client = SemanticLayerClient(environment_id=1, auth_token=token, host=host, timeout=60)
+    client._method_map["query"] = "graphql"  # query over GraphQL (Flight SQL is the next issue)
+    return client
+
+
+@pytest.fixture(scope="module")
+def course_client(course_host: str) -> Iterator[SemanticLayerClient]:
+    client = sdk(course_host)
+    with client.session():
+        yield client
+
+
+def graphql(host: str, query: str, variables: dict[str, Any] | None = None, token: str | None = TOKEN) -> Any:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    answer = requests.post(
+        f"http://{host}/api/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+    return answer.json()
+
+
+def assert_same_rows(actual: pa.Table, expected: pa.Table, keys: list[str]) -> None:
+    """Same columns and rows (in key order); floats to 1e-12, everything else exactly."""
+    assert actual.column_names == expected.column_names
+    assert actual.num_rows == expected.num_rows
+    order = [(k, "ascending") for k in keys]
+    left = actual.sort_by(order).to_pylist() if keys else actual.to_pylist()
+    right = expected.sort_by(order).to_pylist() if keys else expected.to_pylist()
+    for got, want in zip(left, right, strict=True):
+        for column, value in want.items():
+            if isinstance(value, float):
+                assert got[column] == pytest.approx(value, rel=1e-12), column
+            else:
+                assert got[column] == value, column
+
+
+# ---- metadata ------------------------------------------------------------------------------
+
+
+def test_sdk_lists_every_metric_with_its_type_and_grains(
+    course_client: SemanticLayerClient, course_sl: SemanticLayer
+) -> None:
+    metrics = {m.name: m for m in course_client.metrics()}
+    assert sorted(metrics) == sorted(m.name for m in course_sl.engine.list_metrics(include_dimensions=False))
+    assert len(metrics) == 35
+    assert metrics["sessions_with_page_view"].type.value == "SIMPLE"
+    assert metrics["view_to_checkout_rate"].type.value == "RATIO"
+    assert metrics["session_view_to_checkout_conversion"].type.value == "CONVERSION"
+    wow = metrics["view_to_checkout_rate_wow_change"]
+    assert (wow.type.value, wow.requires_metric_time) == ("DERIVED", True)
+    assert metrics["sessions_with_checkout"].requires_metric_time is False
+    assert metrics["view_to_checkout_rate"].label == "View → checkout conversion (overall)"
+    assert {"day", "week", "month"} <= set(metrics["sessions_with_checkout"].queryable_time_granularities)
+    rate = metrics["view_to_checkout_rate"]
+    assert [m.name for m in rate.measures] == ["sessions_with_checkout", "sessions_with_page_view"]
+    assert {e.name for e in rate.entities} == {"session", "user", "order"}
+
+
+def test_sdk_dimensions_of_the_funnel_are_metricflows(
+    course_client: SemanticLayerClient, course_sl: SemanticLayer
+) -> None:
+    dimensions = {d.name: d for d in course_client.dimensions(metrics=FUNNEL)}
+    expected = course_sl.engine.simple_dimensions_for_metrics(FUNNEL)
+    assert sorted(dimensions) == sorted({d.granularity_free_dunder_name for d in expected})
+    assert {"metric_time", "session__visitor_type", "user__state", "user__buyer_segment"} <= set(dimensions)
+    metric_time = dimensions["metric_time"]
+    assert metric_time.type.value == "TIME"
+    assert {"day", "week"} <= set(metric_time.queryable_time_granularities)
+    assert dimensions["user__state"].type.value == "CATEGORICAL"
+    assert dimensions["user__state"].queryable_time_granularities == []
+    entities = {e.name: e for e in course_client.entities(metrics=FUNNEL)}
+    assert entities["session"].type.value == "PRIMARY"
+    measures = {m.name: m for m in course_client.measures(metrics=FUNNEL)}
+    assert sorted(measures) == sorted(FUNNEL)
+    assert measures["sessions_with_checkout"].agg.value == "SUM"
+
+
+def test_sdk_saved_queries_with_their_exports(
+    course_client: SemanticLayerClient, course_sl: SemanticLayer
+) -> None:
+    saved = {q.name: q for q in course_client.saved_queries()}
+    assert sorted(saved) == course_sl.saved_query_names
+    weekly = saved["funnel_by_week"]
+    assert weekly.label == "Funnel by week"
+    assert [m.name for m in weekly.query_params.metrics][:3] == FUNNEL
+    (group_by,) = weekly.query_params.group_by
+    assert (group_by.name, group_by.time_granularity) == ("metric_time", "week")
+    assert weekly.query_params.where is None
+    (export,) = weekly.exports
+    assert (export.name, export.config.schema, export.config.alias) == (
+        "funnel_by_week",
+        "exports",
+        "funnel_by_week",
+    )
+    assert export.config.export_as.value == "TABLE"
+    by_product = [g.name for g in saved["funnel_by_product"].query_params.group_by]
+    assert by_product == ["product__product_name", "product__price_band"]
+
+
+def test_environment_info_says_duckdb(course_client: SemanticLayerClient) -> None:
+    info = course_client.environment_info()
+    assert info.dialect.value == "DUCKDB"
+    assert info.has_metrics_defined is True
+
+
+def test_sdk_compile_sql_is_metricflows_sql(
+    course_client: SemanticLayerClient, course_sl: SemanticLayer
+) -> None:
+    sql = course_client.compile_sql(metrics=FUNNEL, group_by=["metric_time__week"])
+    assert sql == course_sl.compile(metrics=FUNNEL, group_by=["metric_time__week"])
+    assert '"greenery"."marts"."fct_sessions"' in sql
+    assert course_client.compile_sql(saved_query="funnel_by_week") == course_sl.compile(
+        saved_query="funnel_by_week"
+    )
+
+
+# ---- queries -------------------------------------------------------------------------------
+
+
+def test_sdk_gets_the_course_funnel_578_467_361(
+    course_client: SemanticLayerClient, course_sl: SemanticLayer
+) -> None:
+    overall = course_client.query(saved_query="funnel_overall")
+    assert [overall[m][0].as_py() for m in FUNNEL] == [578, 467, 361]
+    assert_same_rows(overall, course_sl.query(saved_query="funnel_overall").table, [])
+    adhoc = course_client.query(metrics=FUNNEL)
+    assert [adhoc[m][0].as_py() for m in FUNNEL] == [578, 467, 361]
+
+
+def test_async_sdk_gets_the_same_funnel(course_host: str) -> None:
+    async def ask() -> pa.Table:
+        client = AsyncSemanticLayerClient(environment_id=1, auth_token=TOKEN, host=course_host, timeout=60)
+        client._method_map["query"] = "graphql"
+        async with client.session():
+            metrics = await client.metrics()
+            assert len(metrics) > 30
+            return await client.query(metrics=FUNNEL, group_by=["metric_time__week"])
+
+    weekly = asyncio.run(ask())
+    totals = [sum(v or 0 for v in weekly[m].to_pylist()) for m in FUNNEL]
+    assert totals == [578, 467, 361]
+
+
+def test_funnel_by_week_equals_the_semantic_layer(
+    course_client: SemanticLayerClient, course_sl: SemanticLayer
+) -> None:
+    by_name = course_client.query(metrics=FUNNEL, group_by=["metric_time__week"])
+    by_param = course_client.query(
+        metrics=FUNNEL,
+        group_by=[GroupByParam(name="metric_time", type=GroupByType.TIME_DIMENSION, grain="week")],
+    )
+    expected = course_sl.query(metrics=FUNNEL, group_by=["metric_time__week"]).table
+    assert_same_rows(by_name, expected, ["metric_time__week"])
+    assert_same_rows(by_param, expected, ["metric_time__week"])
+    saved = course_client.query(saved_query="funnel_by_week")
+    assert_same_rows(saved, course_sl.query(saved_query="funnel_by_week").table, ["metric_time__week"])
+
+
+def test_product_funnel_by_product_equals_the_semantic_layer(
+    course_client: SemanticLayerClient, course_sl: SemanticLayer
+) -> None:
+    metrics = [*PRODUCT_FUNNEL, "product_view_to_purchase_rate"]
+    actual = course_client.query(metrics=metrics, group_by=["product__product_name"])
+    expected = course_sl.query(metrics=metrics, group_by=["product__product_name"]).table
+    assert_same_rows(actual, expected, ["product__product_name"])
+    saved = course_client.query(saved_query="funnel_by_product")
+    assert_same_rows(saved, course_sl.query(saved_query="funnel_by_product").table, ["product__product_name"])
+    top = course_client.query(
+        metrics=["product_view_to_purchase_rate"],
+        group_by=["product__product_name"],
+        order_by=["-product_view_to_purchase_rate"],
+        limit=1,
+    )
+    assert top.to_pylist() == [
+        {"product__product_name": "String of pearls", "product_view_to_purchase_rate": 39 / 64}
+    ]
+
+
+def test_saved_query_with_a_filter(course_client: SemanticLayerClient, course_sl: SemanticLayer) -> None:
+    where = ["{{ TimeDimension('metric_time', 'week') }} = '2021-03-01'"]
+    actual = course_client.query(saved_query="inventory_changes_by_product_by_week", where=where)
+    expected = course_sl.query(saved_query="inventory_changes_by_product_by_week", where=where).table
+    assert actual.num_rows == 6
+    assert_same_rows(actual, expected, ["product__product_name"])
+
+
+def test_paging_over_1024_rows_on_scale_10(generated_host: str, generated_copy: Path) -> None:
+    metrics, group_by = ["product_sessions_viewed", "product_sessions_purchased"], ["product__product_name"]
+    group_by.append("metric_time__hour")
+    client = sdk(generated_host)
+    with client.session():
+        actual = client.query(metrics=metrics, group_by=group_by)
+    layer = SemanticLayer.published(generated_copy)
+    try:
+        expected = layer.query(metrics=metrics, group_by=group_by).table
+    finally:
+        layer.close()
+    assert actual.num_rows > 3 * server.PAGE_ROWS
+    assert_same_rows(actual, expected, group_by)
+
+
+def test_pages_are_self_contained_arrow_streams(generated_host: str) -> None:
+    create = """mutation($m: [MetricInput!], $g: [GroupByInput!]) {
+        createQuery(environmentId: "1", metrics: $m, groupBy: $g) { queryId } }"""
+    poll = """query($id: String!, $p: Int!) { query(environmentId: 1, queryId: $id, pageNum: $p) {
+        status totalPages arrowResult } }"""
+    variables = {
+        "m": [{"name": "product_sessions_viewed"}],
+        "g": [{"name": "product__product_name"}, {"name": "metric_time", "grain": "HOUR"}],
+    }
+    query_id = graphql(generated_host, create, variables)["data"]["createQuery"]["queryId"]
+    first = graphql(generated_host, poll, {"id": query_id, "p": 1})["data"]["query"]
+    assert first["status"] == "SUCCESSFUL"
+    pages = [first] + [
+        graphql(generated_host, poll, {"id": query_id, "p": n})["data"]["query"]
+        for n in range(2, first["totalPages"] + 1)
+    ]
+    tables = [pa.ipc.open_stream(base64.b64decode(p["arrowResult"])).read_all() for p in pages]
+    assert [t.num_rows for t in tables[:-1]] == [server.PAGE_ROWS] * (len(tables) - 1)
+    assert {t.schema for t in tables} == {tables[0].schema}
+    total = sum(t.num_rows for t in tables)
+    assert first["totalPages"] == math.ceil(total / server.PAGE_ROWS) > 1
+    beyond = graphql(generated_host, poll, {"id": query_id, "p": first["totalPages"] + 1})
+    assert "does not exist" in beyond["errors"][0]["message"]
+
+
+def test_zero_rows_is_one_schema_only_page(course_client: SemanticLayerClient, course_host: str) -> None:
+    where = ["{{ Dimension('user__state') }} = 'no such state'"]
+    empty = course_client.query(metrics=FUNNEL, group_by=["user__state"], where=where)
+    assert (empty.num_rows, empty.column_names) == (0, ["user__state", *FUNNEL])
+
+
+def test_json_result_for_clients_that_read_json(course_host: str) -> None:
+    create = 'mutation { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }'
+    query_id = graphql(course_host, create)["data"]["createQuery"]["queryId"]
+    poll = (
+        "query($id: String!) { query(environmentId: 1, queryId: $id) { status jsonResult(orient: RECORDS) } }"
+    )
+    answer = graphql(course_host, poll, {"id": query_id})["data"]["query"]
+    (row,) = json.loads(base64.b64decode(answer["jsonResult"]))
+    assert [row[m] for m in FUNNEL] == [578, 467, 361]
+
+
+def test_environment_id_may_be_a_string_and_compile_sql_a_query(course_host: str) -> None:
+    answer = graphql(
+        course_host,
+        'query { compileSql(environmentId: "42", metrics: [{name: "sessions"}]) { sql } }',
+    )
+    assert "fct_sessions" in answer["data"]["compileSql"]["sql"]
+    assert graphql(course_host, "query { metrics(environmentId: 1.5) { name } }")["errors"]
+
+
+def test_cancel_query(course_host: str) -> None:
+    create = 'mutation { createQuery(environmentId: 1, metrics: [{name: "orders"}]) { queryId } }'
+    query_id = graphql(course_host, create)["data"]["createQuery"]["queryId"]
+    cancel = "mutation($id: String!) { cancelQuery(environmentId: 1, queryId: $id) { queryId } }"
+    assert graphql(course_host, cancel, {"id": query_id})["data"]["cancelQuery"]["queryId"] == query_id
+    unknown = graphql(course_host, cancel, {"id": "nope"})
+    assert "unknown query id 'nope'" in unknown["errors"][0]["message"]
+
+
+def test_one_log_line_per_query_and_answers_cached_per_version(
+    course_client: SemanticLayerClient, course_host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="greenery.server")
+    request = {"metrics": ["orders", "revenue"], "group_by": ["metric_time__day"]}
+    first, second = course_client.query(**request), course_client.query(**request)
+    assert first.equals(second)
+    create = """mutation { createQuery(environmentId: 1, metrics: [{name: "orders"}, {name: "revenue"}],
+        groupBy: [{name: "metric_time", timeGranularity: "day"}], readCache: false) { queryId } }"""
+    graphql(course_host, create)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("createQuery")]
+    assert len(lines) == 3
+    assert re.fullmatch(
+        rf"createQuery \w{{8}} SUCCESSFUL metrics=orders,revenue rows={first.num_rows} ms=\d+", lines[0]
+    )
+    assert lines[1].endswith("cache=hit")
+    assert not lines[2].endswith("cache=hit")
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
+# ---- errors, auth, safety ------------------------------------------------------------------
+
+
+def test_unknown_metric_fails_with_metricflows_message(course_client: SemanticLayerClient) -> None:
+    with pytest.raises(QueryFailedError) as failed:
+        course_client.query(metrics=["no_such_metric"])
+    assert "does not exactly match any known metrics" in failed.value.message
+    assert "no_such_metric" in failed.value.message
+
+
+@pytest.mark.parametrize("token", ["wrong-token", ""])
+def test_a_bad_token_is_an_auth_error(course_host: str, token: str) -> None:
+    client = sdk(course_host, token=token)
+    with client.session(), pytest.raises(AuthError):
+        client.metrics()
+
+
+def test_auth_scheme_is_case_insensitive_and_required(course_host: str) -> None:
+    query = {"query": "{ environmentInfo(environmentId: 1) { dialect } }"}
+    url = f"http://{course_host}/api/graphql"
+    shouted = requests.post(url, json=query, headers={"Authorization": f"BEARER {TOKEN}"})
+    assert shouted.json()["data"]["environmentInfo"]["dialect"] == "DUCKDB"
+    missing = requests.post(url, json=query)
+    assert missing.status_code == 401
+    assert missing.json()["errors"][0]["message"] == "User is not authorized"
+    basic = requests.post(url, json=query, headers={"Authorization": f"Basic {TOKEN}"})
+    assert basic.status_code == 401
+
+
+def test_where_injection_is_rejected_and_the_warehouse_is_unchanged(
+    course_client: SemanticLayerClient, course_copy: Path
+) -> None:
+    served = warehouse.current_published(course_copy) / course_copy.name
+    before = sha256(served), sha256(course_copy)
+    baseline = course_client.query(metrics=["sessions"])["sessions"][0].as_py()
+    for where in INJECTIONS:
+        with pytest.raises(QueryFailedError, match="where filter rejected"):
+            course_client.query(metrics=["sessions"], where=[where])
+        with pytest.raises(Exception, match="where filter rejected"):
+            course_client.compile_sql(metrics=["sessions"], where=[where])
+    assert course_client.query(metrics=["sessions"])["sessions"][0].as_py() == baseline
+    assert (sha256(served), sha256(course_copy)) == before
+
+
+def test_names_are_checked_before_metricflow(course_client: SemanticLayerClient) -> None:
+    with pytest.raises(QueryFailedError, match="invalid group-by name"):
+        course_client.query(metrics=["sessions"], group_by=["user__state; drop table x"])
+
+
+@pytest.mark.parametrize(
+    ("where", "canonical"),
+    [
+        ("{{ Dimension('user__state') }} = 'CA'", "{{ Dimension('user__state') }} = 'CA'"),
+        (
+            "{{ TimeDimension('metric_time', 'week') }} >= '2021-02-08' and {{ Entity('user') }} is not null",
+            "{{ TimeDimension('metric_time', time_granularity_name='week') }} >= '2021-02-08' "
+            "AND NOT {{ Entity('user') }} IS NULL",
+        ),
+        (
+            "lower({{ Dimension('product__product_name') }}) in ('pothos', 'bamboo')",
+            "LOWER({{ Dimension('product__product_name') }}) IN ('pothos', 'bamboo')",
+        ),
+        (
+            "{{ Metric('orders', group_by=['user']) }} between 2 and 5",
+            "{{ Metric('orders', group_by=['user']) }} BETWEEN 2 AND 5",
+        ),
+    ],
+)
+def test_filter_validator_keeps_predicates_in_canonical_form(where: str, canonical: str) -> None:
+    assert filters.normalize_where(where) == canonical
+
+
+@pytest.mark.parametrize("where", INJECTIONS)
+def test_filter_validator_rejects_anything_else(where: str) -> None:
+    with pytest.raises(filters.FilterRejected):
+        filters.normalize_where(where)
+
+
+def test_unauthenticated_serve_refuses_a_public_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(server.TOKEN_ENV, raising=False)
+    with pytest.raises(
+        server.ServerConfigError, match=r"refusing to serve on 0\.0\.0\.0 without authentication"
+    ):
+        server.serve("0.0.0.0", 0, None)
+
+
+def test_query_store_evicts_the_oldest_finished_results() -> None:
+    store = server.QueryStore(max_jobs=2, max_bytes=10**9)
+    jobs = [store.add(server.QueryRequest(metrics=("orders",))) for _ in range(3)]
+    for job in jobs:
+        job.finish(table=pa.table({"orders": [1]}))
+        store.finished(job)
+        job.done.set()
+    store.add(server.QueryRequest(metrics=("orders",)))  # unfinished: never evicted
+    with pytest.raises(server.QueryNotFound, match="evicted"):
+        store.get(jobs[0].id)
+    assert len(store) == 2
+
+
+# ---- refresh -------------------------------------------------------------------------------
+
+
+def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_path: Path) -> None:
+    copy = publish_copy(course_warehouse, tmp_path / "wh")
+    first = warehouse.current_published(copy)
+    assert first is not None
+    with running(server.create_app(copy, token=TOKEN)) as host:
+        health = requests.get(f"http://{host}/healthz").json()
+        assert (health["status"], health["published_version"], health["metrics"]) == ("ok", first.name, 35)
+        client = sdk(host)
+        with client.session():
+            assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 578
+            con = duckdb.connect(str(copy))  # a "rebuild" holds the warehouse itself: reads go on
+            try:
+                con.execute(
+                    "delete from marts.fct_sessions where session_id = "
+                    "(select min(session_id) from marts.fct_sessions where has_page_view)"
+                )
+                assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 578
+            finally:
+                con.close()
+            second = warehouse.publish(MANIFEST_PATH, copy)
+            deadline = time.monotonic() + 10
+            while requests.get(f"http://{host}/healthz").json()["published_version"] != second.name:
+                assert time.monotonic() < deadline, "the new version was not picked up"
+                time.sleep(0.2)
+            assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 577
