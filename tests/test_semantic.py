@@ -7,10 +7,8 @@ day and week grain and by product, equals an independent pandas computation (tes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pandas as pd
 import pytest
 
 from greenery import warehouse
+from greenery.pipeline import run_tool
 from greenery.semantic import SemanticLayer, SemanticLayerError
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
@@ -209,11 +208,7 @@ def _mf(args: list[str], wh: Path, tmp_path: Path) -> subprocess.CompletedProces
     copy = tmp_path / wh.name
     shutil.copy(wh, copy)
     shutil.copy(warehouse.raw_path(wh), warehouse.raw_path(copy))
-    env = {**os.environ, warehouse.ENV_VAR: str(copy)}
-    mf = Path(sys.executable).with_name("mf")
-    return subprocess.run(
-        [str(mf), *args], cwd=warehouse.PROJECT_DIR, env=env, capture_output=True, text=True
-    )
+    return run_tool("mf", args, wh=copy)
 
 
 def test_mf_validate_configs_passes_with_warehouse_checks(course_warehouse: Path, tmp_path: Path) -> None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from greenery import bench_generate, warehouse
-from greenery.pipeline import PROJECT_DIR, build, replay
+from greenery.pipeline import build, replay, run_tool
 from greenery.semantic import SemanticLayer
 
 SCALES = (100, 1000)
@@ -45,20 +43,10 @@ def build_warehouse(wh: Path, source: str) -> dict[str, float]:
 
 
 def _mf_query_seconds(wh: Path, saved_query: str, runs: int = 3) -> float:
-    env = {**os.environ, warehouse.ENV_VAR: str(wh)}
-    mf = Path(sys.executable).with_name("mf")
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(
-            [str(mf), "query", "--saved-query", saved_query, "--quiet"],
-            cwd=PROJECT_DIR,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    def ask() -> None:
+        run_tool("mf", ["query", "--saved-query", saved_query, "--quiet"], wh=wh).check_returncode()
+
+    return statistics.median(_timed(ask) for _ in range(runs))
 
 
 def saved_query_lines(wh: Path, label: str) -> list[str]:

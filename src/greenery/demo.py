@@ -9,15 +9,13 @@ Every run rebuilds the warehouse from scratch; it stops at the first failing ste
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from greenery import warehouse
-from greenery.pipeline import PROJECT_DIR, build, replay
+from greenery.pipeline import PROJECT_DIR, build, replay, run_tool
 from greenery.report import ReportPaths, write_report
 from greenery.semantic import MANIFEST_PATH, SemanticLayer
 
@@ -63,11 +61,7 @@ def _build() -> None:
 
 
 def _validate() -> str:
-    env = {**os.environ, warehouse.ENV_VAR: str(warehouse.warehouse_path())}
-    mf = Path(sys.executable).with_name("mf")
-    done = subprocess.run(
-        [str(mf), "validate-configs"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
-    )
+    done = run_tool("mf", ["validate-configs"])
     if done.returncode != 0 or "ERRORS: 0" not in done.stdout:
         raise DemoError(f"mf validate-configs failed:\n{done.stdout}{done.stderr}")
     return "mf validate-configs: 0 errors"

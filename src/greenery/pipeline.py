@@ -23,22 +23,24 @@ class DbtError(RuntimeError):
     """A dbt command failed; the message names the command and what failed."""
 
 
-def run_dbt(args: Sequence[str], *, wh: Path | None = None, quiet: bool = True) -> None:
-    """Run one dbt command against the project and its profiles.yml.
+def run_tool(tool: str, args: Sequence[str], *, wh: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the venv's `dbt` or `mf` from the repo root against the warehouse; output captured.
 
     In a child process: dbt-duckdb keeps its DuckDB handles open for the life of the process,
     which would lock the raw catalog against the replay's writes between two snapshots.
     """
     env = {**os.environ, warehouse.ENV_VAR: str(wh or warehouse.warehouse_path())}
-    dbt = Path(sys.executable).with_name("dbt")
+    executable = Path(sys.executable).with_name(tool)
+    return subprocess.run([str(executable), *args], env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
+
+
+def run_dbt(args: Sequence[str], *, wh: Path | None = None) -> None:
+    """Run one dbt command against the project and its profiles.yml; raise DbtError on failure."""
     flags = ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
-    log = ["--quiet"] if quiet else []
-    done = subprocess.run(
-        [str(dbt), *log, *args, *flags], env=env, cwd=PROJECT_DIR, capture_output=quiet, text=True
-    )
+    done = run_tool("dbt", ["--quiet", *args, *flags], wh=wh)
     if done.returncode != 0:
-        output = (done.stdout or "") + (done.stderr or "")
-        raise DbtError(f"`dbt {' '.join(args)}` failed (exit {done.returncode})\n{output.strip()}")
+        output = (done.stdout + done.stderr).strip()
+        raise DbtError(f"`dbt {' '.join(args)}` failed (exit {done.returncode})\n{output}")
 
 
 @dataclass(frozen=True)
