@@ -59,10 +59,6 @@ def connect(warehouse: Path | None = None, *, read_only: bool = False) -> duckdb
     return con
 
 
-def raw_table(name: str) -> str:
-    return f"{RAW_CATALOG}.{RAW_SCHEMA}.{name}"
-
-
 @contextmanager
 def _building_raw(warehouse: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to a fresh raw catalog that replaces the current one on success only."""
