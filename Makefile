@@ -39,3 +39,9 @@ clean:
 snowflake-emulated: $(STAMP)
 	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.snowflake_emulation
 	$(BIN)/python -m greenery.dialect_check
+
+# Arrow Flight SQL against GraphQL: funnel_by_week latency per client, and rows/s of a large
+# result (daily funnel by product), on a scale-1000 warehouse built in /tmp (about a minute).
+.PHONY: bench-flight
+bench-flight: $(STAMP)
+	$(BIN)/python -m greenery.bench_flight

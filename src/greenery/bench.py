@@ -2,12 +2,11 @@
 
 Generation time and memory, load time of the course CSVs, `dbt build` wall time, and each
 saved query through a warm MetricFlow engine vs `mf query`, at course scale and scales
-100 / 1000; then the server benchmark when the server module is present.
+100 / 1000; then the server (GraphQL) and Arrow Flight SQL benchmarks.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 import tempfile
@@ -15,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from greenery import bench_generate, warehouse
+from greenery import bench_flight, bench_generate, bench_server, warehouse
 from greenery.pipeline import build, replay, run_tool
-from greenery.semantic import SemanticLayer
+from greenery.semantic import MANIFEST_PATH, SemanticLayer
 
 SCALES = (100, 1000)
 
@@ -84,15 +83,15 @@ def run() -> None:
             label = "course scale" if source == "course" else "scale 1000"
             for line in saved_query_lines(built[source], label):
                 print(line, flush=True)
-        if importlib.util.find_spec("greenery.bench_server") is not None:
-            from greenery import bench_server
-            from greenery.semantic import MANIFEST_PATH
-
-            for source in (s for s in ("course", "1000") if s in built):
-                warehouse.publish(MANIFEST_PATH, built[source])
-                print(f"== server at {source}", flush=True)
-                for line in bench_server.run(built[source]):
-                    print(line, flush=True)
+        for source in (s for s in ("course", "1000") if s in built):
+            warehouse.publish(MANIFEST_PATH, built[source])
+            print(f"== server at {source}", flush=True)
+            for line in bench_server.run(built[source]):
+                print(line, flush=True)
+        if "1000" in built:
+            print("== Arrow Flight SQL vs GraphQL at scale 1000", flush=True)
+            for line in bench_flight.run(built["1000"]):
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

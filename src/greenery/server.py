@@ -8,6 +8,10 @@ restart, while requests already running finish on the old one. Clients such as
 (`createQuery`, then `query` polls for paged Arrow results); the wire format is in
 `greenery.graphql_api`.
 
+The same app serves the dashboard (`/dashboard`, files in ``greenery/static``), a client of
+the GraphQL API like any other; `greenery serve --flight-port` adds Arrow Flight SQL
+(`greenery.flight`) over the same service.
+
 Auth: a bearer token from ``$GREENERY_API_TOKEN``; without one the server only binds to
 loopback. Where filters are checked by `greenery.filters` before MetricFlow sees them.
 """
@@ -38,8 +42,9 @@ import pyarrow as pa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from greenery import filters, warehouse
 from greenery.semantic import MANIFEST_PATH, SemanticLayer, SemanticLayerError
@@ -60,6 +65,17 @@ _VOLATILE_SQL = re.compile(
     re.I,
 )
 NOT_AUTHORIZED = "User is not authorized"  # dbt-sl-sdk maps exactly this to AuthError
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The dashboard loads only its own files and talks only to this server; it never sends its
+# URL (which may carry ?token=) to anyone.
+DASHBOARD_HEADERS = {
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-cache",
+}
+_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s]*", re.I)
 
 log = logging.getLogger("greenery.server")
 K = TypeVar("K")
@@ -85,6 +101,7 @@ class QueryRequest:
     limit: int | None = None
     saved_query: str | None = None
     aliases: tuple[tuple[str, str], ...] = ()  # (metric, output column name)
+    dimension_values: bool = False  # the distinct values of the one group-by item (for `metrics`)
 
     def checked(self) -> QueryRequest:
         """Names checked, where filters validated and canonical (raises ValueError / FilterRejected)."""
@@ -100,11 +117,18 @@ class QueryRequest:
             filters.check_name(self.saved_query, "saved query")
         if self.limit is not None and self.limit < 0:
             raise ValueError(f"limit must be ≥ 0 (got {self.limit})")
+        if self.dimension_values:
+            if len(self.group_by) != 1 or self.saved_query or self.where or self.order_by or self.limit:
+                raise ValueError("dimension values take one group-by item, optionally metrics, nothing else")
+            return self
         if self.saved_query is None and not self.metrics:
             raise ValueError("a query needs metrics or a saved query")
         return replace(self, where=tuple(filters.normalize_wheres(self.where)))
 
     def describe(self) -> str:
+        if self.dimension_values:
+            metrics = f" for {','.join(self.metrics)}" if self.metrics else ""
+            return f"values of {self.group_by[0]}{metrics}"
         return self.saved_query or ",".join(self.metrics) or "-"
 
 
@@ -122,6 +146,13 @@ class Lru(Generic[K, V]):
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
+            return value
+
+    def pop(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.pop(key, None)
+            if value is not None:
+                self._bytes -= self._size(value)
             return value
 
     def put(self, key: K, value: V) -> None:
@@ -169,17 +200,31 @@ class PublishedLayer:
         """MetricFlow's SQL for a checked request (each distinct query compiles once per version)."""
         sql = self._compiled.get(request)
         if sql is None:
+            write_sql = self._dimension_values_sql if request.dimension_values else self._query_sql
             with self._engine_lock:
-                sql = self.layer.compile(
-                    metrics=request.metrics,
-                    group_by=request.group_by,
-                    where=request.where,
-                    order_by=request.order_by,
-                    limit=request.limit,
-                    saved_query=request.saved_query,
-                )
+                sql = write_sql(request)
             self._compiled.put(request, sql)
         return sql
+
+    def _query_sql(self, request: QueryRequest) -> str:
+        return self.layer.compile(
+            metrics=request.metrics,
+            group_by=request.group_by,
+            where=request.where,
+            order_by=request.order_by,
+            limit=request.limit,
+            saved_query=request.saved_query,
+        )
+
+    def _dimension_values_sql(self, request: QueryRequest) -> str:
+        """The distinct values of one dimension (for the metrics, if any), as MetricFlow writes it."""
+        try:
+            explained = self.layer.engine.explain_get_dimension_values(
+                metric_names=list(request.metrics) or None, get_group_by_values=request.group_by[0]
+            )
+        except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
+            raise SemanticLayerError(str(exc)) from exc
+        return explained.sql_statement.without_descriptions.sql
 
     def answer(self, request: QueryRequest, *, read_cache: bool = True) -> tuple[str, pa.Table, bool]:
         """(SQL, rows, whether they came from the cache) for a checked request."""
@@ -197,6 +242,8 @@ class PublishedLayer:
             table = self.layer.client.arrow(sql)
         except duckdb.Error as exc:
             raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
+        if request.dimension_values and table.num_columns:
+            table = table.sort_by([(table.column_names[0], "ascending")])
         if request.aliases:
             names = dict(request.aliases)
             table = table.rename_columns([names.get(n, n) for n in table.column_names])
@@ -297,6 +344,7 @@ class QueryJob:
     table: pa.Table | None = None
     version: str | None = None
     read_cache: bool = True
+    transport: str = "graphql"  # or "flight": shown in the query log
     from_cache: bool = False
     millis: float | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set once finished and logged
@@ -413,7 +461,12 @@ class SemanticLayerService:
             return layer.compile(checked)
 
     def create_query(
-        self, request: QueryRequest, *, read_cache: bool = True, wait_s: float = SYNC_WAIT_S
+        self,
+        request: QueryRequest,
+        *,
+        read_cache: bool = True,
+        wait_s: float = SYNC_WAIT_S,
+        transport: str = "graphql",
     ) -> QueryJob:
         """Start the query; return once it is done or after `wait_s` (then the client polls).
 
@@ -421,6 +474,7 @@ class SemanticLayerService:
         """
         job = self.queries.add(request)
         job.read_cache = read_cache
+        job.transport = transport
         self._pool.submit(self._run, job)
         job.done.wait(wait_s)
         return job
@@ -466,13 +520,14 @@ class SemanticLayerService:
     @staticmethod
     def _log(job: QueryJob) -> None:
         log.info(
-            "createQuery %s %s metrics=%s rows=%s ms=%.0f%s%s",
+            "createQuery %s %s metrics=%s rows=%s ms=%.0f%s%s%s",
             job.id[:8],
             job.status,
             job.request.describe(),
             job.rows if job.rows is not None else "-",
             job.millis,
             " cache=hit" if job.from_cache else "",
+            f" via={job.transport}" if job.transport != "graphql" else "",
             f" error={job.error.splitlines()[0][:160]!r}" if job.error else "",
         )
 
@@ -494,12 +549,14 @@ class SemanticLayerService:
 # ---- HTTP ------------------------------------------------------------------------------
 
 
-def _authorized(request: Request, token: str | None) -> bool:
-    """``Authorization: Bearer <token>`` (scheme case-insensitive; constant-time comparison)."""
-    if token is None:
-        return True
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+def bearer_matches(authorization: str, token: str) -> bool:
+    """An ``Authorization`` header value ``Bearer <token>`` (scheme case-insensitive; constant time)."""
+    scheme, _, given = authorization.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _authorized(request: Request, token: str | None) -> bool:
+    return token is None or bearer_matches(request.headers.get("authorization", ""), token)
 
 
 def _graphql_error(message: str, status: int) -> JSONResponse:
@@ -545,18 +602,49 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        flight = getattr(app.state, "flight", None)  # set by serve(): stopped before the service closes
+        if flight is not None:
+            await run_in_threadpool(flight.shutdown)
         await run_in_threadpool(service.close)
 
     app = Starlette(
         routes=[
             Route("/api/graphql", graphql, methods=["POST"]),
             Route("/", graphql, methods=["POST"]),
+            Route("/", _home, methods=["GET"]),
+            Route("/dashboard", _dashboard, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
     app.state.service = service
     return app
+
+
+async def _dashboard(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "dashboard.html", headers=DASHBOARD_HEADERS)
+
+
+async def _home(request: Request) -> Response:
+    """Browsers go to the dashboard; API clients get a map of the endpoints."""
+    if "text/html" in request.headers.get("accept", ""):
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/dashboard{query}", status_code=303)
+    return JSONResponse(
+        {"graphql": "/api/graphql (POST; also POST /)", "dashboard": "/dashboard", "health": "/healthz"}
+    )
+
+
+class RedactTokenFilter(logging.Filter):
+    """Hides ``?token=…`` (the dashboard's one-time login link) in uvicorn's access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
 
 
 def is_loopback(host: str) -> bool:
@@ -584,8 +672,25 @@ def serve(host: str, port: int, flight_port: int | None) -> None:
     service: SemanticLayerService = app.state.service
     print(f"greenery serve: published version {service.layers.version} of {service.warehouse_file}")
     print(f"greenery serve: GraphQL at http://{host}:{port}/api/graphql, health at /healthz")
+    print(f"greenery serve: dashboard at http://{host}:{port}/dashboard")
     if token is None:
         print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures logging
+    logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
     if flight_port is not None:
-        print(f"greenery serve: Arrow Flight SQL port {flight_port} reserved (not served yet)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+        app.state.flight, location = _start_flight(service, host, flight_port, token)
+        print(f"greenery serve: Arrow Flight SQL at {location}", flush=True)
+    uvicorn.Server(config).run()
+
+
+def _start_flight(service: SemanticLayerService, host: str, port: int, token: str | None) -> tuple[Any, str]:
+    """The Flight SQL server on the same service and token, and where it listens."""
+    from pyarrow.lib import ArrowException
+
+    from greenery.flight import flight_location, start_flight_server
+
+    try:
+        flight = start_flight_server(service, host, port, token)
+    except (ArrowException, OSError) as exc:
+        raise ServerConfigError(f"cannot serve Arrow Flight SQL on {host}:{port}: {exc}") from exc
+    return flight, flight_location(host, flight.port)

@@ -1,0 +1,621 @@
+"""The semantic layer over Arrow Flight SQL: what `dbt-sl-sdk`, ADBC and JDBC clients speak.
+
+`greenery serve --flight-port N` starts this next to the GraphQL API, on the same
+`SemanticLayerService` (same published versions, result cache and query log) and the same
+token. Statements are dbt's semantic-layer templates (`greenery.statements`), never SQL.
+
+RPCs: ``GetFlightInfo(CommandStatementQuery)`` runs the statement and answers a ticket that
+``DoGet`` streams (the ADBC fallback path); prepared statements (``DoAction``
+``CreatePreparedStatement`` → ``GetFlightInfo(CommandPreparedStatementQuery)`` → ``DoGet`` →
+``ClosePreparedStatement``), which the ADBC and JDBC drivers use; ``GetSchema``; and
+``GetSqlInfo``, ``GetCatalogs``, ``GetDbSchemas``, ``GetTables``, ``GetTableTypes`` answered
+minimally (the semantic layer has no tables). Flight SQL commands are protobuf messages packed
+in ``google.protobuf.Any``; the few fields needed are read and written by the small codec below.
+
+Errors: a bad statement or query is INVALID_ARGUMENT, raised before any data is sent; a bad
+token is UNAUTHENTICATED (checked for every call by a server middleware).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from greenery.semantic import SemanticLayerError
+from greenery.server import (
+    NOT_AUTHORIZED,
+    Lru,
+    QueryNotFound,
+    SemanticLayerService,
+    ServerConfigError,
+    bearer_matches,
+    is_loopback,
+)
+from greenery.statements import MetadataStatement, QueryStatement, Statement, parse_statement
+
+log = logging.getLogger("greenery.server")
+
+SQL_TYPE_PREFIX = "type.googleapis.com/arrow.flight.protocol.sql."
+QUERY_WAIT_S = 600.0  # GetFlightInfo waits this long for a query before giving up
+MAX_PREPARED = 1024  # open prepared statements kept (the oldest are closed first)
+BATCH_BYTES = 4 * 1024 * 1024  # record batches are cut to about this size (gRPC's default limit)
+_JOB = b"job:"  # ticket handles: a finished query job …
+_STATEMENT = b"statement:"  # … or a statement answered again at DoGet (metadata, compiled SQL)
+T = TypeVar("T")
+
+
+# ---- errors the client sees --------------------------------------------------------------
+
+
+class _WithoutTraceback:
+    """pyarrow sends a Python exception to the client as its message plus ``Detail:`` and the
+    formatted traceback (server file paths and source lines). Formatting reads ``__notes__``;
+    refusing it makes pyarrow fall back to the class name, so clients get
+    ``<message>. Detail: Python exception: InvalidArgument``. (CPython 3.11, which the project
+    pins; tests/test_flight.py checks that no traceback reaches a client.)
+    """
+
+    @property
+    def __notes__(self) -> list[str]:
+        raise LookupError("not formatted for clients")
+
+
+class InvalidArgument(_WithoutTraceback, ValueError):
+    """Sent as gRPC INVALID_ARGUMENT (pyarrow maps ValueError to Status::Invalid)."""
+
+
+class Unimplemented(_WithoutTraceback, NotImplementedError):
+    """Sent as gRPC UNIMPLEMENTED."""
+
+
+def _client_errors(call: Callable[[], T]) -> T:
+    """Run an RPC body, turning user errors into INVALID_ARGUMENT and the unexpected into INTERNAL."""
+    try:
+        return call()
+    except (flight.FlightError, InvalidArgument, Unimplemented):
+        raise
+    except (SemanticLayerError, ValueError) as exc:  # StatementError, FilterRejected, QueryNotFound …
+        raise InvalidArgument(str(exc)) from None
+    except Exception as exc:
+        log.exception("flight call failed unexpectedly")
+        raise flight.FlightInternalError(f"internal error ({type(exc).__name__}): {exc}") from None
+
+
+# ---- a tiny protobuf codec (varints and length-delimited fields are all Flight SQL needs) ---
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise InvalidArgument("malformed protobuf message: truncated varint")
+
+
+def encode_message(fields: list[tuple[int, bytes | int]]) -> bytes:
+    """Fields in order: bytes/strings as length-delimited (wire type 2), ints as varints (type 0)."""
+    out = bytearray()
+    for number, value in fields:
+        if isinstance(value, int):
+            out += _varint(number << 3) + _varint(value)
+        else:
+            out += _varint(number << 3 | 2) + _varint(len(value)) + value
+    return bytes(out)
+
+
+def decode_message(data: bytes) -> dict[int, list[bytes | int]]:
+    """Every field by number (repeated fields keep their order); fixed-width fields as ints."""
+    fields: dict[int, list[bytes | int]] = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        value: bytes | int
+        if wire_type == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire_type == 2:
+            length, pos = _read_varint(data, pos)
+            if pos + length > len(data):
+                raise InvalidArgument("malformed protobuf message: truncated field")
+            value, pos = data[pos : pos + length], pos + length
+        elif wire_type in (1, 5):
+            width = 8 if wire_type == 1 else 4
+            value, pos = int.from_bytes(data[pos : pos + width], "little"), pos + width
+        else:
+            raise InvalidArgument(f"malformed protobuf message: wire type {wire_type}")
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def _bytes_field(fields: dict[int, list[bytes | int]], number: int) -> bytes:
+    values = fields.get(number) or [b""]
+    value = values[-1]
+    if not isinstance(value, bytes):
+        raise InvalidArgument(f"malformed protobuf message: field {number} is not a string")
+    return value
+
+
+def _text_field(fields: dict[int, list[bytes | int]], number: int) -> str:
+    try:
+        return _bytes_field(fields, number).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"field {number} is not UTF-8 text") from None
+
+
+def _uint_list(fields: dict[int, list[bytes | int]], number: int) -> list[int]:
+    """A repeated integer field, packed (one length-delimited run of varints) or not."""
+    values: list[int] = []
+    for item in fields.get(number, []):
+        if isinstance(item, int):
+            values.append(item)
+            continue
+        pos = 0
+        while pos < len(item):
+            value, pos = _read_varint(item, pos)
+            values.append(value)
+    return values
+
+
+def pack_any(message_name: str, payload: bytes) -> bytes:
+    """``google.protobuf.Any`` holding the Flight SQL message `message_name`."""
+    return encode_message([(1, (SQL_TYPE_PREFIX + message_name).encode()), (2, payload)])
+
+
+def unpack_any(data: bytes) -> tuple[str, dict[int, list[bytes | int]]]:
+    """(Flight SQL message name, its decoded fields) from an ``Any``."""
+    fields = decode_message(data)
+    type_url = _text_field(fields, 1)
+    if not type_url.startswith(SQL_TYPE_PREFIX):
+        shown = type_url or data[:40]
+        raise InvalidArgument(f"not a Flight SQL command ({shown!r}): send a Flight SQL statement")
+    return type_url.removeprefix(SQL_TYPE_PREFIX), decode_message(_bytes_field(fields, 2))
+
+
+# ---- metadata as Arrow tables -------------------------------------------------------------
+
+_STRINGS = pa.list_(pa.utf8())
+_METADATA_SCHEMAS: dict[str, pa.Schema] = {
+    "metrics": pa.schema(
+        [
+            ("NAME", pa.utf8()),
+            ("DESCRIPTION", pa.utf8()),
+            ("TYPE", pa.utf8()),
+            ("LABEL", pa.utf8()),
+            ("REQUIRES_METRIC_TIME", pa.bool_()),
+            ("QUERYABLE_GRANULARITIES", _STRINGS),
+            ("DIMENSIONS", _STRINGS),
+        ]
+    ),
+    "dimensions": pa.schema(
+        [
+            ("NAME", pa.utf8()),
+            ("QUALIFIED_NAME", pa.utf8()),
+            ("DESCRIPTION", pa.utf8()),
+            ("TYPE", pa.utf8()),
+            ("LABEL", pa.utf8()),
+            ("IS_PARTITION", pa.bool_()),
+            ("EXPR", pa.utf8()),
+            ("QUERYABLE_GRANULARITIES", _STRINGS),
+        ]
+    ),
+    "entities": pa.schema(
+        [
+            ("NAME", pa.utf8()),
+            ("DESCRIPTION", pa.utf8()),
+            ("TYPE", pa.utf8()),
+            ("ROLE", pa.utf8()),
+            ("EXPR", pa.utf8()),
+        ]
+    ),
+    "measures": pa.schema(
+        [("NAME", pa.utf8()), ("AGG", pa.utf8()), ("EXPR", pa.utf8()), ("AGG_TIME_DIMENSION", pa.utf8())]
+    ),
+    "saved_queries": pa.schema(
+        [
+            ("NAME", pa.utf8()),
+            ("DESCRIPTION", pa.utf8()),
+            ("LABEL", pa.utf8()),
+            ("METRICS", _STRINGS),
+            ("GROUP_BY", _STRINGS),
+            ("WHERE", pa.utf8()),
+        ]
+    ),
+}
+COMPILED_SCHEMA = pa.schema([("SQL", pa.utf8())])
+
+
+def _metadata_rows(kind: str, catalog: Any, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rows of a metadata statement, from the published version's GraphQL catalog."""
+    if kind == "metrics":
+        return [
+            {
+                "NAME": m["name"],
+                "DESCRIPTION": m["description"],
+                "TYPE": m["type"],
+                "LABEL": m["label"],
+                "REQUIRES_METRIC_TIME": m["requiresMetricTime"],
+                "QUERYABLE_GRANULARITIES": m["queryableTimeGranularities"],
+                "DIMENSIONS": [d["name"] for d in m["dimensions"]],
+            }
+            for m in catalog.metrics
+        ]
+    if kind == "dimensions":
+        return [
+            {
+                "NAME": d["name"],
+                "QUALIFIED_NAME": d["qualifiedName"],
+                "DESCRIPTION": d["description"],
+                "TYPE": d["type"],
+                "LABEL": d["label"],
+                "IS_PARTITION": d["isPartition"],
+                "EXPR": d["expr"],
+                "QUERYABLE_GRANULARITIES": d["queryableTimeGranularities"],
+            }
+            for d in catalog.dimensions(metrics)
+        ]
+    if kind == "entities":
+        return [
+            {"NAME": e["name"], "DESCRIPTION": e["description"], "TYPE": e["type"], "ROLE": e["role"]}
+            | {"EXPR": e["expr"]}
+            for e in catalog.entities(metrics)
+        ]
+    if kind == "measures":
+        return [
+            {
+                "NAME": m["name"],
+                "AGG": m["agg"],
+                "EXPR": m["expr"],
+                "AGG_TIME_DIMENSION": m["aggTimeDimension"],
+            }
+            for m in catalog.measures(metrics)
+        ]
+    return [
+        {
+            "NAME": q["name"],
+            "DESCRIPTION": q["description"],
+            "LABEL": q["label"],
+            "METRICS": [m["name"] for m in q["queryParams"]["metrics"]],
+            "GROUP_BY": [
+                g["name"] + (f"__{g['timeGranularity']}" if g["timeGranularity"] else "")
+                for g in q["queryParams"]["groupBy"]
+            ],
+            "WHERE": (q["queryParams"]["where"] or {}).get("whereSqlTemplate"),
+        }
+        for q in catalog.saved_queries
+    ]
+
+
+# The Flight SQL catalog commands: the semantic layer exposes no tables, so these are empty
+# tables of the schemas the specification gives (clients such as BI tools still ask).
+_CATALOG_SCHEMAS: dict[str, pa.Schema] = {
+    "CommandGetCatalogs": pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)]),
+    "CommandGetDbSchemas": pa.schema(
+        [("catalog_name", pa.utf8()), pa.field("db_schema_name", pa.utf8(), nullable=False)]
+    ),
+    "CommandGetTables": pa.schema(
+        [
+            ("catalog_name", pa.utf8()),
+            ("db_schema_name", pa.utf8()),
+            pa.field("table_name", pa.utf8(), nullable=False),
+            pa.field("table_type", pa.utf8(), nullable=False),
+        ]
+    ),
+    "CommandGetTableTypes": pa.schema([pa.field("table_type", pa.utf8(), nullable=False)]),
+}
+_TABLE_SCHEMA_FIELD = pa.field("table_schema", pa.binary(), nullable=False)
+
+# GetSqlInfo: info_name uint32, value dense_union<string, bool, int64, int32 bitmask, list, map>.
+_SQL_INFO_VALUE = pa.dense_union(
+    [
+        pa.field("string_value", pa.utf8()),
+        pa.field("bool_value", pa.bool_()),
+        pa.field("bigint_value", pa.int64()),
+        pa.field("int32_bitmask", pa.int32()),
+        pa.field("string_list", pa.list_(pa.field("item", pa.utf8()))),
+        pa.field("int32_to_int32_list_map", pa.map_(pa.int32(), pa.list_(pa.field("item", pa.int32())))),
+    ]
+)
+SQL_INFO_SCHEMA = pa.schema(
+    [pa.field("info_name", pa.uint32(), nullable=False), pa.field("value", _SQL_INFO_VALUE, nullable=False)]
+)
+_STRING, _BOOL, _INT32 = 0, 1, 3
+
+
+def _sql_info(wanted: list[int]) -> pa.Table:
+    """The server facts clients ask for first (name, version, read-only, no transactions…)."""
+    known: dict[int, tuple[int, Any]] = {
+        0: (_STRING, "greenery semantic layer"),  # FLIGHT_SQL_SERVER_NAME
+        1: (_STRING, _version()),  # FLIGHT_SQL_SERVER_VERSION
+        2: (_STRING, pa.__version__),  # FLIGHT_SQL_SERVER_ARROW_VERSION
+        3: (_BOOL, True),  # FLIGHT_SQL_SERVER_READ_ONLY
+        4: (_BOOL, True),  # FLIGHT_SQL_SERVER_SQL (the semantic-layer dialect)
+        5: (_BOOL, False),  # FLIGHT_SQL_SERVER_SUBSTRAIT
+        8: (_INT32, 0),  # FLIGHT_SQL_SERVER_TRANSACTION: none
+        9: (_BOOL, False),  # FLIGHT_SQL_SERVER_CANCEL
+        100: (_INT32, 0),  # FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: none
+        504: (_STRING, '"'),  # SQL_IDENTIFIER_QUOTE_CHAR
+    }
+    names = [n for n in (wanted or sorted(known)) if n in known]
+    children: list[list[Any]] = [[] for _ in _SQL_INFO_VALUE]
+    type_ids, offsets = [], []
+    for name in names:
+        code, value = known[name]
+        type_ids.append(code)
+        offsets.append(len(children[code]))
+        children[code].append(value)
+    arrays = [pa.array(values, type=f.type) for values, f in zip(children, _SQL_INFO_VALUE, strict=True)]
+    value = pa.UnionArray.from_dense(
+        pa.array(type_ids, pa.int8()),
+        pa.array(offsets, pa.int32()),
+        arrays,
+        [f.name for f in _SQL_INFO_VALUE],
+    )
+    return pa.Table.from_arrays([pa.array(names, pa.uint32()), value], schema=SQL_INFO_SCHEMA)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("greenery")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ---- auth ---------------------------------------------------------------------------------
+
+
+class BearerTokenMiddlewareFactory(flight.ServerMiddlewareFactory):
+    """Every call must carry ``authorization: Bearer <token>``; others are UNAUTHENTICATED."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> None:
+        values = headers.get("authorization", [])
+        if not any(bearer_matches(v, self._token) for v in values):
+            raise flight.FlightUnauthenticatedError(NOT_AUTHORIZED)
+        return None
+
+
+# ---- the server ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    statement: Statement
+    text: str
+    schema: pa.Schema
+    job_id: str | None  # the result computed when preparing, used by the first execution
+
+
+class SemanticLayerFlightServer(flight.FlightServerBase):
+    """Flight SQL over a SemanticLayerService; listening once constructed (see `start_flight_server`)."""
+
+    def __init__(self, service: SemanticLayerService, location: str, token: str | None) -> None:
+        middleware = {"auth": BearerTokenMiddlewareFactory(token)} if token else {}
+        super().__init__(location, middleware=middleware)
+        self._service = service
+        self._prepared: Lru[bytes, _Prepared] = Lru(MAX_PREPARED)
+
+    # -- RPCs --
+
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        return _client_errors(lambda: self._flight_info(descriptor))
+
+    def get_schema(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.SchemaResult:
+        return _client_errors(lambda: flight.SchemaResult(self._schema(descriptor)))
+
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
+        table = _client_errors(lambda: self._ticket_table(ticket.ticket))
+        return flight.RecordBatchStream(_rebatched(table))
+
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
+        body = action.body.to_pybytes() if action.body is not None else b""
+        return iter(_client_errors(lambda: self._action(action.type, body)))
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        return [
+            ("CreatePreparedStatement", "prepare a semantic-layer statement; answers its dataset schema"),
+            ("ClosePreparedStatement", "forget a prepared statement"),
+        ]
+
+    def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        return iter(())
+
+    # -- what they do --
+
+    def _flight_info(self, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            raise InvalidArgument("send a Flight SQL command (a CMD descriptor), not a path")
+        command, fields = unpack_any(descriptor.command)
+        if command == "CommandStatementQuery":
+            text = _text_field(fields, 1)
+            handle, table = self._execute(parse_statement(text), text)
+        elif command == "CommandPreparedStatementQuery":
+            handle, table = self._execute_prepared(_bytes_field(fields, 1))
+        elif command == "CommandGetSqlInfo" or command in _CATALOG_SCHEMAS:
+            table = self._catalog_table(command, fields)
+            return _info(descriptor, descriptor.command, table)
+        else:
+            raise Unimplemented(
+                f"{command} is not supported: send {{{{ semantic_layer.query(…) }}}} statements"
+            )
+        ticket = pack_any("TicketStatementQuery", encode_message([(1, handle)]))
+        return _info(descriptor, ticket, table)
+
+    def _schema(self, descriptor: flight.FlightDescriptor) -> pa.Schema:
+        """A prepared statement's schema as prepared; otherwise the answer's (the statement runs)."""
+        if descriptor.descriptor_type == flight.DescriptorType.CMD:
+            command, fields = unpack_any(descriptor.command)
+            if command == "CommandPreparedStatementQuery":
+                prepared = self._prepared.get(_bytes_field(fields, 1))
+                if prepared is not None:
+                    return prepared.schema
+        return self._flight_info(descriptor).schema
+
+    def _execute(self, statement: Statement, text: str) -> tuple[bytes, pa.Table]:
+        """(ticket handle, answer) for a statement: queries run as jobs of the shared service."""
+        if isinstance(statement, QueryStatement) and not statement.compile_only:
+            job_id, table = self._run_query(statement)
+            return _JOB + job_id.encode(), table
+        return _STATEMENT + text.encode(), self._answer_now(statement)
+
+    def _run_query(self, statement: QueryStatement) -> tuple[str, pa.Table]:
+        """(job id, answer) once the shared service has run the query; user errors as INVALID_ARGUMENT."""
+        job = self._service.create_query(
+            statement.request, read_cache=statement.read_cache, wait_s=QUERY_WAIT_S, transport="flight"
+        )
+        if not job.done.is_set():
+            self._service.cancel_query(job.id)
+            raise flight.FlightTimedOutError(f"the query took longer than {QUERY_WAIT_S:.0f} s")
+        if job.status != "SUCCESSFUL" or job.table is None:
+            error = job.error or f"the query ended {job.status}"
+            if error.startswith("internal error"):
+                raise flight.FlightInternalError(error)
+            raise InvalidArgument(error)
+        return job.id, job.table
+
+    def _answer_now(self, statement: Statement) -> pa.Table:
+        """Metadata and compiled SQL: answered from the catalog and the compiler, no job."""
+        if isinstance(statement, QueryStatement):
+            return pa.table({"SQL": [self._service.compile_sql(statement.request)]}, schema=COMPILED_SCHEMA)
+        return self._metadata(statement)
+
+    def _metadata(self, statement: MetadataStatement) -> pa.Table:
+        with self._service.layers.use() as layer:
+            rows = _metadata_rows(statement.kind, layer.catalog, statement.metrics)
+        return pa.Table.from_pylist(rows, schema=_METADATA_SCHEMAS[statement.kind])
+
+    def _catalog_table(self, command: str, fields: dict[int, list[bytes | int]]) -> pa.Table:
+        if command == "CommandGetSqlInfo":
+            return _sql_info(_uint_list(fields, 1))
+        schema = _CATALOG_SCHEMAS[command]
+        if command == "CommandGetTables" and fields.get(5, [0])[-1]:  # include_schema
+            schema = schema.append(_TABLE_SCHEMA_FIELD)
+        return schema.empty_table()
+
+    def _execute_prepared(self, handle: bytes) -> tuple[bytes, pa.Table]:
+        prepared = self._prepared.get(handle)
+        if prepared is None:
+            raise InvalidArgument("unknown prepared statement: it was closed, or never created here")
+        if prepared.job_id is not None:  # the first execution reuses the answer computed when preparing
+            self._prepared.put(handle, replace(prepared, job_id=None))
+            try:
+                job = self._service.get_query(prepared.job_id)
+            except QueryNotFound:  # evicted meanwhile: run it again
+                pass
+            else:
+                if job.table is not None:
+                    return _JOB + job.id.encode(), job.table
+        return self._execute(prepared.statement, prepared.text)
+
+    def _ticket_table(self, ticket: bytes) -> pa.Table:
+        command, fields = unpack_any(ticket)
+        if command == "CommandGetSqlInfo" or command in _CATALOG_SCHEMAS:
+            return self._catalog_table(command, fields)
+        if command != "TicketStatementQuery":
+            raise InvalidArgument(f"not a ticket this server issued ({command})")
+        handle = _bytes_field(fields, 1)
+        if handle.startswith(_JOB):
+            job = self._service.get_query(handle.removeprefix(_JOB).decode("ascii", "replace"))
+            if job.table is None:
+                raise InvalidArgument(f"query {job.id} has no result ({job.status})")
+            return job.table
+        if handle.startswith(_STATEMENT):
+            text = handle.removeprefix(_STATEMENT).decode("utf-8", "replace")
+            return self._answer_now(parse_statement(text))
+        raise InvalidArgument("not a ticket this server issued")
+
+    def _action(self, action_type: str, body: bytes) -> list[bytes]:
+        if action_type == "CreatePreparedStatement":
+            return [self._prepare(body)]
+        if action_type == "ClosePreparedStatement":
+            command, fields = unpack_any(body)
+            if command != "ActionClosePreparedStatementRequest":
+                raise InvalidArgument(f"ClosePreparedStatement expects its request message, not {command}")
+            self._prepared.pop(_bytes_field(fields, 1))
+            return []
+        if action_type == "CloseSession":
+            return [encode_message([(1, 1)])]  # CloseSessionResult{status: CLOSED}: nothing to keep
+        raise Unimplemented(f"the action {action_type!r} is not supported")
+
+    def _prepare(self, body: bytes) -> bytes:
+        """Parse and run the statement once: its schema goes back, its answer to the first execution."""
+        command, fields = unpack_any(body)
+        if command != "ActionCreatePreparedStatementRequest":
+            raise InvalidArgument(f"CreatePreparedStatement expects its request message, not {command}")
+        text = _text_field(fields, 1)
+        statement = parse_statement(text)
+        job_id = None
+        if isinstance(statement, QueryStatement) and not statement.compile_only:
+            job_id, table = self._run_query(statement)
+        else:
+            table = self._answer_now(statement)
+        schema = table.schema
+        handle = secrets.token_bytes(16)
+        self._prepared.put(handle, _Prepared(statement, text, schema, job_id))
+        result = encode_message([(1, handle), (2, schema.serialize().to_pybytes())])
+        return pack_any("ActionCreatePreparedStatementResult", result)
+
+
+def _info(descriptor: flight.FlightDescriptor, ticket: bytes, table: pa.Table) -> flight.FlightInfo:
+    """One endpoint on this same server (no locations), with the row count and size."""
+    endpoint = flight.FlightEndpoint(ticket, [])
+    return flight.FlightInfo(table.schema, descriptor, [endpoint], table.num_rows, table.nbytes)
+
+
+def _rebatched(table: pa.Table) -> pa.Table:
+    """The table in record batches of about BATCH_BYTES (slices, no copy)."""
+    if table.num_rows == 0:
+        return table
+    rows = max(1024, int(BATCH_BYTES / max(1, table.nbytes / table.num_rows)))
+    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), table.schema)
+
+
+# ---- starting it --------------------------------------------------------------------------
+
+
+def flight_location(host: str, port: int) -> str:
+    return f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+
+
+def start_flight_server(
+    service: SemanticLayerService, host: str, port: int, token: str | None
+) -> SemanticLayerFlightServer:
+    """Listening on host:port once this returns; a background thread waits for its shutdown.
+
+    Without a token it only binds to loopback, like the HTTP server.
+    """
+    if token is None and not is_loopback(host):
+        raise ServerConfigError(
+            f"refusing to serve Flight SQL on {host} without authentication: set a token, or bind to loopback"
+        )
+    server = SemanticLayerFlightServer(service, flight_location(host, port), token)
+    threading.Thread(target=server.wait, name="greenery-flight", daemon=True).start()
+    return server
