@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from greenery.semantic import SemanticLayer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_COURSE_DATA = REPO.parent / "shared" / "greenery-course-data"
@@ -55,3 +59,29 @@ def course_warehouse(course_data: Path, tmp_path_factory: pytest.TempPathFactory
 def generated_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A warehouse built from generated scale-10 data, weeks 1–4 replayed, dbt build passed."""
     return build_warehouse(tmp_path_factory.mktemp("scale10") / "greenery.duckdb", scale=10)
+
+
+def publish_copy(source: Path, folder: Path) -> Path:
+    """A copy of a built warehouse in `folder`, published (readers use the published copy)."""
+    from greenery import warehouse
+    from greenery.semantic import MANIFEST_PATH
+
+    folder.mkdir(parents=True)
+    copy = folder / source.name
+    shutil.copy(source, copy)
+    warehouse.publish(MANIFEST_PATH, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def course_copy(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A published copy of the course warehouse, for a module's servers."""
+    return publish_copy(course_warehouse, tmp_path_factory.mktemp("served") / "wh")
+
+
+@pytest.fixture(scope="module")
+def course_sl(course_copy: Path) -> Iterator[SemanticLayer]:
+    """A warm engine over the module's published course copy."""
+    layer = SemanticLayer.published(course_copy)
+    yield layer
+    layer.close()

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from test_server import TOKEN, publish_copy, running
+from conftest import publish_copy
+from test_server import TOKEN, running
 
 from greenery import server
 from greenery.cli import build_parser

@@ -33,7 +33,13 @@ from dbtsl.api.adbc.protocol import ADBCProtocol
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
-from test_server import FUNNEL, PRODUCT_FUNNEL, TOKEN, assert_same_rows, publish_copy, running
+from test_server import (
+    FUNNEL,
+    PRODUCT_FUNNEL,
+    TOKEN,
+    assert_same_rows,
+    running,
+)
 
 from greenery import server, warehouse
 from greenery.flight import (
@@ -64,11 +70,6 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def course_copy(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_copy(course_warehouse, tmp_path_factory.mktemp("flight") / "wh")
-
-
-@pytest.fixture(scope="module")
 def served(course_copy: Path) -> Iterator[Served]:
     """GraphQL under uvicorn and Flight SQL, both on free loopback ports, one service, one token."""
     app = server.create_app(course_copy, token=TOKEN)
@@ -83,13 +84,6 @@ def sdk_points_at_the_test_server(served: Served) -> Iterator[None]:
         patch.setattr(dbtsl.env, "GRAPHQL_URL_FORMAT", "http://{server_host}/api/graphql")
         patch.setattr(dbtsl.env, "ADBC_URL_FORMAT", served.flight_uri)
         yield
-
-
-@pytest.fixture(scope="module")
-def course_sl(course_copy: Path) -> Iterator[SemanticLayer]:
-    layer = SemanticLayer.published(course_copy)
-    yield layer
-    layer.close()
 
 
 @pytest.fixture(scope="module")

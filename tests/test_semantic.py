@@ -26,13 +26,6 @@ LOST = ["sessions_lost_before_add_to_cart", "sessions_lost_before_checkout"]
 
 
 @pytest.fixture(scope="module")
-def course_sl(course_warehouse: Path) -> Iterator[SemanticLayer]:
-    layer = SemanticLayer(course_warehouse)
-    yield layer
-    layer.close()
-
-
-@pytest.fixture(scope="module")
 def generated_sl(generated_warehouse: Path) -> Iterator[SemanticLayer]:
     layer = SemanticLayer(generated_warehouse)
     yield layer

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import re
-import shutil
 import socket
 import threading
 import time
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pytest
 import requests
 import uvicorn
+from conftest import publish_copy
 from dbtsl import SemanticLayerClient
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
@@ -58,15 +58,6 @@ INJECTIONS = [
 
 
 # ---- fixtures ------------------------------------------------------------------------------
-
-
-def publish_copy(source: Path, folder: Path) -> Path:
-    """A copy of a built warehouse in `folder`, published (readers use the published copy)."""
-    folder.mkdir(parents=True)
-    copy = folder / source.name
-    shutil.copy(source, copy)
-    warehouse.publish(MANIFEST_PATH, copy)
-    return copy
 
 
 def sha256(path: Path) -> str:
@@ -104,21 +95,9 @@ def sdk_points_at_local_servers() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def course_copy(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_copy(course_warehouse, tmp_path_factory.mktemp("served") / "wh")
-
-
-@pytest.fixture(scope="module")
 def course_host(course_copy: Path) -> Iterator[str]:
     with running(server.create_app(course_copy, token=TOKEN)) as host:
         yield host
-
-
-@pytest.fixture(scope="module")
-def course_sl(course_copy: Path) -> Iterator[SemanticLayer]:
-    layer = SemanticLayer.published(course_copy)
-    yield layer
-    layer.close()
 
 
 @pytest.fixture(scope="module")

@@ -415,6 +415,10 @@ def render_chart(a: Answers, name: str, fmt: str) -> bytes:
 # ---- Markdown and HTML --------------------------------------------------------------------
 
 
+def _cell(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def _md_table(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = (
@@ -422,10 +426,7 @@ def _md_table(frame: pd.DataFrame) -> str:
         + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns)
         + "|"
     )
-    rows = [
-        "| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |"
-        for row in frame.itertuples(index=False)
-    ]
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
 
@@ -465,9 +466,7 @@ def to_html(items: list[Block], a: Answers) -> str:
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b.frame.columns)
             body = "".join(
-                "<tr>"
-                + "".join(f"<td>{html.escape(f'{v:,}' if isinstance(v, int) else str(v))}</td>" for v in row)
-                + "</tr>"
+                "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
                 for row in b.frame.itertuples(index=False)
             )
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
