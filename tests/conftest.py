@@ -34,18 +34,9 @@ def warehouse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def build_warehouse(wh: Path, *, course_data: Path | None = None, scale: int = 1) -> Path:
     """Raw data (course CSVs, or generated at `scale`), weeks 1–4 replayed, `dbt build`."""
-    from greenery import warehouse
-    from greenery.loader import load_csv_folder
-    from greenery.pipeline import build, replay
+    from greenery.pipeline import rebuild
 
-    if course_data is not None:
-        load_csv_folder(course_data, wh)
-    else:
-        from greenery.generate import generate
-
-        warehouse.write_raw(generate(scale=scale), wh)
-    replay(range(1, 5), from_scratch=True, wh=wh)
-    build(wh)
+    rebuild(wh, course_data=course_data, scale=scale)
     return wh
 
 

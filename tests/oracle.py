@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 
 from greenery import warehouse
+from greenery.pipeline import REPLAY_WEEKS
 
 
 def raw_frames(wh: Path) -> dict[str, pd.DataFrame]:
@@ -83,13 +84,10 @@ def users(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out.fillna({"orders": 0, "revenue": 0.0}).astype({"orders": int})
 
 
-REPLAYED_WEEKS = range(1, 5)  # the tests replay weeks 1-4
-
-
 def replayed(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The weekly inventory states of the replayed weeks."""
     weekly = raw["product_inventory_by_week"]
-    return weekly[weekly["week"].isin(REPLAYED_WEEKS)]
+    return weekly[weekly["week"].isin(REPLAY_WEEKS)]
 
 
 def weekly_inventory(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -98,13 +96,13 @@ def weekly_inventory(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return weekly.pivot(index="name", columns="week", values="inventory")
 
 
-def inventory_changes(raw: dict[str, pd.DataFrame], weeks: range) -> pd.DataFrame:
+def inventory_changes(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every (product, week) whose inventory differs from the week before."""
     pivot = weekly_inventory(raw)
     rows = [
         (name, week, int(pivot.at[name, week - 1]), int(pivot.at[name, week]))
-        for week in weeks
-        if week > min(weeks)
+        for week in REPLAY_WEEKS
+        if week > min(REPLAY_WEEKS)
         for name in pivot.index
         if pivot.at[name, week] != pivot.at[name, week - 1]
     ]

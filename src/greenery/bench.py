@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from greenery import bench_flight, bench_generate, bench_server, warehouse
-from greenery.pipeline import build, replay, run_tool
+from greenery.pipeline import REPLAY_WEEKS, build, fresh_raw, replay, run_tool
 from greenery.semantic import MANIFEST_PATH, SemanticLayer
 
 SCALES = (100, 1000)
@@ -29,14 +29,12 @@ def _timed(action: Callable[[], object]) -> float:
 
 def build_warehouse(wh: Path, source: str) -> dict[str, float]:
     """Raw data ('course' or a scale), weeks 1–4 replayed, `dbt build`; seconds per step."""
-    from greenery.generate import generate
-    from greenery.loader import load_csv_folder
-
     if source == "course":
-        seconds = {"load": _timed(lambda: load_csv_folder(Path(os.environ["GREENERY_COURSE_DATA"]), wh))}
+        course_data = Path(os.environ["GREENERY_COURSE_DATA"])
+        seconds = {"load": _timed(lambda: fresh_raw(wh, course_data=course_data))}
     else:
-        seconds = {"generate+write": _timed(lambda: warehouse.write_raw(generate(scale=int(source)), wh))}
-    seconds["replay weeks 1-4"] = _timed(lambda: replay(range(1, 5), from_scratch=True, wh=wh))
+        seconds = {"generate+write": _timed(lambda: fresh_raw(wh, scale=int(source)))}
+    seconds["replay weeks 1-4"] = _timed(lambda: replay(REPLAY_WEEKS, from_scratch=True, wh=wh))
     seconds["dbt build"] = _timed(lambda: build(wh))
     return seconds
 

@@ -290,13 +290,11 @@ def _large_lines(server: ServeProcess, raw: FlightClient, adbc: Any, grain: str,
 
 def build_scale_1000(folder: Path) -> Path:
     """Generated scale-1000 data, weeks 1–4 replayed, dbt build, published (about a minute)."""
-    from greenery import generate, pipeline
+    from greenery.pipeline import rebuild
     from greenery.semantic import MANIFEST_PATH
 
     wh = folder / "greenery.duckdb"
-    warehouse.write_raw(generate.generate(scale=1000), wh)
-    pipeline.replay(range(1, 5), from_scratch=True, wh=wh)
-    pipeline.build(wh)
+    rebuild(wh, scale=1000)
     warehouse.publish(MANIFEST_PATH, wh)
     return wh
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenery import warehouse
-from greenery.pipeline import PROJECT_DIR, build, replay, run_tool
+from greenery.pipeline import PROJECT_DIR, REPLAY_WEEKS, build, fresh_raw, replay, run_tool
 from greenery.report import ReportPaths, write_report
 from greenery.semantic import MANIFEST_PATH, SemanticLayer
 
@@ -38,21 +38,13 @@ def _fresh_data() -> str:
     for stale in (wh, wh.with_name(wh.name + ".wal")):
         stale.unlink(missing_ok=True)
     folder = os.environ.get(COURSE_DATA_ENV)
-    if folder:
-        from greenery.loader import load_csv_folder
-
-        counts = load_csv_folder(Path(folder))
-        source = f"course export from {folder}"
-    else:
-        from greenery.generate import generate
-
-        counts = warehouse.write_raw(generate(scale=1))
-        source = "generator, scale 1"
+    counts = fresh_raw(course_data=Path(folder) if folder else None)
+    source = f"course export from {folder}" if folder else "generator, scale 1"
     return f"{source}: {counts['events']:,} events, {counts['orders']:,} orders"
 
 
 def _replay() -> str:
-    results = replay(range(1, 5), from_scratch=True)
+    results = replay(REPLAY_WEEKS, from_scratch=True)
     return f"{sum(r.replayed for r in results)} weekly snapshots"
 
 

@@ -17,6 +17,7 @@ from greenery import warehouse
 
 PROJECT_DIR = warehouse.PROJECT_DIR
 SNAPSHOT_RELATION = "snapshots.products_snapshot"
+REPLAY_WEEKS = range(1, 5)  # the course's weeks; what the demo, tests and benchmarks replay
 
 
 class DbtError(RuntimeError):
@@ -48,6 +49,24 @@ class WeekResult:
     week: int
     recorded_at: pd.Timestamp
     replayed: bool
+
+
+def fresh_raw(wh: Path | None = None, *, course_data: Path | None = None, scale: int = 1) -> dict[str, int]:
+    """Replace the raw catalog: the course CSVs when given, else generated data at `scale`."""
+    if course_data is not None:
+        from greenery.loader import load_csv_folder
+
+        return load_csv_folder(course_data, wh)
+    from greenery.generate import generate
+
+    return warehouse.write_raw(generate(scale=scale), wh)
+
+
+def rebuild(wh: Path | None = None, *, course_data: Path | None = None, scale: int = 1) -> None:
+    """Raw data, weeks 1–4 replayed into a fresh snapshot, `dbt build`: the demo's warehouse."""
+    fresh_raw(wh, course_data=course_data, scale=scale)
+    replay(REPLAY_WEEKS, from_scratch=True, wh=wh)
+    build(wh)
 
 
 def parse_weeks(text: str) -> list[int]:

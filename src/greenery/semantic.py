@@ -169,15 +169,28 @@ class SemanticLayer:
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
 
-    def query(self, **request: object) -> QueryResult:
-        """Compile with MetricFlow, run read-only, return Arrow rows (same arguments as compile)."""
-        start = time.perf_counter()
-        sql = self.compile(**request)  # type: ignore[arg-type]
+    def compile_dimension_values(self, group_by: str, metrics: Sequence[str] = ()) -> str:
+        """The SQL MetricFlow writes for the distinct values of one dimension (for the metrics, if any)."""
         try:
-            table = self.client.arrow(sql)
+            explained = self.engine.explain_get_dimension_values(
+                metric_names=list(metrics) or None, get_group_by_values=group_by
+            )
+        except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
+            raise SemanticLayerError(str(exc)) from exc
+        return explained.sql_statement.without_descriptions.sql
+
+    def run(self, sql: str) -> pa.Table:
+        """Run compiled SQL on the warehouse (each call on its own cursor, so calls may overlap)."""
+        try:
+            return self.client.arrow(sql)
         except duckdb.Error as exc:
             raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
-        return QueryResult(sql=sql, table=table, seconds=time.perf_counter() - start)
+
+    def query(self, **request: object) -> QueryResult:
+        """Compile with MetricFlow, run, return Arrow rows (same arguments as compile)."""
+        start = time.perf_counter()
+        sql = self.compile(**request)  # type: ignore[arg-type]
+        return QueryResult(sql=sql, table=self.run(sql), seconds=time.perf_counter() - start)
 
     def close(self) -> None:
         self.client.close()

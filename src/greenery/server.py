@@ -37,7 +37,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import duckdb
 import pyarrow as pa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -217,14 +216,7 @@ class PublishedLayer:
         )
 
     def _dimension_values_sql(self, request: QueryRequest) -> str:
-        """The distinct values of one dimension (for the metrics, if any), as MetricFlow writes it."""
-        try:
-            explained = self.layer.engine.explain_get_dimension_values(
-                metric_names=list(request.metrics) or None, get_group_by_values=request.group_by[0]
-            )
-        except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
-            raise SemanticLayerError(str(exc)) from exc
-        return explained.sql_statement.without_descriptions.sql
+        return self.layer.compile_dimension_values(request.group_by[0], request.metrics)
 
     def answer(self, request: QueryRequest, *, read_cache: bool = True) -> tuple[str, pa.Table, bool]:
         """(SQL, rows, whether they came from the cache) for a checked request."""
@@ -238,10 +230,7 @@ class PublishedLayer:
 
     def execute(self, sql: str, request: QueryRequest) -> pa.Table:
         """Run compiled SQL read-only (concurrently: one DuckDB cursor per call)."""
-        try:
-            table = self.layer.client.arrow(sql)
-        except duckdb.Error as exc:
-            raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
+        table = self.layer.run(sql)
         if request.dimension_values and table.num_columns:
             table = table.sort_by([(table.column_names[0], "ascending")])
         if request.aliases:
