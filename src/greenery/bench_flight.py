@@ -17,10 +17,7 @@ warehouse (with a fresh token), and is asked:
 from __future__ import annotations
 
 import base64
-import http.client
 import os
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +29,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from greenery import warehouse
-from greenery.bench_server import SAVED_QUERY, BenchError, GraphQLClient, Timings, _free_port, _time
+from greenery.bench_server import SAVED_QUERY, BenchError, GraphQLClient, ServerProcess, Timings, _time
 from greenery.flight import encode_message, pack_any
 
 LARGE_METRICS = ["product_sessions_viewed", "product_sessions_added_to_cart", "product_sessions_purchased"]
@@ -58,59 +55,6 @@ LARGE = {
 }
 
 
-class ServeProcess:
-    """`greenery serve` with Flight SQL, in a child process on free loopback ports, with a fresh token."""
-
-    def __init__(self, wh: Path, log: Path) -> None:
-        self.port, self.flight_port = _free_port(), _free_port()
-        self.token = secrets.token_hex(16)
-        env = {**os.environ, "GREENERY_API_TOKEN": self.token, warehouse.ENV_VAR: str(wh)}
-        command = [str(Path(sys.executable).with_name("greenery")), "serve", "--port", str(self.port)]
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            [*command, "--flight-port", str(self.flight_port)], env=env, stdout=self._log, stderr=self._log
-        )
-        try:
-            self._wait_until_serving(log)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_until_serving(self, log: Path, timeout_s: float = 90.0) -> None:
-        """Until GraphQL answers /healthz and Flight SQL accepts connections."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"greenery serve exited at start-up:\n{log.read_text()[-3000:]}")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    probe = FlightClient(self.flight_uri, self.token)
-                    try:
-                        probe.sql_info()
-                        return
-                    finally:
-                        probe.close()
-            except (OSError, flight.FlightError):
-                pass
-            time.sleep(0.2)
-        raise BenchError(f"greenery serve did not answer in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
-
-    @property
-    def flight_uri(self) -> str:
-        return f"grpc://127.0.0.1:{self.flight_port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-
 class FlightClient:
     """Flight SQL with pyarrow alone: GetFlightInfo(CommandStatementQuery), then DoGet."""
 
@@ -124,11 +68,6 @@ class FlightClient:
         return pa.concat_tables(
             self._client.do_get(e.ticket, self._options).read_all() for e in info.endpoints
         ).combine_chunks()
-
-    def sql_info(self) -> pa.Table:
-        command = pack_any("CommandGetSqlInfo", b"")
-        info = self._client.get_flight_info(flight.FlightDescriptor.for_command(command), self._options)
-        return self._client.do_get(info.endpoints[0].ticket, self._options).read_all()
 
     def close(self) -> None:
         self._client.close()
@@ -151,7 +90,7 @@ def _adbc_query(connection: Any, statement: str) -> pa.Table:
         return cursor.fetch_arrow_table()
 
 
-def _sdk_timings(server: ServeProcess, runs: int) -> dict[str, Timings]:
+def _sdk_timings(server: ServerProcess, runs: int) -> dict[str, Timings]:
     """dbt-sl-sdk's client.query(saved_query=…) over its default (Flight SQL) and over GraphQL."""
     import dbtsl.env
     from dbtsl import SemanticLayerClient
@@ -217,15 +156,14 @@ def run(wh: Path, *, runs: int = 100, large_runs: int = 10) -> list[str]:
     folder = warehouse.current_published(wh)
     if folder is None:
         raise BenchError(f"nothing published for {wh}: build it, then `warehouse.publish(MANIFEST_PATH, wh)`")
-    with tempfile.TemporaryDirectory(prefix="bench-flight-") as tmp:
-        server = ServeProcess(wh, Path(tmp) / "serve.log")
-        try:
-            return _measure(server, wh, folder.name, runs, large_runs)
-        finally:
-            server.stop()
+    server = ServerProcess(wh, flight=True)
+    try:
+        return _measure(server, wh, folder.name, runs, large_runs)
+    finally:
+        server.stop()
 
 
-def _measure(server: ServeProcess, wh: Path, version: str, runs: int, large_runs: int) -> list[str]:
+def _measure(server: ServerProcess, wh: Path, version: str, runs: int, large_runs: int) -> list[str]:
     raw = FlightClient(server.flight_uri, server.token)
     adbc = _adbc(server.flight_uri, server.token)
     lines = [
@@ -242,7 +180,7 @@ def _measure(server: ServeProcess, wh: Path, version: str, runs: int, large_runs
     return lines
 
 
-def _latency_lines(server: ServeProcess, raw: FlightClient, adbc: Any, runs: int) -> list[str]:
+def _latency_lines(server: ServerProcess, raw: FlightClient, adbc: Any, runs: int) -> list[str]:
     lines = [f"latency of {SAVED_QUERY} (one client, sequential, after 3 warm-up calls):"]
     expected = raw.run(WEEKLY[True])
     for cache in (False, True):
@@ -267,7 +205,7 @@ def _latency_lines(server: ServeProcess, raw: FlightClient, adbc: Any, runs: int
     return lines
 
 
-def _large_lines(server: ServeProcess, raw: FlightClient, adbc: Any, grain: str, runs: int) -> list[str]:
+def _large_lines(server: ServerProcess, raw: FlightClient, adbc: Any, grain: str, runs: int) -> list[str]:
     lines = [f"large result: the product funnel ({len(LARGE_METRICS)} metrics) by product and {grain}"]
     for cache in (False, True):
         statement = LARGE[(grain, cache)]

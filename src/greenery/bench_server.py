@@ -19,7 +19,6 @@ import json
 import math
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import duckdb
 import pyarrow as pa
 
 from greenery import warehouse
+from greenery.pipeline import run_tool
 
 SAVED_QUERY = "funnel_by_week"
 CLIENTS = 16
@@ -75,15 +75,6 @@ select
         as view_to_checkout_rate_wow_change
 from rates
 order by metric_time__week
-"""
-
-# Runs in the server's own process.
-_SERVER = """
-import sys
-from pathlib import Path
-import uvicorn
-from greenery.server import create_app
-uvicorn.run(create_app(Path(sys.argv[1])), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
 
@@ -135,40 +126,52 @@ def _rss_mib(pid: int) -> float:
 
 
 class ServerProcess:
-    """`greenery.server` under uvicorn in a child process on a free loopback port, with a fresh token."""
+    """`greenery serve` in a child process on free loopback ports, with a fresh token.
 
-    def __init__(self, wh: Path) -> None:
+    With `flight=True` it also serves Arrow Flight SQL (started before the HTTP server, so a
+    healthy /healthz means both are up). Its output goes to a temporary file, shown on failure.
+    """
+
+    def __init__(self, wh: Path, *, flight: bool = False) -> None:
         self.port = _free_port()
+        self.flight_port = _free_port() if flight else None
         self.token = secrets.token_hex(16)
-        src = str(Path(__file__).resolve().parents[1])
-        env = {
-            **os.environ,
-            "GREENERY_API_TOKEN": self.token,
-            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, str(wh), str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._wait_until_healthy()
+        env = {**os.environ, "GREENERY_API_TOKEN": self.token, warehouse.ENV_VAR: str(wh)}
+        command = [str(Path(sys.executable).with_name("greenery")), "serve", "--port", str(self.port)]
+        if self.flight_port is not None:
+            command += ["--flight-port", str(self.flight_port)]
+        self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives with the process, closed in stop()
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.stop()
+            raise
 
-    def _wait_until_healthy(self, timeout_s: float = 60.0) -> None:
+    @property
+    def flight_uri(self) -> str:
+        return f"grpc://127.0.0.1:{self.flight_port}"
+
+    def _output(self) -> str:
+        self._log.seek(0)
+        return self._log.read()[-3000:]
+
+    def _wait_until_healthy(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stderr.read() if self.process.stderr else ""
-                raise BenchError(f"the server exited at start-up:\n{output}")
+                raise BenchError(f"greenery serve exited at start-up:\n{self._output()}")
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 connection.request("GET", "/healthz")
                 if connection.getresponse().status == 200:
                     return
             except OSError:
-                time.sleep(0.1)
-        raise BenchError(f"the server did not answer /healthz within {timeout_s:.0f} s")
+                pass
+            time.sleep(0.1)
+        raise BenchError(
+            f"greenery serve did not answer /healthz within {timeout_s:.0f} s:\n{self._output()}"
+        )
 
     @property
     def rss_mib(self) -> float:
@@ -177,10 +180,11 @@ class ServerProcess:
     def stop(self) -> None:
         self.process.terminate()
         try:
-            self.process.wait(timeout=15)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._log.close()
 
 
 class GraphQLClient:
@@ -247,26 +251,14 @@ def _sdk_timings(port: int, token: str, runs: int) -> Timings | None:
 
 
 def _mf_timings(wh: Path, runs: int) -> Timings:
-    """`mf query --saved-query funnel_by_week` on a private copy of the warehouse (dbt opens it to write)."""
-    mf = Path(sys.executable).with_name("mf")
-    with tempfile.TemporaryDirectory(prefix="bench-mf-") as folder:
-        copy = Path(folder) / wh.name
-        shutil.copy(wh, copy)
-        shutil.copy(warehouse.raw_path(wh), warehouse.raw_path(copy))
-        env = {**os.environ, warehouse.ENV_VAR: str(copy)}
+    """`mf query --saved-query funnel_by_week`: dbt and MetricFlow start up on every call."""
 
-        def ask() -> None:
-            done = subprocess.run(
-                [str(mf), "query", "--saved-query", SAVED_QUERY],
-                cwd=warehouse.PROJECT_DIR,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            if done.returncode != 0:
-                raise BenchError(f"mf query failed:\n{done.stdout}{done.stderr}")
+    def ask() -> None:
+        done = run_tool("mf", ["query", "--saved-query", SAVED_QUERY], wh=wh)
+        if done.returncode != 0:
+            raise BenchError(f"mf query failed:\n{done.stdout}{done.stderr}")
 
-        return _time(ask, runs, warmup=1)
+    return _time(ask, runs, warmup=1)
 
 
 @dataclass
