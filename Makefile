@@ -20,14 +20,18 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/greenery demo
 
+# Python style (ruff) and the package's shape: its import graph, printed, fails on a cycle,
+# an upward import between rooms, or an import hidden in a function.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks devtools
+	$(BIN)/python -m devtools.imports
 
 test: lint
 	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/pytest
 
+# Benchmarks live outside the package (benchmarks/); they print figures, never assert them.
 bench: $(STAMP)
-	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.bench
+	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m benchmarks
 
 clean:
 	rm -rf warehouse output target logs
@@ -37,11 +41,11 @@ clean:
 # the Snowflake dialect check of everything dbt compiles. Output in target/snowflake-*.
 .PHONY: snowflake-emulated
 snowflake-emulated: $(STAMP)
-	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.snowflake_emulation
-	$(BIN)/python -m greenery.dialect_check
+	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.snowflake.emulation pipeline
+	$(BIN)/python -m greenery.snowflake.emulation dialect
 
 # Arrow Flight SQL against GraphQL: funnel_by_week latency per client, and rows/s of a large
 # result (daily funnel by product), on a scale-1000 warehouse built in /tmp (about a minute).
 .PHONY: bench-flight
 bench-flight: $(STAMP)
-	$(BIN)/python -m greenery.bench_flight
+	$(BIN)/python -m benchmarks.flight

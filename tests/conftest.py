@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from greenery.semantic import SemanticLayer
+from greenery.semantic.layer import SemanticLayer
+from greenery.warehouse.build import rebuild
+from greenery.warehouse.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_COURSE_DATA = REPO.parent / "shared" / "greenery-course-data"
@@ -27,17 +29,15 @@ def course_data() -> Path:
 @pytest.fixture
 def warehouse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh warehouse path for one test, also set as $GREENERY_WAREHOUSE."""
-    path = tmp_path / "wh" / "greenery.duckdb"
+    path = tmp_path / "warehouse_file" / "greenery.duckdb"
     monkeypatch.setenv("GREENERY_WAREHOUSE", str(path))
     return path
 
 
-def build_warehouse(wh: Path, *, course_data: Path | None = None, scale: int = 1) -> Path:
+def build_warehouse(warehouse_file: Path, *, course_data: Path | None = None, scale: int = 1) -> Path:
     """Raw data (course CSVs, or generated at `scale`), weeks 1–4 replayed, `dbt build`."""
-    from greenery.pipeline import rebuild
-
-    rebuild(wh, course_data=course_data, scale=scale)
-    return wh
+    rebuild(warehouse_file, course_data=course_data, scale=scale)
+    return warehouse_file
 
 
 @pytest.fixture(scope="session")
@@ -54,20 +54,17 @@ def generated_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def publish_copy(source: Path, folder: Path) -> Path:
     """A copy of a built warehouse in `folder`, published (readers use the published copy)."""
-    from greenery import warehouse
-    from greenery.semantic import MANIFEST_PATH
-
     folder.mkdir(parents=True)
     copy = folder / source.name
     shutil.copy(source, copy)
-    warehouse.publish(MANIFEST_PATH, copy)
+    publish(copy)
     return copy
 
 
 @pytest.fixture(scope="module")
 def course_copy(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A published copy of the course warehouse, for a module's servers."""
-    return publish_copy(course_warehouse, tmp_path_factory.mktemp("served") / "wh")
+    return publish_copy(course_warehouse, tmp_path_factory.mktemp("served") / "warehouse_file")
 
 
 @pytest.fixture(scope="module")

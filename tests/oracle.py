@@ -10,17 +10,17 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from greenery.warehouse.replay import REPLAY_WEEKS
 
-from greenery import warehouse
-from greenery.pipeline import REPLAY_WEEKS
+from greenery.warehouse import store
 
 
-def raw_frames(wh: Path) -> dict[str, pd.DataFrame]:
-    con = duckdb.connect(str(warehouse.raw_path(wh)), read_only=True)
+def raw_frames(warehouse_file: Path) -> dict[str, pd.DataFrame]:
+    con = duckdb.connect(str(store.raw_path(warehouse_file)), read_only=True)
     try:
         return {
             name: con.execute(f"select * from {schema}.{name}").df()
-            for name, (schema, _) in warehouse.RAW_TABLES.items()
+            for name, (schema, _) in store.RAW_TABLES.items()
         }
     finally:
         con.close()

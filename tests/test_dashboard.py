@@ -21,8 +21,8 @@ import yaml
 from conftest import publish_copy
 from test_server import TOKEN, running
 
-from greenery import server
 from greenery.cli import build_parser
+from greenery.serve.http import STATIC_DIR, create_app
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "output" / "dashboard.png"
@@ -70,8 +70,8 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def host(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    copy = publish_copy(course_warehouse, tmp_path_factory.mktemp("dashboard") / "wh")
-    with running(server.create_app(copy, token=TOKEN)) as served:
+    copy = publish_copy(course_warehouse, tmp_path_factory.mktemp("dashboard") / "warehouse_file")
+    with running(create_app(copy, token=TOKEN)) as served:
         yield served
 
 
@@ -176,7 +176,7 @@ def test_the_page_is_self_contained_and_carries_no_token(host: str) -> None:
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy
     assert page.headers["referrer-policy"] == "no-referrer"
     for name in ("dashboard.html", "dashboard.js", "dashboard.css", "favicon.svg"):
-        text = (server.STATIC_DIR / name).read_text()
+        text = (STATIC_DIR / name).read_text()
         assert requests.get(f"http://{host}/static/{name}").text == text
         external = set(re.findall(r"https?://[^\s\"'`)]+", text)) - {"http://www.w3.org/2000/svg"}
         assert not external, f"{name} loads from outside: {external}"

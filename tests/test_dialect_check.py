@@ -17,15 +17,16 @@ from metricflow.sql.render.snowflake import SnowflakeSqlPlanRenderer
 from metricflow_semantics.model.dbt_manifest_parser import parse_manifest_from_dbt_generated_manifest
 from metricflow_semantics.model.semantic_manifest_lookup import SemanticManifestLookup
 
-from greenery.dialect_check import check_sql, compile_and_check
-from greenery.snowflake_emulation import (
+from greenery.snowflake.dialect import check_sql
+from greenery.snowflake.emulation import (
     EmulationError,
+    compile_and_check,
     connect,
     create_databases,
     emulated_snowflake,
     run_dbt,
 )
-from greenery.warehouse import PROJECT_DIR
+from greenery.warehouse.store import PROJECT_DIR
 
 BROKEN_MODEL = "broken_duckdb_only"
 DUCKDB_ONLY_SQL = """

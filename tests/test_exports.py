@@ -9,10 +9,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from greenery import warehouse
 from greenery.cli import main
-from greenery.exports import ExportSpec, run_export, run_exports
-from greenery.semantic import SemanticLayer
+from greenery.semantic.exports import ExportSpec, run_export, run_exports
+from greenery.semantic.layer import SemanticLayer
+from greenery.warehouse import store
 
 
 @pytest.fixture
@@ -20,12 +20,12 @@ def warehouse_copy(course_warehouse: Path, tmp_path: Path, monkeypatch: pytest.M
     """A private copy of the course warehouse (tests here write to it)."""
     copy = tmp_path / course_warehouse.name
     shutil.copy(course_warehouse, copy)
-    monkeypatch.setenv(warehouse.ENV_VAR, str(copy))
+    monkeypatch.setenv(store.ENV_VAR, str(copy))
     return copy
 
 
-def _table(wh: Path, relation: str) -> pd.DataFrame:
-    con = duckdb.connect(str(wh), read_only=True)
+def _table(warehouse_file: Path, relation: str) -> pd.DataFrame:
+    con = duckdb.connect(str(warehouse_file), read_only=True)
     try:
         sql = relation if relation.startswith("select") else f"select * from {relation}"
         return con.execute(sql).df()

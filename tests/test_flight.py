@@ -41,8 +41,10 @@ from test_server import (
     running,
 )
 
-from greenery import server, warehouse
-from greenery.flight import (
+from greenery.semantic.layer import SemanticLayer
+from greenery.serve import service
+from greenery.serve.auth import TOKEN_ENV
+from greenery.serve.flight import (
     SQL_INFO_SCHEMA,
     decode_message,
     encode_message,
@@ -50,8 +52,9 @@ from greenery.flight import (
     start_flight_server,
     unpack_any,
 )
-from greenery.semantic import SemanticLayer
-from greenery.statements import MetadataStatement, QueryStatement, StatementError, parse_statement
+from greenery.serve.http import create_app
+from greenery.serve.statements import MetadataStatement, QueryStatement, StatementError, parse_statement
+from greenery.warehouse import store
 
 pytestmark = pytest.mark.filterwarnings("ignore:Cannot disable autocommit")  # the ADBC DB-API says so
 
@@ -72,10 +75,11 @@ class Served:
 @pytest.fixture(scope="module")
 def served(course_copy: Path) -> Iterator[Served]:
     """GraphQL under uvicorn and Flight SQL, both on free loopback ports, one service, one token."""
-    app = server.create_app(course_copy, token=TOKEN)
-    app.state.flight = start_flight_server(app.state.service, "127.0.0.1", 0, TOKEN)  # stopped by the app
+    app = create_app(course_copy, token=TOKEN)
+    flight_server = start_flight_server(app.state.service, "127.0.0.1", 0, TOKEN)
+    app.state.on_shutdown.append(flight_server.shutdown)  # stopped by the app
     with running(app) as host:
-        yield Served(host, app.state.flight.port)
+        yield Served(host, flight_server.port)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -251,7 +255,7 @@ def test_the_sdk_finds_the_server_through_its_environment_variables(served: Serv
 def test_flight_queries_share_the_query_log_and_the_answer_cache(
     client: SemanticLayerClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="greenery.server")
+    caplog.set_level(logging.INFO, logger="greenery.serve")
     first = client.query(metrics=["orders", "revenue"], group_by=["metric_time__week"])
     again = client.query(metrics=["orders", "revenue"], group_by=["metric_time__week"])
     assert first.equals(again)
@@ -467,11 +471,11 @@ def test_a_bad_token_is_unauthenticated(served: Served, token: str) -> None:
 
 
 def test_without_a_token_flight_binds_to_loopback_only(course_copy: Path) -> None:
-    service = server.SemanticLayerService(course_copy)
+    layer_service = service.SemanticLayerService(course_copy)
     try:
-        with pytest.raises(server.ServerConfigError, match=r"on 0\.0\.0\.0 without authentication"):
-            start_flight_server(service, "0.0.0.0", 0, None)
-        open_server = start_flight_server(service, "127.0.0.1", 0, None)
+        with pytest.raises(service.ServerConfigError, match=r"on 0\.0\.0\.0 without authentication"):
+            start_flight_server(layer_service, "0.0.0.0", 0, None)
+        open_server = start_flight_server(layer_service, "127.0.0.1", 0, None)
         try:
             anyone = flight.connect(f"grpc://127.0.0.1:{open_server.port}")
             assert _read(anyone, anyone.get_flight_info(_command("CommandGetCatalogs"))).num_rows == 0
@@ -479,7 +483,7 @@ def test_without_a_token_flight_binds_to_loopback_only(course_copy: Path) -> Non
         finally:
             open_server.shutdown()
     finally:
-        service.close()
+        layer_service.close()
 
 
 # ---- the statement parser -----------------------------------------------------------------
@@ -530,7 +534,7 @@ def test_sdk_statements_parse_to_query_requests(params: dict, expected: dict) ->
     statement = parse_statement(ADBCProtocol.get_query_sql(params))
     assert isinstance(statement, QueryStatement)
     assert statement.read_cache is True and statement.compile_only is False
-    assert statement.request == server.QueryRequest(**expected)
+    assert statement.request == service.QueryRequest(**expected)
 
 
 def test_metadata_and_dimension_values_statements_parse() -> None:
@@ -538,7 +542,7 @@ def test_metadata_and_dimension_values_statements_parse() -> None:
         ADBCProtocol.get_dimension_values_sql({"group_by": "user__state", "metrics": ["a"]})
     )
     assert values == QueryStatement(
-        server.QueryRequest(metrics=("a",), group_by=("user__state",), dimension_values=True)
+        service.QueryRequest(metrics=("a",), group_by=("user__state",), dimension_values=True)
     )
     assert parse_statement("select * from {{ semantic_layer.dimensions(metrics=['a', 'b']) }}") == (
         MetadataStatement("dimensions", ("a", "b"))
@@ -549,7 +553,7 @@ def test_metadata_and_dimension_values_statements_parse() -> None:
         "order_by=[Metric('a').descending(True)], read_cache=False, compile=True) }}"
     )
     assert ordered == QueryStatement(
-        server.QueryRequest(metrics=("a",), group_by=("metric_time",), order_by=("-a",)),
+        service.QueryRequest(metrics=("a",), group_by=("metric_time",), order_by=("-a",)),
         read_cache=False,
         compile_only=True,
     )
@@ -601,7 +605,7 @@ def _free_port() -> int:
 
 def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: Path) -> None:
     http_port, flight_port = _free_port(), _free_port()
-    env = {**os.environ, server.TOKEN_ENV: TOKEN, warehouse.ENV_VAR: str(course_copy)}
+    env = {**os.environ, TOKEN_ENV: TOKEN, store.ENV_VAR: str(course_copy)}
     greenery = Path(sys.executable).with_name("greenery")
     process = subprocess.Popen(
         [str(greenery), "serve", "--port", str(http_port), "--flight-port", str(flight_port)],

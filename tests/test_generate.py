@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greenery import course, warehouse
-from greenery.generate import DEFAULT_SEED, PRODUCT_SESSIONS, Timeline, generate
-from greenery.schema import INVENTORY_BY_WEEK, TABLES, TABLES_BY_NAME
+from greenery.data import course
+from greenery.data.generate import DEFAULT_SEED, PRODUCT_SESSIONS, Timeline, generate
+from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, TABLES_BY_NAME
+from greenery.warehouse import store
 
 LARGER = 20  # a scale with several weeks of data, still fast
 ALL_TABLES = {t.name for t in TABLES} | {INVENTORY_BY_WEEK.name}
@@ -391,7 +392,7 @@ def test_larger_scale_inventory_sells_down_restocks_and_runs_out() -> None:
 
 def test_write_raw_loads_every_table(tmp_path: Path) -> None:
     path = tmp_path / "greenery.duckdb"
-    counts = warehouse.write_raw(generate(1), warehouse=path)
+    counts = store.write_raw(generate(1), path)
     expected = {name: len(frame) for name, frame in collect(1).items()}
     assert counts == expected
-    assert warehouse.raw_counts(path) == expected
+    assert store.raw_counts(path) == expected

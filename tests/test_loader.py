@@ -9,10 +9,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from greenery.warehouse.build import fresh_raw
 
-from greenery import warehouse
 from greenery.cli import main
-from greenery.loader import LoadError, load_csv_folder
+from greenery.data.load import LoadError
+from greenery.warehouse import store
 
 COURSE_COUNTS = {
     "addresses": 150,
@@ -28,9 +29,9 @@ COURSE_COUNTS = {
 
 def _raw_fingerprint(warehouse_file: Path) -> str:
     """A digest of every raw row, to prove a failed load changed nothing."""
-    con = duckdb.connect(str(warehouse.raw_path(warehouse_file)), read_only=True)
+    con = duckdb.connect(str(store.raw_path(warehouse_file)), read_only=True)
     digest = hashlib.sha256()
-    for name, (schema, _) in warehouse.RAW_TABLES.items():
+    for name, (schema, _) in store.RAW_TABLES.items():
         rows = con.execute(f"select * from {schema}.{name} order by all").fetchall()
         digest.update(repr(rows).encode())
     con.close()
@@ -39,9 +40,9 @@ def _raw_fingerprint(warehouse_file: Path) -> str:
 
 def test_course_csvs_round_trip(course_data: Path, warehouse_file: Path) -> None:
     assert main(["load", "--from-csv", str(course_data)]) == 0
-    assert warehouse.raw_counts(warehouse_file) == COURSE_COUNTS
+    assert store.raw_counts(warehouse_file) == COURSE_COUNTS
 
-    con = warehouse.connect(warehouse_file)
+    con = store.connect(warehouse_file)
     types = dict(
         con.execute(
             "select column_name, data_type from information_schema.columns"
@@ -133,14 +134,14 @@ def test_bad_input_names_the_problem_and_keeps_the_warehouse(
     corrupt: Callable[[Path], None],
     expected: str,
 ) -> None:
-    load_csv_folder(course_data, warehouse_file)
+    fresh_raw(warehouse_file, course_data=course_data)
     before = _raw_fingerprint(warehouse_file)
     bad = tmp_path / "bad"
     shutil.copytree(course_data, bad)
     corrupt(bad)
 
     with pytest.raises(LoadError) as error:
-        load_csv_folder(bad, warehouse_file)
+        fresh_raw(warehouse_file, course_data=bad)
 
     assert expected in str(error.value)
     assert "warehouse is unchanged" in str(error.value)
@@ -158,4 +159,4 @@ def test_cli_reports_bad_input_without_traceback(
     err = capsys.readouterr().err
     assert "greenery load: error:" in err
     assert "orders.csv, column created_at, line 2" in err
-    assert not warehouse.raw_path(warehouse_file).exists()
+    assert not store.raw_path(warehouse_file).exists()

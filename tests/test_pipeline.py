@@ -13,13 +13,14 @@ import oracle
 import pandas as pd
 import pytest
 
-from greenery.pipeline import REPLAY_WEEKS, parse_weeks, replay, run_dbt
+from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.replay import REPLAY_WEEKS, parse_weeks, replay
 
 WAREHOUSES = ["course_warehouse", "generated_warehouse"]
 
 
-def _mart(wh: Path, sql: str) -> pd.DataFrame:
-    con = duckdb.connect(str(wh), read_only=True)
+def _mart(warehouse_file: Path, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(warehouse_file), read_only=True)
     try:
         return con.execute(sql).df()
     finally:
@@ -37,9 +38,9 @@ def test_course_funnel_counts(course_warehouse: Path) -> None:
 
 @pytest.mark.parametrize("wh_fixture", WAREHOUSES)
 def test_fct_sessions_matches_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
-    wh = request.getfixturevalue(wh_fixture)
-    expected = oracle.sessions(oracle.raw_frames(wh)).set_index("session_id").sort_index()
-    actual = _mart(wh, "select * from marts.fct_sessions").set_index("session_id").sort_index()
+    warehouse_file = request.getfixturevalue(wh_fixture)
+    expected = oracle.sessions(oracle.raw_frames(warehouse_file)).set_index("session_id").sort_index()
+    actual = _mart(warehouse_file, "select * from marts.fct_sessions").set_index("session_id").sort_index()
     assert actual.index.equals(expected.index)
     for column in [
         "user_id",
@@ -63,21 +64,25 @@ def test_fct_sessions_matches_pandas(wh_fixture: str, request: pytest.FixtureReq
 
 @pytest.mark.parametrize("wh_fixture", WAREHOUSES)
 def test_fct_product_sessions_matches_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
-    wh = request.getfixturevalue(wh_fixture)
+    warehouse_file = request.getfixturevalue(wh_fixture)
     key = ["session_id", "product_id"]
     columns = ["has_viewed", "has_added_to_cart", "has_purchased", "units_purchased"]
-    expected = oracle.product_sessions(oracle.raw_frames(wh)).set_index(key).sort_index()[columns]
-    actual = _mart(wh, "select * from marts.fct_product_sessions").set_index(key).sort_index()[columns]
+    expected = oracle.product_sessions(oracle.raw_frames(warehouse_file)).set_index(key).sort_index()[columns]
+    actual = (
+        _mart(warehouse_file, "select * from marts.fct_product_sessions").set_index(key).sort_index()[columns]
+    )
     pd.testing.assert_frame_equal(actual.astype(expected.dtypes.to_dict()), expected)
 
 
 @pytest.mark.parametrize("wh_fixture", WAREHOUSES)
 def test_fct_session_events_matches_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
-    wh = request.getfixturevalue(wh_fixture)
-    events = oracle.raw_frames(wh)["events"].sort_values(["session_id", "created_at", "event_id"])
+    warehouse_file = request.getfixturevalue(wh_fixture)
+    events = oracle.raw_frames(warehouse_file)["events"].sort_values(["session_id", "created_at", "event_id"])
     events["position"] = events.groupby("session_id").cumcount() + 1
     expected = events.set_index("event_id").sort_index()
-    actual = _mart(wh, "select * from marts.fct_session_events").set_index("event_id").sort_index()
+    actual = (
+        _mart(warehouse_file, "select * from marts.fct_session_events").set_index("event_id").sort_index()
+    )
     assert actual.index.equals(expected.index)
     assert actual["position_in_session"].tolist() == expected["position"].tolist()
     assert actual["event_type"].tolist() == expected["event_type"].tolist()
@@ -86,17 +91,17 @@ def test_fct_session_events_matches_pandas(wh_fixture: str, request: pytest.Fixt
 
 @pytest.mark.parametrize("wh_fixture", WAREHOUSES)
 def test_fct_orders_and_dim_products_match_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
-    wh = request.getfixturevalue(wh_fixture)
-    raw = oracle.raw_frames(wh)
+    warehouse_file = request.getfixturevalue(wh_fixture)
+    raw = oracle.raw_frames(warehouse_file)
     items = raw["order_items"].groupby("order_id")["quantity"].agg(["count", "sum"])
     discounts = raw["orders"]["promo_id"].map(raw["promos"].set_index("promo_id")["discount"]).fillna(0)
     expected = raw["orders"].assign(discount=discounts).set_index("order_id").join(items).sort_index()
-    actual = _mart(wh, "select * from marts.fct_orders").set_index("order_id").sort_index()
+    actual = _mart(warehouse_file, "select * from marts.fct_orders").set_index("order_id").sort_index()
     assert actual["products_in_order"].tolist() == expected["count"].tolist()
     assert actual["units_in_order"].tolist() == expected["sum"].tolist()
     assert actual["discount_amount"].astype(float).tolist() == expected["discount"].tolist()
     assert actual["order_total"].astype(float).tolist() == pytest.approx(expected["order_total"].tolist())
-    products = _mart(wh, "select * from marts.dim_products").set_index("product_id").sort_index()
+    products = _mart(warehouse_file, "select * from marts.dim_products").set_index("product_id").sort_index()
     current = raw["products"].set_index("product_id").sort_index()
     assert products["current_inventory"].tolist() == current["inventory"].tolist()
     assert products["price"].astype(float).tolist() == current["price"].tolist()
@@ -115,14 +120,16 @@ def test_course_product_conversion(course_warehouse: Path) -> None:
 
 @pytest.mark.parametrize("wh_fixture", WAREHOUSES)
 def test_dim_users_and_fct_orders_match_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
-    wh = request.getfixturevalue(wh_fixture)
-    raw = oracle.raw_frames(wh)
+    warehouse_file = request.getfixturevalue(wh_fixture)
+    raw = oracle.raw_frames(warehouse_file)
     expected = oracle.users(raw).sort_index()
-    actual = _mart(wh, "select * from marts.dim_users").set_index("user_id").sort_index()
+    actual = _mart(warehouse_file, "select * from marts.dim_users").set_index("user_id").sort_index()
     assert actual["orders"].tolist() == expected["orders"].tolist()
     assert actual["is_repeat_buyer"].tolist() == (expected["orders"] >= 2).tolist()
     assert actual["lifetime_revenue"].astype(float).round(2).tolist() == expected["revenue"].round(2).tolist()
-    revenue = _mart(wh, "select sum(order_total) as revenue, count(*) as orders from marts.fct_orders")
+    revenue = _mart(
+        warehouse_file, "select sum(order_total) as revenue, count(*) as orders from marts.fct_orders"
+    )
     assert float(revenue.at[0, "revenue"]) == pytest.approx(raw["orders"]["order_total"].sum())
     assert revenue.at[0, "orders"] == len(raw["orders"])
 
@@ -151,24 +158,27 @@ def test_course_week_3_to_4_changes(course_warehouse: Path) -> None:
 
 @pytest.mark.parametrize("wh_fixture", WAREHOUSES)
 def test_inventory_marts_match_the_weekly_facts(wh_fixture: str, request: pytest.FixtureRequest) -> None:
-    wh = request.getfixturevalue(wh_fixture)
-    raw = oracle.raw_frames(wh)
+    warehouse_file = request.getfixturevalue(wh_fixture)
+    raw = oracle.raw_frames(warehouse_file)
     expected = oracle.inventory_changes(raw).sort_values(["product_name", "week"])
     weeks = oracle.replayed(raw).drop_duplicates("week").set_index("recorded_at")["week"]
-    actual = _mart(wh, "select * from marts.fct_inventory_changes")
+    actual = _mart(warehouse_file, "select * from marts.fct_inventory_changes")
     actual["week"] = actual["changed_at"].map(weeks)
     actual = actual.sort_values(["product_name", "week"])[expected.columns]
     assert actual.to_records(index=False).tolist() == expected.to_records(index=False).tolist()
 
     # snapshot versions per product: the first week plus one per change
-    versions = _mart(wh, "select name, count(*) as versions from snapshots.products_snapshot group by name")
+    versions = _mart(
+        warehouse_file, "select name, count(*) as versions from snapshots.products_snapshot group by name"
+    )
     changes_per_product = expected.groupby("product_name").size()
     for name, count in versions.itertuples(index=False):
         assert count == 1 + changes_per_product.get(name, 0), name
 
     # the daily table holds each week's value on its recorded day
     on_hand = _mart(
-        wh, "select product_name, inventory_date, inventory_on_hand from marts.fct_product_inventory_daily"
+        warehouse_file,
+        "select product_name, inventory_date, inventory_on_hand from marts.fct_product_inventory_daily",
     )
     pivot = oracle.weekly_inventory(raw)
     for recorded_at, week in weeks.items():
@@ -198,10 +208,10 @@ def test_fluctuation_summary(course_warehouse: Path) -> None:
 def test_replay_is_idempotent(course_warehouse: Path) -> None:
     query = "select * from snapshots.products_snapshot order by product_id, dbt_valid_from"
     before = _mart(course_warehouse, query)
-    assert [r.replayed for r in replay([3, 4], wh=course_warehouse)] == [False, False]
-    run_dbt(["snapshot", "--vars", '{snapshot_at: "2021-03-05 00:00:00"}'], wh=course_warehouse)
+    assert [r.replayed for r in replay([3, 4], warehouse_file=course_warehouse)] == [False, False]
+    run_dbt(["snapshot", "--vars", '{snapshot_at: "2021-03-05 00:00:00"}'], warehouse_file=course_warehouse)
     pd.testing.assert_frame_equal(_mart(course_warehouse, query), before)
-    replay(REPLAY_WEEKS, from_scratch=True, wh=course_warehouse)
+    replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=course_warehouse)
     pd.testing.assert_frame_equal(_mart(course_warehouse, query), before)
 
 
@@ -209,7 +219,7 @@ def test_replay_rejects_unknown_weeks(course_warehouse: Path) -> None:
     with pytest.raises(
         ValueError, match=r"week\(s\) 7 not in the weekly inventory \(the loaded data has weeks 1–4\)"
     ):
-        replay([7], wh=course_warehouse)
+        replay([7], warehouse_file=course_warehouse)
     assert parse_weeks("1-3,5") == [1, 2, 3, 5]
     with pytest.raises(ValueError, match="expected a week or a range"):
         parse_weeks("one")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from greenery import report
-from greenery.report import ReportPaths, replace_generated, write_report
-from greenery.semantic import SemanticLayer
-from greenery.warehouse import PROJECT_DIR
+from greenery.report import charts, render
+from greenery.report.render import ReportPaths, replace_generated, write_report
+from greenery.semantic.layer import SemanticLayer
+from greenery.warehouse.store import PROJECT_DIR
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_committed_readme_equals_the_regenerated_report(regenerated: ReportPaths
 
 def test_readme_answers_on_the_course_data(regenerated: ReportPaths) -> None:
     text = regenerated.readme.read_text()
-    section = text.split(report.BEGIN)[1].split(report.END)[0]
+    section = text.split(render.BEGIN)[1].split(render.END)[0]
     for row in [
         "| Bamboo | 44 | 23 | -21 | down |",
         "| Monstera | 50 | 31 | -19 | down |",
@@ -58,17 +58,17 @@ def test_readme_answers_on_the_course_data(regenerated: ReportPaths) -> None:
 
 
 def test_charts_and_html_are_written(regenerated: ReportPaths) -> None:
-    for name in report.FIGURES:
+    for name in charts.FIGURES:
         png = (regenerated.images / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
     html = regenerated.html.read_text()
-    assert html.count("<table>") >= 6 and html.count("data:image/svg+xml;base64,") == len(report.FIGURES)
+    assert html.count("<table>") >= 6 and html.count("data:image/svg+xml;base64,") == len(charts.FIGURES)
     assert "<strong>578</strong>" in html
     assert "http" not in html.replace("http://www.w3.org", "")  # self-contained: no CDN
 
 
 def test_replace_generated_keeps_the_hand_written_parts() -> None:
-    readme = f"intro\n{report.BEGIN}\nold\n{report.END}\noutro\n"
-    assert replace_generated(readme, "new") == f"intro\n{report.BEGIN}\n\nnew\n\n{report.END}\noutro\n"
+    readme = f"intro\n{render.BEGIN}\nold\n{render.END}\noutro\n"
+    assert replace_generated(readme, "new") == f"intro\n{render.BEGIN}\n\nnew\n\n{render.END}\noutro\n"
     with pytest.raises(ValueError, match="no generated-section markers"):
         replace_generated("no markers", "new")

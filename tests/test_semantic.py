@@ -15,10 +15,10 @@ from pathlib import Path
 import oracle
 import pandas as pd
 import pytest
+from greenery.warehouse.dbt import run_tool
 
-from greenery import warehouse
-from greenery.pipeline import run_tool
-from greenery.semantic import SemanticLayer, SemanticLayerError
+from greenery.semantic.layer import SemanticLayer, SemanticLayerError
+from greenery.warehouse import store
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 RATES = ["view_to_cart_rate", "cart_to_checkout_rate", "view_to_checkout_rate"]
@@ -177,7 +177,7 @@ def test_unknown_metric_names_metricflows_message(course_sl: SemanticLayer) -> N
 
 
 def test_every_metric_has_a_label_and_description(course_warehouse: Path) -> None:
-    manifest = json.loads((warehouse.PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((store.PROJECT_DIR / "target" / "manifest.json").read_text())
     metrics = manifest["metrics"].values()
     assert len(metrics) >= 30
     for metric in metrics:
@@ -185,7 +185,7 @@ def test_every_metric_has_a_label_and_description(course_warehouse: Path) -> Non
 
 
 def test_exposure_lists_exactly_the_saved_queries(course_warehouse: Path) -> None:
-    manifest = json.loads((warehouse.PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((store.PROJECT_DIR / "target" / "manifest.json").read_text())
     saved = {q["name"] for q in manifest["saved_queries"].values()}
     listed = {name for e in manifest["exposures"].values() for name in e["meta"].get("saved_queries", [])}
     assert listed - saved == set(), "an exposure lists a saved query that does not exist"
@@ -196,12 +196,12 @@ def test_exposure_lists_exactly_the_saved_queries(course_warehouse: Path) -> Non
         assert [e["config"]["export_as"] for e in query["exports"]] == ["table"], query["name"]
 
 
-def _mf(args: list[str], wh: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _mf(args: list[str], warehouse_file: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """Run `mf` from the repo root on a copy of the warehouse (the module's engine holds the original)."""
-    copy = tmp_path / wh.name
-    shutil.copy(wh, copy)
-    shutil.copy(warehouse.raw_path(wh), warehouse.raw_path(copy))
-    return run_tool("mf", args, wh=copy)
+    copy = tmp_path / warehouse_file.name
+    shutil.copy(warehouse_file, copy)
+    shutil.copy(store.raw_path(warehouse_file), store.raw_path(copy))
+    return run_tool("mf", args, warehouse_file=copy)
 
 
 def test_mf_validate_configs_passes_with_warehouse_checks(course_warehouse: Path, tmp_path: Path) -> None:

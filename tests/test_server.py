@@ -35,8 +35,13 @@ from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
 from starlette.applications import Starlette
 
-from greenery import filters, server, warehouse
-from greenery.semantic import MANIFEST_PATH, SemanticLayer
+from greenery.semantic import filters
+from greenery.semantic.layer import SemanticLayer
+from greenery.serve import service
+from greenery.serve.auth import TOKEN_ENV
+from greenery.serve.http import create_app
+from greenery.serve.run import serve
+from greenery.warehouse.publish import current_published, publish
 
 TOKEN = "test-token-0123456789"
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
@@ -96,18 +101,18 @@ def sdk_points_at_local_servers() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def course_host(course_copy: Path) -> Iterator[str]:
-    with running(server.create_app(course_copy, token=TOKEN)) as host:
+    with running(create_app(course_copy, token=TOKEN)) as host:
         yield host
 
 
 @pytest.fixture(scope="module")
 def generated_copy(generated_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_copy(generated_warehouse, tmp_path_factory.mktemp("served10") / "wh")
+    return publish_copy(generated_warehouse, tmp_path_factory.mktemp("served10") / "warehouse_file")
 
 
 @pytest.fixture(scope="module")
 def generated_host(generated_copy: Path) -> Iterator[str]:
-    with running(server.create_app(generated_copy, token=TOKEN)) as host:
+    with running(create_app(generated_copy, token=TOKEN)) as host:
         yield host
 
 
@@ -308,7 +313,7 @@ def test_paging_over_1024_rows_on_scale_10(generated_host: str, generated_copy: 
         expected = layer.query(metrics=metrics, group_by=group_by).table
     finally:
         layer.close()
-    assert actual.num_rows > 3 * server.PAGE_ROWS
+    assert actual.num_rows > 3 * service.PAGE_ROWS
     assert_same_rows(actual, expected, group_by)
 
 
@@ -329,10 +334,10 @@ def test_pages_are_self_contained_arrow_streams(generated_host: str) -> None:
         for n in range(2, first["totalPages"] + 1)
     ]
     tables = [pa.ipc.open_stream(base64.b64decode(p["arrowResult"])).read_all() for p in pages]
-    assert [t.num_rows for t in tables[:-1]] == [server.PAGE_ROWS] * (len(tables) - 1)
+    assert [t.num_rows for t in tables[:-1]] == [service.PAGE_ROWS] * (len(tables) - 1)
     assert {t.schema for t in tables} == {tables[0].schema}
     total = sum(t.num_rows for t in tables)
-    assert first["totalPages"] == math.ceil(total / server.PAGE_ROWS) > 1
+    assert first["totalPages"] == math.ceil(total / service.PAGE_ROWS) > 1
     beyond = graphql(generated_host, poll, {"id": query_id, "p": first["totalPages"] + 1})
     assert "does not exist" in beyond["errors"][0]["message"]
 
@@ -375,7 +380,7 @@ def test_cancel_query(course_host: str) -> None:
 def test_one_log_line_per_query_and_answers_cached_per_version(
     course_client: SemanticLayerClient, course_host: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="greenery.server")
+    caplog.set_level(logging.INFO, logger="greenery.serve")
     request = {"metrics": ["orders", "revenue"], "group_by": ["metric_time__day"]}
     first, second = course_client.query(**request), course_client.query(**request)
     assert first.equals(second)
@@ -424,7 +429,7 @@ def test_auth_scheme_is_case_insensitive_and_required(course_host: str) -> None:
 def test_where_injection_is_rejected_and_the_warehouse_is_unchanged(
     course_client: SemanticLayerClient, course_copy: Path
 ) -> None:
-    served = warehouse.current_published(course_copy) / course_copy.name
+    served = current_published(course_copy) / course_copy.name
     before = sha256(served), sha256(course_copy)
     baseline = course_client.query(metrics=["sessions"])["sessions"][0].as_py()
     for where in INJECTIONS:
@@ -471,22 +476,22 @@ def test_filter_validator_rejects_anything_else(where: str) -> None:
 
 
 def test_unauthenticated_serve_refuses_a_public_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(server.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
     with pytest.raises(
-        server.ServerConfigError, match=r"refusing to serve on 0\.0\.0\.0 without authentication"
+        service.ServerConfigError, match=r"refusing to serve on 0\.0\.0\.0 without authentication"
     ):
-        server.serve("0.0.0.0", 0, None)
+        serve("0.0.0.0", 0, None)
 
 
 def test_query_store_evicts_the_oldest_finished_results() -> None:
-    store = server.QueryStore(max_jobs=2, max_bytes=10**9)
-    jobs = [store.add(server.QueryRequest(metrics=("orders",))) for _ in range(3)]
+    store = service.QueryStore(max_jobs=2, max_bytes=10**9)
+    jobs = [store.add(service.QueryRequest(metrics=("orders",))) for _ in range(3)]
     for job in jobs:
         job.finish(table=pa.table({"orders": [1]}))
         store.finished(job)
         job.done.set()
-    store.add(server.QueryRequest(metrics=("orders",)))  # unfinished: never evicted
-    with pytest.raises(server.QueryNotFound, match="evicted"):
+    store.add(service.QueryRequest(metrics=("orders",)))  # unfinished: never evicted
+    with pytest.raises(service.QueryNotFound, match="evicted"):
         store.get(jobs[0].id)
     assert len(store) == 2
 
@@ -495,10 +500,10 @@ def test_query_store_evicts_the_oldest_finished_results() -> None:
 
 
 def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_path: Path) -> None:
-    copy = publish_copy(course_warehouse, tmp_path / "wh")
-    first = warehouse.current_published(copy)
+    copy = publish_copy(course_warehouse, tmp_path / "warehouse_file")
+    first = current_published(copy)
     assert first is not None
-    with running(server.create_app(copy, token=TOKEN)) as host:
+    with running(create_app(copy, token=TOKEN)) as host:
         health = requests.get(f"http://{host}/healthz").json()
         assert (health["status"], health["published_version"], health["metrics"]) == ("ok", first.name, 35)
         client = sdk(host)
@@ -513,7 +518,7 @@ def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_pat
                 assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 578
             finally:
                 con.close()
-            second = warehouse.publish(MANIFEST_PATH, copy)
+            second = publish(copy)
             deadline = time.monotonic() + 10
             while requests.get(f"http://{host}/healthz").json()["published_version"] != second.name:
                 assert time.monotonic() < deadline, "the new version was not picked up"

@@ -14,8 +14,8 @@ from unittest import mock
 
 import pytest
 
-from greenery.dialect_check import check_target
-from greenery.snowflake_emulation import (
+from greenery.snowflake.dialect import check_target
+from greenery.snowflake.emulation import (
     DUMMY_CREDENTIALS,
     EmulatedRun,
     connect,
@@ -24,7 +24,7 @@ from greenery.snowflake_emulation import (
     run_dbt,
     run_pipeline,
 )
-from greenery.warehouse import PROJECT_DIR
+from greenery.warehouse.store import PROJECT_DIR
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""`greenery`: a thin command line over the project's modules."""
+"""`greenery`: the command line. Parses arguments, makes one call per command, prints the outcome.
+
+All logic lives in the rooms below (data, warehouse, semantic, serve, report); nothing
+imports this module.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,17 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from greenery import warehouse
-from greenery.demo import DemoError
-from greenery.pipeline import DbtError
+from greenery.data.generate import DEFAULT_SEED, generate
+from greenery.demo import DemoError, run_demo
+from greenery.report.render import ReportPaths, write_report
+from greenery.semantic.exports import run_exports
+from greenery.semantic.layer import SemanticLayer
+from greenery.serve.run import serve
+from greenery.warehouse import store
+from greenery.warehouse.build import build, fresh_raw
+from greenery.warehouse.dbt import DbtError
+from greenery.warehouse.publish import publish
+from greenery.warehouse.replay import parse_weeks, replay
 
 
 class UserError(Exception):
@@ -19,40 +31,38 @@ class UserError(Exception):
 
 def _print_counts(counts: dict[str, int], seconds: float) -> None:
     for name, rows in counts.items():
-        schema, _ = warehouse.RAW_TABLES[name]
-        print(f"  {warehouse.RAW_CATALOG}.{schema}.{name:<28} {rows:>12,} rows")
-    print(f"done in {seconds:.1f} s → {warehouse.raw_path()}")
+        schema, _ = store.RAW_TABLES[name]
+        print(f"  {store.RAW_CATALOG}.{schema}.{name:<28} {rows:>12,} rows")
+    print(f"done in {seconds:.1f} s → {store.raw_path()}")
 
 
 def cmd_load(args: argparse.Namespace) -> None:
-    from greenery.loader import load_csv_folder
-
     start = time.perf_counter()
-    counts = load_csv_folder(Path(args.from_csv))
+    counts = fresh_raw(course_data=Path(args.from_csv))
     _print_counts(counts, time.perf_counter() - start)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from greenery.generate import generate
-
     if args.scale < 1:
         raise UserError(f"--scale must be a whole number ≥ 1 (got {args.scale})")
     start = time.perf_counter()
-    counts = warehouse.write_raw(generate(scale=args.scale, seed=args.seed))
+    counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
     _print_counts(counts, time.perf_counter() - start)
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    from greenery.pipeline import parse_weeks, replay
-
     for result in replay(parse_weeks(args.weeks), from_scratch=args.from_scratch):
         done = "snapshot taken" if result.replayed else "already in the snapshot, skipped"
         print(f"  week {result.week} ({result.recorded_at:%Y-%m-%d}): {done}")
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    from greenery.exports import run_exports
+def cmd_build(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    build()
+    print(f"built {store.resolve()} in {time.perf_counter() - start:.1f} s (models, snapshot, tests)")
 
+
+def cmd_export(args: argparse.Namespace) -> None:
     parquet = Path(args.parquet) if args.parquet else None
     results = run_exports(select=args.select or (), parquet_dir=parquet)
     for r in results:
@@ -67,17 +77,11 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from greenery.semantic import MANIFEST_PATH
-
-    print(f"published {warehouse.publish(MANIFEST_PATH)}")
+    print(f"published {publish()}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from greenery.demo import default_report_paths
-    from greenery.report import write_report
-    from greenery.semantic import SemanticLayer
-
-    paths = default_report_paths()
+    paths = ReportPaths.course()
     layer = SemanticLayer()
     try:
         write_report(layer, paths)
@@ -87,20 +91,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from greenery.demo import run_demo
-
     run_demo()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from greenery.server import serve
-
     serve(args.host, args.port, args.flight_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from greenery.generate import DEFAULT_SEED
-
     parser = argparse.ArgumentParser(
         prog="greenery",
         description="Greenery's analytics project: load or generate data, replay snapshots, build, answer.",
@@ -122,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--weeks", default="1-4", help="weeks to replay, e.g. 1-4 (default)")
     rep.add_argument("--from-scratch", action="store_true", help="drop the snapshot's history first")
     rep.set_defaults(func=cmd_replay)
+
+    sub.add_parser(
+        "build", help="dbt build: models, the products snapshot (at the replayed time) and every test"
+    ).set_defaults(func=cmd_build)
 
     exp = sub.add_parser("export", help="run the saved queries' exports into the warehouse")
     exp.add_argument("--select", nargs="+", metavar="NAME", help="only these saved queries")

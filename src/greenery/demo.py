@@ -1,7 +1,7 @@
 """`greenery demo` (what `make demo` runs): the main job end to end, with progress per step.
 
 Data (the course export when GREENERY_COURSE_DATA points at one, else the generator at
-scale 1, which reproduces the course's aggregates) → weekly snapshot replay → dbt build →
+scale 1, which reproduces the course's aggregates) → weekly snapshot replay → build →
 semantic-layer validation → exports → publish for readers → answers report and charts.
 Every run rebuilds the warehouse from scratch; it stops at the first failing step.
 """
@@ -14,13 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenery import warehouse
-from greenery.pipeline import PROJECT_DIR, REPLAY_WEEKS, build, fresh_raw, replay, run_tool
-from greenery.report import ReportPaths, write_report
-from greenery.semantic import MANIFEST_PATH, SemanticLayer
+from greenery.report.render import ReportPaths, write_report
+from greenery.semantic.exports import run_exports
+from greenery.semantic.layer import SemanticLayer
+from greenery.warehouse import store
+from greenery.warehouse.build import build, fresh_raw
+from greenery.warehouse.dbt import run_tool
+from greenery.warehouse.publish import publish
+from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
 COURSE_DATA_ENV = "GREENERY_COURSE_DATA"
-OUTPUT_DIR = PROJECT_DIR / "output"
 
 
 class DemoError(RuntimeError):
@@ -34,8 +37,8 @@ class Step:
 
 
 def _fresh_data() -> str:
-    wh = warehouse.warehouse_path()
-    for stale in (wh, wh.with_name(wh.name + ".wal")):
+    warehouse_file = store.resolve()
+    for stale in (warehouse_file, warehouse_file.with_name(warehouse_file.name + ".wal")):
         stale.unlink(missing_ok=True)
     folder = os.environ.get(COURSE_DATA_ENV)
     counts = fresh_raw(course_data=Path(folder) if folder else None)
@@ -60,9 +63,7 @@ def _validate() -> str:
 
 
 def _export() -> str:
-    from greenery.exports import run_exports
-
-    results = run_exports(parquet_dir=OUTPUT_DIR / "exports")
+    results = run_exports(parquet_dir=store.OUTPUT_DIR / "exports")
     failed = [f"{r.spec.saved_query}: {r.error}" for r in results if r.error]
     if failed:
         raise DemoError("exports failed: " + "; ".join(failed))
@@ -70,44 +71,25 @@ def _export() -> str:
 
 
 def _publish() -> str:
-    version = warehouse.publish(MANIFEST_PATH)
-    return f"readers now see {version.name}"
+    return f"readers now see {publish().name}"
 
 
 def _report() -> str:
     # The committed README holds the course's answers; answers from other data go to output/.
-    paths = default_report_paths() if os.environ.get(COURSE_DATA_ENV) else scratch_report_paths()
+    paths = ReportPaths.course() if os.environ.get(COURSE_DATA_ENV) else ReportPaths.scratch()
     layer = SemanticLayer()
     try:
         write_report(layer, paths)
     finally:
         layer.close()
-    readme, images = (p.relative_to(PROJECT_DIR) for p in (paths.readme, paths.images))
+    readme, images = (p.relative_to(store.PROJECT_DIR) for p in (paths.readme, paths.images))
     return f"{readme}, {images}/*.png, output/report.html"
-
-
-def default_report_paths() -> ReportPaths:
-    """The README's generated section and its charts (the course's answers), and the HTML report."""
-    return ReportPaths(
-        readme=PROJECT_DIR / "README.md",
-        images=PROJECT_DIR / "docs" / "images",
-        html=OUTPUT_DIR / "report.html",
-    )
-
-
-def scratch_report_paths() -> ReportPaths:
-    """Answers from data other than the course export: all in output/, the README untouched."""
-    return ReportPaths(
-        readme=OUTPUT_DIR / "answers.md",
-        images=OUTPUT_DIR / "images",
-        html=OUTPUT_DIR / "report.html",
-    )
 
 
 STEPS = [
     Step("raw data", _fresh_data),
     Step("snapshots: replay weeks 1–4", _replay),
-    Step("dbt build (models, snapshot, tests)", _build),
+    Step("greenery build (dbt build: models, snapshot, tests)", _build),
     Step("semantic layer: validate", _validate),
     Step("saved-query exports", _export),
     Step("publish for readers", _publish),

@@ -2,7 +2,7 @@
 
 `greenery serve --flight-port N` starts this next to the GraphQL API, on the same
 `SemanticLayerService` (same published versions, result cache and query log) and the same
-token. Statements are dbt's semantic-layer templates (`greenery.statements`), never SQL.
+token. Statements are dbt's semantic-layer templates (`greenery.serve.statements`), never SQL.
 
 RPCs: ``GetFlightInfo(CommandStatementQuery)`` runs the statement and answers a ticket that
 ``DoGet`` streams (the ADBC fallback path); prepared statements (``DoAction``
@@ -29,19 +29,13 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from greenery.semantic import SemanticLayerError
-from greenery.server import (
-    NOT_AUTHORIZED,
-    Lru,
-    QueryNotFound,
-    SemanticLayerService,
-    ServerConfigError,
-    bearer_matches,
-    is_loopback,
-)
-from greenery.statements import MetadataStatement, QueryStatement, Statement, parse_statement
+from greenery.semantic.layer import SemanticLayerError
+from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, is_loopback
+from greenery.serve.catalog import Catalog
+from greenery.serve.service import Lru, QueryNotFound, SemanticLayerService, ServerConfigError
+from greenery.serve.statements import MetadataStatement, QueryStatement, Statement, parse_statement
 
-log = logging.getLogger("greenery.server")
+log = logging.getLogger("greenery.serve")
 
 SQL_TYPE_PREFIX = "type.googleapis.com/arrow.flight.protocol.sql."
 QUERY_WAIT_S = 600.0  # GetFlightInfo waits this long for a query before giving up
@@ -247,8 +241,8 @@ _METADATA_SCHEMAS: dict[str, pa.Schema] = {
 COMPILED_SCHEMA = pa.schema([("SQL", pa.utf8())])
 
 
-def _metadata_rows(kind: str, catalog: Any, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The rows of a metadata statement, from the published version's GraphQL catalog."""
+def _metadata_rows(kind: str, catalog: Catalog, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rows of a metadata statement, from the published version's catalog."""
     if kind == "metrics":
         return [
             {

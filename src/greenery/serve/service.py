@@ -1,54 +1,41 @@
-"""The semantic layer over HTTP, speaking the dbt Semantic Layer GraphQL API.
+"""The query service every protocol adapts: published versions, jobs, caches.
 
-`greenery serve` runs this ASGI app under uvicorn. It loads the semantic manifest once and
-keeps a warm MetricFlow engine over the newest published copy of the warehouse (it never
-opens the warehouse dbt writes); when a new version is published it switches to it without a
-restart, while requests already running finish on the old one. Clients such as
-`dbt-sl-sdk` list metrics, dimensions and saved queries, compile SQL, and run queries
-(`createQuery`, then `query` polls for paged Arrow results); the wire format is in
-`greenery.graphql_api`.
+It loads the semantic manifest once and keeps a warm MetricFlow engine over the newest
+published copy of the warehouse (it never opens the warehouse dbt writes); when a new version
+is published it switches to it without a restart, while requests already running finish on
+the old one. A query is a `QueryRequest` (names as MetricFlow spells them), checked by
+`greenery.semantic.filters` before MetricFlow sees it, run as a `QueryJob` on a worker pool,
+and kept for polling; compiled SQL and answers are cached per published version.
 
-The same app serves the dashboard (`/dashboard`, files in ``greenery/static``), a client of
-the GraphQL API like any other; `greenery serve --flight-port` adds Arrow Flight SQL
-(`greenery.flight`) over the same service.
-
-Auth: a bearer token from ``$GREENERY_API_TOKEN``; without one the server only binds to
-loopback. Where filters are checked by `greenery.filters` before MetricFlow sees them.
+The GraphQL API, Arrow Flight SQL and HTTP modules beside this one are adapters on
+`SemanticLayerService`; none of them is imported here.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
-import ipaddress
 import logging
 import math
-import os
 import re
 import secrets
-import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
-from greenery import filters, warehouse
-from greenery.semantic import MANIFEST_PATH, SemanticLayer, SemanticLayerError
+from greenery.semantic import filters
+from greenery.semantic.layer import SemanticLayer, SemanticLayerError
+from greenery.serve.catalog import Catalog
+from greenery.warehouse import store
+from greenery.warehouse.dbt import MANIFEST_PATH
+from greenery.warehouse.publish import current_published
 
-TOKEN_ENV = "GREENERY_API_TOKEN"
 PAGE_ROWS = 1024
 CHECK_EVERY_S = 1.0  # how often a request may look at published/CURRENT
 SYNC_WAIT_S = 5.0  # createQuery answers once the query is done, or after this long
@@ -63,20 +50,7 @@ _VOLATILE_SQL = re.compile(
     r"\b(current_date|current_time|current_timestamp|localtimestamp|now|today|random|get_current_time)\b",
     re.I,
 )
-NOT_AUTHORIZED = "User is not authorized"  # dbt-sl-sdk maps exactly this to AuthError
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-# The dashboard loads only its own files and talks only to this server; it never sends its
-# URL (which may carry ?token=) to anyone.
-DASHBOARD_HEADERS = {
-    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-cache",
-}
-_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s]*", re.I)
-
-log = logging.getLogger("greenery.server")
+log = logging.getLogger("greenery.serve")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -176,8 +150,6 @@ class PublishedLayer:
     """
 
     def __init__(self, layer: SemanticLayer, version: str) -> None:
-        from greenery.graphql_api import Catalog
-
         self.layer = layer
         self.version = version
         self._engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe
@@ -260,15 +232,15 @@ class PublishedLayer:
 class LayerHolder:
     """The PublishedLayer to use now; swaps in a new one when ``published/CURRENT`` changes."""
 
-    def __init__(self, wh: Path) -> None:
-        self._wh = wh
-        folder = warehouse.current_published(wh)
+    def __init__(self, warehouse_file: Path) -> None:
+        self._warehouse_file = warehouse_file
+        folder = current_published(warehouse_file)
         if folder is None:
             raise ServerConfigError(
-                f"nothing is published next to {wh}: build and publish first "
-                "(`make demo`, or `dbt build` then `greenery publish`)"
+                f"nothing is published next to {warehouse_file}: build and publish first "
+                "(`make demo`, or `greenery build` then `greenery publish`)"
             )
-        self._current = PublishedLayer.open(folder, wh.name)
+        self._current = PublishedLayer.open(folder, warehouse_file.name)
         self._swap_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._checked_at = time.monotonic()
@@ -298,11 +270,11 @@ class LayerHolder:
             return
         try:
             self._checked_at = time.monotonic()
-            folder = warehouse.current_published(self._wh)
+            folder = current_published(self._warehouse_file)
             if folder is None or folder.name in (self._current.version, self._failed_version):
                 return
             try:
-                fresh = PublishedLayer.open(folder, self._wh.name)
+                fresh = PublishedLayer.open(folder, self._warehouse_file.name)
             except Exception as exc:  # a broken publish must not take the server down
                 self._failed_version = folder.name
                 log.error(
@@ -378,16 +350,6 @@ class QueryJob:
             return True
 
 
-def arrow_stream_base64(table: pa.Table) -> str:
-    """One self-contained Arrow IPC stream (schema-only when the table has no rows), base64."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        for batch in table.to_batches():
-            if batch.num_rows:
-                writer.write_batch(batch)
-    return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
-
-
 class QueryStore:
     """Jobs by id, bounded: once over `max_jobs` or `max_bytes` of results, the oldest finished go first."""
 
@@ -439,7 +401,7 @@ class SemanticLayerService:
     """What the APIs do, transport-free: metadata, compile, create/poll/cancel queries, health."""
 
     def __init__(self, warehouse_file: Path | None = None, *, workers: int = QUERY_WORKERS) -> None:
-        self.warehouse_file = (warehouse_file or warehouse.warehouse_path()).resolve()
+        self.warehouse_file = store.resolve(warehouse_file)
         self.layers = LayerHolder(self.warehouse_file)
         self.queries = QueryStore()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="greenery-query")
@@ -533,153 +495,3 @@ class SemanticLayerService:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.layers.close()
-
-
-# ---- HTTP ------------------------------------------------------------------------------
-
-
-def bearer_matches(authorization: str, token: str) -> bool:
-    """An ``Authorization`` header value ``Bearer <token>`` (scheme case-insensitive; constant time)."""
-    scheme, _, given = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-def _authorized(request: Request, token: str | None) -> bool:
-    return token is None or bearer_matches(request.headers.get("authorization", ""), token)
-
-
-def _graphql_error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"data": None, "errors": [{"message": message}]}, status_code=status)
-
-
-def create_app(warehouse_file: Path | None = None, token: str | None = None) -> Starlette:
-    """The ASGI app over the newest published copy of `warehouse_file` (default: $GREENERY_WAREHOUSE).
-
-    `token` overrides ``$GREENERY_API_TOKEN``; with neither, requests are not authenticated.
-    """
-    from greenery.graphql_api import GraphQLApi
-
-    token = token or os.environ.get(TOKEN_ENV) or None
-    service = SemanticLayerService(warehouse_file)
-    api = GraphQLApi(service)
-
-    async def graphql(request: Request) -> JSONResponse:
-        if not _authorized(request, token):
-            return _graphql_error(NOT_AUTHORIZED, 401)
-        try:
-            body = await request.json()
-        except ValueError:
-            return _graphql_error("the request body must be JSON: {query, variables, operationName}", 400)
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("query"), str)
-            or not isinstance(body.get("variables") or {}, dict)
-            or not isinstance(body.get("operationName") or "", str)
-        ):
-            return _graphql_error(
-                "the request body must be a JSON object: query (string), variables (object), operationName",
-                400,
-            )
-        result = await run_in_threadpool(
-            api.execute, body["query"], body.get("variables"), body.get("operationName")
-        )
-        return JSONResponse(result)
-
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse(await run_in_threadpool(service.health))
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        flight = getattr(app.state, "flight", None)  # set by serve(): stopped before the service closes
-        if flight is not None:
-            await run_in_threadpool(flight.shutdown)
-        await run_in_threadpool(service.close)
-
-    app = Starlette(
-        routes=[
-            Route("/api/graphql", graphql, methods=["POST"]),
-            Route("/", graphql, methods=["POST"]),
-            Route("/", _home, methods=["GET"]),
-            Route("/dashboard", _dashboard, methods=["GET"]),
-            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-            Route("/healthz", healthz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.service = service
-    return app
-
-
-async def _dashboard(request: Request) -> Response:
-    return FileResponse(STATIC_DIR / "dashboard.html", headers=DASHBOARD_HEADERS)
-
-
-async def _home(request: Request) -> Response:
-    """Browsers go to the dashboard; API clients get a map of the endpoints."""
-    if "text/html" in request.headers.get("accept", ""):
-        query = f"?{request.url.query}" if request.url.query else ""
-        return RedirectResponse(f"/dashboard{query}", status_code=303)
-    return JSONResponse(
-        {"graphql": "/api/graphql (POST; also POST /)", "dashboard": "/dashboard", "health": "/healthz"}
-    )
-
-
-class RedactTokenFilter(logging.Filter):
-    """Hides ``?token=…`` (the dashboard's one-time login link) in uvicorn's access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
-            )
-        return True
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def serve(host: str, port: int, flight_port: int | None) -> None:
-    """Run the API under uvicorn until interrupted (the CLI's `greenery serve`)."""
-    import uvicorn
-
-    token = os.environ.get(TOKEN_ENV) or None
-    if token is None and not is_loopback(host):
-        raise ServerConfigError(
-            f"refusing to serve on {host} without authentication: set {TOKEN_ENV} to a secret token, "
-            "or bind to loopback (--host 127.0.0.1)"
-        )
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)  # one line per query; MetricFlow's own INFO logs are too chatty
-    app = create_app(token=token)
-    service: SemanticLayerService = app.state.service
-    print(f"greenery serve: published version {service.layers.version} of {service.warehouse_file}")
-    print(f"greenery serve: GraphQL at http://{host}:{port}/api/graphql, health at /healthz")
-    print(f"greenery serve: dashboard at http://{host}:{port}/dashboard")
-    if token is None:
-        print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures logging
-    logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
-    if flight_port is not None:
-        app.state.flight, location = _start_flight(service, host, flight_port, token)
-        print(f"greenery serve: Arrow Flight SQL at {location}", flush=True)
-    uvicorn.Server(config).run()
-
-
-def _start_flight(service: SemanticLayerService, host: str, port: int, token: str | None) -> tuple[Any, str]:
-    """The Flight SQL server on the same service and token, and where it listens."""
-    from pyarrow.lib import ArrowException
-
-    from greenery.flight import flight_location, start_flight_server
-
-    try:
-        flight = start_flight_server(service, host, port, token)
-    except (ArrowException, OSError) as exc:
-        raise ServerConfigError(f"cannot serve Arrow Flight SQL on {host}:{port}: {exc}") from exc
-    return flight, flight_location(host, flight.port)

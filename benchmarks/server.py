@@ -8,7 +8,7 @@ The weekly funnel (saved query ``funnel_by_week``) is asked for four ways:
 Then 16 concurrent clients hammer the server for 30 s (loopback only, every answer checked).
 The server runs in its own process, so its resident memory is measured alone.
 
-    python -m greenery.bench_server /tmp/bench/greenery.duckdb   # a built, published warehouse
+    python -m benchmarks.server /tmp/bench/greenery.duckdb   # a built, published warehouse
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from greenery import warehouse
-from greenery.pipeline import run_tool
+from greenery.semantic.layer import SemanticLayer
+from greenery.warehouse import store
+from greenery.warehouse.dbt import run_tool
+from greenery.warehouse.publish import current_published
 
 SAVED_QUERY = "funnel_by_week"
 CLIENTS = 16
@@ -132,11 +134,11 @@ class ServerProcess:
     healthy /healthz means both are up). Its output goes to a temporary file, shown on failure.
     """
 
-    def __init__(self, wh: Path, *, flight: bool = False) -> None:
+    def __init__(self, warehouse_file: Path, *, flight: bool = False) -> None:
         self.port = _free_port()
         self.flight_port = _free_port() if flight else None
         self.token = secrets.token_hex(16)
-        env = {**os.environ, "GREENERY_API_TOKEN": self.token, warehouse.ENV_VAR: str(wh)}
+        env = {**os.environ, "GREENERY_API_TOKEN": self.token, store.ENV_VAR: str(warehouse_file)}
         command = [str(Path(sys.executable).with_name("greenery")), "serve", "--port", str(self.port)]
         if self.flight_port is not None:
             command += ["--flight-port", str(self.flight_port)]
@@ -250,11 +252,11 @@ def _sdk_timings(port: int, token: str, runs: int) -> Timings | None:
         return _time(lambda: client.query(saved_query=SAVED_QUERY), runs)
 
 
-def _mf_timings(wh: Path, runs: int) -> Timings:
+def _mf_timings(warehouse_file: Path, runs: int) -> Timings:
     """`mf query --saved-query funnel_by_week`: dbt and MetricFlow start up on every call."""
 
     def ask() -> None:
-        done = run_tool("mf", ["query", "--saved-query", SAVED_QUERY], wh=wh)
+        done = run_tool("mf", ["query", "--saved-query", SAVED_QUERY], warehouse_file=warehouse_file)
         if done.returncode != 0:
             raise BenchError(f"mf query failed:\n{done.stdout}{done.stderr}")
 
@@ -322,8 +324,8 @@ class ServerFigures:
     rss_mib: dict[str, float]
 
 
-def _measure_server(wh: Path, runs: int, clients: int, load_seconds: float) -> ServerFigures:
-    server = ServerProcess(wh)
+def _measure_server(warehouse_file: Path, runs: int, clients: int, load_seconds: float) -> ServerFigures:
+    server = ServerProcess(warehouse_file)
     try:
         rss = {"start": server.rss_mib}
         client = GraphQLClient(server.port, server.token, read_cache=False)
@@ -344,16 +346,14 @@ def _measure_server(wh: Path, runs: int, clients: int, load_seconds: float) -> S
         server.stop()
 
 
-def _measure_duckdb(folder: Path, wh: Path, runs: int) -> tuple[Timings, Timings, pa.Table]:
+def _measure_duckdb(folder: Path, warehouse_file: Path, runs: int) -> tuple[Timings, Timings, pa.Table]:
     """(MetricFlow's compiled SQL, the hand-written SQL, its rows), read-only on the published copy."""
-    from greenery.semantic import SemanticLayer
-
-    layer = SemanticLayer(folder / wh.name, folder / "semantic_manifest.json")
+    layer = SemanticLayer(folder / warehouse_file.name, folder / "semantic_manifest.json")
     try:
         compiled = layer.compile(saved_query=SAVED_QUERY)
     finally:
         layer.close()
-    con = duckdb.connect(str(folder / wh.name), read_only=True)
+    con = duckdb.connect(str(folder / warehouse_file.name), read_only=True)
     try:
         via_compiled = _time(lambda: con.cursor().sql(compiled).to_arrow_table(), runs)
         via_plain = _time(lambda: con.cursor().sql(PLAIN_SQL).to_arrow_table(), runs)
@@ -382,7 +382,7 @@ def _same_funnel(server_table: pa.Table, plain: pa.Table) -> bool:
 
 
 def run(
-    wh: Path,
+    warehouse_file: Path,
     *,
     runs: int = 100,
     mf_runs: int = 5,
@@ -390,16 +390,16 @@ def run(
     load_seconds: float = LOAD_SECONDS,
 ) -> list[str]:
     """Printable lines: latencies (server, SDK, mf query, DuckDB), throughput under load, server RSS."""
-    folder = warehouse.current_published(wh)
+    folder = current_published(warehouse_file)
     if folder is None:
-        raise BenchError(f"nothing published for {wh}: build it, then `warehouse.publish(MANIFEST_PATH, wh)`")
+        raise BenchError(f"nothing published for {warehouse_file}: build it, then `publish(warehouse_file)`")
     load_before = _load_average()
-    server = _measure_server(wh, runs, clients, load_seconds)
-    via_compiled, via_plain, plain = _measure_duckdb(folder, wh, runs)
-    via_mf = _mf_timings(wh, mf_runs)
+    server = _measure_server(warehouse_file, runs, clients, load_seconds)
+    via_compiled, via_plain, plain = _measure_duckdb(folder, warehouse_file, runs)
+    via_mf = _mf_timings(warehouse_file, mf_runs)
     same = "yes" if _same_funnel(server.rows, plain) else "NO"
     lines = [
-        f"weekly funnel (saved query {SAVED_QUERY}, {server.rows.num_rows} rows) on {wh}",
+        f"weekly funnel (saved query {SAVED_QUERY}, {server.rows.num_rows} rows) on {warehouse_file}",
         f"published version {folder.name}; {os.cpu_count()} CPUs, load average {load_before} before,"
         f" {_load_average()} after (other work on the machine skews the figures)",
         "latency (one client, sequential):",
@@ -433,5 +433,5 @@ def run(
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m greenery.bench_server WAREHOUSE_FILE (built and published)")
+        sys.exit("usage: python -m benchmarks.server WAREHOUSE_FILE (built and published)")
     print("\n".join(run(Path(sys.argv[1]).resolve())))

@@ -1,11 +1,10 @@
-"""The dbt Semantic Layer GraphQL API: schema, metadata catalog and resolvers.
+"""The dbt Semantic Layer GraphQL API: schema and resolvers over the query service.
 
 Field names, argument types and enum values are the ones `dbt-sl-sdk` sends and decodes
 (checked with the real client in tests/test_server.py): list arguments are nullable, ``environmentId`` is a
 ``BigInt`` given as an int or a string (accepted, not checked: one environment per
-server), lists and required strings are never null. Metadata comes from MetricFlow's engine
-(`list_metrics`, `simple_dimensions_for_metrics`, `entities_for_metrics`,
-`list_saved_queries`) and is computed once per published version (`Catalog`).
+server), lists and required strings are never null. Metadata comes from the published
+version's `Catalog`.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -31,20 +30,11 @@ from graphql import (
     validate,
 )
 from graphql.language import IntValueNode, StringValueNode, ValueNode
-from metricflow.engine.models import Dimension as MfDimension
-from metricflow.engine.models import Entity as MfEntity
-from metricflow_semantic_interfaces.references import MetricReference
-from metricflow_semantic_interfaces.type_enums import DimensionType, MetricType
-from metricflow_semantic_interfaces.type_enums.time_granularity import TimeGranularity
-from metricflow_semantics.model.semantics.metric_lookup import MetricLookup
 
-from greenery import filters
-from greenery.semantic import SemanticLayer
+from greenery.serve.catalog import Json
+from greenery.serve.service import QueryJob, QueryRequest, SemanticLayerService
 
-if TYPE_CHECKING:
-    from greenery.server import QueryJob, QueryRequest, SemanticLayerService
-
-log = logging.getLogger("greenery.server")
+log = logging.getLogger("greenery.serve")
 
 SCHEMA_SDL = """
 scalar BigInt
@@ -187,216 +177,7 @@ type Mutation {
 }
 """
 
-_STANDARD_GRAINS = sorted(TimeGranularity, key=lambda g: g.to_int())
 _DOCUMENT_CACHE_SIZE = 128
-Json = dict[str, Any]
-
-
-# ---- metadata ----------------------------------------------------------------------------
-
-
-def _grain_name(grain: object) -> str:
-    """A grain as a lower-case name, whether MetricFlow gives an enum, a custom grain or a string."""
-    if isinstance(grain, TimeGranularity):
-        return grain.value
-    return str(getattr(grain, "name", grain)).lower()
-
-
-def _grains_from(smallest: object, custom: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(TimeGranularity enum names, grain names incl. custom ones) queryable from `smallest` up."""
-    floor = next((g.to_int() for g in _STANDARD_GRAINS if g.value == _grain_name(smallest)), 0)
-    standard = [g for g in _STANDARD_GRAINS if g.to_int() >= floor]
-    return [g.name for g in standard], [g.value for g in standard] + list(custom)
-
-
-class Catalog:
-    """The metadata of one published version, as the GraphQL API returns it (built once)."""
-
-    def __init__(self, layer: SemanticLayer, engine_lock: threading.Lock) -> None:
-        self._engine = layer.engine
-        self._lookup = layer.lookup
-        self._lock = engine_lock
-        manifest = layer.lookup.semantic_manifest
-        self._custom_grains = [
-            g.name for spine in manifest.project_configuration.time_spines for g in spine.custom_granularities
-        ]
-        self._measures: dict[str, Json] = {
-            measure.name: {
-                "name": measure.name,
-                "aggTimeDimension": measure.agg_time_dimension
-                or (model.defaults.agg_time_dimension if model.defaults else None),
-                "agg": measure.agg.value.upper(),
-                "expr": measure.expr or measure.name,
-            }
-            for model in manifest.semantic_models
-            for measure in model.measures
-        }
-        with self._lock:
-            self.metrics: list[Json] = [
-                self._metric(m) for m in self._engine.list_metrics(include_dimensions=True)
-            ]
-            self.saved_queries: list[Json] = [self._saved_query(q) for q in self._engine.list_saved_queries()]
-        self._by_name = {m["name"]: m for m in self.metrics}
-        self.environment_info: Json = {
-            "sqlDialect": layer.client.sql_engine_type.name,
-            "hasMetricsDefined": bool(self.metrics),
-            "dialect": layer.client.sql_engine_type.name,
-            "dialectSupportedBySlg": True,
-        }
-
-    def dimensions(self, metric_names: Sequence[str]) -> list[Json]:
-        """Dimensions common to all the metrics (all dimensions when no metric is named)."""
-        names = self._known(metric_names)
-        if len(names) == 1:
-            return self._by_name[names[0]]["dimensions"]
-        with self._lock:
-            found = self._engine.list_dimensions(metric_names=names or None)
-        return self._unique([self._dimension(d) for d in found])
-
-    def entities(self, metric_names: Sequence[str]) -> list[Json]:
-        names = self._known(metric_names)
-        if len(names) == 1:
-            return self._by_name[names[0]]["entities"]
-        with self._lock:
-            found = self._engine.entities_for_metrics(names or [m["name"] for m in self.metrics])
-        return self._unique([self._entity(e) for e in found])
-
-    def measures(self, metric_names: Sequence[str]) -> list[Json]:
-        names = self._known(metric_names) or list(self._by_name)
-        return self._unique([m for name in names for m in self._by_name[name]["measures"]])
-
-    def _known(self, metric_names: Sequence[str]) -> list[str]:
-        unknown = [n for n in metric_names if n not in self._by_name]
-        if unknown:
-            known = ", ".join(sorted(self._by_name))
-            raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {known}")
-        return list(dict.fromkeys(metric_names))
-
-    @staticmethod
-    def _unique(items: list[Json]) -> list[Json]:
-        """The first item of each name, in order (MetricFlow lists some once per semantic model)."""
-        first: dict[str, Json] = {}
-        for item in items:
-            first.setdefault(item["name"], item)
-        return list(first.values())
-
-    def _metric(self, metric: Any) -> Json:
-        reference = MetricReference(metric.name)
-        smallest = self._lookup.metric_lookup.get_min_queryable_time_granularity(reference)
-        enum_grains, grains = _grains_from(smallest, self._custom_grains)
-        pydantic = self._lookup.metric_lookup.get_metric(reference)
-        return {
-            "name": metric.name,
-            "description": metric.description,
-            "type": metric.type.value.upper(),
-            "queryableGranularities": enum_grains,
-            "queryableTimeGranularities": grains,
-            "label": metric.label or metric.name,
-            "requiresMetricTime": self._requires_metric_time(metric.name),
-            "dimensions": self._unique([self._dimension(d) for d in metric.dimensions]),
-            "measures": [
-                self._measures[m.name]
-                for m in pydantic.type_params.input_measures
-                if m.name in self._measures
-            ],
-            "entities": self._unique(
-                [self._entity(e) for e in self._engine.entities_for_metrics([metric.name])]
-            ),
-        }
-
-    def _requires_metric_time(self, name: str) -> bool:
-        """Whether MetricFlow refuses the metric without metric_time (offsets, windowed cumulative)."""
-        metric = self._lookup.metric_lookup.get_metric(MetricReference(name))
-        params = metric.type_params
-        if metric.type is MetricType.CUMULATIVE:
-            cumulative = params.cumulative_type_params
-            if (
-                params.window
-                or params.grain_to_date
-                or (cumulative and (cumulative.window or cumulative.grain_to_date))
-            ):
-                return True
-        if metric.type is MetricType.DERIVED and any(
-            i.offset_window is not None or i.offset_to_grain is not None for i in metric.input_metrics
-        ):
-            return True
-        inputs = MetricLookup.metric_inputs(metric, include_conversion_metric_input=False)
-        return any(self._requires_metric_time(i.name) for i in inputs)
-
-    def _dimension(self, dimension: MfDimension) -> Json:
-        enum_grains, grains = (
-            _grains_from(dimension.type_params.time_granularity, self._custom_grains)
-            if dimension.type is DimensionType.TIME and dimension.type_params is not None
-            else ([], [])
-        )
-        name = dimension.granularity_free_dunder_name
-        return {
-            "name": name,
-            "qualifiedName": name,
-            "description": dimension.description,
-            "type": dimension.type.value.upper(),
-            "label": dimension.label,
-            "isPartition": dimension.is_partition,
-            "expr": dimension.expr,
-            "queryableGranularities": enum_grains,
-            "queryableTimeGranularities": grains,
-        }
-
-    @staticmethod
-    def _entity(entity: MfEntity) -> Json:
-        return {
-            "name": entity.name,
-            "description": entity.description,
-            "type": entity.type.value.upper(),
-            "role": entity.role or entity.name,
-            "expr": entity.expr or entity.name,
-        }
-
-    @staticmethod
-    def _saved_query(query: Any) -> Json:
-        params = query.query_params
-        where = [f.where_sql_template for f in params.where.where_filters] if params.where else []
-        return {
-            "name": query.name,
-            "description": query.description,
-            "label": query.label,
-            "queryParams": {
-                "metrics": [{"name": m} for m in params.metrics],
-                "groupBy": [_saved_group_by(g) for g in params.group_by],
-                "where": {
-                    "whereSqlTemplate": " AND ".join(f"({w})" for w in where) if len(where) > 1 else where[0]
-                }
-                if where
-                else None,
-            },
-            "exports": [
-                {
-                    "name": export.name,
-                    "config": {
-                        "alias": export.config.alias,
-                        "schema": export.config.schema_name,
-                        "exportAs": export.config.export_as.value.upper(),
-                    },
-                }
-                for export in query.exports
-            ],
-        }
-
-
-def _saved_group_by(text: str) -> Json:
-    """``TimeDimension('metric_time', 'week')`` → name metric_time, grain WEEK, timeGranularity week."""
-    try:
-        reference = filters.parse_reference(text)
-    except ValueError:  # not the object syntax: a plain name such as ``metric_time__week``
-        return {"name": text.strip(), "grain": None, "timeGranularity": None, "datePart": None}
-    grain = reference.grain.lower() if reference.grain else None
-    standard = {g.value for g in TimeGranularity}
-    return {
-        "name": reference.name,
-        "grain": grain.upper() if grain in standard else None,
-        "timeGranularity": grain,
-        "datePart": reference.date_part.upper() if reference.date_part else None,
-    }
 
 
 # ---- query inputs and results -----------------------------------------------------------
@@ -423,8 +204,6 @@ def _order_by_name(item: Json) -> str:
 
 def query_request(args: Json) -> QueryRequest:
     """The QueryRequest for createQuery / compileSql arguments."""
-    from greenery.server import QueryRequest
-
     metrics = args.get("metrics") or []
     return QueryRequest(
         metrics=tuple(m["name"] for m in metrics),
@@ -475,9 +254,17 @@ def _page_field(getter: Callable[[PageView], Any]) -> Callable[..., Any]:
     return resolve
 
 
-def _arrow_result(view: PageView) -> str | None:
-    from greenery.server import arrow_stream_base64
+def arrow_stream_base64(table: pa.Table) -> str:
+    """One self-contained Arrow IPC stream (schema-only when the table has no rows), base64."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches():
+            if batch.num_rows:
+                writer.write_batch(batch)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
 
+
+def _arrow_result(view: PageView) -> str | None:
     if view.job.status != "SUCCESSFUL":
         return None
     return arrow_stream_base64(view.job.page(view.page))
@@ -642,8 +429,6 @@ class GraphQLApi:
         try:
             request = query_request(args)
         except ValueError as exc:
-            from greenery.server import QueryRequest
-
             job = self._service.failed_query(QueryRequest(), str(exc))
         else:
             job = self._service.create_query(request, read_cache=args.get("readCache") is not False)

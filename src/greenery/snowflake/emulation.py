@@ -38,11 +38,10 @@ from unittest import mock
 
 import pandas as pd
 
-from greenery import course
-from greenery.dialect_check import check_sql
-from greenery.loader import LoadError, read_folder
-from greenery.schema import TABLES, Table
-from greenery.warehouse import PROJECT_DIR
+from greenery.data.load import LoadError, read_folder
+from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
+from greenery.snowflake.dialect import check_sql, check_target, sql_files
+from greenery.warehouse.store import PROJECT_DIR
 
 TARGET = "snowflake"
 RAW_DATABASE = "raw"
@@ -340,7 +339,7 @@ def run_pipeline(
     """
     start = time.perf_counter()
     frames = read_folder(course_folder)
-    weekly = course.inventory_by_week()
+    weekly = frames[INVENTORY_BY_WEEK.name]
     db_path = work_dir / "fakesnow"
     shutil.rmtree(db_path, ignore_errors=True)
     with emulated_snowflake(db_path) as statements:
@@ -354,7 +353,7 @@ def run_pipeline(
             run_dbt(
                 ["snapshot", "--vars", snapshot_at], project_dir=project_dir, work_dir=work_dir, quiet=quiet
             )
-        # pinned like greenery.pipeline.build: the build's own snapshot run stays on the last week
+        # pinned like the replay clock does on DuckDB: the build's own snapshot run stays on the last week
         run_dbt(["build", "--vars", snapshot_at], project_dir=project_dir, work_dir=work_dir, quiet=quiet)
         answers = read_answers(con, recorded_at.normalize())
         con.close()
@@ -364,17 +363,19 @@ def run_pipeline(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    default_data = os.environ.get("GREENERY_COURSE_DATA") or str(
-        PROJECT_DIR.parent / "shared" / "greenery-course-data"
-    )
-    parser = argparse.ArgumentParser(
-        description="Run the project on the `snowflake` target against fakesnow."
-    )
-    parser.add_argument("--course-data", type=Path, default=Path(default_data))
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
-    parser.add_argument("--verbose", action="store_true", help="show dbt's output")
-    args = parser.parse_args(argv)
+def compile_and_check(project_dir: Path, work_dir: Path) -> tuple[int, list[str]]:
+    """`dbt compile --target snowflake` (under the emulation, for introspection) and check it all.
+
+    Returns the number of files checked and the problems found.
+    """
+    target_path = work_dir / "target"
+    with emulated_snowflake():
+        create_databases(connect())
+        run_dbt(["compile"], project_dir=project_dir, work_dir=work_dir)
+    return len(sql_files(target_path)), check_target(target_path)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
     try:
         run = run_pipeline(args.course_data, args.work_dir.resolve(), quiet=not args.verbose)
     except (EmulationError, LoadError) as error:
@@ -392,6 +393,35 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"  same as computed from the raw data; dbt artifacts in {run.target_path}")
     return 0
+
+
+def _dialect(args: argparse.Namespace) -> int:
+    work_dir = args.work_dir or PROJECT_DIR / "target" / "snowflake-dialect"
+    checked, problems = compile_and_check(args.project_dir.resolve(), work_dir.resolve())
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"dialect check: {checked} compiled files, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`pipeline`: the whole project on emulated Snowflake; `dialect`: compile and check the SQL."""
+    default_data = os.environ.get("GREENERY_COURSE_DATA") or str(
+        PROJECT_DIR.parent / "shared" / "greenery-course-data"
+    )
+    parser = argparse.ArgumentParser(description="The project on the `snowflake` target, against fakesnow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pipeline = sub.add_parser("pipeline", help="load, replay weeks 1–4, dbt build, check the answers")
+    pipeline.add_argument("--course-data", type=Path, default=Path(default_data))
+    pipeline.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    pipeline.add_argument("--verbose", action="store_true", help="show dbt's output")
+    pipeline.set_defaults(func=_pipeline)
+    dialect = sub.add_parser("dialect", help="dbt compile for Snowflake and check every file's SQL")
+    dialect.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
+    dialect.add_argument("--work-dir", type=Path, default=None)
+    dialect.set_defaults(func=_dialect)
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":

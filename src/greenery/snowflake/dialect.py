@@ -16,9 +16,7 @@ and other checks (e.g. MetricFlow's generated SQL) can call it on theirs.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -156,35 +154,3 @@ def check_target(target_path: Path) -> list[str]:
     if not files:
         raise FileNotFoundError(f"no compiled SQL under {target_path}: run `dbt compile` first")
     return check_files(files, target_path)
-
-
-def compile_and_check(project_dir: Path, work_dir: Path) -> tuple[int, list[str]]:
-    """`dbt compile --target snowflake` (under the emulation, for introspection) and check it all.
-
-    Returns the number of files checked and the problems found.
-    """
-    from greenery import snowflake_emulation
-
-    target_path = work_dir / "target"
-    with snowflake_emulation.emulated_snowflake():
-        snowflake_emulation.create_databases(snowflake_emulation.connect())
-        snowflake_emulation.run_dbt(["compile"], project_dir=project_dir, work_dir=work_dir)
-    return len(sql_files(target_path)), check_target(target_path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from greenery.warehouse import PROJECT_DIR
-
-    parser = argparse.ArgumentParser(description="Compile for Snowflake and check the SQL dialect.")
-    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
-    parser.add_argument("--work-dir", type=Path, default=PROJECT_DIR / "target" / "snowflake-dialect")
-    args = parser.parse_args(argv)
-    checked, problems = compile_and_check(args.project_dir.resolve(), args.work_dir.resolve())
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    print(f"dialect check: {checked} compiled files, {len(problems)} problem(s)")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from greenery.semantic import SemanticLayer, SemanticLayerError
+from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 
 
 @dataclass(frozen=True)

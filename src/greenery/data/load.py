@@ -1,7 +1,7 @@
-"""Load the seven course tables from a folder of CSVs into ``raw.public``.
+"""Read the seven course tables (and the weekly inventory) from a folder of CSVs, validated.
 
-Everything is read and validated before anything is written; the warehouse swaps in the
-new raw catalog only when every table is valid, so a bad file loses nothing.
+Everything is read and validated before anything is written: `read_folder` raises a
+LoadError naming every problem, so the warehouse only ever receives valid tables.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from greenery import course, warehouse
-from greenery.schema import TABLES, Column, Table
+from greenery.data import course
+from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Column, Table
 
 MAX_PROBLEMS = 20
 
@@ -103,7 +103,10 @@ def _check_foreign_keys(table: Table, frames: dict[str, pd.DataFrame], problems:
 
 
 def read_folder(folder: Path) -> dict[str, pd.DataFrame]:
-    """Read and validate all seven tables; raise LoadError listing every problem found."""
+    """Every raw table, validated: the seven course tables and the weekly inventory.
+
+    Raises LoadError listing every problem found.
+    """
     if not folder.is_dir():
         raise LoadError([f"{folder}: not a folder"])
     problems: list[str] = []
@@ -118,6 +121,7 @@ def read_folder(folder: Path) -> dict[str, pd.DataFrame]:
             _check_foreign_keys(table, frames, problems)
     if problems:
         raise LoadError(problems)
+    frames[INVENTORY_BY_WEEK.name] = _weekly_inventory(folder, frames)
     return frames
 
 
@@ -152,10 +156,3 @@ def _weekly_inventory(folder: Path, frames: dict[str, pd.DataFrame]) -> pd.DataF
         weekly = products.assign(week=1)
     weekly["recorded_at"] = week_1_at + pd.to_timedelta((weekly["week"] - 1) * 7, unit="D")
     return weekly.astype({"recorded_at": "datetime64[us]"})
-
-
-def load_csv_folder(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:
-    """Validate the folder, then replace all raw tables together; returns rows per table."""
-    frames = read_folder(folder)
-    frames["product_inventory_by_week"] = _weekly_inventory(folder, frames)
-    return warehouse.write_raw(frames.items(), warehouse_file)

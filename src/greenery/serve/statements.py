@@ -21,8 +21,8 @@ from typing import Literal
 
 from metricflow_semantic_interfaces.type_enums.time_granularity import TimeGranularity
 
-from greenery import filters
-from greenery.server import QueryRequest
+from greenery.semantic import filters
+from greenery.serve.service import QueryRequest
 
 MAX_STATEMENT_CHARS = 100_000
 _PREFIX = re.compile(r"\s*(?:select\s+\*\s+from\s+)?\{\{", re.IGNORECASE)

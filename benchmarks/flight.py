@@ -11,7 +11,7 @@ warehouse (with a fresh token), and is asked:
   against GraphQL's 1024-row Arrow pages, once computed (readCache false) and once served
   from the answer cache (the transfer alone).
 
-    python -m greenery.bench_flight [WAREHOUSE_FILE]   # default: build scale 1000 in /tmp (~1 min)
+    python -m benchmarks.flight [WAREHOUSE_FILE]   # default: build scale 1000 in /tmp (~1 min)
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from greenery import warehouse
-from greenery.bench_server import SAVED_QUERY, BenchError, GraphQLClient, ServerProcess, Timings, _time
-from greenery.flight import encode_message, pack_any
+from benchmarks.server import SAVED_QUERY, BenchError, GraphQLClient, ServerProcess, Timings, _time
+from greenery.serve.flight import encode_message, pack_any
+from greenery.warehouse.build import rebuild
+from greenery.warehouse.publish import current_published, publish
 
 LARGE_METRICS = ["product_sessions_viewed", "product_sessions_added_to_cart", "product_sessions_purchased"]
 LARGE_GRAINS = ("day", "hour")  # the daily funnel by product, and the same by hour (~24x the rows)
@@ -151,23 +152,25 @@ def _rate(timings: Timings, rows: int, nbytes: int) -> str:
     )
 
 
-def run(wh: Path, *, runs: int = 100, large_runs: int = 10) -> list[str]:
+def run(warehouse_file: Path, *, runs: int = 100, large_runs: int = 10) -> list[str]:
     """Printable lines: funnel_by_week latency per client and transport; rows/s of a large result."""
-    folder = warehouse.current_published(wh)
+    folder = current_published(warehouse_file)
     if folder is None:
-        raise BenchError(f"nothing published for {wh}: build it, then `warehouse.publish(MANIFEST_PATH, wh)`")
-    server = ServerProcess(wh, flight=True)
+        raise BenchError(f"nothing published for {warehouse_file}: build it, then `publish(warehouse_file)`")
+    server = ServerProcess(warehouse_file, flight=True)
     try:
-        return _measure(server, wh, folder.name, runs, large_runs)
+        return _measure(server, warehouse_file, folder.name, runs, large_runs)
     finally:
         server.stop()
 
 
-def _measure(server: ServerProcess, wh: Path, version: str, runs: int, large_runs: int) -> list[str]:
+def _measure(
+    server: ServerProcess, warehouse_file: Path, version: str, runs: int, large_runs: int
+) -> list[str]:
     raw = FlightClient(server.flight_uri, server.token)
     adbc = _adbc(server.flight_uri, server.token)
     lines = [
-        f"Flight SQL vs GraphQL on {wh} (published {version}); {os.cpu_count()} CPUs,"
+        f"Flight SQL vs GraphQL on {warehouse_file} (published {version}); {os.cpu_count()} CPUs,"
         f" load average {Path('/proc/loadavg').read_text().split()[0]} before",
     ]
     try:
@@ -228,26 +231,23 @@ def _large_lines(server: ServerProcess, raw: FlightClient, adbc: Any, grain: str
 
 def build_scale_1000(folder: Path) -> Path:
     """Generated scale-1000 data, weeks 1–4 replayed, dbt build, published (about a minute)."""
-    from greenery.pipeline import rebuild
-    from greenery.semantic import MANIFEST_PATH
-
-    wh = folder / "greenery.duckdb"
-    rebuild(wh, scale=1000)
-    warehouse.publish(MANIFEST_PATH, wh)
-    return wh
+    warehouse_file = folder / "greenery.duckdb"
+    rebuild(warehouse_file, scale=1000)
+    publish(warehouse_file)
+    return warehouse_file
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        sys.exit("usage: python -m greenery.bench_flight [WAREHOUSE_FILE (built and published)]")
+        sys.exit("usage: python -m benchmarks.flight [WAREHOUSE_FILE (built and published)]")
     if argv:
         print("\n".join(run(Path(argv[0]).resolve())))
         return
     with tempfile.TemporaryDirectory(prefix="bench-flight-1000-") as tmp:
         start = time.perf_counter()
-        wh = build_scale_1000(Path(tmp))
+        warehouse_file = build_scale_1000(Path(tmp))
         print(f"built and published scale 1000 in {time.perf_counter() - start:.0f} s", flush=True)
-        print("\n".join(run(wh)))
+        print("\n".join(run(warehouse_file)))
 
 
 if __name__ == "__main__":

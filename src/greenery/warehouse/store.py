@@ -21,16 +21,18 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from greenery.schema import INVENTORY_BY_WEEK, TABLES, Table
+from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
 
 ENV_VAR = "GREENERY_WAREHOUSE"
 # The repository root: dbt_project.yml and profiles.yml live there.
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 DEFAULT_PATH = PROJECT_DIR / "warehouse" / "greenery.duckdb"
+OUTPUT_DIR = PROJECT_DIR / "output"  # what a run writes for people to look at (reports, export files)
 RAW_FILE = "raw.duckdb"
 RAW_CATALOG = "raw"
 RAW_SCHEMA = "public"
 REPLAY_SCHEMA = "replay"
+REPLAY_CLOCK = f"{REPLAY_SCHEMA}.clock"  # the time raw products describe, set by the replay
 # Every table of the raw catalog and the schema it lives in.
 RAW_TABLES: dict[str, tuple[str, Table]] = {
     **{t.name: (RAW_SCHEMA, t) for t in TABLES},
@@ -38,18 +40,18 @@ RAW_TABLES: dict[str, tuple[str, Table]] = {
 }
 
 
-def warehouse_path() -> Path:
-    """The warehouse file: ``$GREENERY_WAREHOUSE`` or ``warehouse/greenery.duckdb`` in the repo."""
-    return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH).resolve()
+def resolve(warehouse_file: Path | None = None) -> Path:
+    """The warehouse file: the one given, else ``$GREENERY_WAREHOUSE``, else ``warehouse/greenery.duckdb``."""
+    return Path(warehouse_file or os.environ.get(ENV_VAR) or DEFAULT_PATH).resolve()
 
 
-def raw_path(warehouse: Path | None = None) -> Path:
-    return (warehouse or warehouse_path()).with_name(RAW_FILE)
+def raw_path(warehouse_file: Path | None = None) -> Path:
+    return resolve(warehouse_file).with_name(RAW_FILE)
 
 
-def connect(warehouse: Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(warehouse_file: Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse with the raw catalog attached as ``raw``."""
-    path = warehouse or warehouse_path()
+    path = resolve(warehouse_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     raw = raw_path(path)
@@ -60,9 +62,9 @@ def connect(warehouse: Path | None = None, *, read_only: bool = False) -> duckdb
 
 
 @contextmanager
-def _building_raw(warehouse: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
+def _building_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to a fresh raw catalog that replaces the current one on success only."""
-    final = raw_path(warehouse)
+    final = raw_path(warehouse_file)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
@@ -82,7 +84,9 @@ def _building_raw(warehouse: Path | None) -> Iterator[duckdb.DuckDBPyConnection]
         raise
 
 
-def write_raw(chunks: Iterable[tuple[str, pd.DataFrame]], warehouse: Path | None = None) -> dict[str, int]:
+def write_raw(
+    chunks: Iterable[tuple[str, pd.DataFrame]], warehouse_file: Path | None = None
+) -> dict[str, int]:
     """Replace the whole raw catalog from ``(table, rows)`` chunks; returns rows per table.
 
     Chunks of different tables may come interleaved (the generator writes sessions, their
@@ -90,7 +94,7 @@ def write_raw(chunks: Iterable[tuple[str, pd.DataFrame]], warehouse: Path | None
     values already of the right kind. Nothing is visible until every chunk is written.
     """
     counts = dict.fromkeys(RAW_TABLES, 0)
-    with _building_raw(warehouse) as con:
+    with _building_raw(warehouse_file) as con:
         for name, chunk in chunks:
             if name not in RAW_TABLES:
                 raise ValueError(f"unknown raw table {name!r} (known: {', '.join(RAW_TABLES)})")
@@ -103,9 +107,15 @@ def write_raw(chunks: Iterable[tuple[str, pd.DataFrame]], warehouse: Path | None
     return counts
 
 
-def replace_products(rows: pd.DataFrame, warehouse: Path | None = None) -> None:
-    """Overwrite ``raw.public.products`` in place (one transaction), for the weekly replay."""
-    con = duckdb.connect(str(raw_path(warehouse)))
+def replace_products(
+    rows: pd.DataFrame, recorded_at: pd.Timestamp, warehouse_file: Path | None = None
+) -> None:
+    """Overwrite ``raw.public.products`` with one week's state and set the replay clock to its time.
+
+    One transaction: the products and ``raw.replay.clock`` always describe the same moment,
+    which is the time the products snapshot records (macros/snapshot_get_time.sql).
+    """
+    con = duckdb.connect(str(raw_path(warehouse_file)))
     try:
         con.execute("BEGIN")
         con.execute(f"DELETE FROM {RAW_SCHEMA}.products")
@@ -114,16 +124,36 @@ def replace_products(rows: pd.DataFrame, warehouse: Path | None = None) -> None:
             f"INSERT INTO {RAW_SCHEMA}.products (product_id, name, price, inventory)"
             " SELECT product_id, name, price, inventory FROM rows"
         )
+        con.execute(f"CREATE OR REPLACE TABLE {REPLAY_CLOCK} (recorded_at TIMESTAMP NOT NULL)")
+        con.execute(f"INSERT INTO {REPLAY_CLOCK} VALUES (?)", [recorded_at.to_pydatetime()])
         con.execute("COMMIT")
     finally:
         con.close()
 
 
-def raw_counts(warehouse: Path | None = None) -> dict[str, int]:
+def table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
+    """Whether ``schema.table`` exists in the connection's current database."""
+    schema, name = relation.split(".")
+    query = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    return con.execute(query, [schema, name]).fetchone()[0] > 0
+
+
+def replay_clock(warehouse_file: Path | None = None) -> pd.Timestamp | None:
+    """The time the raw products describe after a replay (None before any replay)."""
+    con = duckdb.connect(str(raw_path(warehouse_file)), read_only=True)
+    try:
+        found = table_exists(con, REPLAY_CLOCK)
+        value = con.execute(f"select max(recorded_at) from {REPLAY_CLOCK}").fetchone()[0] if found else None
+    finally:
+        con.close()
+    return pd.Timestamp(value) if value is not None else None
+
+
+def raw_counts(warehouse_file: Path | None = None) -> dict[str, int]:
     """Row count of every raw table (empty when nothing is loaded yet)."""
-    if not raw_path(warehouse).exists():
+    if not raw_path(warehouse_file).exists():
         return {}
-    con = duckdb.connect(str(raw_path(warehouse)), read_only=True)
+    con = duckdb.connect(str(raw_path(warehouse_file)), read_only=True)
     try:
         return {
             name: con.execute(f"SELECT count(*) FROM {schema}.{name}").fetchone()[0]
@@ -131,53 +161,3 @@ def raw_counts(warehouse: Path | None = None) -> dict[str, int]:
         }
     finally:
         con.close()
-
-
-# ---- published copies for readers ------------------------------------------------------
-# DuckDB allows one writer per file, and a reader in another process blocks the writer.
-# Readers (the server, BI tools) therefore never open the warehouse itself: after each
-# successful build, `publish` copies it with its semantic manifest into a new folder and
-# atomically repoints `published/CURRENT` at it. Readers open the copy CURRENT names and
-# switch when it changes; a rebuild never touches a file a reader has open.
-PUBLISHED_DIR = "published"
-CURRENT_FILE = "CURRENT"
-KEEP_PUBLISHED = 3
-
-
-def published_root(wh: Path | None = None) -> Path:
-    return (wh or warehouse_path()).parent / PUBLISHED_DIR
-
-
-def publish(manifest: Path, wh: Path | None = None) -> Path:
-    """Copy the warehouse and the semantic manifest into a new published version; return its folder."""
-    import shutil
-    import time
-
-    wh = wh or warehouse_path()
-    root = published_root(wh)
-    root.mkdir(parents=True, exist_ok=True)
-    version = root / f"v{time.time_ns()}"
-    staging = root / f".{version.name}.tmp"
-    staging.mkdir()
-    con = duckdb.connect(str(wh))
-    con.execute("CHECKPOINT")  # fold the WAL in, so the copy is the whole database
-    con.close()
-    shutil.copy2(wh, staging / wh.name)
-    shutil.copy2(manifest, staging / manifest.name)
-    staging.rename(version)
-    pointer = root / f".{CURRENT_FILE}.tmp"
-    pointer.write_text(version.name)
-    os.replace(pointer, root / CURRENT_FILE)
-    for old in sorted(p for p in root.glob("v*") if p.is_dir())[:-KEEP_PUBLISHED]:
-        shutil.rmtree(old, ignore_errors=True)
-    return version
-
-
-def current_published(wh: Path | None = None) -> Path | None:
-    """The folder of the newest published version (warehouse copy + semantic manifest), if any."""
-    root = published_root(wh)
-    try:
-        name = (root / CURRENT_FILE).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return root / name

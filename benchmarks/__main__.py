@@ -14,9 +14,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from greenery import bench_flight, bench_generate, bench_server, warehouse
-from greenery.pipeline import REPLAY_WEEKS, build, fresh_raw, replay, run_tool
-from greenery.semantic import MANIFEST_PATH, SemanticLayer
+from benchmarks import flight as bench_flight
+from benchmarks import generate as bench_generate
+from benchmarks import server as bench_server
+from greenery.semantic.layer import SemanticLayer
+from greenery.warehouse.build import build, fresh_raw
+from greenery.warehouse.dbt import run_tool
+from greenery.warehouse.publish import publish
+from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
 SCALES = (100, 1000)
 
@@ -27,29 +32,33 @@ def _timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def build_warehouse(wh: Path, source: str) -> dict[str, float]:
+def build_warehouse(warehouse_file: Path, source: str) -> dict[str, float]:
     """Raw data ('course' or a scale), weeks 1–4 replayed, `dbt build`; seconds per step."""
     if source == "course":
         course_data = Path(os.environ["GREENERY_COURSE_DATA"])
-        seconds = {"load": _timed(lambda: fresh_raw(wh, course_data=course_data))}
+        seconds = {"load": _timed(lambda: fresh_raw(warehouse_file, course_data=course_data))}
     else:
-        seconds = {"generate+write": _timed(lambda: fresh_raw(wh, scale=int(source)))}
-    seconds["replay weeks 1-4"] = _timed(lambda: replay(REPLAY_WEEKS, from_scratch=True, wh=wh))
-    seconds["dbt build"] = _timed(lambda: build(wh))
+        seconds = {"generate+write": _timed(lambda: fresh_raw(warehouse_file, scale=int(source)))}
+    seconds["replay weeks 1-4"] = _timed(
+        lambda: replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=warehouse_file)
+    )
+    seconds["dbt build"] = _timed(lambda: build(warehouse_file))
     return seconds
 
 
-def _mf_query_seconds(wh: Path, saved_query: str, runs: int = 3) -> float:
+def _mf_query_seconds(warehouse_file: Path, saved_query: str, runs: int = 3) -> float:
     def ask() -> None:
-        run_tool("mf", ["query", "--saved-query", saved_query, "--quiet"], wh=wh).check_returncode()
+        run_tool(
+            "mf", ["query", "--saved-query", saved_query, "--quiet"], warehouse_file=warehouse_file
+        ).check_returncode()
 
     return statistics.median(_timed(ask) for _ in range(runs))
 
 
-def saved_query_lines(wh: Path, label: str) -> list[str]:
+def saved_query_lines(warehouse_file: Path, label: str) -> list[str]:
     """Median time per saved query: warm engine (10 runs) vs `mf query` (3 runs)."""
     lines = [f"saved queries at {label} (median; warm MetricFlow engine vs `mf query` CLI):"]
-    layer = SemanticLayer(wh)
+    layer = SemanticLayer(warehouse_file)
     try:
         names = layer.saved_query_names
         warm = {}
@@ -59,7 +68,7 @@ def saved_query_lines(wh: Path, label: str) -> list[str]:
     finally:
         layer.close()
     for name in names:
-        cli = _mf_query_seconds(wh, name)
+        cli = _mf_query_seconds(warehouse_file, name)
         lines.append(f"  {name:<40} engine {warm[name] * 1000:7.1f} ms   mf query {cli:6.2f} s")
     return lines
 
@@ -72,9 +81,9 @@ def run() -> None:
         sources = (["course"] if os.environ.get("GREENERY_COURSE_DATA") else []) + [str(s) for s in SCALES]
         built = {}
         for source in sources:
-            wh = Path(tmp) / source / "greenery.duckdb"
-            seconds = build_warehouse(wh, source)
-            built[source] = wh
+            warehouse_file = Path(tmp) / source / "greenery.duckdb"
+            seconds = build_warehouse(warehouse_file, source)
+            built[source] = warehouse_file
             label = "course data" if source == "course" else f"scale {source}"
             print(f"== {label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()), flush=True)
         for source in (s for s in ("course", "1000") if s in built):
@@ -82,7 +91,7 @@ def run() -> None:
             for line in saved_query_lines(built[source], label):
                 print(line, flush=True)
         for source in (s for s in ("course", "1000") if s in built):
-            warehouse.publish(MANIFEST_PATH, built[source])
+            publish(built[source])
             print(f"== server at {source}", flush=True)
             for line in bench_server.run(built[source]):
                 print(line, flush=True)

@@ -13,7 +13,7 @@ SCALES = (1, 100, 1000)
 # Runs in the child: generate everything, keep nothing, report time and peak RSS (KiB on Linux).
 _CHILD = """
 import json, resource, sys, time
-from greenery.generate import generate
+from greenery.data.generate import generate
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 rows = 0

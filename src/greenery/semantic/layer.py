@@ -24,9 +24,10 @@ from metricflow_semantics.model.dbt_manifest_parser import parse_manifest_from_d
 from metricflow_semantics.model.semantic_manifest_lookup import SemanticManifestLookup
 from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 
-from greenery import warehouse
+from greenery.warehouse import store
+from greenery.warehouse.dbt import MANIFEST_PATH
+from greenery.warehouse.publish import current_published
 
-MANIFEST_PATH = warehouse.PROJECT_DIR / "target" / "semantic_manifest.json"
 NO_PARAMS = SqlBindParameterSet()
 
 
@@ -113,9 +114,9 @@ class SemanticLayer:
             raise SemanticLayerError(f"no semantic manifest at {manifest_path}: run `dbt parse` first")
         manifest_json = manifest_path.read_text()
         database = _manifest_database(manifest_json)
-        path = warehouse_file or warehouse.warehouse_path()
+        path = store.resolve(warehouse_file)
         if not path.is_file():
-            raise SemanticLayerError(f"no warehouse at {path}: run `make demo` or `dbt build` first")
+            raise SemanticLayerError(f"no warehouse at {path}: run `make demo` or `greenery build` first")
         con = duckdb.connect()
         con.execute(f"ATTACH '{path}' AS \"{database}\"{' (READ_ONLY)' if read_only else ''}")
         con.execute(f'USE "{database}"')
@@ -126,12 +127,12 @@ class SemanticLayer:
         self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
 
     @classmethod
-    def published(cls, wh: Path | None = None) -> SemanticLayer:
-        """Read-only over the newest published copy of the warehouse (see warehouse.publish)."""
-        folder = warehouse.current_published(wh)
+    def published(cls, warehouse_file: Path | None = None) -> SemanticLayer:
+        """Read-only over the newest published copy of the warehouse (see greenery.warehouse.publish)."""
+        folder = current_published(warehouse_file)
         if folder is None:
             raise SemanticLayerError("nothing published yet: run `make demo` (or `greenery publish`) first")
-        return cls(folder / (wh or warehouse.warehouse_path()).name, folder / MANIFEST_PATH.name)
+        return cls(folder / store.resolve(warehouse_file).name, folder / MANIFEST_PATH.name)
 
     @property
     def saved_query_names(self) -> list[str]:

@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from greenery import course
-from greenery.schema import EVENT_TYPES, ORDER_STATUSES, PAGE_URL_PREFIX, SHIPPING_SERVICES
+from greenery.data import course
+from greenery.data.schema import EVENT_TYPES, ORDER_STATUSES, PAGE_URL_PREFIX, SHIPPING_SERVICES
 
 DEFAULT_SEED: int = 2021
 

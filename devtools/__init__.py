@@ -1,0 +1,1 @@
+"""Developer checks run by `make lint`; outside the shipped package."""

@@ -1,0 +1,127 @@
+"""The HTTP face of the service: the GraphQL endpoint, the dashboard and a health check.
+
+`create_app` builds the ASGI app over one `SemanticLayerService`; `greenery.serve.run` runs it
+under uvicorn. The dashboard (`/dashboard`, files in ``static/``) is a client of the GraphQL
+API like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, configured_token
+from greenery.serve.graphql import GraphQLApi
+from greenery.serve.service import SemanticLayerService
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The dashboard loads only its own files and talks only to this server; it never sends its
+# URL (which may carry ?token=) to anyone.
+DASHBOARD_HEADERS = {
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-cache",
+}
+_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s]*", re.I)
+
+
+def _authorized(request: Request, token: str | None) -> bool:
+    return token is None or bearer_matches(request.headers.get("authorization", ""), token)
+
+
+def _graphql_error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"data": None, "errors": [{"message": message}]}, status_code=status)
+
+
+def create_app(warehouse_file: Path | None = None, token: str | None = None) -> Starlette:
+    """The ASGI app over the newest published copy of `warehouse_file` (default: $GREENERY_WAREHOUSE).
+
+    `token` overrides ``$GREENERY_API_TOKEN``; with neither, requests are not authenticated.
+    """
+    token = token or configured_token()
+    service = SemanticLayerService(warehouse_file)
+    api = GraphQLApi(service)
+
+    async def graphql(request: Request) -> JSONResponse:
+        if not _authorized(request, token):
+            return _graphql_error(NOT_AUTHORIZED, 401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return _graphql_error("the request body must be JSON: {query, variables, operationName}", 400)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("query"), str)
+            or not isinstance(body.get("variables") or {}, dict)
+            or not isinstance(body.get("operationName") or "", str)
+        ):
+            return _graphql_error(
+                "the request body must be a JSON object: query (string), variables (object), operationName",
+                400,
+            )
+        result = await run_in_threadpool(
+            api.execute, body["query"], body.get("variables"), body.get("operationName")
+        )
+        return JSONResponse(result)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(service.health))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for stop in app.state.on_shutdown:  # other transports on the service stop before it closes
+            await run_in_threadpool(stop)
+        await run_in_threadpool(service.close)
+
+    app = Starlette(
+        routes=[
+            Route("/api/graphql", graphql, methods=["POST"]),
+            Route("/", graphql, methods=["POST"]),
+            Route("/", _home, methods=["GET"]),
+            Route("/dashboard", _dashboard, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.on_shutdown = []
+    return app
+
+
+async def _dashboard(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "dashboard.html", headers=DASHBOARD_HEADERS)
+
+
+async def _home(request: Request) -> Response:
+    """Browsers go to the dashboard; API clients get a map of the endpoints."""
+    if "text/html" in request.headers.get("accept", ""):
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/dashboard{query}", status_code=303)
+    return JSONResponse(
+        {"graphql": "/api/graphql (POST; also POST /)", "dashboard": "/dashboard", "health": "/healthz"}
+    )
+
+
+class RedactTokenFilter(logging.Filter):
+    """Hides ``?token=…`` (the dashboard's one-time login link) in uvicorn's access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True

@@ -1,0 +1,2 @@
+"""Snowflake parity: the sqlglot dialect check (dialect) and the fakesnow emulation of the
+`snowflake` target (emulation)."""
