@@ -10,9 +10,9 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from greenery.warehouse.replay import REPLAY_WEEKS
 
 from greenery.warehouse import store
+from greenery.warehouse.replay import REPLAY_WEEKS
 
 
 def raw_frames(warehouse_file: Path) -> dict[str, pd.DataFrame]:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from greenery.warehouse.build import fresh_raw
 
 from greenery.cli import main
 from greenery.data.load import LoadError
 from greenery.warehouse import store
+from greenery.warehouse.build import fresh_raw
 
 COURSE_COUNTS = {
     "addresses": 150,

@@ -15,10 +15,10 @@ from pathlib import Path
 import oracle
 import pandas as pd
 import pytest
-from greenery.warehouse.dbt import run_tool
 
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
+from greenery.warehouse.dbt import run_tool
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 RATES = ["view_to_cart_rate", "cart_to_checkout_rate", "view_to_checkout_rate"]
