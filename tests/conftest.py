@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse.build import rebuild
@@ -29,9 +37,18 @@ def course_data() -> Path:
 @pytest.fixture
 def warehouse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh warehouse path for one test, also set as $GREENERY_WAREHOUSE."""
-    path = tmp_path / "warehouse_file" / "greenery.duckdb"
+    path = tmp_path / "warehouse" / "greenery.duckdb"
     monkeypatch.setenv("GREENERY_WAREHOUSE", str(path))
     return path
+
+
+def read_sql(database: Path, sql: str) -> pd.DataFrame:
+    """One query's rows from a DuckDB file, opened read-only for just that query."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
 
 
 def build_warehouse(warehouse_file: Path, *, course_data: Path | None = None, scale: int = 1) -> Path:
@@ -52,6 +69,27 @@ def generated_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_warehouse(tmp_path_factory.mktemp("scale10") / "greenery.duckdb", scale=10)
 
 
+@contextmanager
+def running(app: Starlette) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port, in a background thread; yields host:port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
 def publish_copy(source: Path, folder: Path) -> Path:
     """A copy of a built warehouse in `folder`, published (readers use the published copy)."""
     folder.mkdir(parents=True)
@@ -64,7 +102,13 @@ def publish_copy(source: Path, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def course_copy(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A published copy of the course warehouse, for a module's servers."""
-    return publish_copy(course_warehouse, tmp_path_factory.mktemp("served") / "warehouse_file")
+    return publish_copy(course_warehouse, tmp_path_factory.mktemp("served") / "warehouse")
+
+
+@pytest.fixture(scope="module")
+def generated_copy(generated_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A published copy of the scale-10 warehouse, for a module's servers."""
+    return publish_copy(generated_warehouse, tmp_path_factory.mktemp("served10") / "warehouse")
 
 
 @pytest.fixture(scope="module")

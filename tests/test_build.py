@@ -8,10 +8,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import oracle
 import pandas as pd
 import pytest
+from conftest import read_sql
 
 from greenery.cli import main
 from greenery.warehouse import store
@@ -29,16 +29,8 @@ def copied(course_warehouse: Path, warehouse_file: Path) -> Path:
     return warehouse_file
 
 
-def _query(path: Path, sql: str) -> pd.DataFrame:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql).df()
-    finally:
-        con.close()
-
-
 def _raw_products(warehouse_file: Path) -> list[tuple[str, int]]:
-    rows = _query(
+    rows = read_sql(
         store.raw_path(warehouse_file), "select product_id, inventory from public.products order by 1"
     )
     return list(rows.itertuples(index=False, name=None))
@@ -55,14 +47,14 @@ def _week_state(warehouse_file: Path, week: int) -> tuple[list[tuple[str, int]],
 def _assert_versions_only_at_replayed_weeks(warehouse_file: Path) -> None:
     raw = oracle.raw_frames(warehouse_file)
     week_times = set(raw["product_inventory_by_week"]["recorded_at"])
-    snapshot = _query(warehouse_file, SNAPSHOT)
+    snapshot = read_sql(warehouse_file, SNAPSHOT)
     assert set(snapshot["dbt_valid_from"]) <= week_times
     assert set(snapshot["dbt_valid_to"].dropna()) <= week_times
     # one version for week 1, then one per change: what four weekly snapshots write
     changes = oracle.inventory_changes(raw).groupby("product_name").size()
     per_product = snapshot.groupby("name").size()
     assert per_product.to_dict() == {p: 1 + changes.get(p, 0) for p in per_product.index}
-    last_run = _query(warehouse_file, "select max(snapshot_at) as at from snapshots.snapshot_runs").at[
+    last_run = read_sql(warehouse_file, "select max(snapshot_at) as at from snapshots.snapshot_runs").at[
         0, "at"
     ]
     assert last_run == max(week_times)
@@ -71,19 +63,19 @@ def _assert_versions_only_at_replayed_weeks(warehouse_file: Path) -> None:
 def test_greenery_build_twice_and_plain_dbt_build_add_no_version(
     copied: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = _query(copied, SNAPSHOT)
+    before = read_sql(copied, SNAPSHOT)
     assert main(["build"]) == 0
     assert main(["build"]) == 0
     assert "built " in capsys.readouterr().out
     run_dbt(["build"], warehouse_file=copied)  # what a user may type instead: just as safe
-    pd.testing.assert_frame_equal(_query(copied, SNAPSHOT), before)
+    pd.testing.assert_frame_equal(read_sql(copied, SNAPSHOT), before)
     _assert_versions_only_at_replayed_weeks(copied)
-    last_day = _query(copied, "select max(inventory_date) as d from marts.fct_product_inventory_daily")
+    last_day = read_sql(copied, "select max(inventory_date) as d from marts.fct_product_inventory_daily")
     assert last_day.at[0, "d"] == pd.Timestamp(store.replay_clock(copied)).normalize()
 
 
 def test_load_then_replay_leaves_raw_products_at_the_last_week(copied: Path, course_data: Path) -> None:
-    before = _query(copied, SNAPSHOT)
+    before = read_sql(copied, SNAPSHOT)
     assert main(["load", "--from-csv", str(course_data)]) == 0
     week_4, week_4_at = _week_state(copied, 4)
     assert _raw_products(copied) != week_4  # the reload put products.csv back
@@ -92,7 +84,7 @@ def test_load_then_replay_leaves_raw_products_at_the_last_week(copied: Path, cou
     assert _raw_products(copied) == week_4
     assert store.replay_clock(copied) == week_4_at
     assert main(["build"]) == 0
-    pd.testing.assert_frame_equal(_query(copied, SNAPSHOT), before)
+    pd.testing.assert_frame_equal(read_sql(copied, SNAPSHOT), before)
     _assert_versions_only_at_replayed_weeks(copied)
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import publish_copy
-from test_server import TOKEN, running
+from conftest import publish_copy, running
+from test_server import TOKEN
 
 from greenery.cli import build_parser
 from greenery.serve.http import STATIC_DIR, create_app
@@ -70,7 +70,7 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def host(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    copy = publish_copy(course_warehouse, tmp_path_factory.mktemp("dashboard") / "warehouse_file")
+    copy = publish_copy(course_warehouse, tmp_path_factory.mktemp("dashboard") / "warehouse")
     with running(create_app(copy, token=TOKEN)) as served:
         yield served
 

@@ -28,18 +28,13 @@ import pytest
 import requests
 from adbc_driver_flightsql import DatabaseOptions
 from adbc_driver_manager import AdbcStatusCode, ProgrammingError
+from conftest import running
 from dbtsl import OrderByGroupBy, OrderByMetric, SemanticLayerClient
 from dbtsl.api.adbc.protocol import ADBCProtocol
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
-from test_server import (
-    FUNNEL,
-    PRODUCT_FUNNEL,
-    TOKEN,
-    assert_same_rows,
-    running,
-)
+from test_server import FUNNEL, PRODUCT_FUNNEL, TOKEN, assert_same_rows
 
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import service

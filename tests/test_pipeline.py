@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import oracle
 import pandas as pd
 import pytest
+from conftest import read_sql
 
 from greenery.warehouse.dbt import run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, parse_weeks, replay
@@ -19,16 +19,8 @@ from greenery.warehouse.replay import REPLAY_WEEKS, parse_weeks, replay
 WAREHOUSES = ["course_warehouse", "generated_warehouse"]
 
 
-def _mart(warehouse_file: Path, sql: str) -> pd.DataFrame:
-    con = duckdb.connect(str(warehouse_file), read_only=True)
-    try:
-        return con.execute(sql).df()
-    finally:
-        con.close()
-
-
 def test_course_funnel_counts(course_warehouse: Path) -> None:
-    funnel = _mart(
+    funnel = read_sql(
         course_warehouse,
         "select count_if(has_page_view) as viewed, count_if(has_add_to_cart) as added,"
         " count_if(has_checkout) as checked_out from marts.fct_sessions",
@@ -40,7 +32,7 @@ def test_course_funnel_counts(course_warehouse: Path) -> None:
 def test_fct_sessions_matches_pandas(wh_fixture: str, request: pytest.FixtureRequest) -> None:
     warehouse_file = request.getfixturevalue(wh_fixture)
     expected = oracle.sessions(oracle.raw_frames(warehouse_file)).set_index("session_id").sort_index()
-    actual = _mart(warehouse_file, "select * from marts.fct_sessions").set_index("session_id").sort_index()
+    actual = read_sql(warehouse_file, "select * from marts.fct_sessions").set_index("session_id").sort_index()
     assert actual.index.equals(expected.index)
     for column in [
         "user_id",
@@ -69,7 +61,9 @@ def test_fct_product_sessions_matches_pandas(wh_fixture: str, request: pytest.Fi
     columns = ["has_viewed", "has_added_to_cart", "has_purchased", "units_purchased"]
     expected = oracle.product_sessions(oracle.raw_frames(warehouse_file)).set_index(key).sort_index()[columns]
     actual = (
-        _mart(warehouse_file, "select * from marts.fct_product_sessions").set_index(key).sort_index()[columns]
+        read_sql(warehouse_file, "select * from marts.fct_product_sessions")
+        .set_index(key)
+        .sort_index()[columns]
     )
     pd.testing.assert_frame_equal(actual.astype(expected.dtypes.to_dict()), expected)
 
@@ -81,7 +75,7 @@ def test_fct_session_events_matches_pandas(wh_fixture: str, request: pytest.Fixt
     events["position"] = events.groupby("session_id").cumcount() + 1
     expected = events.set_index("event_id").sort_index()
     actual = (
-        _mart(warehouse_file, "select * from marts.fct_session_events").set_index("event_id").sort_index()
+        read_sql(warehouse_file, "select * from marts.fct_session_events").set_index("event_id").sort_index()
     )
     assert actual.index.equals(expected.index)
     assert actual["position_in_session"].tolist() == expected["position"].tolist()
@@ -96,19 +90,21 @@ def test_fct_orders_and_dim_products_match_pandas(wh_fixture: str, request: pyte
     items = raw["order_items"].groupby("order_id")["quantity"].agg(["count", "sum"])
     discounts = raw["orders"]["promo_id"].map(raw["promos"].set_index("promo_id")["discount"]).fillna(0)
     expected = raw["orders"].assign(discount=discounts).set_index("order_id").join(items).sort_index()
-    actual = _mart(warehouse_file, "select * from marts.fct_orders").set_index("order_id").sort_index()
+    actual = read_sql(warehouse_file, "select * from marts.fct_orders").set_index("order_id").sort_index()
     assert actual["products_in_order"].tolist() == expected["count"].tolist()
     assert actual["units_in_order"].tolist() == expected["sum"].tolist()
     assert actual["discount_amount"].astype(float).tolist() == expected["discount"].tolist()
     assert actual["order_total"].astype(float).tolist() == pytest.approx(expected["order_total"].tolist())
-    products = _mart(warehouse_file, "select * from marts.dim_products").set_index("product_id").sort_index()
+    products = (
+        read_sql(warehouse_file, "select * from marts.dim_products").set_index("product_id").sort_index()
+    )
     current = raw["products"].set_index("product_id").sort_index()
     assert products["current_inventory"].tolist() == current["inventory"].tolist()
     assert products["price"].astype(float).tolist() == current["price"].tolist()
 
 
 def test_course_product_conversion(course_warehouse: Path) -> None:
-    conversion = _mart(
+    conversion = read_sql(
         course_warehouse,
         "select p.product_name, count_if(s.has_purchased) / count_if(s.has_viewed) as conversion"
         " from marts.fct_product_sessions s join marts.dim_products p using (product_id)"
@@ -123,11 +119,11 @@ def test_dim_users_and_fct_orders_match_pandas(wh_fixture: str, request: pytest.
     warehouse_file = request.getfixturevalue(wh_fixture)
     raw = oracle.raw_frames(warehouse_file)
     expected = oracle.users(raw).sort_index()
-    actual = _mart(warehouse_file, "select * from marts.dim_users").set_index("user_id").sort_index()
+    actual = read_sql(warehouse_file, "select * from marts.dim_users").set_index("user_id").sort_index()
     assert actual["orders"].tolist() == expected["orders"].tolist()
     assert actual["is_repeat_buyer"].tolist() == (expected["orders"] >= 2).tolist()
     assert actual["lifetime_revenue"].astype(float).round(2).tolist() == expected["revenue"].round(2).tolist()
-    revenue = _mart(
+    revenue = read_sql(
         warehouse_file, "select sum(order_total) as revenue, count(*) as orders from marts.fct_orders"
     )
     assert float(revenue.at[0, "revenue"]) == pytest.approx(raw["orders"]["order_total"].sum())
@@ -135,7 +131,7 @@ def test_dim_users_and_fct_orders_match_pandas(wh_fixture: str, request: pytest.
 
 
 def test_course_week_3_to_4_changes(course_warehouse: Path) -> None:
-    changes = _mart(
+    changes = read_sql(
         course_warehouse,
         "select product_name, previous_inventory, new_inventory, is_increase from marts.fct_inventory_changes"
         " where change_date = date '2021-03-05' order by product_name",
@@ -148,7 +144,7 @@ def test_course_week_3_to_4_changes(course_warehouse: Path) -> None:
         ("String of pearls", 0, 10, True),
         ("ZZ Plant", 53, 41, False),
     ]
-    week3_zero = _mart(
+    week3_zero = read_sql(
         course_warehouse,
         "select product_name from marts.fct_product_inventory_daily"
         " where inventory_date = date '2021-02-26' and is_out_of_stock order by 1",
@@ -162,13 +158,13 @@ def test_inventory_marts_match_the_weekly_facts(wh_fixture: str, request: pytest
     raw = oracle.raw_frames(warehouse_file)
     expected = oracle.inventory_changes(raw).sort_values(["product_name", "week"])
     weeks = oracle.replayed(raw).drop_duplicates("week").set_index("recorded_at")["week"]
-    actual = _mart(warehouse_file, "select * from marts.fct_inventory_changes")
+    actual = read_sql(warehouse_file, "select * from marts.fct_inventory_changes")
     actual["week"] = actual["changed_at"].map(weeks)
     actual = actual.sort_values(["product_name", "week"])[expected.columns]
     assert actual.to_records(index=False).tolist() == expected.to_records(index=False).tolist()
 
     # snapshot versions per product: the first week plus one per change
-    versions = _mart(
+    versions = read_sql(
         warehouse_file, "select name, count(*) as versions from snapshots.products_snapshot group by name"
     )
     changes_per_product = expected.groupby("product_name").size()
@@ -176,7 +172,7 @@ def test_inventory_marts_match_the_weekly_facts(wh_fixture: str, request: pytest
         assert count == 1 + changes_per_product.get(name, 0), name
 
     # the daily table holds each week's value on its recorded day
-    on_hand = _mart(
+    on_hand = read_sql(
         warehouse_file,
         "select product_name, inventory_date, inventory_on_hand from marts.fct_product_inventory_daily",
     )
@@ -187,7 +183,7 @@ def test_inventory_marts_match_the_weekly_facts(wh_fixture: str, request: pytest
 
 
 def test_fluctuation_summary(course_warehouse: Path) -> None:
-    summary = _mart(course_warehouse, "select * from marts.product_inventory_fluctuation").set_index(
+    summary = read_sql(course_warehouse, "select * from marts.product_inventory_fluctuation").set_index(
         "product_name"
     )
     pivot = oracle.weekly_inventory(oracle.raw_frames(course_warehouse))
@@ -207,12 +203,12 @@ def test_fluctuation_summary(course_warehouse: Path) -> None:
 
 def test_replay_is_idempotent(course_warehouse: Path) -> None:
     query = "select * from snapshots.products_snapshot order by product_id, dbt_valid_from"
-    before = _mart(course_warehouse, query)
+    before = read_sql(course_warehouse, query)
     assert [r.replayed for r in replay([3, 4], warehouse_file=course_warehouse)] == [False, False]
     run_dbt(["snapshot", "--vars", '{snapshot_at: "2021-03-05 00:00:00"}'], warehouse_file=course_warehouse)
-    pd.testing.assert_frame_equal(_mart(course_warehouse, query), before)
+    pd.testing.assert_frame_equal(read_sql(course_warehouse, query), before)
     replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=course_warehouse)
-    pd.testing.assert_frame_equal(_mart(course_warehouse, query), before)
+    pd.testing.assert_frame_equal(read_sql(course_warehouse, query), before)
 
 
 def test_replay_rejects_unknown_weeks(course_warehouse: Path) -> None:

@@ -14,11 +14,8 @@ import json
 import logging
 import math
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +24,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 import requests
-import uvicorn
-from conftest import publish_copy
+from conftest import publish_copy, running
 from dbtsl import SemanticLayerClient
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
-from starlette.applications import Starlette
 
 from greenery.semantic import filters
 from greenery.semantic.layer import SemanticLayer
@@ -69,27 +64,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@contextmanager
-def running(app: Starlette) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, in a background thread; yields host:port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def sdk_points_at_local_servers() -> Iterator[None]:
     """dbt-sl-sdk builds its URLs from these; Flight (the next issue) is opened lazily, never here."""
@@ -103,11 +77,6 @@ def sdk_points_at_local_servers() -> Iterator[None]:
 def course_host(course_copy: Path) -> Iterator[str]:
     with running(create_app(course_copy, token=TOKEN)) as host:
         yield host
-
-
-@pytest.fixture(scope="module")
-def generated_copy(generated_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_copy(generated_warehouse, tmp_path_factory.mktemp("served10") / "warehouse_file")
 
 
 @pytest.fixture(scope="module")
@@ -500,7 +469,7 @@ def test_query_store_evicts_the_oldest_finished_results() -> None:
 
 
 def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_path: Path) -> None:
-    copy = publish_copy(course_warehouse, tmp_path / "warehouse_file")
+    copy = publish_copy(course_warehouse, tmp_path / "warehouse")
     first = current_published(copy)
     assert first is not None
     with running(create_app(copy, token=TOKEN)) as host:
