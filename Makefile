@@ -26,8 +26,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks devtools
 	$(BIN)/python -m devtools.imports
 
-test: lint
-	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/pytest
+# dbt-mcp (dbt Labs' MCP server for AI agents) needs Python >= 3.12, which this machine lacks:
+# its wheel is downloaded, never installed, and tests/test_dbt_mcp.py replays the GraphQL
+# documents it ships, byte for byte, against `greenery serve`.
+DBT_MCP_VERSION := 2.8.0
+DBT_MCP_WHEEL := $(VENV)/clients/dbt_mcp-$(DBT_MCP_VERSION)-py3-none-any.whl
+
+$(DBT_MCP_WHEEL): $(STAMP)
+	@$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		-d $(VENV)/clients dbt-mcp==$(DBT_MCP_VERSION) 2>&1 | grep -v "^WARNING: Location" || true
+	@test -f $@
+
+test: lint $(DBT_MCP_WHEEL)
+	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} GREENERY_DBT_MCP_WHEEL=$(abspath $(DBT_MCP_WHEEL)) \
+		$(BIN)/pytest
 
 # Benchmarks live outside the package (benchmarks/); they print figures, never assert them.
 bench: $(STAMP)

@@ -9,8 +9,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import dbtsl.env
 import duckdb
 import pandas as pd
 import pytest
@@ -18,10 +20,13 @@ import uvicorn
 from starlette.applications import Starlette
 
 from greenery.semantic.layer import SemanticLayer
+from greenery.serve.flight import start_flight_server
+from greenery.serve.http import create_app
 from greenery.warehouse.build import rebuild
 from greenery.warehouse.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-0123456789"  # what the test servers accept
 DEFAULT_COURSE_DATA = REPO.parent / "shared" / "greenery-course-data"
 
 
@@ -117,3 +122,27 @@ def course_sl(course_copy: Path) -> Iterator[SemanticLayer]:
     layer = SemanticLayer.published(course_copy)
     yield layer
     layer.close()
+
+
+@dataclass(frozen=True)
+class Served:
+    http_host: str  # host:port of GraphQL and the dashboard
+    flight_port: int
+
+    @property
+    def flight_uri(self) -> str:
+        return f"grpc://127.0.0.1:{self.flight_port}"
+
+
+@pytest.fixture(scope="module")
+def served(course_copy: Path) -> Iterator[Served]:
+    """GraphQL under uvicorn and Flight SQL over the course copy, both on free loopback ports,
+    one service, one token; dbt-sl-sdk clients made meanwhile point at them."""
+    app = create_app(course_copy, token=TOKEN)
+    flight_server = start_flight_server(app.state.service, "127.0.0.1", 0, TOKEN)
+    app.state.on_shutdown.append(flight_server.shutdown)  # stopped by the app
+    with running(app) as host, pytest.MonkeyPatch.context() as patch:
+        served = Served(host, flight_server.port)
+        patch.setattr(dbtsl.env, "GRAPHQL_URL_FORMAT", "http://{server_host}/api/graphql")
+        patch.setattr(dbtsl.env, "ADBC_URL_FORMAT", served.flight_uri)
+        yield served

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import publish_copy, running
-from test_server import TOKEN
+from conftest import TOKEN, publish_copy, running
 
 from greenery.cli import build_parser
 from greenery.serve.http import STATIC_DIR, create_app

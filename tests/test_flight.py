@@ -17,24 +17,22 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
-import dbtsl.env
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 import requests
 from adbc_driver_flightsql import DatabaseOptions
 from adbc_driver_manager import AdbcStatusCode, ProgrammingError
-from conftest import running
+from conftest import TOKEN, Served
 from dbtsl import OrderByGroupBy, OrderByMetric, SemanticLayerClient
 from dbtsl.api.adbc.protocol import ADBCProtocol
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
-from test_server import FUNNEL, PRODUCT_FUNNEL, TOKEN, assert_same_rows
+from test_server import FUNNEL, PRODUCT_FUNNEL, assert_same_rows
 
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import service
@@ -47,42 +45,10 @@ from greenery.serve.flight import (
     start_flight_server,
     unpack_any,
 )
-from greenery.serve.http import create_app
 from greenery.serve.statements import MetadataStatement, QueryStatement, StatementError, parse_statement
 from greenery.warehouse import store
 
 pytestmark = pytest.mark.filterwarnings("ignore:Cannot disable autocommit")  # the ADBC DB-API says so
-
-
-@dataclass(frozen=True)
-class Served:
-    http_host: str  # host:port of GraphQL and the dashboard
-    flight_port: int
-
-    @property
-    def flight_uri(self) -> str:
-        return f"grpc://127.0.0.1:{self.flight_port}"
-
-
-# ---- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def served(course_copy: Path) -> Iterator[Served]:
-    """GraphQL under uvicorn and Flight SQL, both on free loopback ports, one service, one token."""
-    app = create_app(course_copy, token=TOKEN)
-    flight_server = start_flight_server(app.state.service, "127.0.0.1", 0, TOKEN)
-    app.state.on_shutdown.append(flight_server.shutdown)  # stopped by the app
-    with running(app) as host:
-        yield Served(host, flight_server.port)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sdk_points_at_the_test_server(served: Served) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dbtsl.env, "GRAPHQL_URL_FORMAT", "http://{server_host}/api/graphql")
-        patch.setattr(dbtsl.env, "ADBC_URL_FORMAT", served.flight_uri)
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 import requests
-from conftest import publish_copy, running
+from conftest import TOKEN, publish_copy, running
 from dbtsl import SemanticLayerClient
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
@@ -38,7 +38,6 @@ from greenery.serve.http import create_app
 from greenery.serve.run import serve
 from greenery.warehouse.publish import current_published, publish
 
-TOKEN = "test-token-0123456789"
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 PRODUCT_FUNNEL = ["product_sessions_viewed", "product_sessions_added_to_cart", "product_sessions_purchased"]
 INJECTIONS = [

@@ -7,8 +7,10 @@ dbt's Semantic Layer API names them; every protocol reads it from here.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from metricflow.engine.models import Dimension as MfDimension
@@ -22,7 +24,63 @@ from greenery.semantic import filters
 from greenery.semantic.layer import SemanticLayer
 
 _STANDARD_GRAINS = sorted(TimeGranularity, key=lambda g: g.to_int())
+MAX_PAGE_SIZE = 1000
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a searched list, as dbt's paginated fields return it (pages count from 1)."""
+
+    page_num: int
+    page_size: int
+    total_items: int
+    items: list[Json]
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total_items / self.page_size)
+
+    def as_json(self) -> Json:
+        return {
+            "pageNum": self.page_num,
+            "pageSize": self.page_size,
+            "totalItems": self.total_items,
+            "totalPages": self.total_pages,
+            "items": self.items,
+        }
+
+
+def page(
+    items: Sequence[Json],
+    *,
+    search: str | None = None,
+    search_terms: Sequence[str] = (),
+    page_num: int = 1,
+    page_size: int = 100,
+) -> Page:
+    """The items whose name, label or description contains `search` (or any of `search_terms`,
+    case-insensitive), cut to one page."""
+    if page_num < 1:
+        raise ValueError(f"pageNum counts from 1 (got {page_num})")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"pageSize must be between 1 and {MAX_PAGE_SIZE} (got {page_size})")
+    terms = [t.strip().lower() for t in [search or "", *search_terms] if t and t.strip()]
+    found = [item for item in items if not terms or any(t in _searchable(item) for t in terms)]
+    start = (page_num - 1) * page_size
+    return Page(page_num, page_size, len(found), list(found[start : start + page_size]))
+
+
+def _searchable(item: Json) -> str:
+    return " ".join(str(item.get(key) or "") for key in ("name", "label", "description")).lower()
+
+
+def _config(element: Any) -> Json:
+    """``config { meta }`` as dbt's API answers it: the YAML's ``meta:``, {} when none."""
+    config = getattr(element, "config", None)
+    meta = getattr(config, "meta", None) if config is not None else None
+    return {"meta": dict(meta or {})}
+
 
 # ---- metadata ----------------------------------------------------------------------------
 
@@ -75,6 +133,15 @@ class Catalog:
             "dialect": layer.client.sql_engine_type.name,
             "dialectSupportedBySlg": True,
         }
+
+    def metrics_for(self, group_by: Sequence[str]) -> list[Json]:
+        """The metrics queryable by every one of these dimension or entity names (all when none)."""
+        wanted = set(group_by)
+        return [
+            m
+            for m in self.metrics
+            if wanted <= {d["name"] for d in m["dimensions"]} | {e["name"] for e in m["entities"]}
+        ]
 
     def dimensions(self, metric_names: Sequence[str]) -> list[Json]:
         """Dimensions common to all the metrics (all dimensions when no metric is named)."""
@@ -134,6 +201,7 @@ class Catalog:
             "entities": self._unique(
                 [self._entity(e) for e in self._engine.entities_for_metrics([metric.name])]
             ),
+            "config": _config(metric),
         }
 
     def _requires_metric_time(self, name: str) -> bool:
@@ -172,6 +240,7 @@ class Catalog:
             "expr": dimension.expr,
             "queryableGranularities": enum_grains,
             "queryableTimeGranularities": grains,
+            "config": _config(dimension),
         }
 
     @staticmethod
@@ -182,6 +251,7 @@ class Catalog:
             "type": entity.type.value.upper(),
             "role": entity.role or entity.name,
             "expr": entity.expr or entity.name,
+            "config": _config(entity),
         }
 
     @staticmethod

@@ -31,13 +31,15 @@ from graphql import (
 )
 from graphql.language import IntValueNode, StringValueNode, ValueNode
 
-from greenery.serve.catalog import Json
+from greenery.serve.catalog import Catalog, Json, page
 from greenery.serve.service import QueryJob, QueryRequest, SemanticLayerService
 
 log = logging.getLogger("greenery.serve")
 
 SCHEMA_SDL = """
 scalar BigInt
+"Any JSON value (the YAML's meta: blocks)."
+scalar JSON
 
 enum MetricType { SIMPLE RATIO CUMULATIVE DERIVED CONVERSION }
 enum DimensionType { CATEGORICAL TIME }
@@ -67,7 +69,11 @@ type Dimension {
   expr: String
   queryableGranularities: [TimeGranularity!]!
   queryableTimeGranularities: [String!]!
+  config: ElementConfig!
 }
+
+"An element's config as dbt's API gives it: meta is the YAML's meta: block ({} when none)."
+type ElementConfig { meta: JSON! }
 
 type Measure {
   name: String!
@@ -82,6 +88,7 @@ type Entity {
   type: EntityType!
   role: String!
   expr: String!
+  config: ElementConfig!
 }
 
 type Metric {
@@ -95,6 +102,7 @@ type Metric {
   dimensions: [Dimension!]!
   measures: [Measure!]!
   entities: [Entity!]!
+  config: ElementConfig!
 }
 
 type SavedQueryMetricParam { name: String! }
@@ -149,8 +157,33 @@ input GroupByInput { name: String! grain: TimeGranularity timeGranularity: Strin
 input WhereInput { sql: String! }
 input OrderByInput { metric: MetricInput groupBy: GroupByInput descending: Boolean }
 
+"One page of a searched list (pageNum counts from 1)."
+type MetricPage { pageNum: Int! pageSize: Int! totalItems: Int! totalPages: Int! items: [Metric!]! }
+type DimensionPage { pageNum: Int! pageSize: Int! totalItems: Int! totalPages: Int! items: [Dimension!]! }
+type EntityPage { pageNum: Int! pageSize: Int! totalItems: Int! totalPages: Int! items: [Entity!]! }
+type MeasurePage { pageNum: Int! pageSize: Int! totalItems: Int! totalPages: Int! items: [Measure!]! }
+type SavedQueryPage { pageNum: Int! pageSize: Int! totalItems: Int! totalPages: Int! items: [SavedQuery!]! }
+
 type Query {
-  metrics(environmentId: BigInt!): [Metric!]!
+  "Every metric, or those queryable by all of groupBy."
+  metrics(environmentId: BigInt!, groupBy: [GroupByInput!]): [Metric!]!
+  "search: a substring of name, label or description (case-insensitive); searchTerms: any of them."
+  metricsPaginated(
+    environmentId: BigInt!, search: String, searchTerms: [String!], groupBy: [GroupByInput!],
+    pageNum: Int = 1, pageSize: Int = 100
+  ): MetricPage!
+  dimensionsPaginated(
+    environmentId: BigInt!, metrics: [MetricInput!], search: String, pageNum: Int = 1, pageSize: Int = 100
+  ): DimensionPage!
+  entitiesPaginated(
+    environmentId: BigInt!, metrics: [MetricInput!], search: String, pageNum: Int = 1, pageSize: Int = 100
+  ): EntityPage!
+  measuresPaginated(
+    environmentId: BigInt!, metrics: [MetricInput!], search: String, pageNum: Int = 1, pageSize: Int = 100
+  ): MeasurePage!
+  savedQueriesPaginated(
+    environmentId: BigInt!, search: String, pageNum: Int = 1, pageSize: Int = 100
+  ): SavedQueryPage!
   dimensions(environmentId: BigInt!, metrics: [MetricInput!]): [Dimension!]!
   measures(environmentId: BigInt!, metrics: [MetricInput!]): [Measure!]!
   entities(environmentId: BigInt!, metrics: [MetricInput!]): [Entity!]!
@@ -181,6 +214,11 @@ _DOCUMENT_CACHE_SIZE = 128
 
 
 # ---- query inputs and results -----------------------------------------------------------
+
+
+def _names(items: list[Json] | None) -> list[str]:
+    """The names of MetricInput / GroupByInput items (grains aside)."""
+    return [item["name"] for item in items or []]
 
 
 def _group_by_name(item: Json) -> str:
@@ -313,9 +351,15 @@ class GraphQLApi:
         big_int.parse_value = _parse_big_int  # type: ignore[attr-defined]
         big_int.parse_literal = _parse_big_int_literal  # type: ignore[attr-defined]
         big_int.serialize = int  # type: ignore[attr-defined]
+        schema.type_map["JSON"].serialize = lambda value: value  # type: ignore[attr-defined]
         resolvers: dict[str, dict[str, Callable[..., Any]]] = {
             "Query": {
                 "metrics": self._metrics,
+                "metricsPaginated": self._metrics_paginated,
+                "dimensionsPaginated": self._paginated("dimensions", lambda c, names: c.dimensions(names)),
+                "entitiesPaginated": self._paginated("entities", lambda c, names: c.entities(names)),
+                "measuresPaginated": self._paginated("measures", lambda c, names: c.measures(names)),
+                "savedQueriesPaginated": self._paginated("savedQueries", lambda c, _: c.saved_queries),
                 "dimensions": self._dimensions,
                 "measures": self._measures,
                 "entities": self._entities,
@@ -399,19 +443,64 @@ class GraphQLApi:
         with self._service.layers.use() as layer:
             return call(layer.catalog)
 
-    def _metrics(self, _root: Any, info: Any, **_: Any) -> list[Json]:
-        return self._catalog_call(info, "metrics", lambda c: c.metrics)
+    def _metrics(self, _root: Any, info: Any, groupBy: list[Json] | None = None, **_: Any) -> list[Json]:
+        return self._catalog_call(info, "metrics", lambda c: c.metrics_for(_names(groupBy)))
+
+    def _metrics_paginated(
+        self,
+        _root: Any,
+        info: Any,
+        groupBy: list[Json] | None = None,
+        search: str | None = None,
+        searchTerms: list[str] | None = None,
+        pageNum: int = 1,
+        pageSize: int = 100,
+        **_: Any,
+    ) -> Json:
+        return self._catalog_call(
+            info,
+            "metricsPaginated",
+            lambda c: page(
+                c.metrics_for(_names(groupBy)),
+                search=search,
+                search_terms=searchTerms or (),
+                page_num=pageNum,
+                page_size=pageSize,
+            ).as_json(),
+        )
+
+    def _paginated(self, kind: str, items: Callable[[Catalog, list[str]], list[Json]]) -> Callable[..., Json]:
+        """A ``<kind>Paginated`` resolver: the catalog's list for the metrics, searched and paged."""
+
+        def resolve(
+            _root: Any,
+            info: Any,
+            metrics: list[Json] | None = None,
+            search: str | None = None,
+            pageNum: int = 1,
+            pageSize: int = 100,
+            **_: Any,
+        ) -> Json:
+            return self._catalog_call(
+                info,
+                f"{kind}Paginated",
+                lambda c: page(
+                    items(c, _names(metrics)), search=search, page_num=pageNum, page_size=pageSize
+                ).as_json(),
+            )
+
+        return resolve
 
     def _dimensions(self, _root: Any, info: Any, metrics: list[Json] | None = None, **_: Any) -> list[Json]:
         return self._catalog_call(
-            info, "dimensions", lambda c: c.dimensions([m["name"] for m in metrics or []])
+            info, "dimensions", lambda c: c.dimensions(_names(metrics))
         )
 
     def _measures(self, _root: Any, info: Any, metrics: list[Json] | None = None, **_: Any) -> list[Json]:
-        return self._catalog_call(info, "measures", lambda c: c.measures([m["name"] for m in metrics or []]))
+        return self._catalog_call(info, "measures", lambda c: c.measures(_names(metrics)))
 
     def _entities(self, _root: Any, info: Any, metrics: list[Json] | None = None, **_: Any) -> list[Json]:
-        return self._catalog_call(info, "entities", lambda c: c.entities([m["name"] for m in metrics or []]))
+        return self._catalog_call(info, "entities", lambda c: c.entities(_names(metrics)))
 
     def _saved_queries(self, _root: Any, info: Any, **_: Any) -> list[Json]:
         return self._catalog_call(info, "savedQueries", lambda c: c.saved_queries)

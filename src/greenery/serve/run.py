@@ -14,6 +14,24 @@ from greenery.serve.http import RedactTokenFilter, create_app
 from greenery.serve.service import SemanticLayerService, ServerConfigError
 
 
+def dbt_mcp_recipe(host: str, port: int, flight_port: int | None) -> str:
+    """The environment for dbt-mcp (dbt Labs' MCP server for AI agents) to use this server.
+
+    dbt-mcp treats a DBT_HOST starting with "localhost" as local: plain HTTP, GraphQL posted
+    to ``/``. The token is named, never printed.
+    """
+    lines = [
+        "DBT_MCP_ENABLE_SEMANTIC_LAYER=true",
+        f"DBT_HOST=localhost:{port}",
+        "DBT_PROD_ENV_ID=1",
+        f"DBT_TOKEN=${TOKEN_ENV}",
+        "DBT_SL_GRAPHQL_URL_FORMAT=http://{server_host}/api/graphql",
+    ]
+    if flight_port is not None:
+        lines.append(f"DBT_SL_ADBC_URL_FORMAT={flight_location(host, flight_port)}")
+    return "\n".join(lines)
+
+
 def serve(host: str, port: int, flight_port: int | None) -> None:
     """Run the API under uvicorn until interrupted (the CLI's `greenery serve`)."""
     token = configured_token()
@@ -34,10 +52,14 @@ def serve(host: str, port: int, flight_port: int | None) -> None:
         print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
     config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures logging
     logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
+    flight = None
     if flight_port is not None:
         flight = _start_flight(service, host, flight_port, token)
         app.state.on_shutdown.append(flight.shutdown)
         print(f"greenery serve: Arrow Flight SQL at {flight_location(host, flight.port)}", flush=True)
+    print("greenery serve: for AI agents, run dbt-mcp with (see docs/serving.md):")
+    for line in dbt_mcp_recipe(host, port, flight.port if flight is not None else None).splitlines():
+        print(f"    {line}")
     uvicorn.Server(config).run()
 
 
