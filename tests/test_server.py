@@ -21,6 +21,8 @@ from typing import Any
 
 import dbtsl.env
 import duckdb
+import oracle
+import pandas as pd
 import pyarrow as pa
 import pytest
 import requests
@@ -492,3 +494,45 @@ def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_pat
                 assert time.monotonic() < deadline, "the new version was not picked up"
                 time.sleep(0.2)
             assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 577
+
+
+def _graphql_rows(host: str, arguments: str) -> list[dict[str, Any]]:
+    """createQuery with these arguments, polled to the end; the rows as dicts."""
+    created = graphql(host, f"mutation {{ createQuery(environmentId: 1, {arguments}) {{ queryId }} }}")
+    query_id = created["data"]["createQuery"]["queryId"]
+    fields = "status error totalPages arrowResult"
+    result = graphql(host, f'{{ query(environmentId: 1, queryId: "{query_id}") {{ {fields} }} }}')["data"][
+        "query"
+    ]
+    assert result["status"] == "SUCCESSFUL", result["error"]
+    return pa.ipc.open_stream(base64.b64decode(result["arrowResult"])).read_all().to_pylist()
+
+
+def test_a_dimension_only_query(course_client: SemanticLayerClient, course_warehouse: Path) -> None:
+    table = course_client.query(metrics=[], group_by=["session__visitor_type"])
+    assert table.column_names == ["session__visitor_type"]
+    first = oracle.sessions(oracle.raw_frames(course_warehouse))["is_first_session"]
+    expected = {"new" if is_first else "returning" for is_first in first}
+    assert sorted(table["session__visitor_type"].to_pylist()) == sorted(expected)
+
+
+def test_date_parts_by_graphql_date_part(course_host: str, course_warehouse: Path) -> None:
+    rows = _graphql_rows(
+        course_host,
+        'metrics: [{name: "sessions"}], groupBy: [{name: "metric_time", datePart: DOW}], '
+        'orderBy: [{groupBy: {name: "metric_time", datePart: DOW}}]',
+    )
+    started = pd.to_datetime(oracle.sessions(oracle.raw_frames(course_warehouse))["session_started_at"])
+    expected = (started.dt.dayofweek + 1).value_counts().sort_index()  # ISO: Monday 1 … Sunday 7
+    assert [(r["metric_time__extract_dow"], r["sessions"]) for r in rows] == list(expected.items())
+
+
+def test_grouping_by_the_entity_named_order(
+    course_client: SemanticLayerClient, course_warehouse: Path
+) -> None:
+    table = course_client.query(
+        metrics=["orders"], group_by=[GroupByParam(name="order", type=GroupByType.ENTITY)], limit=1000
+    )
+    orders = oracle.raw_frames(course_warehouse)["orders"]
+    assert sorted(table["order"].to_pylist()) == sorted(orders["order_id"])
+    assert set(table["orders"].to_pylist()) == {1}

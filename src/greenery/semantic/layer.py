@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 from metricflow.data_table.mf_table import MetricFlowDataTable
-from metricflow.engine.metricflow_engine import MetricFlowEngine, MetricFlowQueryRequest
+from metricflow.engine.metricflow_engine import MetricFlowEngine
 from metricflow.protocols.sql_client import SqlEngine
 from metricflow.sql.render.duckdb_renderer import DuckDbSqlPlanRenderer
 from metricflow.sql.render.sql_plan_renderer import SqlPlanRenderer
@@ -24,6 +24,7 @@ from metricflow_semantics.model.dbt_manifest_parser import parse_manifest_from_d
 from metricflow_semantics.model.semantic_manifest_lookup import SemanticManifestLookup
 from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 
+from greenery.semantic.compat import query_request, quote_reserved_identifiers, reserved_words
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
@@ -125,6 +126,12 @@ class SemanticLayer:
         self.client = DuckDbClient(con)
         self.lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest_json))
         self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
+        manifest = self.lookup.semantic_manifest
+        self._reserved_names = reserved_words(
+            element.name
+            for model in manifest.semantic_models
+            for element in (*model.entities, *model.dimensions, *model.measures)
+        )
 
     @classmethod
     def published(cls, warehouse_file: Path | None = None) -> SemanticLayer:
@@ -157,18 +164,19 @@ class SemanticLayer:
             raise SemanticLayerError(
                 f"unknown saved query {saved_query!r} (known: {', '.join(self.saved_query_names)})"
             )
-        request = MetricFlowQueryRequest.create(
-            saved_query_name=saved_query,
-            metric_names=list(metrics) or None,
-            group_by_names=list(group_by) or None,
-            where_constraints=list(where) or None,
-            order_by_names=list(order_by) or None,
-            limit=limit,
-        )
         try:
-            return self.engine.explain(request).sql_statement.without_descriptions.sql
+            request = query_request(
+                saved_query=saved_query,
+                metrics=metrics,
+                group_by=group_by,
+                where=where,
+                order_by=order_by,
+                limit=limit,
+            )
+            sql = self.engine.explain(request).sql_statement.without_descriptions.sql
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
+        return quote_reserved_identifiers(sql, self._reserved_names)
 
     def compile_dimension_values(self, group_by: str, metrics: Sequence[str] = ()) -> str:
         """The SQL MetricFlow writes for the distinct values of one dimension (for the metrics, if any)."""
@@ -178,7 +186,9 @@ class SemanticLayer:
             )
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
-        return explained.sql_statement.without_descriptions.sql
+        return quote_reserved_identifiers(
+            explained.sql_statement.without_descriptions.sql, self._reserved_names
+        )
 
     def run(self, sql: str) -> pa.Table:
         """Run compiled SQL on the warehouse (each call on its own cursor, so calls may overlap)."""

@@ -492,9 +492,7 @@ class GraphQLApi:
         return resolve
 
     def _dimensions(self, _root: Any, info: Any, metrics: list[Json] | None = None, **_: Any) -> list[Json]:
-        return self._catalog_call(
-            info, "dimensions", lambda c: c.dimensions(_names(metrics))
-        )
+        return self._catalog_call(info, "dimensions", lambda c: c.dimensions(_names(metrics)))
 
     def _measures(self, _root: Any, info: Any, metrics: list[Json] | None = None, **_: Any) -> list[Json]:
         return self._catalog_call(info, "measures", lambda c: c.measures(_names(metrics)))

@@ -94,8 +94,8 @@ class QueryRequest:
             if len(self.group_by) != 1 or self.saved_query or self.where or self.order_by or self.limit:
                 raise ValueError("dimension values take one group-by item, optionally metrics, nothing else")
             return self
-        if self.saved_query is None and not self.metrics:
-            raise ValueError("a query needs metrics or a saved query")
+        if self.saved_query is None and not self.metrics and not self.group_by:
+            raise ValueError("a query needs metrics, group-by items (a dimension-only query) or a saved query")
         return replace(self, where=tuple(filters.normalize_wheres(self.where)))
 
     def describe(self) -> str:
