@@ -12,11 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import adbc_driver_flightsql.dbapi as flightsql
 import dbtsl.env
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 import uvicorn
+from adbc_driver_flightsql import DatabaseOptions
 from starlette.applications import Starlette
 
 from greenery.semantic.layer import SemanticLayer
@@ -146,3 +149,17 @@ def served(course_copy: Path) -> Iterator[Served]:
         patch.setattr(dbtsl.env, "GRAPHQL_URL_FORMAT", "http://{server_host}/api/graphql")
         patch.setattr(dbtsl.env, "ADBC_URL_FORMAT", served.flight_uri)
         yield served
+
+
+@pytest.fixture
+def adbc(served: Served) -> Iterator[flightsql.Connection]:
+    """The ADBC Flight SQL driver's DB-API connection with the bearer token."""
+    kwargs = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {TOKEN}"}
+    with flightsql.connect(served.flight_uri, db_kwargs=kwargs) as connection:
+        yield connection
+
+
+def fetch(connection: flightsql.Connection, statement: str) -> pa.Table:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+        return cursor.fetch_arrow_table()

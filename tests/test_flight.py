@@ -26,7 +26,7 @@ import pytest
 import requests
 from adbc_driver_flightsql import DatabaseOptions
 from adbc_driver_manager import AdbcStatusCode, ProgrammingError
-from conftest import TOKEN, Served
+from conftest import TOKEN, Served, fetch
 from dbtsl import OrderByGroupBy, OrderByMetric, SemanticLayerClient
 from dbtsl.api.adbc.protocol import ADBCProtocol
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
@@ -69,14 +69,6 @@ def graphql_client(served: Served) -> Iterator[SemanticLayerClient]:
 
 
 @pytest.fixture
-def adbc(served: Served) -> Iterator[flightsql.Connection]:
-    """The ADBC Flight SQL driver's DB-API connection with the bearer token."""
-    kwargs = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {TOKEN}"}
-    with flightsql.connect(served.flight_uri, db_kwargs=kwargs) as connection:
-        yield connection
-
-
-@pytest.fixture
 def raw(served: Served) -> Iterator[flight.FlightClient]:
     client = flight.connect(served.flight_uri)
     yield client
@@ -84,12 +76,6 @@ def raw(served: Served) -> Iterator[flight.FlightClient]:
 
 
 AUTH = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
-
-
-def fetch(connection: flightsql.Connection, statement: str) -> pa.Table:
-    with connection.cursor() as cursor:
-        cursor.execute(statement)
-        return cursor.fetch_arrow_table()
 
 
 def funnel_of(table: pa.Table) -> list[int]:
@@ -343,7 +329,7 @@ def test_sql_info_and_catalog_commands(raw: flight.FlightClient) -> None:
         "catalog_name"
     ]
     schemas = _read(raw, raw.get_flight_info(_command("CommandGetDbSchemas"), AUTH))
-    assert (schemas.num_rows, schemas.schema.names) == (0, ["catalog_name", "db_schema_name"])
+    assert schemas.to_pylist() == [{"catalog_name": None, "db_schema_name": "semantic_layer"}]
     tables = _read(raw, raw.get_flight_info(_command("CommandGetTables", [(5, 1)]), AUTH))
     assert tables.schema.names == [
         "catalog_name",
@@ -352,8 +338,22 @@ def test_sql_info_and_catalog_commands(raw: flight.FlightClient) -> None:
         "table_type",
         "table_schema",
     ]
-    with pytest.raises(pa.ArrowNotImplementedError, match="CommandGetPrimaryKeys is not supported"):
-        raw.get_flight_info(_command("CommandGetPrimaryKeys"), AUTH)  # gRPC UNIMPLEMENTED
+    by_name = {row["table_name"]: row for row in tables.to_pylist()}
+    assert {"funnel_by_week", "funnel_overall", "sessions", "orders", "product_sessions"} <= set(by_name)
+    assert (by_name["funnel_by_week"]["table_type"], by_name["sessions"]["table_type"]) == ("VIEW", "TABLE")
+    week = pa.ipc.read_schema(pa.py_buffer(by_name["funnel_by_week"]["table_schema"]))
+    assert week.names[:4] == ["metric_time__week", *FUNNEL]
+    assert pa.types.is_timestamp(week.field("metric_time__week").type)
+    funnel = _read(
+        raw, raw.get_flight_info(_command("CommandGetTables", [(2, b"semantic%"), (3, b"funnel%")]), AUTH)
+    )
+    assert sorted(funnel["table_name"].to_pylist()) == sorted(n for n in by_name if n.startswith("funnel"))
+    views = _read(raw, raw.get_flight_info(_command("CommandGetTables", [(4, b"VIEW")]), AUTH))
+    assert set(views["table_type"].to_pylist()) == {"VIEW"}
+    types = _read(raw, raw.get_flight_info(_command("CommandGetTableTypes"), AUTH))
+    assert types["table_type"].to_pylist() == ["TABLE", "VIEW"]
+    keys = _read(raw, raw.get_flight_info(_command("CommandGetPrimaryKeys", [(3, b"sessions")]), AUTH))
+    assert (keys.num_rows, keys.schema.names[2:4]) == (0, ["table_name", "column_name"])
 
 
 def test_protobuf_codec_round_trips() -> None:
@@ -377,8 +377,12 @@ BAD_STATEMENTS = {
     "{{ semantic_layer.query(metrics=['orders'])": "the template is not closed",
     "{{ semantic_layer.query(metrics=['orders]) }}": "unbalanced quotes",
     "{{ semantic_layer.query(metrics=['orders'] }}": "unbalanced brackets",
-    "{{ semantic_layer.query(metrics=['orders']) }} union select 1": "unexpected text after",
-    "select * from marts.fct_sessions": "a statement is {{ semantic_layer.<function>(…) }}",
+    "{{ semantic_layer.query(metrics=['orders']) }} union select 1": "syntax error",
+    "select * from marts.fct_sessions": "unknown table marts.fct_sessions: SQL here reads the semantic_layer",
+    "select * from read_text('/etc/passwd')": "table functions are not allowed",
+    "select * from semantic_layer.sessions s join semantic_layer.orders o on s.user = o.user": "no joins",
+    "drop table semantic_layer.sessions": "only SELECT statements are answered",
+    "copy (select 1) to '/tmp/x.csv'": "only SELECT statements are answered",
     "{{ semantic_layer.query(metrics=['orders'], where=['1=1; drop table x']) }}": "where filter rejected",
     "{{ semantic_layer.query(metrics=['no_such_metric']) }}": "does not exactly match any known metrics",
     "{{ semantic_layer.query(metrics=['orders'], group_by=['user__state; drop']) }}": "invalid group-by name",

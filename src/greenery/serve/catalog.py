@@ -110,6 +110,16 @@ class Catalog:
         self._custom_grains = [
             g.name for spine in manifest.project_configuration.time_spines for g in spine.custom_granularities
         ]
+        self.model_entities: dict[str, list[Json]] = {
+            model.name: [
+                {"name": e.name, "description": e.description, "type": e.type.value.upper()}
+                for e in model.entities
+            ]
+            for model in manifest.semantic_models
+        }
+        self._measure_models = {
+            measure.name: model.name for model in manifest.semantic_models for measure in model.measures
+        }
         self._measures: dict[str, Json] = {
             measure.name: {
                 "name": measure.name,
@@ -222,6 +232,27 @@ class Catalog:
             return True
         inputs = MetricLookup.metric_inputs(metric, include_conversion_metric_input=False)
         return any(self._requires_metric_time(i.name) for i in inputs)
+
+    def filter_commutes(self, name: str) -> bool:
+        """Whether filtering the rows first gives what filtering the answer gives.
+
+        True for simple metrics and ratios or sums of them: a filter on a group-by column may
+        then go into MetricFlow's query. Not for offsets, cumulative windows or conversions,
+        whose values for one group read rows of others.
+        """
+        metric = self._lookup.metric_lookup.get_metric(MetricReference(name))
+        if metric.type in (MetricType.CUMULATIVE, MetricType.CONVERSION) or self._requires_metric_time(name):
+            return False
+        inputs = MetricLookup.metric_inputs(metric, include_conversion_metric_input=True)
+        return all(self.filter_commutes(i.name) for i in inputs)
+
+    def home_model(self, name: str) -> str:
+        """The semantic model whose measures a metric reads (its first one's)."""
+        metric = self._lookup.metric_lookup.get_metric(MetricReference(name))
+        measures = metric.type_params.input_measures
+        if not measures:
+            return self.home_model(metric.input_metrics[0].name)
+        return self._measure_models[measures[0].name]
 
     def _dimension(self, dimension: MfDimension) -> Json:
         enum_grains, grains = (

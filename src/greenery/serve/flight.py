@@ -2,14 +2,17 @@
 
 `greenery serve --flight-port N` starts this next to the GraphQL API, on the same
 `SemanticLayerService` (same published versions, result cache and query log) and the same
-token. Statements are dbt's semantic-layer templates (`greenery.serve.statements`), never SQL.
+token. Statements are dbt's semantic-layer templates (`greenery.serve.statements`) or SQL
+over them and the ``semantic_layer`` schema (`greenery.serve.sql`); every answer is a job of
+the service, and a ticket names the job.
 
 RPCs: ``GetFlightInfo(CommandStatementQuery)`` runs the statement and answers a ticket that
 ``DoGet`` streams (the ADBC fallback path); prepared statements (``DoAction``
 ``CreatePreparedStatement`` → ``GetFlightInfo(CommandPreparedStatementQuery)`` → ``DoGet`` →
 ``ClosePreparedStatement``), which the ADBC and JDBC drivers use; ``GetSchema``; and
-``GetSqlInfo``, ``GetCatalogs``, ``GetDbSchemas``, ``GetTables``, ``GetTableTypes`` answered
-minimally (the semantic layer has no tables). Flight SQL commands are protobuf messages packed
+the catalog: ``GetSqlInfo``, ``GetCatalogs``, ``GetDbSchemas``, ``GetTables`` (the
+``semantic_layer`` tables, with their Arrow schemas), ``GetTableTypes`` and ``GetPrimaryKeys``
+(none). Flight SQL commands are protobuf messages packed
 in ``google.protobuf.Any``; the few fields needed are read and written by the small codec below.
 
 Errors: a bad statement or query is INVALID_ARGUMENT, raised before any data is sent; a bad
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -31,18 +35,23 @@ import pyarrow.flight as flight
 
 from greenery.semantic.layer import SemanticLayerError
 from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, is_loopback
-from greenery.serve.catalog import Catalog
-from greenery.serve.service import Lru, QueryNotFound, SemanticLayerService, ServerConfigError
-from greenery.serve.statements import MetadataStatement, QueryStatement, Statement, parse_statement
+from greenery.serve.service import (
+    Lru,
+    QueryJob,
+    QueryNotFound,
+    QueryTimedOut,
+    SemanticLayerService,
+    ServerConfigError,
+)
+from greenery.serve.sql import SqlApi
+from greenery.serve.tables import SCHEMA, SqlTable, SqlTables
 
 log = logging.getLogger("greenery.serve")
 
 SQL_TYPE_PREFIX = "type.googleapis.com/arrow.flight.protocol.sql."
-QUERY_WAIT_S = 600.0  # GetFlightInfo waits this long for a query before giving up
 MAX_PREPARED = 1024  # open prepared statements kept (the oldest are closed first)
 BATCH_BYTES = 4 * 1024 * 1024  # record batches are cut to about this size (gRPC's default limit)
-_JOB = b"job:"  # ticket handles: a finished query job …
-_STATEMENT = b"statement:"  # … or a statement answered again at DoGet (metadata, compiled SQL)
+_JOB = b"job:"  # ticket handles: a finished query job
 T = TypeVar("T")
 
 
@@ -188,123 +197,9 @@ def unpack_any(data: bytes) -> tuple[str, dict[int, list[bytes | int]]]:
     return type_url.removeprefix(SQL_TYPE_PREFIX), decode_message(_bytes_field(fields, 2))
 
 
-# ---- metadata as Arrow tables -------------------------------------------------------------
-
-_STRINGS = pa.list_(pa.utf8())
-_METADATA_SCHEMAS: dict[str, pa.Schema] = {
-    "metrics": pa.schema(
-        [
-            ("NAME", pa.utf8()),
-            ("DESCRIPTION", pa.utf8()),
-            ("TYPE", pa.utf8()),
-            ("LABEL", pa.utf8()),
-            ("REQUIRES_METRIC_TIME", pa.bool_()),
-            ("QUERYABLE_GRANULARITIES", _STRINGS),
-            ("DIMENSIONS", _STRINGS),
-        ]
-    ),
-    "dimensions": pa.schema(
-        [
-            ("NAME", pa.utf8()),
-            ("QUALIFIED_NAME", pa.utf8()),
-            ("DESCRIPTION", pa.utf8()),
-            ("TYPE", pa.utf8()),
-            ("LABEL", pa.utf8()),
-            ("IS_PARTITION", pa.bool_()),
-            ("EXPR", pa.utf8()),
-            ("QUERYABLE_GRANULARITIES", _STRINGS),
-        ]
-    ),
-    "entities": pa.schema(
-        [
-            ("NAME", pa.utf8()),
-            ("DESCRIPTION", pa.utf8()),
-            ("TYPE", pa.utf8()),
-            ("ROLE", pa.utf8()),
-            ("EXPR", pa.utf8()),
-        ]
-    ),
-    "measures": pa.schema(
-        [("NAME", pa.utf8()), ("AGG", pa.utf8()), ("EXPR", pa.utf8()), ("AGG_TIME_DIMENSION", pa.utf8())]
-    ),
-    "saved_queries": pa.schema(
-        [
-            ("NAME", pa.utf8()),
-            ("DESCRIPTION", pa.utf8()),
-            ("LABEL", pa.utf8()),
-            ("METRICS", _STRINGS),
-            ("GROUP_BY", _STRINGS),
-            ("WHERE", pa.utf8()),
-        ]
-    ),
-}
-COMPILED_SCHEMA = pa.schema([("SQL", pa.utf8())])
-
-
-def _metadata_rows(kind: str, catalog: Catalog, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The rows of a metadata statement, from the published version's catalog."""
-    if kind == "metrics":
-        return [
-            {
-                "NAME": m["name"],
-                "DESCRIPTION": m["description"],
-                "TYPE": m["type"],
-                "LABEL": m["label"],
-                "REQUIRES_METRIC_TIME": m["requiresMetricTime"],
-                "QUERYABLE_GRANULARITIES": m["queryableTimeGranularities"],
-                "DIMENSIONS": [d["name"] for d in m["dimensions"]],
-            }
-            for m in catalog.metrics
-        ]
-    if kind == "dimensions":
-        return [
-            {
-                "NAME": d["name"],
-                "QUALIFIED_NAME": d["qualifiedName"],
-                "DESCRIPTION": d["description"],
-                "TYPE": d["type"],
-                "LABEL": d["label"],
-                "IS_PARTITION": d["isPartition"],
-                "EXPR": d["expr"],
-                "QUERYABLE_GRANULARITIES": d["queryableTimeGranularities"],
-            }
-            for d in catalog.dimensions(metrics)
-        ]
-    if kind == "entities":
-        return [
-            {"NAME": e["name"], "DESCRIPTION": e["description"], "TYPE": e["type"], "ROLE": e["role"]}
-            | {"EXPR": e["expr"]}
-            for e in catalog.entities(metrics)
-        ]
-    if kind == "measures":
-        return [
-            {
-                "NAME": m["name"],
-                "AGG": m["agg"],
-                "EXPR": m["expr"],
-                "AGG_TIME_DIMENSION": m["aggTimeDimension"],
-            }
-            for m in catalog.measures(metrics)
-        ]
-    return [
-        {
-            "NAME": q["name"],
-            "DESCRIPTION": q["description"],
-            "LABEL": q["label"],
-            "METRICS": [m["name"] for m in q["queryParams"]["metrics"]],
-            "GROUP_BY": [
-                g["name"] + (f"__{g['timeGranularity']}" if g["timeGranularity"] else "")
-                for g in q["queryParams"]["groupBy"]
-            ],
-            "WHERE": (q["queryParams"]["where"] or {}).get("whereSqlTemplate"),
-        }
-        for q in catalog.saved_queries
-    ]
-
-
-# The Flight SQL catalog commands: the semantic layer exposes no tables, so these are empty
-# tables of the schemas the specification gives (clients such as BI tools still ask).
-_CATALOG_SCHEMAS: dict[str, pa.Schema] = {
+# The Flight SQL catalog commands, with the result schemas the specification gives. One
+# unnamed catalog holds the schema `semantic_layer` (greenery.serve.tables).
+_CATALOG_COMMANDS: dict[str, pa.Schema] = {
     "CommandGetCatalogs": pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)]),
     "CommandGetDbSchemas": pa.schema(
         [("catalog_name", pa.utf8()), pa.field("db_schema_name", pa.utf8(), nullable=False)]
@@ -318,8 +213,65 @@ _CATALOG_SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     "CommandGetTableTypes": pa.schema([pa.field("table_type", pa.utf8(), nullable=False)]),
+    "CommandGetPrimaryKeys": pa.schema(
+        [
+            ("catalog_name", pa.utf8()),
+            ("db_schema_name", pa.utf8()),
+            pa.field("table_name", pa.utf8(), nullable=False),
+            pa.field("column_name", pa.utf8(), nullable=False),
+            pa.field("key_sequence", pa.int32(), nullable=False),
+            ("key_name", pa.utf8()),
+        ]
+    ),
+    "CommandGetSqlInfo": pa.schema([]),  # see SQL_INFO_SCHEMA
 }
 _TABLE_SCHEMA_FIELD = pa.field("table_schema", pa.binary(), nullable=False)
+TABLE_TYPES = ["TABLE", "VIEW"]  # a semantic model's table; a saved query's (a fixed query)
+
+
+def _like(pattern: str, value: str) -> bool:
+    """SQL LIKE (``%`` and ``_``) as Flight SQL's filter patterns use it; an empty pattern matches all."""
+    if not pattern:
+        return True
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL) is not None
+
+
+def _db_schemas(pattern: str) -> pa.Table:
+    names = [SCHEMA] if _like(pattern, SCHEMA) else []
+    return pa.table(
+        {"catalog_name": [None] * len(names), "db_schema_name": names},
+        schema=_CATALOG_COMMANDS["CommandGetDbSchemas"],
+    )
+
+
+def _tables(tables: SqlTables, fields: dict[int, list[bytes | int]]) -> pa.Table:
+    """GetTables: the semantic_layer tables matching the patterns, with their Arrow schemas if asked."""
+    schema_pattern, name_pattern = _text_field(fields, 2), _text_field(fields, 3)
+    wanted_types = {t.decode() for t in fields.get(4, []) if isinstance(t, bytes)}
+    rows = [
+        table
+        for table in tables.tables.values()
+        if _like(schema_pattern, SCHEMA)
+        and _like(name_pattern, table.name)
+        and (not wanted_types or _table_type(table) in wanted_types)
+    ]
+    columns: dict[str, list[object]] = {
+        "catalog_name": [None] * len(rows),
+        "db_schema_name": [SCHEMA] * len(rows),
+        "table_name": [t.name for t in rows],
+        "table_type": [_table_type(t) for t in rows],
+    }
+    schema = _CATALOG_COMMANDS["CommandGetTables"]
+    if fields.get(5, [0])[-1]:  # include_schema
+        schema = schema.append(_TABLE_SCHEMA_FIELD)
+        columns["table_schema"] = [tables.schema(t.name).serialize().to_pybytes() for t in rows]
+    return pa.table(columns, schema=schema)
+
+
+def _table_type(table: SqlTable) -> str:
+    return "VIEW" if table.saved_query else "TABLE"
+
 
 # GetSqlInfo: info_name uint32, value dense_union<string, bool, int64, int32 bitmask, list, map>.
 _SQL_INFO_VALUE = pa.dense_union(
@@ -350,7 +302,15 @@ def _sql_info(wanted: list[int]) -> pa.Table:
         8: (_INT32, 0),  # FLIGHT_SQL_SERVER_TRANSACTION: none
         9: (_BOOL, False),  # FLIGHT_SQL_SERVER_CANCEL
         100: (_INT32, 0),  # FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: none
+        500: (_BOOL, False),  # SQL_DDL_CATALOG
+        501: (_BOOL, False),  # SQL_DDL_SCHEMA
+        502: (_BOOL, False),  # SQL_DDL_TABLE
+        503: (_INT32, 3),  # SQL_IDENTIFIER_CASE: lower case
         504: (_STRING, '"'),  # SQL_IDENTIFIER_QUOTE_CHAR
+        505: (_INT32, 1),  # SQL_QUOTED_IDENTIFIER_CASE: case-insensitive
+        506: (_BOOL, True),  # SQL_ALL_TABLES_ARE_SELECTABLE
+        507: (_INT32, 3),  # SQL_NULL_ORDERING: nulls at the end
+        513: (_BOOL, False),  # SQL_TRANSACTIONS_SUPPORTED (FLIGHT_SQL_SERVER_TRANSACTION says none)
     }
     names = [n for n in (wanted or sorted(known)) if n in known]
     children: list[list[Any]] = [[] for _ in _SQL_INFO_VALUE]
@@ -398,10 +358,9 @@ class BearerTokenMiddlewareFactory(flight.ServerMiddlewareFactory):
 
 @dataclass(frozen=True)
 class _Prepared:
-    statement: Statement
     text: str
     schema: pa.Schema
-    job_id: str | None  # the result computed when preparing, used by the first execution
+    job_id: str | None  # the answer computed when preparing, used by the first execution
 
 
 class SemanticLayerFlightServer(flight.FlightServerBase):
@@ -411,6 +370,7 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         middleware = {"auth": BearerTokenMiddlewareFactory(token)} if token else {}
         super().__init__(location, middleware=middleware)
         self._service = service
+        self._sql = SqlApi(service, transport="flight")
         self._prepared: Lru[bytes, _Prepared] = Lru(MAX_PREPARED)
 
     # -- RPCs --
@@ -435,7 +395,7 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return [
-            ("CreatePreparedStatement", "prepare a semantic-layer statement; answers its dataset schema"),
+            ("CreatePreparedStatement", "prepare a statement (SQL or template); answers its dataset schema"),
             ("ClosePreparedStatement", "forget a prepared statement"),
         ]
 
@@ -449,19 +409,25 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
             raise InvalidArgument("send a Flight SQL command (a CMD descriptor), not a path")
         command, fields = unpack_any(descriptor.command)
         if command == "CommandStatementQuery":
-            text = _text_field(fields, 1)
-            handle, table = self._execute(parse_statement(text), text)
+            job = self._run(_text_field(fields, 1))
         elif command == "CommandPreparedStatementQuery":
-            handle, table = self._execute_prepared(_bytes_field(fields, 1))
-        elif command == "CommandGetSqlInfo" or command in _CATALOG_SCHEMAS:
-            table = self._catalog_table(command, fields)
-            return _info(descriptor, descriptor.command, table)
+            job = self._execute_prepared(_bytes_field(fields, 1))
+        elif command in _CATALOG_COMMANDS:
+            return _info(descriptor, descriptor.command, self._catalog_table(command, fields))
         else:
-            raise Unimplemented(
-                f"{command} is not supported: send {{{{ semantic_layer.query(…) }}}} statements"
-            )
-        ticket = pack_any("TicketStatementQuery", encode_message([(1, handle)]))
-        return _info(descriptor, ticket, table)
+            raise Unimplemented(f"{command} is not supported: send SQL or {{{{ semantic_layer.query(…) }}}}")
+        assert job.table is not None
+        ticket = pack_any("TicketStatementQuery", encode_message([(1, _JOB + job.id.encode())]))
+        return _info(descriptor, ticket, job.table)
+
+    def _run(self, text: str) -> QueryJob:
+        """The finished job answering a statement; timeouts and server faults as their gRPC codes."""
+        try:
+            return self._sql.run(text)
+        except QueryTimedOut as exc:
+            raise flight.FlightTimedOutError(str(exc)) from None
+        except RuntimeError as exc:
+            raise flight.FlightInternalError(str(exc)) from None
 
     def _schema(self, descriptor: flight.FlightDescriptor) -> pa.Schema:
         """A prepared statement's schema as prepared; otherwise the answer's (the statement runs)."""
@@ -473,48 +439,19 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
                     return prepared.schema
         return self._flight_info(descriptor).schema
 
-    def _execute(self, statement: Statement, text: str) -> tuple[bytes, pa.Table]:
-        """(ticket handle, answer) for a statement: queries run as jobs of the shared service."""
-        if isinstance(statement, QueryStatement) and not statement.compile_only:
-            job_id, table = self._run_query(statement)
-            return _JOB + job_id.encode(), table
-        return _STATEMENT + text.encode(), self._answer_now(statement)
-
-    def _run_query(self, statement: QueryStatement) -> tuple[str, pa.Table]:
-        """(job id, answer) once the shared service has run the query; user errors as INVALID_ARGUMENT."""
-        job = self._service.create_query(
-            statement.request, read_cache=statement.read_cache, wait_s=QUERY_WAIT_S, transport="flight"
-        )
-        if not job.done.is_set():
-            self._service.cancel_query(job.id)
-            raise flight.FlightTimedOutError(f"the query took longer than {QUERY_WAIT_S:.0f} s")
-        if job.status != "SUCCESSFUL" or job.table is None:
-            error = job.error or f"the query ended {job.status}"
-            if error.startswith("internal error"):
-                raise flight.FlightInternalError(error)
-            raise InvalidArgument(error)
-        return job.id, job.table
-
-    def _answer_now(self, statement: Statement) -> pa.Table:
-        """Metadata and compiled SQL: answered from the catalog and the compiler, no job."""
-        if isinstance(statement, QueryStatement):
-            return pa.table({"SQL": [self._service.compile_sql(statement.request)]}, schema=COMPILED_SCHEMA)
-        return self._metadata(statement)
-
-    def _metadata(self, statement: MetadataStatement) -> pa.Table:
-        with self._service.layers.use() as layer:
-            rows = _metadata_rows(statement.kind, layer.catalog, statement.metrics)
-        return pa.Table.from_pylist(rows, schema=_METADATA_SCHEMAS[statement.kind])
-
     def _catalog_table(self, command: str, fields: dict[int, list[bytes | int]]) -> pa.Table:
         if command == "CommandGetSqlInfo":
             return _sql_info(_uint_list(fields, 1))
-        schema = _CATALOG_SCHEMAS[command]
-        if command == "CommandGetTables" and fields.get(5, [0])[-1]:  # include_schema
-            schema = schema.append(_TABLE_SCHEMA_FIELD)
-        return schema.empty_table()
+        if command == "CommandGetTableTypes":
+            return pa.table({"table_type": TABLE_TYPES}, schema=_CATALOG_COMMANDS[command])
+        if command in ("CommandGetCatalogs", "CommandGetPrimaryKeys"):
+            return _CATALOG_COMMANDS[command].empty_table()  # one unnamed catalog; no keys
+        with self._service.layers.use() as layer:
+            if command == "CommandGetDbSchemas":
+                return _db_schemas(_text_field(fields, 2))
+            return _tables(layer.tables, fields)
 
-    def _execute_prepared(self, handle: bytes) -> tuple[bytes, pa.Table]:
+    def _execute_prepared(self, handle: bytes) -> QueryJob:
         prepared = self._prepared.get(handle)
         if prepared is None:
             raise InvalidArgument("unknown prepared statement: it was closed, or never created here")
@@ -526,25 +463,19 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
                 pass
             else:
                 if job.table is not None:
-                    return _JOB + job.id.encode(), job.table
-        return self._execute(prepared.statement, prepared.text)
+                    return job
+        return self._run(prepared.text)
 
     def _ticket_table(self, ticket: bytes) -> pa.Table:
         command, fields = unpack_any(ticket)
-        if command == "CommandGetSqlInfo" or command in _CATALOG_SCHEMAS:
+        if command in _CATALOG_COMMANDS:
             return self._catalog_table(command, fields)
-        if command != "TicketStatementQuery":
+        if command != "TicketStatementQuery" or not _bytes_field(fields, 1).startswith(_JOB):
             raise InvalidArgument(f"not a ticket this server issued ({command})")
-        handle = _bytes_field(fields, 1)
-        if handle.startswith(_JOB):
-            job = self._service.get_query(handle.removeprefix(_JOB).decode("ascii", "replace"))
-            if job.table is None:
-                raise InvalidArgument(f"query {job.id} has no result ({job.status})")
-            return job.table
-        if handle.startswith(_STATEMENT):
-            text = handle.removeprefix(_STATEMENT).decode("utf-8", "replace")
-            return self._answer_now(parse_statement(text))
-        raise InvalidArgument("not a ticket this server issued")
+        job = self._service.get_query(_bytes_field(fields, 1).removeprefix(_JOB).decode("ascii", "replace"))
+        if job.table is None:
+            raise InvalidArgument(f"query {job.id} has no result ({job.status})")
+        return job.table
 
     def _action(self, action_type: str, body: bytes) -> list[bytes]:
         if action_type == "CreatePreparedStatement":
@@ -560,20 +491,16 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         raise Unimplemented(f"the action {action_type!r} is not supported")
 
     def _prepare(self, body: bytes) -> bytes:
-        """Parse and run the statement once: its schema goes back, its answer to the first execution."""
+        """Run the statement once: its schema goes back, its answer to the first execution."""
         command, fields = unpack_any(body)
         if command != "ActionCreatePreparedStatementRequest":
             raise InvalidArgument(f"CreatePreparedStatement expects its request message, not {command}")
         text = _text_field(fields, 1)
-        statement = parse_statement(text)
-        job_id = None
-        if isinstance(statement, QueryStatement) and not statement.compile_only:
-            job_id, table = self._run_query(statement)
-        else:
-            table = self._answer_now(statement)
-        schema = table.schema
+        job = self._run(text)
+        assert job.table is not None
+        schema = job.table.schema
         handle = secrets.token_bytes(16)
-        self._prepared.put(handle, _Prepared(statement, text, schema, job_id))
+        self._prepared.put(handle, _Prepared(text, schema, job.id))
         result = encode_message([(1, handle), (2, schema.serialize().to_pybytes())])
         return pack_any("ActionCreatePreparedStatementResult", result)
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 from greenery.semantic import filters
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.serve.catalog import Catalog
+from greenery.serve.tables import SqlTables
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
@@ -39,6 +40,8 @@ from greenery.warehouse.publish import current_published
 PAGE_ROWS = 1024
 CHECK_EVERY_S = 1.0  # how often a request may look at published/CURRENT
 SYNC_WAIT_S = 5.0  # createQuery answers once the query is done, or after this long
+QUERY_WAIT_S = 600.0  # one-call transports (Flight SQL, the SQL API) wait this long for a query
+INTERNAL_ERROR = "internal error"  # how a job's error starts when the server, not the query, failed
 QUERY_WORKERS = 4
 KEEP_RESULTS = 256  # finished results kept for polling …
 KEEP_RESULT_BYTES = 256 * 1024 * 1024  # … within this many bytes of Arrow data
@@ -57,6 +60,14 @@ V = TypeVar("V")
 
 class ServerConfigError(ValueError):
     """The server cannot start as configured (the message says what to change)."""
+
+
+class QueryFailed(ValueError):
+    """A query the semantic layer refused or could not answer (the message says why)."""
+
+
+class QueryTimedOut(RuntimeError):
+    """A query that did not finish in time (it was cancelled)."""
 
 
 class QueryNotFound(ValueError):
@@ -95,7 +106,9 @@ class QueryRequest:
                 raise ValueError("dimension values take one group-by item, optionally metrics, nothing else")
             return self
         if self.saved_query is None and not self.metrics and not self.group_by:
-            raise ValueError("a query needs metrics, group-by items (a dimension-only query) or a saved query")
+            raise ValueError(
+                "a query needs metrics, group-by items (a dimension-only query) or a saved query"
+            )
         return replace(self, where=tuple(filters.normalize_wheres(self.where)))
 
     def describe(self) -> str:
@@ -154,6 +167,7 @@ class PublishedLayer:
         self.version = version
         self._engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe
         self.catalog = Catalog(layer, self._engine_lock)
+        self.tables = SqlTables(self.catalog, self._describe)
         self._compiled: Lru[QueryRequest, str] = Lru(KEEP_COMPILED)
         self._answers: Lru[QueryRequest, pa.Table] = Lru(
             CACHE_RESULTS, CACHE_RESULT_BYTES, lambda t: t.nbytes
@@ -176,6 +190,28 @@ class PublishedLayer:
                 sql = write_sql(request)
             self._compiled.put(request, sql)
         return sql
+
+    def _describe(self, metrics: list[str], group_by: list[str]) -> pa.Schema:
+        """The Arrow schema of MetricFlow's answer, from a zero-row run of its SQL.
+
+        All columns in one query when MetricFlow can join them all; else column by column:
+        each group-by item with one metric of the table, each metric alone (by metric_time
+        when it needs it).
+        """
+        try:
+            return self._zero_rows(metrics, group_by)
+        except SemanticLayerError:
+            needs_time = {m["name"] for m in self.catalog.metrics if m["requiresMetricTime"]}
+            anchor = [m for m in metrics if m not in needs_time][:1]
+            fields = [self._zero_rows(anchor, [name]).field(name) for name in group_by]
+            for metric in metrics:
+                time = ["metric_time__day"] if metric in needs_time else []
+                fields.append(self._zero_rows([metric], time).field(metric))
+            return pa.schema(fields)
+
+    def _zero_rows(self, metrics: list[str], group_by: list[str]) -> pa.Schema:
+        request = QueryRequest(metrics=tuple(metrics), group_by=tuple(group_by))
+        return self.execute(f"select * from ({self.compile(request)}) limit 0", request).schema
 
     def _query_sql(self, request: QueryRequest) -> str:
         return self.layer.compile(
@@ -306,6 +342,7 @@ class QueryJob:
     version: str | None = None
     read_cache: bool = True
     transport: str = "graphql"  # or "flight": shown in the query log
+    statement: str | None = None  # the SQL or template a one-call transport answered with this job
     from_cache: bool = False
     millis: float | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set once finished and logged
@@ -430,6 +467,33 @@ class SemanticLayerService:
         job.done.wait(wait_s)
         return job
 
+    def run_query(
+        self, request: QueryRequest, *, read_cache: bool = True, transport: str, wait_s: float = QUERY_WAIT_S
+    ) -> QueryJob:
+        """Run the query to the end; the finished job, or QueryFailed / QueryTimedOut / RuntimeError.
+
+        For transports that answer in one call (Flight SQL, the SQL API): a user error is a
+        QueryFailed with its message, an unexpected failure a RuntimeError.
+        """
+        job = self.create_query(request, read_cache=read_cache, wait_s=wait_s, transport=transport)
+        if not job.done.is_set():
+            self.cancel_query(job.id)
+            raise QueryTimedOut(f"the query took longer than {wait_s:.0f} s")
+        if job.status != "SUCCESSFUL" or job.table is None:
+            error = job.error or f"the query ended {job.status}"
+            raise (RuntimeError if error.startswith(INTERNAL_ERROR) else QueryFailed)(error)
+        return job
+
+    def keep(self, table: pa.Table, *, statement: str, transport: str, millis: float) -> QueryJob:
+        """A finished job holding an answer computed elsewhere (SQL, metadata), for the client to fetch."""
+        job = self.queries.add(QueryRequest())
+        job.transport, job.statement, job.millis = transport, statement, millis
+        job.finish(table=table)
+        self._log(job)
+        self.queries.finished(job)
+        job.done.set()
+        return job
+
     def failed_query(self, request: QueryRequest, message: str) -> QueryJob:
         """A job that failed before it could run (malformed arguments), for the client to poll."""
         job = self.queries.add(request)
@@ -461,7 +525,7 @@ class SemanticLayerService:
             job.finish(error=str(exc))
         except Exception as exc:  # report, never leave a client polling forever
             log.exception("query %s failed unexpectedly", job.id)
-            job.finish(error=f"internal error ({type(exc).__name__}): {exc}")
+            job.finish(error=f"{INTERNAL_ERROR} ({type(exc).__name__}): {exc}")
         finally:
             job.millis = (time.perf_counter() - start) * 1000
             self._log(job)
@@ -471,10 +535,11 @@ class SemanticLayerService:
     @staticmethod
     def _log(job: QueryJob) -> None:
         log.info(
-            "createQuery %s %s metrics=%s rows=%s ms=%.0f%s%s%s",
+            "%s %s %s %s rows=%s ms=%.0f%s%s%s",
+            "createQuery" if job.statement is None else "statement",
             job.id[:8],
             job.status,
-            job.request.describe(),
+            f"metrics={job.request.describe()}" if job.statement is None else f"sql={job.statement[:120]!r}",
             job.rows if job.rows is not None else "-",
             job.millis,
             " cache=hit" if job.from_cache else "",

@@ -30,17 +30,31 @@ _OPENING = {"(": ")", "[": "]", "{": "}"}
 _CLOSING = {v: k for k, v in _OPENING.items()}
 _GRAINS = frozenset(g.value for g in TimeGranularity)
 
-MetadataKind = Literal["metrics", "dimensions", "entities", "measures", "saved_queries"]
-# The functions a statement may call, with the keyword arguments each takes.
+MetadataKind = Literal[
+    "metrics",
+    "dimensions",
+    "entities",
+    "measures",
+    "saved_queries",
+    "queryable_granularities",
+    "metrics_for_dimensions",
+]
+_PAGING = ("search", "page_size", "page_number")
+# The functions a statement may call, with the keyword arguments each takes (dbt's JDBC docs).
 _ARGUMENTS: dict[str, tuple[str, ...]] = {
     "query": ("metrics", "group_by", "where", "order_by", "limit", "saved_query", "compile", "read_cache"),
     "dimension_values": ("group_by", "metrics"),
-    "metrics": (),
-    "dimensions": ("metrics",),
-    "entities": ("metrics",),
-    "measures": ("metrics",),
-    "saved_queries": (),
+    "metrics": _PAGING,
+    "dimensions": ("metrics", *_PAGING),
+    "entities": ("metrics", *_PAGING),
+    "measures": ("metrics", *_PAGING),
+    "saved_queries": _PAGING,
+    "queryable_granularities": ("metrics",),
+    "metrics_for_dimensions": ("group_by", *_PAGING),
 }
+
+
+FUNCTIONS = frozenset(_ARGUMENTS)
 
 
 class StatementError(ValueError):
@@ -62,6 +76,10 @@ class MetadataStatement:
 
     kind: MetadataKind
     metrics: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()  # metrics_for_dimensions
+    search: str | None = None
+    page_size: int | None = None  # None: every item
+    page_number: int = 1
 
 
 Statement = QueryStatement | MetadataStatement
@@ -100,14 +118,26 @@ def extract_call(statement: str) -> str:
             "a statement is {{ semantic_layer.<function>(…) }}, optionally inside select * from …; "
             f"got {_shown(statement)}"
         )
-    end = _template_end(statement, opening.end())
+    end = template_end(statement, opening.end())
     rest = statement[end + 2 :].strip()
     if rest not in ("", ";"):
         raise StatementError(f"unexpected text after the closing '}}}}': {_shown(rest)}")
     return statement[opening.end() : end]
 
 
-def _template_end(text: str, start: int) -> int:
+def is_bare_template(statement: str) -> bool:
+    """Whether the statement is one template (maybe inside ``select * from``) and nothing else."""
+    opening = _PREFIX.match(statement)
+    if opening is None:
+        return False
+    try:
+        end = template_end(statement, opening.end())
+    except StatementError:
+        return True  # a broken template: parse_statement says what is wrong with it
+    return statement[end + 2 :].strip() in ("", ";")
+
+
+def template_end(text: str, start: int) -> int:
     """Index of the ``}}`` that closes the template opened before `start`, outside strings and brackets."""
     brackets: list[tuple[str, int]] = []
     i = start
@@ -129,6 +159,27 @@ def _template_end(text: str, start: int) -> int:
         char, position = brackets[-1]
         raise StatementError(f"unbalanced brackets: {char!r} at position {position} is never closed")
     raise StatementError("the template is not closed: '{{' without a matching '}}'")
+
+
+def call_end(text: str, opening: int) -> int:
+    """Index of the bracket that closes the one at `opening`, outside strings."""
+    brackets: list[str] = []
+    i = opening
+    while i < len(text):
+        char = text[i]
+        if char in "'\"":
+            i = _string_end(text, i)
+            continue
+        if char in _OPENING:
+            brackets.append(char)
+        elif char in _CLOSING:
+            if not brackets or brackets[-1] != _CLOSING[char]:
+                raise StatementError(f"unbalanced brackets: {char!r} at position {i} closes nothing")
+            brackets.pop()
+            if not brackets:
+                return i
+        i += 1
+    raise StatementError(f"unbalanced brackets: {text[opening]!r} at position {opening} is never closed")
 
 
 def _string_end(text: str, start: int) -> int:
@@ -180,7 +231,7 @@ def parse_statement(statement: str) -> Statement:
         return _query(arguments)
     if function == "dimension_values":
         return _dimension_values(arguments)
-    return MetadataStatement(kind=function, metrics=_names(arguments.get("metrics"), "metrics"))  # type: ignore[arg-type]
+    return _metadata(function, arguments)
 
 
 def _keyword_arguments(function: str, call: ast.Call) -> dict[str, Value]:
@@ -272,6 +323,22 @@ def _dimension_values(arguments: dict[str, Value]) -> QueryStatement:
     return QueryStatement(request=request)
 
 
+def _metadata(function: str, arguments: dict[str, Value]) -> MetadataStatement:
+    search = arguments.get("search")
+    if search is not None and not isinstance(search, str):
+        raise StatementError("search takes a quoted text")
+    page_size = _limit(arguments.get("page_size"), "page_size")
+    page_number = _limit(arguments.get("page_number"), "page_number")
+    return MetadataStatement(
+        kind=function,  # type: ignore[arg-type]
+        metrics=_names(arguments.get("metrics"), "metrics"),
+        group_by=tuple(_group_by(item).query_name for item in _items(arguments.get("group_by"))),
+        search=search,
+        page_size=page_size,
+        page_number=page_number or 1,
+    )
+
+
 def _items(value: Value) -> list[Value]:
     """A list argument; one bare item counts as a list of one."""
     if value is None:
@@ -330,11 +397,11 @@ def _where(item: Value) -> str:
     return item
 
 
-def _limit(value: Value) -> int | None:
+def _limit(value: Value, argument: str = "limit") -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise StatementError(f"limit takes a whole number ≥ 0, not {value!r}")
+        raise StatementError(f"{argument} takes a whole number ≥ 0, not {value!r}")
     return value
 
 

@@ -1,0 +1,512 @@
+"""The SQL API: SQL over the semantic layer, every number computed by MetricFlow.
+
+What clients that speak SQL send (BI tools over Flight SQL or JDBC, Postgres drivers):
+
+1. dbt's templates inside SQL, e.g. ``select * from {{ semantic_layer.query(…) }} where … limit 10``
+   (also written without braces: ``select * from semantic_layer.saved_queries()``): each
+   template is answered by the query service, the SQL around it runs over the answer;
+2. SQL on the ``semantic_layer`` schema (greenery.serve.tables), e.g.
+   ``select metric_time__week, view_to_checkout_rate from semantic_layer.sessions
+   where metric_time__week >= '2021-02-08' group by 1 order by 1``: translated into one
+   MetricFlow query (metrics, group-by, filters, order, limit), never a scan of marts, so a
+   ratio is computed at the grain asked for, not summed by the client's SQL;
+3. SQL without tables, such as the ``select 1`` a connection pool pings with.
+
+Before anything runs the SQL is parsed with sqlglot and checked: one SELECT, tables only
+from templates or ``semantic_layer``, no table functions. Where it is exact, the SQL's filter,
+order and limit go into MetricFlow's query, so a BI tool's wrapped query costs no more than
+the bare one. What runs over the answers runs in a fresh in-memory DuckDB that cannot reach
+files or the network and whose configuration is locked.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from greenery.semantic.filters import FilterRejected, normalize_where
+from greenery.serve.metadata import metadata_table
+from greenery.serve.service import PublishedLayer, QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.statements import (
+    FUNCTIONS,
+    MetadataStatement,
+    QueryStatement,
+    Statement,
+    StatementError,
+    call_end,
+    is_bare_template,
+    parse_statement,
+    template_end,
+)
+from greenery.serve.tables import SCHEMA, SqlColumn, SqlTable
+
+MAX_SQL_CHARS = 100_000
+MAX_TEMPLATES = 16
+SANDBOX_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "threads": 1,
+    "memory_limit": "512MB",
+}
+_SOURCE = "__sl_source_"  # + the template's number: where the SQL reads a template's answer
+_BARE_CALL = re.compile(r"semantic_layer\s*\.\s*(\w+)\s*\(", re.IGNORECASE)
+_MEASURE = "measure"  # Cube's MEASURE(x): the metric x, as it is
+
+
+class SqlError(ValueError):
+    """SQL the API cannot answer; the message says what and why."""
+
+
+# ---- cutting the templates out -----------------------------------------------------------
+
+
+def cut_templates(sql: str, functions: frozenset[str]) -> tuple[str, list[str]]:
+    """The SQL with each ``{{ … }}`` template (or bare ``semantic_layer.f(…)`` call of a known
+    function) replaced by a placeholder table name, and the templates in order."""
+    out: list[str] = []
+    templates: list[str] = []
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        if char in "'\"":  # a SQL string or quoted identifier: copied as is
+            end = _quoted_end(sql, i)
+            out.append(sql[i:end])
+            i = end
+            continue
+        call = _BARE_CALL.match(sql, i)
+        if sql.startswith("{{", i):
+            end = template_end(sql, i + 2) + 2
+            templates.append(sql[i:end])
+        elif (
+            call
+            and call[1].lower() in functions
+            and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_"))
+        ):
+            end = call_end(sql, call.end() - 1) + 1
+            templates.append("{{ " + sql[i:end] + " }}")
+        else:
+            out.append(char)
+            i += 1
+            continue
+        if len(templates) > MAX_TEMPLATES:
+            raise SqlError(f"at most {MAX_TEMPLATES} semantic_layer templates in one statement")
+        out.append(f"{_SOURCE}{len(templates) - 1}")
+        i = end
+    return "".join(out), templates
+
+
+def _quoted_end(sql: str, start: int) -> int:
+    """Index just past the SQL string or quoted identifier at `start` (quotes doubled inside)."""
+    quote = sql[start]
+    i = start + 1
+    while i < len(sql):
+        if sql[i] == quote:
+            if sql.startswith(quote * 2, i):
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    raise SqlError(f"unbalanced quotes: the {quote} opened at position {start} is never closed")
+
+
+# ---- the API --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What one SELECT over a source asks MetricFlow for (the rest stays for DuckDB)."""
+
+    metrics: list[str] = field(default_factory=list)
+    group_by: list[str] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+    order_by: list[str] = field(default_factory=list)
+    limit: int | None = None
+
+
+class SqlApi:
+    """Answers SQL and semantic-layer statements through one query service."""
+
+    def __init__(self, service: SemanticLayerService, *, transport: str, read: str = "duckdb") -> None:
+        self._service = service
+        self._transport = transport
+        self._read = read  # the sqlglot dialect clients write in
+
+    def run(self, text: str) -> QueryJob:
+        """Any statement a client sends: a template or SQL; the finished job holding its answer.
+
+        A bare query template runs as the service's query job (cached, logged); anything else
+        is answered here and kept as a finished job, so a transport can hand out its rows later.
+        """
+        start = time.perf_counter()
+        if is_bare_template(text):
+            try:
+                statement = parse_statement(text)
+            except StatementError as exc:
+                raise SqlError(str(exc)) from None
+            if isinstance(statement, QueryStatement) and not statement.compile_only:
+                return self._service.run_query(
+                    statement.request, read_cache=statement.read_cache, transport=self._transport
+                )
+            table = self.answer(statement)
+        else:
+            table = self.execute(text)
+        millis = (time.perf_counter() - start) * 1000
+        return self._service.keep(table, statement=text, transport=self._transport, millis=millis)
+
+    # -- templates on their own --
+
+    def answer(self, statement: Statement) -> pa.Table:
+        """A statement's answer: a query's rows, compiled SQL, or a metadata table."""
+        if isinstance(statement, MetadataStatement):
+            with self._service.layers.use() as layer:
+                return metadata_table(statement, layer.catalog)
+        if statement.compile_only:
+            return pa.table({"SQL": [self._service.compile_sql(statement.request)]})
+        return self._run(statement.request, read_cache=statement.read_cache)
+
+    def _run(self, request: QueryRequest, *, read_cache: bool = True) -> pa.Table:
+        job = self._service.run_query(request, read_cache=read_cache, transport=self._transport)
+        assert job.table is not None
+        return job.table
+
+    # -- SQL --
+
+    def execute(self, sql: str) -> pa.Table:
+        """Answer one SELECT (see the module's docstring); SqlError or the service's errors otherwise."""
+        if len(sql) > MAX_SQL_CHARS:
+            raise SqlError(f"the statement is longer than {MAX_SQL_CHARS} characters")
+        try:
+            text, templates = cut_templates(sql, FUNCTIONS)
+            statements = [parse_statement(t) for t in templates]
+        except StatementError as exc:
+            raise SqlError(str(exc)) from None
+        tree = self._parse(text)
+        with self._service.layers.use() as layer:
+            sources = dict(self._sources(tree, statements, layer))
+        return _run_sandboxed(tree.sql(dialect="duckdb"), sources)
+
+    def _parse(self, text: str) -> exp.Expression:
+        try:
+            parsed = [e for e in sqlglot.parse(text, read=self._read) if e is not None]
+        except SqlglotError as exc:
+            raise SqlError(f"SQL syntax error: {_first_line(str(exc))}") from None
+        if len(parsed) != 1:
+            raise SqlError(f"send one statement at a time (got {len(parsed)})")
+        tree = parsed[0]
+        if not isinstance(tree, exp.Query):
+            kind = tree.key.upper()
+            raise SqlError(
+                f"only SELECT statements are answered (the semantic layer is read-only), not {kind}"
+            )
+        return tree
+
+    def _sources(
+        self, tree: exp.Expression, statements: list[Statement], layer: PublishedLayer
+    ) -> Iterator[tuple[str, pa.Table]]:
+        """Each table the SQL reads, answered, under the name the SQL now gives it."""
+        ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        for number, table in enumerate(list(tree.find_all(exp.Table))):
+            if not isinstance(table.this, exp.Identifier):
+                raise SqlError(f"table functions are not allowed ({table.sql()})")
+            name, schema = table.name, table.db
+            if not schema and name.startswith(_SOURCE):
+                statement = statements[int(name.removeprefix(_SOURCE))]
+                yield name, self._template_source(table, statement, layer)
+            elif schema.lower() == SCHEMA and not table.catalog:
+                placeholder = f"__sl_table_{number}"
+                answer = self._table_source(table, layer.tables.get(name), layer)
+                table.replace(exp.Table(this=exp.to_identifier(placeholder), alias=table.args.get("alias")))
+                yield placeholder, answer
+            elif not schema and name.lower() in ctes:
+                continue  # a WITH query of the statement itself
+            else:
+                known = ", ".join(f"{SCHEMA}.{t}" for t in layer.tables.tables)
+                raise SqlError(
+                    f"unknown table {table.sql()}: SQL here reads the {SCHEMA} schema ({known}) "
+                    "or {{ semantic_layer.query(…) }} templates"
+                )
+
+    # -- a template inside SQL --
+
+    def _template_source(self, table: exp.Table, statement: Statement, layer: PublishedLayer) -> pa.Table:
+        """A template's answer; for a plain query, with the SQL's filter, order and limit pushed in."""
+        select = table.parent_select
+        if not (
+            isinstance(statement, QueryStatement)
+            and not statement.compile_only
+            and not statement.request.dimension_values
+            and statement.request.saved_query is None
+            and statement.request.limit is None
+            and not statement.request.order_by
+            and select is not None
+            and _only_source(select, table)
+        ):
+            return self.answer(statement)
+        request = statement.request
+        plan = _Plan(list(request.metrics), list(request.group_by))
+        references = {name: SqlColumn(name, layer.tables.role_of(name)).template for name in request.group_by}
+        self._push(select, plan, references, layer)
+        pushed = QueryRequest(
+            metrics=request.metrics,
+            group_by=request.group_by,
+            where=(*request.where, *plan.where),
+            order_by=tuple(plan.order_by),
+            limit=plan.limit,
+        )
+        return self._run(pushed, read_cache=statement.read_cache)
+
+    # -- a semantic_layer table --
+
+    def _table_source(self, table: exp.Table, sql_table: SqlTable, layer: PublishedLayer) -> pa.Table:
+        """Translate the SELECT over a semantic_layer table into one MetricFlow query."""
+        select = table.parent_select
+        if select is None or not _only_source(select, table):
+            raise SqlError(
+                f"{SCHEMA}.{sql_table.name} can only be read on its own (no joins): select its "
+                "metrics and dimensions, and MetricFlow joins what they need"
+            )
+        if any(s is not select for s in select.find_all(exp.Select)):
+            raise SqlError(f"subqueries inside a query on {SCHEMA}.{sql_table.name} are not supported")
+        if any(isinstance(p, exp.Star) for p in select.expressions):
+            select.set("expressions", [exp.column(c) for c in _star(sql_table)])
+        plan = self._plan(select, table, sql_table)
+        if not plan.metrics and not plan.group_by:
+            raise SqlError(
+                f"select at least one metric or dimension of {SCHEMA}.{sql_table.name} "
+                f"(metrics: {', '.join(sql_table.metrics)})"
+            )
+        references = {c.name: c.template for c in sql_table.columns if c.role != "metric"}
+        self._push(select, plan, references, layer)
+        return self._run(
+            QueryRequest(
+                metrics=tuple(plan.metrics),
+                group_by=tuple(plan.group_by),
+                where=(*sql_table.where, *plan.where),
+                order_by=tuple(plan.order_by),
+                limit=plan.limit,
+            )
+        )
+
+    @staticmethod
+    def _plan(select: exp.Select, table: exp.Table, sql_table: SqlTable) -> _Plan:
+        """The metrics and group-by items a SELECT over a table asks for.
+
+        Metrics: every metric column it names. Group-by: every other column it names outside
+        WHERE (a column only filtered on is a filter, not a grain). An aggregate around a
+        metric (sum, avg, MEASURE…) is taken off: MetricFlow computes the metric at this grain.
+        """
+        qualifiers = {table.name.lower(), table.alias_or_name.lower()}
+        aliases = {p.alias.lower() for p in select.expressions if isinstance(p, exp.Alias)}
+        plan = _Plan()
+        aggregated: set[str] = set()
+        for node in select.find_all(exp.Column):
+            if node.table and node.table.lower() not in qualifiers:
+                raise SqlError(f"unknown table {node.table!r} in {node.sql()}")
+            column = sql_table.column(node.name)
+            if column is None:
+                if node.name.lower() in aliases:
+                    continue
+                raise SqlError(
+                    f"{SCHEMA}.{sql_table.name} has no column {node.name!r} "
+                    f"(columns: {', '.join(c.name for c in sql_table.columns)})"
+                )
+            node.set("table", None)
+            node.set("this", exp.to_identifier(column.name))
+            if column.role == "metric":
+                plan.metrics.append(column.name)
+            elif node.find_ancestor(exp.Where) is None:
+                plan.group_by.append(column.name)
+                if node.find_ancestor(exp.AggFunc) is not None:
+                    aggregated.add(column.name)
+        plan.metrics = list(dict.fromkeys(plan.metrics))
+        plan.group_by = list(dict.fromkeys(plan.group_by))
+        if aggregated and plan.metrics:
+            raise SqlError(
+                f"aggregating a dimension ({', '.join(sorted(aggregated))}) and asking for metrics in one "
+                "query is not supported: query the metrics by that dimension instead"
+            )
+        _take_off_metric_aggregates(select, set(plan.metrics))
+        return plan
+
+    # -- pushing the SQL's filter, order and limit into MetricFlow's query --
+
+    def _push(
+        self, select: exp.Select, plan: _Plan, references: dict[str, str], layer: PublishedLayer
+    ) -> None:
+        commute = all(layer.catalog.filter_commutes(m) for m in plan.metrics)
+        narrowed = _push_where(select, plan, references, commute)
+        _push_order_and_limit(select, plan, narrowed)
+
+
+def _push_where(select: exp.Select, plan: _Plan, references: dict[str, str], commute: bool) -> bool:
+    """Move each AND-ed condition of WHERE into the plan where that is exact; True if WHERE keeps one
+    that MetricFlow's query does not apply.
+
+    A condition on group-by columns only stays in WHERE (it is exact on the answer too) and
+    also goes into the query when the metrics commute with filtering. A condition on a column
+    that is not grouped by changes what is aggregated: it must go into the query, and leaves.
+    A condition naming a metric stays in WHERE.
+    """
+    where = select.args.get("where")
+    if where is None:
+        return False
+    kept: list[exp.Expression] = []
+    narrowed = False
+    for condition in _conjuncts(where.this):
+        names = {c.name for c in condition.find_all(exp.Column)}
+        grouped_only = names <= set(plan.group_by)
+        if names & set(plan.metrics) or not names <= set(references):
+            kept.append(condition)
+            narrowed = True
+            continue
+        text = _as_filter(condition, references) if commute or not grouped_only else None
+        if text is not None:
+            plan.where.append(text)
+        if grouped_only:
+            kept.append(condition)
+            narrowed = narrowed or text is None
+        elif text is None:
+            raise SqlError(f"cannot filter on {condition.sql()}: write it as plain conditions on the columns")
+    select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
+    return narrowed
+
+
+def _push_order_and_limit(select: exp.Select, plan: _Plan, narrowed: bool) -> None:
+    """LIMIT, with ORDER BY on plain columns, goes into the query when nothing else narrows the rows."""
+    limit, offset = select.args.get("limit"), select.args.get("offset")
+    if (
+        limit is None
+        or narrowed
+        or select.args.get("having")
+        or select.args.get("distinct")
+        or select.find(exp.AggFunc, exp.Window) is not None
+        or not _is_number(limit.expression)
+        or (offset is not None and not _is_number(offset.expression))
+    ):
+        return
+    columns = set(plan.metrics) | set(plan.group_by)
+    order: list[str] = []
+    for item in select.args["order"].expressions if select.args.get("order") else []:
+        name = _ordered_column(item, select)
+        if name not in columns:
+            return
+        order.append(f"-{name}" if item.args.get("desc") else name)
+    plan.order_by = order
+    plan.limit = int(limit.expression.this) + (int(offset.expression.this) if offset is not None else 0)
+
+
+# ---- SQL helpers ---------------------------------------------------------------------------
+
+
+def _only_source(select: exp.Select, table: exp.Table) -> bool:
+    """Whether the table is the SELECT's whole FROM (no joins, no other tables)."""
+    source = select.args.get("from_")
+    return source is not None and source.this is table and not select.args.get("joins")
+
+
+def _star(sql_table: SqlTable) -> list[str]:
+    """``*``: a saved query's every column; a semantic model's every metric (its totals)."""
+    return [c.name for c in sql_table.columns] if sql_table.saved_query else sql_table.metrics
+
+
+def _take_off_metric_aggregates(select: exp.Select, metrics: set[str]) -> None:
+    """``sum(revenue)``, ``MEASURE(revenue)`` … → the metric as MetricFlow computed it at this grain.
+
+    With GROUP BY each group is one row of MetricFlow's answer: a metric is then read with
+    ``any_value`` (under its own name in the output), which keeps the SQL valid and exact.
+    """
+    for node in list(select.find_all(exp.AggFunc, exp.Anonymous)):
+        if isinstance(node, exp.Anonymous) and node.name.lower() != _MEASURE:
+            continue
+        arguments = [a for a in node.iter_expressions() if not isinstance(a, exp.Literal)]
+        if len(arguments) == 1 and isinstance(arguments[0], exp.Column) and arguments[0].name in metrics:
+            node.replace(exp.column(arguments[0].name))
+    if select.args.get("group") is None:
+        return
+    for column in list(select.find_all(exp.Column)):
+        if column.name in metrics and column.find_ancestor(exp.AggFunc, exp.Where) is None:
+            read = exp.AnyValue(this=column.copy())
+            if column.parent is select:  # a projection: keep its name
+                read = exp.alias_(read, column.name)
+            column.replace(read)
+
+
+def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
+    if isinstance(condition, exp.And):
+        return _conjuncts(condition.left) + _conjuncts(condition.right)
+    if isinstance(condition, exp.Paren):
+        return _conjuncts(condition.this) if isinstance(condition.this, exp.And) else [condition]
+    return [condition]
+
+
+def _as_filter(condition: exp.Expression, references: dict[str, str]) -> str | None:
+    """The condition as a MetricFlow where filter (columns as ``{{ Dimension(…) }}`` …), or None
+    when the filter validator refuses it."""
+    tokens: dict[str, str] = {}
+    copy = condition.copy()
+    for number, column in enumerate(list(copy.find_all(exp.Column))):
+        token = f"sl_column_{number}_z"
+        tokens[token] = references[column.name]
+        column.replace(exp.column(token))
+    text = copy.sql(dialect="duckdb")
+    for token, template in tokens.items():
+        text = re.sub(rf"\b{token}\b", lambda _, t=template: t, text)
+    try:
+        return normalize_where(text)
+    except (FilterRejected, ValueError):
+        return None
+
+
+def _ordered_column(item: exp.Ordered, select: exp.Select) -> str | None:
+    """The column an ORDER BY item names (directly, by position, or by a projection's alias)."""
+    target = item.this
+    if _is_number(target):
+        position = int(target.this) - 1
+        projections = select.expressions
+        target = projections[position] if 0 <= position < len(projections) else None
+    if isinstance(target, exp.Alias):
+        target = target.this
+    if isinstance(target, exp.Column):
+        return target.name
+    if isinstance(target, exp.Column | exp.Identifier):
+        return target.name
+    aliased = next(
+        (
+            p.this
+            for p in select.expressions
+            if isinstance(p, exp.Alias) and p.alias == getattr(target, "name", None)
+        ),
+        None,
+    )
+    return aliased.name if isinstance(aliased, exp.Column) else None
+
+
+def _is_number(node: exp.Expression | None) -> bool:
+    return isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit()
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+def _run_sandboxed(sql: str, sources: dict[str, pa.Table]) -> pa.Table:
+    """Run the checked SQL over the answers in a fresh DuckDB that reaches no file and no network."""
+    con = duckdb.connect(config=SANDBOX_CONFIG)
+    try:
+        con.execute("SET lock_configuration = true")
+        for name, table in sources.items():
+            con.register(name, table)
+        return con.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        raise SqlError(f"the SQL around the semantic layer failed: {_first_line(str(exc))}") from None
+    finally:
+        con.close()

@@ -1,0 +1,247 @@
+"""SQL as BI tools send it, over Arrow Flight SQL (the ADBC driver), on the course data.
+
+Every statement shape dbt's JDBC docs and BI tools use: SQL around the template, the
+template in a subquery, ``select 1``, brace-less metadata functions with search and paging,
+dimension-only queries, date parts, the entity ``order``, and SQL on the ``semantic_layer``
+schema translated into MetricFlow queries. Answers are checked against the warm engine and
+pandas; what reaches MetricFlow is checked on the service (the SQL's filter and limit go in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flightsql
+import oracle
+import pandas as pd
+import pyarrow as pa
+import pytest
+from adbc_driver_manager import ProgrammingError
+from conftest import fetch
+
+from greenery.semantic.layer import SemanticLayer
+from greenery.serve.service import QueryRequest, SemanticLayerService
+from greenery.serve.sql import SqlApi, SqlError
+
+FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
+BY_STATE = (
+    "{{ semantic_layer.query(metrics=['sessions', 'view_to_checkout_rate'], group_by=['user__state']) }}"
+)
+
+
+def rows(table: pa.Table) -> list[dict[str, object]]:
+    return [{k: (float(v) if hasattr(v, "as_tuple") else v) for k, v in r.items()} for r in table.to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def by_state(course_sl: SemanticLayer) -> pd.DataFrame:
+    answer = course_sl.query(metrics=["sessions", "view_to_checkout_rate"], group_by=["user__state"]).table
+    return answer.to_pandas().astype({"sessions": float}).set_index("user__state")
+
+
+# ---- SQL around the template ------------------------------------------------------------------
+
+
+def test_projection_where_order_and_limit_around_the_template(
+    adbc: flightsql.Connection, by_state: pd.DataFrame
+) -> None:
+    table = fetch(
+        adbc,
+        f"select user__state, sessions from {BY_STATE} "
+        "where sessions >= 10 order by sessions desc, 1 limit 3",
+    )
+    expected = (
+        by_state[by_state["sessions"] >= 10]
+        .reset_index()
+        .sort_values(["sessions", "user__state"], ascending=[False, True])
+    )
+    assert rows(table) == expected[["user__state", "sessions"]].head(3).to_dict("records")
+
+
+def test_the_template_inside_a_subquery(adbc: flightsql.Connection, by_state: pd.DataFrame) -> None:
+    table = fetch(
+        adbc,
+        "select t.user__state as state, t.view_to_checkout_rate as rate "
+        f"from ( select * from {BY_STATE} ) as t where t.user__state in ('Texas', 'Georgia') order by 1",
+    )
+    expected = by_state.loc[["Georgia", "Texas"], "view_to_checkout_rate"]
+    assert [(r["state"], r["rate"]) for r in rows(table)] == list(expected.items())
+
+
+def test_select_1_pings(adbc: flightsql.Connection) -> None:
+    assert fetch(adbc, "SELECT 1").to_pylist() == [{"1": 1}]
+
+
+def test_metadata_functions_without_braces_with_search_and_paging(
+    adbc: flightsql.Connection, course_sl: SemanticLayer
+) -> None:
+    saved = fetch(adbc, "select * from semantic_layer.saved_queries()")
+    assert sorted(saved["NAME"].to_pylist()) == course_sl.saved_query_names
+    assert "WHERE_FILTER" in saved.column_names
+    searched = fetch(
+        adbc, "select NAME from semantic_layer.metrics(search='checkout', page_size=2, page_number=1)"
+    )
+    assert searched.num_rows == 2 and all("checkout" in n for n in searched["NAME"].to_pylist())
+    second = fetch(
+        adbc, "select NAME from {{ semantic_layer.metrics(search='checkout', page_size=2, page_number=2) }}"
+    )
+    assert not set(second["NAME"].to_pylist()) & set(searched["NAME"].to_pylist())
+
+
+def test_queryable_granularities_and_metrics_for_dimensions(adbc: flightsql.Connection) -> None:
+    grains = fetch(
+        adbc, "select * from {{ semantic_layer.queryable_granularities(metrics=['sessions', 'orders']) }}"
+    )
+    assert {"day", "week", "month", "year"} <= set(grains["NAME"].to_pylist())
+    metrics = fetch(
+        adbc,
+        "select NAME from {{ semantic_layer.metrics_for_dimensions(group_by=['session__visitor_type']) }}",
+    )
+    names = set(metrics["NAME"].to_pylist())
+    assert {"sessions", "view_to_checkout_rate"} <= names and "orders" not in names
+
+
+def test_dimension_only_date_part_and_the_order_entity(
+    adbc: flightsql.Connection, course_warehouse: Path
+) -> None:
+    raw = oracle.raw_frames(course_warehouse)
+    states = fetch(adbc, "select * from {{ semantic_layer.query(group_by=['user__state']) }} order by 1")
+    homes = raw["users"].merge(raw["addresses"], on="address_id")
+    assert states["user__state"].to_pylist() == sorted(homes["state"].unique())
+    dow = fetch(
+        adbc,
+        "select * from {{ semantic_layer.query(metrics=['sessions'], "
+        "group_by=['metric_time__extract_dow']) }} order by 1",
+    )
+    started = pd.to_datetime(oracle.sessions(raw)["session_started_at"])
+    expected = (started.dt.dayofweek + 1).value_counts().sort_index()
+    assert [(r["metric_time__extract_dow"], r["sessions"]) for r in rows(dow)] == list(expected.items())
+    orders = fetch(
+        adbc, "select count(*) as n from {{ semantic_layer.query(metrics=['orders'], group_by=['order']) }}"
+    )
+    assert orders["n"].to_pylist() == [len(raw["orders"])]
+
+
+# ---- the semantic_layer schema -------------------------------------------------------------
+
+
+def test_a_ratio_by_week_from_a_table_is_metricflows_not_a_sum(
+    adbc: flightsql.Connection, course_sl: SemanticLayer
+) -> None:
+    table = fetch(
+        adbc,
+        "select metric_time__week, view_to_checkout_rate from semantic_layer.sessions "
+        "where metric_time__week >= '2021-02-08' group by 1 order by 1",
+    )
+    expected = course_sl.query(metrics=["view_to_checkout_rate"], group_by=["metric_time__week"]).table
+    assert rows(table) == rows(expected.sort_by("metric_time__week"))
+
+
+def test_measure_and_sum_around_metrics_as_cube_accepts(adbc: flightsql.Connection) -> None:
+    table = fetch(
+        adbc,
+        "select MEASURE(sessions_with_page_view) as viewed, sum(sessions_with_add_to_cart) as added, "
+        "sessions_with_checkout as checked_out from semantic_layer.sessions",
+    )
+    assert rows(table) == [{"viewed": 578.0, "added": 467.0, "checked_out": 361.0}]
+
+
+def test_a_saved_query_table_and_a_filter_on_a_dimension_it_does_not_show(
+    adbc: flightsql.Connection, course_sl: SemanticLayer
+) -> None:
+    overall = fetch(adbc, "select * from semantic_layer.funnel_overall")
+    assert [int(overall[m][0].as_py()) for m in FUNNEL] == [578, 467, 361]
+    new = fetch(
+        adbc,
+        "select sessions_with_checkout from semantic_layer.funnel_by_user_segment "
+        "where session__visitor_type = 'new'",
+    )
+    expected = course_sl.query(
+        metrics=["sessions_with_checkout"], where=["{{ Dimension('session__visitor_type') }} = 'new'"]
+    ).table
+    assert rows(new) == rows(expected)
+
+
+def test_unknown_columns_and_joins_are_refused_with_the_reason(adbc: flightsql.Connection) -> None:
+    with pytest.raises(ProgrammingError, match="has no column 'revenue'"):
+        fetch(adbc, "select revenue from semantic_layer.sessions")
+    with pytest.raises(ProgrammingError, match="no joins"):
+        fetch(adbc, "select * from semantic_layer.sessions, semantic_layer.orders")
+    assert fetch(adbc, "select 2 as two").to_pylist() == [{"two": 2}]  # the connection still serves
+
+
+# ---- what reaches MetricFlow ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spied(course_copy: Path) -> Iterator[tuple[SqlApi, list[QueryRequest]]]:
+    """The SQL API on a service that records every query it is asked to run."""
+    service = SemanticLayerService(course_copy)
+    asked: list[QueryRequest] = []
+    run_query = service.run_query
+
+    def record(request: QueryRequest, **kwargs: object) -> object:
+        asked.append(request)
+        return run_query(request, **kwargs)  # type: ignore[arg-type]
+
+    service.run_query = record  # type: ignore[method-assign]
+    yield SqlApi(service, transport="test"), asked
+    service.close()
+
+
+def test_a_filter_on_a_group_by_column_and_the_limit_go_into_metricflows_query(
+    spied: tuple[SqlApi, list[QueryRequest]],
+) -> None:
+    api, asked = spied
+    asked.clear()
+    table = api.execute(
+        "select * from {{ semantic_layer.query(metrics=['sessions'], group_by=['user__state']) }} "
+        "where user__state = 'Texas' limit 5"
+    )
+    (request,) = asked
+    assert request.where == ("{{ Dimension('user__state') }} = 'Texas'",)
+    assert request.limit == 5
+    assert table["user__state"].to_pylist() == ["Texas"]
+
+
+def test_a_filter_on_a_metric_stays_outside_and_keeps_the_limit_out(
+    spied: tuple[SqlApi, list[QueryRequest]],
+) -> None:
+    api, asked = spied
+    asked.clear()
+    api.execute("select user__state from semantic_layer.sessions where sessions > 20 order by 1 limit 2")
+    (request,) = asked
+    assert (request.metrics, request.group_by, request.where, request.limit) == (
+        ("sessions",),
+        ("user__state",),
+        (),
+        None,
+    )
+
+
+def test_an_offset_metric_is_never_filtered_before_it_is_computed(
+    spied: tuple[SqlApi, list[QueryRequest]], course_sl: SemanticLayer
+) -> None:
+    api, asked = spied
+    asked.clear()
+    table = api.execute(
+        "select metric_time__week, view_to_checkout_rate_wow_change from semantic_layer.sessions "
+        "where metric_time__week >= '2021-02-15'"
+    )
+    assert asked[0].where == ()  # the week-over-week change of the first kept week reads the week before
+    full = course_sl.query(metrics=["view_to_checkout_rate_wow_change"], group_by=["metric_time__week"]).table
+    kept = [r for r in rows(full) if str(r["metric_time__week"]) >= "2021-02-15"]
+    assert rows(table.sort_by("metric_time__week")) == sorted(kept, key=lambda r: r["metric_time__week"])
+
+
+def test_bad_sql_is_an_error_naming_the_problem(spied: tuple[SqlApi, list[QueryRequest]]) -> None:
+    api, _ = spied
+    with pytest.raises(SqlError, match="SQL syntax error"):
+        api.execute("select from where")
+    with pytest.raises(SqlError, match="one statement at a time"):
+        api.execute("select 1; select 2")
+    with pytest.raises(SqlError, match="table functions are not allowed"):
+        api.execute("select 1 where exists (select 1 from glob('/etc/*'))")
+    locked = api.execute("select current_setting('enable_external_access') as external_access")
+    assert locked.to_pylist() == [{"external_access": False}]  # what runs around the answers reaches no file
