@@ -1,7 +1,9 @@
-"""`greenery report`: the README's answers are generated from the warehouse, never typed."""
+"""`greenery report`: the answers (docs/answers.md) and the README's headline are generated from
+the warehouse, never typed."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -12,15 +14,11 @@ from greenery.report.render import ReportPaths, replace_generated, write_report
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse.store import PROJECT_DIR
 
+COMMITTED = ReportPaths.course()
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
-@pytest.fixture(scope="module")
-def regenerated(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> ReportPaths:
-    """The report written from the course data into a scratch copy of the README."""
-    folder = tmp_path_factory.mktemp("report")
-    shutil.copy(PROJECT_DIR / "README.md", folder / "README.md")
-    paths = ReportPaths(
-        readme=folder / "README.md", images=folder / "docs" / "images", html=folder / "report.html"
-    )
+
+def _write(course_warehouse: Path, paths: ReportPaths) -> ReportPaths:
     layer = SemanticLayer(course_warehouse)
     try:
         write_report(layer, paths)
@@ -29,16 +27,39 @@ def regenerated(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory
     return paths
 
 
-def test_committed_readme_equals_the_regenerated_report(regenerated: ReportPaths) -> None:
-    committed = (PROJECT_DIR / "README.md").read_text()
-    assert regenerated.readme.read_text() == committed, (
-        "README.md's generated answers are stale: run `greenery report` on the course data and commit"
+def _section(text: str, begin: str, end: str) -> str:
+    return text.split(begin)[1].split(end)[0]
+
+
+@pytest.fixture(scope="module")
+def regenerated(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> ReportPaths:
+    """The report written from the course data into scratch copies of README.md and docs/answers.md."""
+    folder = tmp_path_factory.mktemp("report")
+    (folder / "docs").mkdir()
+    shutil.copy(COMMITTED.headline, folder / "README.md")
+    shutil.copy(COMMITTED.answers, folder / "docs" / "answers.md")
+    paths = ReportPaths(
+        headline=folder / "README.md",
+        answers=folder / "docs" / "answers.md",
+        images=folder / "docs" / "images",
+        html=folder / "report.html",
     )
+    return _write(course_warehouse, paths)
 
 
-def test_readme_answers_on_the_course_data(regenerated: ReportPaths) -> None:
-    text = regenerated.readme.read_text()
-    section = text.split(render.BEGIN)[1].split(render.END)[0]
+def test_committed_readme_equals_the_regenerated_report(regenerated: ReportPaths) -> None:
+    for committed, written in [
+        (COMMITTED.headline, regenerated.headline),
+        (COMMITTED.answers, regenerated.answers),
+    ]:
+        name = committed.relative_to(PROJECT_DIR)
+        assert written.read_text() == committed.read_text(), (
+            f"{name}'s generated section is stale: run `greenery report` on the course data and commit"
+        )
+
+
+def test_answers_on_the_course_data(regenerated: ReportPaths) -> None:
+    section = _section(regenerated.answers.read_text(), render.BEGIN, render.END)
     for row in [
         "| Bamboo | 44 | 23 | -21 | down |",
         "| Monstera | 50 | 31 | -19 | down |",
@@ -57,6 +78,34 @@ def test_readme_answers_on_the_course_data(regenerated: ReportPaths) -> None:
     assert "from **60.94 %** (String of pearls) to **34.43 %** (Pothos)" in section
 
 
+def test_readme_headline_on_the_course_data(regenerated: ReportPaths) -> None:
+    text = regenerated.headline.read_text()
+    section = _section(text, render.HEADLINE_BEGIN, render.HEADLINE_END)
+    for fact in [
+        "578 → 467 → 361 sessions",
+        "80.8 % of viewing sessions added to cart, 77.3 % of those checked out, **62.46 %** overall",
+        "**Week 3 → week 4** (weeks of Feb 22 and Mar 1): 6 products changed.",
+        "Down: Bamboo (-21), Monstera (-19), ZZ Plant (-12)",
+        "restocked: Philodendron (+15), Pothos (+20), String of pearls (+10)",
+        "String of pearls, by units moved (68) and by the standard deviation of the weekly values (26.1)",
+        "Pothos in week 3, back in week 4 (20 units)",
+        "String of pearls in week 3, back in week 4 (10 units)",
+        "from 60.94 % (String of pearls) to 34.43 % (Pothos)",
+    ]:
+        assert fact in section, fact
+    assert len(section.strip().splitlines()) <= 8  # a headline, not the answers again
+    assert render.BEGIN not in text  # the full answers live in docs/answers.md
+
+
+def test_chart_references_resolve_from_the_answers_file(regenerated: ReportPaths) -> None:
+    for paths in (regenerated, COMMITTED):
+        refs = IMAGE.findall(paths.answers.read_text())
+        assert sorted(Path(r).stem for r in refs) == sorted(charts.FIGURES), paths.answers
+        for ref in refs:
+            assert (paths.answers.parent / ref).resolve() == (paths.images / Path(ref).name).resolve(), ref
+            assert (paths.answers.parent / ref).is_file(), ref
+
+
 def test_charts_and_html_are_written(regenerated: ReportPaths) -> None:
     for name in charts.FIGURES:
         png = (regenerated.images / f"{name}.png").read_bytes()
@@ -67,8 +116,37 @@ def test_charts_and_html_are_written(regenerated: ReportPaths) -> None:
     assert "http" not in html.replace("http://www.w3.org", "")  # self-contained: no CDN
 
 
+def test_a_scratch_answers_file_gets_the_headline_then_the_answers(
+    course_warehouse: Path, tmp_path: Path
+) -> None:
+    scratch = ReportPaths.scratch()
+    assert scratch.whole and scratch.headline == scratch.answers and not COMMITTED.whole
+    answers = tmp_path / "output" / "answers.md"
+    answers.parent.mkdir()
+    answers.write_text(f"left by an older run\n{render.BEGIN}\nold\n{render.END}\n")
+    paths = ReportPaths(
+        headline=answers,
+        answers=answers,
+        images=tmp_path / "output" / "images",
+        html=tmp_path / "r.html",
+        whole=True,
+    )
+    text = _write(course_warehouse, paths).answers.read_text()
+    assert "older run" not in text and "\nold\n" not in text
+    markers = [render.HEADLINE_BEGIN, render.HEADLINE_END, render.BEGIN, render.END]
+    assert [text.count(m) for m in markers] == [1, 1, 1, 1]
+    assert [text.index(m) for m in markers] == sorted(text.index(m) for m in markers)
+    assert "578 → 467 → 361 sessions" in _section(text, render.HEADLINE_BEGIN, render.HEADLINE_END)
+    assert "![The funnel: sessions per step with step conversion](images/funnel.png)" in text
+
+
 def test_replace_generated_keeps_the_hand_written_parts() -> None:
     readme = f"intro\n{render.BEGIN}\nold\n{render.END}\noutro\n"
     assert replace_generated(readme, "new") == f"intro\n{render.BEGIN}\n\nnew\n\n{render.END}\noutro\n"
     with pytest.raises(ValueError, match="no generated-section markers"):
         replace_generated("no markers", "new")
+    both = f"a\n{render.HEADLINE_BEGIN}\nold\n{render.HEADLINE_END}\nb\n{render.BEGIN}\nold\n{render.END}\n"
+    once = replace_generated(both, "head", render.HEADLINE_BEGIN, render.HEADLINE_END)
+    assert once == both.replace(f"{render.HEADLINE_BEGIN}\nold\n", f"{render.HEADLINE_BEGIN}\n\nhead\n\n")
+    with pytest.raises(ValueError, match="no generated-section markers"):
+        replace_generated(readme, "head", render.HEADLINE_BEGIN, render.HEADLINE_END)

@@ -87,7 +87,10 @@ def cmd_report(args: argparse.Namespace) -> None:
         write_report(layer, paths)
     finally:
         layer.close()
-    print(f"wrote the answers into {paths.readme}, charts into {paths.images}, and {paths.html}")
+    print(
+        f"wrote the answers into {paths.answers}, their headline into {paths.headline},"
+        f" charts into {paths.images}, and {paths.html}"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -134,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_publish
     )
     sub.add_parser(
-        "report", help="write the answers into README.md, docs/images and output/report.html"
+        "report",
+        help="write the answers into docs/answers.md, their headline into README.md, "
+        "charts into docs/images and output/report.html",
     ).set_defaults(func=cmd_report)
     srv = sub.add_parser(
         "serve", help="serve the semantic layer (GraphQL, Arrow Flight SQL) and the dashboard"

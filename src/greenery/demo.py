@@ -75,15 +75,16 @@ def _publish() -> str:
 
 
 def _report() -> str:
-    # The committed README holds the course's answers; answers from other data go to output/.
+    # The committed README (headline) and docs/answers.md hold the course's answers; answers
+    # from other data go to output/.
     paths = ReportPaths.course() if os.environ.get(COURSE_DATA_ENV) else ReportPaths.scratch()
     layer = SemanticLayer()
     try:
         write_report(layer, paths)
     finally:
         layer.close()
-    readme, images = (p.relative_to(store.PROJECT_DIR) for p in (paths.readme, paths.images))
-    return f"{readme}, {images}/*.png, output/report.html"
+    written = [*paths.markdown_files(), paths.images / "*.png", paths.html]
+    return ", ".join(str(p.relative_to(store.PROJECT_DIR)) for p in written)
 
 
 STEPS = [
@@ -98,8 +99,9 @@ STEPS = [
 
 NEXT = """
 Where to look:
-  README.md                 the course's answers and charts (regenerated when GREENERY_COURSE_DATA is set;
-                            from other data they go to output/answers.md and output/images/)
+  docs/answers.md           the course's answers with charts, in brief in README.md
+                            (regenerated when GREENERY_COURSE_DATA is set; from other data they go
+                            to output/answers.md and output/images/)
   output/report.html        the answers from this run as an interactive page
   output/exports/           every saved query's export as Parquet
   warehouse/greenery.duckdb the warehouse (marts, snapshots, exports); raw data in warehouse/raw.duckdb

@@ -1,2 +1,3 @@
 """The answers for the Director of Product: asked through the semantic layer (answers), drawn
-(charts), and written as the README's generated section and an HTML report (render)."""
+(charts), and written as docs/answers.md's generated section, the README's generated headline
+and an HTML report (render)."""

@@ -64,5 +64,9 @@ def pct(value: float, digits: int = 1) -> str:
     return f"{100 * value:.{digits}f} %"
 
 
+def week_start(answers: Answers, week: int) -> str:
+    return f"{answers.week_starts[week - 1]:%b %-d}"
+
+
 def week_label(answers: Answers, week: int) -> str:
-    return f"week {week} (week of {answers.week_starts[week - 1]:%b %-d})"
+    return f"week {week} (week of {week_start(answers, week)})"

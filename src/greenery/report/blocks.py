@@ -1,6 +1,8 @@
 """What the report says: the answers as headings, sentences, tables and chart references.
 
-The same blocks render as the README's generated section and as the HTML report (render).
+`blocks` is the full answers (docs/answers.md's generated section and the HTML report);
+`headline_blocks` is the few lines the README shows. Both read the same `Answers` through the
+same helpers below, so the headline can never disagree with the full answers.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from greenery.report.answers import STEPS, Answers, pct, week_label
+from greenery.report.answers import STEPS, Answers, pct, week_label, week_start
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,17 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]  # each Markdown-light, like Text
+
+
+@dataclass(frozen=True)
 class Chart:
     name: str
     caption: str
 
 
-Block = Heading | Text | Table | Chart
+Block = Heading | Text | Bullets | Table | Chart
 
 
 def _names(items: Iterable[str]) -> str:
@@ -43,20 +50,32 @@ def _names(items: Iterable[str]) -> str:
     return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
 
 
-def _leaders(series: pd.Series, *, by_abs: bool = False) -> str:
+def _top(series: pd.Series, *, by_abs: bool = False) -> tuple[list[str], str]:
+    """The products with the largest value (ties all named), and that value as shown."""
     values = series.abs() if by_abs else series
     top = values.max()
     names = sorted(series.index[values == top])
     shown = series[names[0]]
     number = f"{shown:+.0f}" if by_abs else (f"{shown:.1f}" if isinstance(shown, float) else f"{shown}")
+    return names, number
+
+
+def _leaders(series: pd.Series, *, by_abs: bool = False) -> str:
+    names, number = _top(series, by_abs=by_abs)
     return f"{_names(names)} ({number})"
 
 
-def inventory_blocks(a: Answers) -> list[Block]:
+def _compared_weeks(a: Answers) -> tuple[int, int]:
+    """Week 3 against week 4 (the course's question), else the last two weeks replayed."""
     weeks = list(a.inventory.columns)
-    first, last = (3, 4) if {3, 4} <= set(weeks) else (weeks[-2], weeks[-1])
+    return (3, 4) if {3, 4} <= set(weeks) else (weeks[-2], weeks[-1])
+
+
+def _week_changes(a: Answers) -> pd.DataFrame:
+    """Products whose inventory differs between the compared weeks, with the change."""
+    first, last = _compared_weeks(a)
     moved = a.inventory[a.inventory[first] != a.inventory[last]]
-    change_rows = pd.DataFrame(
+    return pd.DataFrame(
         {
             "product": moved.index,
             f"week {first}": moved[first].to_numpy(),
@@ -65,10 +84,32 @@ def inventory_blocks(a: Answers) -> list[Block]:
             "direction": ["restocked" if d > 0 else "down" for d in (moved[last] - moved[first])],
         }
     ).sort_values(["direction", "product"])
+
+
+def _fluctuation(a: Answers) -> pd.DataFrame:
+    """Per product that changed: changes, units moved, net change and the weekly values' std. dev."""
     fluct = a.changes.join(a.inventory.std(axis=1, ddof=1).rename("weekly_stddev"))
-    fluct = fluct[fluct["inventory_changes"] > 0].sort_values(
+    return fluct[fluct["inventory_changes"] > 0].sort_values(
         ["units_moved", "inventory_changes"], ascending=False
     )
+
+
+def _stockouts(a: Answers) -> list[tuple[str, list[int], int | None]]:
+    """Each product that hit 0: the weeks it was at 0, and the first week it was back (or None)."""
+    weeks = list(a.inventory.columns)
+    zero = a.inventory == 0
+    found = []
+    for product in sorted(a.inventory.index[zero.any(axis=1)]):
+        out = [w for w in weeks if zero.at[product, w]]
+        back = [w for w in weeks if w > out[0] and not zero.at[product, w]]
+        found.append((product, out, back[0] if back else None))
+    return found
+
+
+def inventory_blocks(a: Answers) -> list[Block]:
+    first, last = _compared_weeks(a)
+    change_rows = _week_changes(a)
+    fluct = _fluctuation(a)
     ranking = pd.DataFrame(
         {
             "product": fluct.index,
@@ -78,14 +119,11 @@ def inventory_blocks(a: Answers) -> list[Block]:
             "net change": [f"{v:+d}" for v in fluct["net_inventory_change"].astype(int)],
         }
     )
-    zero = a.inventory == 0
     stockouts = []
-    for product in sorted(a.inventory.index[zero.any(axis=1)]):
-        out = [w for w in weeks if zero.at[product, w]]
-        back = [w for w in weeks if w > out[0] and not zero.at[product, w]]
+    for product, out, back in _stockouts(a):
         restocked = (
-            f"restocked in {week_label(a, back[0])} ({a.inventory.at[product, back[0]]} units)"
-            if back
+            f"restocked in {week_label(a, back)} ({a.inventory.at[product, back]} units)"
+            if back is not None
             else "not restocked yet"
         )
         stockouts.append(
@@ -94,7 +132,7 @@ def inventory_blocks(a: Answers) -> list[Block]:
     return [
         Heading(f"What changed from week {first} to week {last}"),
         Text(
-            f"{len(moved)} products changed between {week_label(a, first)} and {week_label(a, last)} "
+            f"{len(change_rows)} products changed between {week_label(a, first)} and {week_label(a, last)} "
             "(metric `inventory_on_hand` by `product__product_name` × `metric_time__week`, saved query "
             "`inventory_on_hand_by_product_by_week`, from the `products_snapshot`):"
         ),
@@ -124,12 +162,26 @@ def inventory_blocks(a: Answers) -> list[Block]:
     ]
 
 
-def funnel_blocks(a: Answers) -> list[Block]:
+def _step_rates(a: Answers) -> tuple[list[int], list[float], list[int]]:
+    """Sessions per funnel step, conversion from the previous step, and sessions lost before it."""
     f = a.funnel
     counts = [int(f[m]) for _, m in STEPS]
-    rows = [("page_view", counts[0], "—", "—", "—")]
     rates = [f["view_to_cart_rate"], f["cart_to_checkout_rate"]]
     lost = [int(f["sessions_lost_before_add_to_cart"]), int(f["sessions_lost_before_checkout"])]
+    return counts, rates, lost
+
+
+def _worst_steps(rates: list[float], lost: list[int]) -> tuple[str, str]:
+    """The step with the largest drop-off by rate, and the one that loses the most sessions."""
+    worst_rate = "view → add to cart" if rates[0] < rates[1] else "add to cart → checkout"
+    worst_lost = "view → add to cart" if lost[0] > lost[1] else "add to cart → checkout"
+    return worst_rate, worst_lost
+
+
+def funnel_blocks(a: Answers) -> list[Block]:
+    f = a.funnel
+    counts, rates, lost = _step_rates(a)
+    rows = [("page_view", counts[0], "—", "—", "—")]
     for (step, _), count, rate, gone in zip(STEPS[1:], counts[1:], rates, lost, strict=True):
         rows.append((step, count, pct(rate), pct(1 - rate), f"{gone:,}"))
     steps = pd.DataFrame(
@@ -142,8 +194,7 @@ def funnel_blocks(a: Answers) -> list[Block]:
             "sessions lost",
         ],
     )
-    worst_rate = "view → add to cart" if rates[0] < rates[1] else "add to cart → checkout"
-    worst_lost = "view → add to cart" if lost[0] > lost[1] else "add to cart → checkout"
+    worst_rate, worst_lost = _worst_steps(rates, lost)
     top, bottom = a.products.head(5), a.products.tail(5).iloc[::-1]
     best, worst = top.iloc[0], bottom.iloc[0]
 
@@ -224,4 +275,78 @@ def blocks(a: Answers) -> list[Block]:
         *inventory_blocks(a),
         Heading("Part 2 — The product funnel", 2),
         *funnel_blocks(a),
+    ]
+
+
+def _fluctuated_most(a: Answers) -> str:
+    fluct = _fluctuation(a)
+    if fluct.empty:
+        return "no product's inventory changed in the weeks replayed."
+    moved, moved_by = _top(fluct["units_moved"].astype(int))
+    spread, spread_by = _top(fluct["weekly_stddev"].round(1))
+    if moved == spread:
+        return (
+            f"{_names(moved)}, by units moved ({moved_by}) and by the standard deviation of the "
+            f"weekly values ({spread_by})."
+        )
+    return (
+        f"{_names(moved)} by units moved ({moved_by}); {_names(spread)} by the standard deviation "
+        f"of the weekly values ({spread_by})."
+    )
+
+
+def _out_of_stock(a: Answers) -> str:
+    found = _stockouts(a)
+    if not found:
+        return "no product ran out of stock in the weeks replayed."
+    return (
+        "; ".join(
+            f"{product} in {_names(f'week {w}' for w in out)}, "
+            + (
+                f"back in week {back} ({a.inventory.at[product, back]} units)"
+                if back is not None
+                else "not back yet"
+            )
+            for product, out, back in found
+        )
+        + "."
+    )
+
+
+def _week_to_week(a: Answers) -> str:
+    first, last = _compared_weeks(a)
+    changed = _week_changes(a)
+    lead = f"**Week {first} → week {last}** (weeks of {week_start(a, first)} and {week_start(a, last)}):"
+    if changed.empty:
+        return f"{lead} no product changed."
+    groups = []
+    for direction in ("down", "restocked"):
+        rows = changed[changed["direction"] == direction]
+        if not rows.empty:
+            products = ", ".join(f"{r.product} ({r.change})" for r in rows.itertuples())
+            groups.append(f"{direction}: {products}")
+    listed = "; ".join(groups)
+    return f"{lead} {len(changed)} products changed. {listed[0].upper()}{listed[1:]}."
+
+
+def headline_blocks(a: Answers) -> list[Block]:
+    """The few lines the README shows: the full answers in brief, from the same `Answers`."""
+    counts, rates, lost = _step_rates(a)
+    worst_rate, worst_lost = _worst_steps(rates, lost)
+    best, worst = a.products.iloc[0], a.products.iloc[-1]
+    return [
+        Bullets(
+            (
+                f"**Funnel:** {' → '.join(f'{c:,}' for c in counts)} sessions (page view → add to cart → "
+                f"checkout): {pct(rates[0])} of viewing sessions added to cart, {pct(rates[1])} of those "
+                f"checked out, **{pct(a.funnel['view_to_checkout_rate'], 2)}** overall. The largest "
+                f"drop-off by rate is {worst_rate}; by sessions lost, {worst_lost}.",
+                _week_to_week(a),
+                f"**Fluctuated most:** {_fluctuated_most(a)}",
+                f"**Out of stock:** {_out_of_stock(a)}",
+                "**Product conversion** (view → purchase) ranges from "
+                f"{pct(best['product_view_to_purchase_rate'], 2)} ({best['product__product_name']}) to "
+                f"{pct(worst['product_view_to_purchase_rate'], 2)} ({worst['product__product_name']}).",
+            )
+        )
     ]

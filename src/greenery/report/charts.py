@@ -1,4 +1,4 @@
-"""The report's charts (matplotlib, rendered off-screen as PNG for the README and SVG for HTML)."""
+"""The report's charts (matplotlib, rendered off-screen as PNG for docs/answers.md and SVG for HTML)."""
 
 from __future__ import annotations
 

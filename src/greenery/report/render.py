@@ -1,22 +1,26 @@
-"""The report written out: the README's generated section with PNG charts, and a standalone HTML page."""
+"""The report written out: the answers' generated section with PNG charts, the README's generated
+headline, and a standalone HTML page."""
 
 from __future__ import annotations
 
 import base64
 import html
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from greenery.report.answers import Answers, collect
-from greenery.report.blocks import Block, Heading, Table, Text, blocks
+from greenery.report.blocks import Block, Bullets, Heading, Table, Text, blocks, headline_blocks
 from greenery.report.charts import FIGURES, render_chart
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 
 BEGIN = "<!-- BEGIN GENERATED ANSWERS: `greenery report` writes this section; do not edit by hand -->"
 END = "<!-- END GENERATED ANSWERS -->"
+HEADLINE_BEGIN = "<!-- BEGIN GENERATED HEADLINE: written by `greenery report`; do not edit by hand -->"
+HEADLINE_END = "<!-- END GENERATED HEADLINE -->"
 
 
 def _cell(value: object) -> str:
@@ -41,6 +45,8 @@ def to_markdown(items: list[Block], image_dir: str) -> str:
             out.append(f"{'#' * b.level} {b.text}")
         elif isinstance(b, Text):
             out.append(b.text)
+        elif isinstance(b, Bullets):
+            out.append("\n".join(f"- {item}" for item in b.items))
         elif isinstance(b, Table):
             out.append(_md_table(b.frame))
         else:
@@ -67,6 +73,8 @@ def to_html(items: list[Block], a: Answers) -> str:
             out.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
         elif isinstance(b, Text):
             out.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in b.items) + "</ul>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b.frame.columns)
             body = "".join(
@@ -83,51 +91,85 @@ def to_html(items: list[Block], a: Answers) -> str:
     return TEMPLATE.read_text().replace(BODY_MARKER, "\n".join(out))
 
 
-def replace_generated(readme: str, section: str) -> str:
-    """README text with the generated section replaced (the rest left exactly as it was)."""
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"README.md has no generated-section markers ({BEGIN} … {END})")
-    before, rest = readme.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
-    return f"{before}{BEGIN}\n\n{section}\n\n{END}{after}"
+def replace_generated(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    """`text` with the section between `begin` and `end` replaced (the rest left exactly as it was)."""
+    if begin not in text or end not in text:
+        raise ValueError(f"no generated-section markers ({begin} … {end})")
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{begin}\n\n{section}\n\n{end}{after}"
 
 
 @dataclass(frozen=True)
 class ReportPaths:
-    readme: Path
+    headline: Path  # the file holding the generated headline (between HEADLINE_BEGIN and HEADLINE_END)
+    answers: Path  # the file holding the full generated answers (between BEGIN and END)
     images: Path
     html: Path
+    # True: the Markdown files hold nothing hand-written and are written whole each time;
+    # False: only the text between the markers changes, and missing markers are an error.
+    whole: bool = False
 
     @classmethod
     def course(cls) -> ReportPaths:
-        """The README's generated section and its charts (the course's answers), and the HTML report."""
+        """The course's answers: the headline in README.md, in full in docs/answers.md with its
+        charts in docs/images; and the HTML report."""
         return cls(
-            readme=store.PROJECT_DIR / "README.md",
+            headline=store.PROJECT_DIR / "README.md",
+            answers=store.PROJECT_DIR / "docs" / "answers.md",
             images=store.PROJECT_DIR / "docs" / "images",
             html=store.OUTPUT_DIR / "report.html",
         )
 
     @classmethod
     def scratch(cls) -> ReportPaths:
-        """Answers from data other than the course export: all in output/, the README untouched."""
+        """Answers from data other than the course export: all in output/ (headline and answers in
+        one file), README.md and docs/ untouched."""
         return cls(
-            readme=store.OUTPUT_DIR / "answers.md",
+            headline=store.OUTPUT_DIR / "answers.md",
+            answers=store.OUTPUT_DIR / "answers.md",
             images=store.OUTPUT_DIR / "images",
             html=store.OUTPUT_DIR / "report.html",
+            whole=True,
         )
+
+    def markdown_files(self) -> list[Path]:
+        """The Markdown files written, each once, headline first."""
+        return list(dict.fromkeys([self.headline, self.answers]))
 
 
 def write_report(layer: SemanticLayer, paths: ReportPaths) -> Answers:
-    """Write the README's generated section, its PNG charts and the standalone HTML report."""
+    """Write the headline and the answers' generated sections, the PNG charts and the HTML report.
+
+    Only the text between each pair of markers changes; a file that does not exist yet (or any
+    file, when `paths.whole`) is written new with the markers it needs. A file that exists
+    without them is an error.
+    """
     answers = collect(layer)
     items = blocks(answers)
     paths.images.mkdir(parents=True, exist_ok=True)
     for name in FIGURES:
         (paths.images / f"{name}.png").write_bytes(render_chart(answers, name, "png"))
-    image_dir = paths.images.relative_to(paths.readme.parent).as_posix()
-    current = paths.readme.read_text() if paths.readme.exists() else f"# Greenery answers\n\n{BEGIN}\n{END}\n"
-    readme = replace_generated(current, to_markdown(items, image_dir))
-    paths.readme.write_text(readme)
+    sections = [
+        (paths.headline, HEADLINE_BEGIN, HEADLINE_END, headline_blocks(answers)),
+        (paths.answers, BEGIN, END, items),
+    ]
+    texts: dict[Path, str] = {}
+    for path in paths.markdown_files():
+        if path.exists() and not paths.whole:
+            texts[path] = path.read_text()
+        else:
+            markers = "".join(f"{begin}\n{end}\n\n" for p, begin, end, _ in sections if p == path)
+            texts[path] = f"# Greenery answers\n\n{markers}".rstrip("\n") + "\n"
+    for path, begin, end, section in sections:
+        image_dir = Path(os.path.relpath(paths.images, path.parent)).as_posix()
+        try:
+            texts[path] = replace_generated(texts[path], to_markdown(section, image_dir), begin, end)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    for path, text in texts.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     paths.html.parent.mkdir(parents=True, exist_ok=True)
     paths.html.write_text(to_html(items, answers))
     return answers
