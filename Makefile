@@ -37,9 +37,19 @@ $(DBT_MCP_WHEEL): $(STAMP)
 		-d $(VENV)/clients dbt-mcp==$(DBT_MCP_VERSION) 2>&1 | grep -v "^WARNING: Location" || true
 	@test -f $@
 
-test: lint $(DBT_MCP_WHEEL)
+# flightsql-dbapi (SQLAlchemy < 2) in a venv of its own; tests/test_sql_clients.py drives it.
+FLIGHTSQL_VENV := $(VENV)/clients/flightsql
+FLIGHTSQL_STAMP := $(FLIGHTSQL_VENV)/.installed
+
+$(FLIGHTSQL_STAMP): tests/clients/flightsql-requirements.txt
+	@test -x $(FLIGHTSQL_VENV)/bin/python || $(PYTHON) -m venv $(FLIGHTSQL_VENV)
+	@$(FLIGHTSQL_VENV)/bin/python -m pip install -q -r $< > $(FLIGHTSQL_VENV)/pip.log 2>&1 \
+		|| { grep -v "^WARNING: Location" $(FLIGHTSQL_VENV)/pip.log; exit 1; }
+	@touch $@
+
+test: lint $(DBT_MCP_WHEEL) $(FLIGHTSQL_STAMP)
 	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} GREENERY_DBT_MCP_WHEEL=$(abspath $(DBT_MCP_WHEEL)) \
-		$(BIN)/pytest
+		GREENERY_FLIGHTSQL_PYTHON=$(abspath $(FLIGHTSQL_VENV))/bin/python $(BIN)/pytest
 
 # Benchmarks live outside the package (benchmarks/); they print figures, never assert them.
 bench: $(STAMP)
