@@ -141,7 +141,15 @@ def test_sdk_lists_every_metric_with_its_type_and_grains(
     assert {"day", "week", "month"} <= set(metrics["sessions_with_checkout"].queryable_time_granularities)
     rate = metrics["view_to_checkout_rate"]
     assert [m.name for m in rate.measures] == ["sessions_with_checkout", "sessions_with_page_view"]
-    assert {e.name for e in rate.entities} == {"session", "user", "order"}
+    # named as a query groups by them: joined entities keep their path
+    assert {e.name for e in rate.entities} == {
+        "session",
+        "user",
+        "order",
+        "order__user",
+        "session__user",
+        "session__order",
+    }
 
 
 def test_sdk_dimensions_of_the_funnel_are_metricflows(

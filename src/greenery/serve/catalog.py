@@ -1,7 +1,7 @@
 """The metadata of one published version: metrics, dimensions, entities, measures, saved queries.
 
 Computed once per published version from MetricFlow's engine (`list_metrics`,
-`simple_dimensions_for_metrics`, `entities_for_metrics`, `list_saved_queries`), in the shapes
+`simple_dimensions_for_metrics`, the group-by items of metrics, `list_saved_queries`), in the shapes
 dbt's Semantic Layer API names them; every protocol reads it from here.
 """
 
@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from metricflow.engine.metricflow_engine import ENTITY_WITH_ANY_PROPERTIES
 from metricflow.engine.models import Dimension as MfDimension
-from metricflow.engine.models import Entity as MfEntity
-from metricflow_semantic_interfaces.references import MetricReference
+from metricflow_semantic_interfaces.references import MetricReference, SemanticModelElementReference
 from metricflow_semantic_interfaces.type_enums import DimensionType, MetricType
 from metricflow_semantic_interfaces.type_enums.time_granularity import TimeGranularity
+from metricflow_semantics.model.semantics.element_filter import GroupByItemSetFilter
 from metricflow_semantics.model.semantics.metric_lookup import MetricLookup
+from metricflow_semantics.toolkit.syntactic_sugar import mf_first_item
 
 from greenery.semantic import filters
 from greenery.semantic.layer import SemanticLayer
@@ -166,9 +168,10 @@ class Catalog:
         names = self._known(metric_names)
         if len(names) == 1:
             return self._by_name[names[0]]["entities"]
+        if not names:  # every entity some metric can be grouped by
+            return self._unique([e for m in self.metrics for e in m["entities"]])
         with self._lock:
-            found = self._engine.entities_for_metrics(names or [m["name"] for m in self.metrics])
-        return self._unique([self._entity(e) for e in found])
+            return self._groupable_entities(names)
 
     def measures(self, metric_names: Sequence[str]) -> list[Json]:
         names = self._known(metric_names) or list(self._by_name)
@@ -208,9 +211,7 @@ class Catalog:
                 for m in pydantic.type_params.input_measures
                 if m.name in self._measures
             ],
-            "entities": self._unique(
-                [self._entity(e) for e in self._engine.entities_for_metrics([metric.name])]
-            ),
+            "entities": self._groupable_entities([metric.name]),
             "config": _config(metric),
         }
 
@@ -274,10 +275,30 @@ class Catalog:
             "config": _config(dimension),
         }
 
+    def _groupable_entities(self, metric_names: Sequence[str]) -> list[Json]:
+        """The entities all the metrics can be grouped by, named as a query names them.
+
+        MetricFlow's ``entities_for_metrics`` drops the join path (``order`` where a
+        product-session metric reaches it only as ``session__order``); this keeps it.
+        """
+        found = self._lookup.metric_lookup.get_common_group_by_items(
+            metric_references=tuple(MetricReference(name) for name in metric_names),
+            set_filter=GroupByItemSetFilter.create(any_properties_allowlist=ENTITY_WITH_ANY_PROPERTIES),
+        )
+        entities: list[Json] = []
+        for annotated in found.annotated_specs:
+            origin = mf_first_item(annotated.origin_semantic_model_references)
+            entity = self._lookup.semantic_model_lookup.get_entity_in_semantic_model(
+                SemanticModelElementReference(origin.semantic_model_name, annotated.spec.element_name)
+            )
+            if entity is not None:
+                entities.append(self._entity(entity, annotated.spec.dunder_name))
+        return self._unique(entities)
+
     @staticmethod
-    def _entity(entity: MfEntity) -> Json:
+    def _entity(entity: Any, name: str) -> Json:
         return {
-            "name": entity.name,
+            "name": name,
             "description": entity.description,
             "type": entity.type.value.upper(),
             "role": entity.role or entity.name,
