@@ -602,3 +602,12 @@ def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: 
     assert "createQuery" in stderr and "via=flight" in stderr  # the shared query log
     assert "/dashboard?token=[redacted]" in stdout + stderr  # uvicorn's access log
     assert TOKEN not in stdout + stderr
+
+
+def test_updates_are_refused_as_read_only(adbc: flightsql.Connection) -> None:
+    with adbc.cursor() as cursor:
+        cursor.adbc_statement.set_sql_query("insert into semantic_layer.sessions values (1)")
+        with pytest.raises(Exception, match="read-only") as refused:
+            cursor.adbc_statement.execute_update()
+    assert "NotImplementedError" not in str(refused.value)
+    assert fetch(adbc, "select 1 as still_serving").to_pylist() == [{"still_serving": 1}]

@@ -393,6 +393,20 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         body = action.body.to_pybytes() if action.body is not None else b""
         return iter(_client_errors(lambda: self._action(action.type, body)))
 
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        """Updates and ingestion (``execute_update``, bulk ingest): refused, the layer is read-only."""
+        command = _client_errors(lambda: unpack_any(descriptor.command)[0]) if descriptor.command else "DoPut"
+        raise Unimplemented(
+            f"{command} is not accepted: the semantic layer is read-only (send SELECT statements "
+            "or {{ semantic_layer.query(…) }} templates)"
+        )
+
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return [
             ("CreatePreparedStatement", "prepare a statement (SQL or template); answers its dataset schema"),
