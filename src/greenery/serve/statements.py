@@ -139,6 +139,17 @@ def is_bare_template(statement: str) -> bool:
 
 def template_end(text: str, start: int) -> int:
     """Index of the ``}}`` that closes the template opened before `start`, outside strings and brackets."""
+    return _balanced_end(text, start, until_braces=True)
+
+
+def call_end(text: str, opening: int) -> int:
+    """Index of the bracket that closes the one at `opening`, outside strings."""
+    return _balanced_end(text, opening, until_braces=False)
+
+
+def _balanced_end(text: str, start: int, *, until_braces: bool) -> int:
+    """Scan from `start`, skipping strings and balancing brackets, to the closing ``}}`` (until_braces)
+    or to the bracket that closes the one at `start`."""
     brackets: list[tuple[str, int]] = []
     i = start
     while i < len(text):
@@ -146,7 +157,7 @@ def template_end(text: str, start: int) -> int:
         if char in "'\"":
             i = _string_end(text, i)
             continue
-        if char == "}" and not brackets and text.startswith("}}", i):
+        if until_braces and char == "}" and not brackets and text.startswith("}}", i):
             return i
         if char in _OPENING:
             brackets.append((char, i))
@@ -154,32 +165,13 @@ def template_end(text: str, start: int) -> int:
             if not brackets or brackets[-1][0] != _CLOSING[char]:
                 raise StatementError(f"unbalanced brackets: {char!r} at position {i} closes nothing")
             brackets.pop()
+            if not until_braces and not brackets:
+                return i
         i += 1
     if brackets:
         char, position = brackets[-1]
         raise StatementError(f"unbalanced brackets: {char!r} at position {position} is never closed")
     raise StatementError("the template is not closed: '{{' without a matching '}}'")
-
-
-def call_end(text: str, opening: int) -> int:
-    """Index of the bracket that closes the one at `opening`, outside strings."""
-    brackets: list[str] = []
-    i = opening
-    while i < len(text):
-        char = text[i]
-        if char in "'\"":
-            i = _string_end(text, i)
-            continue
-        if char in _OPENING:
-            brackets.append(char)
-        elif char in _CLOSING:
-            if not brackets or brackets[-1] != _CLOSING[char]:
-                raise StatementError(f"unbalanced brackets: {char!r} at position {i} closes nothing")
-            brackets.pop()
-            if not brackets:
-                return i
-        i += 1
-    raise StatementError(f"unbalanced brackets: {text[opening]!r} at position {opening} is never closed")
 
 
 def _string_end(text: str, start: int) -> int:
