@@ -59,7 +59,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     build()
-    print(f"built {store.resolve()} in {time.perf_counter() - start:.1f} s (models, snapshot, tests)")
+    print(f"built in {time.perf_counter() - start:.1f} s: models, the products snapshot, every test")
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ load the raw tables into `raw.public`, replay the weekly product snapshots, `dbt
 tests, then read the answers from the marts.
 
 Strict: fakesnow runs on DuckDB, so it would happily execute DuckDB-only SQL that Snowflake
-rejects. Every statement dbt sends therefore goes through `dialect_check.check_sql` first and
+rejects. Every statement dbt sends therefore goes through `greenery.snowflake.dialect.check_sql` first and
 is refused the way Snowflake refuses it ("SQL compilation error: Unknown function …").
 
 Credentials: inside `emulated_snowflake()` the SNOWFLAKE_* variables are dummy values (set for
