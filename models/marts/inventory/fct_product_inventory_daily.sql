@@ -6,7 +6,7 @@ with
 
 versions as (
 
-    select * from {{ ref('int_products_snapshot_versions') }}
+    select * from {{ ref('stg_greenery__products_snapshot') }}
 
 ),
 
