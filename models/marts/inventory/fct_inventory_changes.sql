@@ -21,8 +21,9 @@ with_previous as (
 changes as (
 
     select * from with_previous
-    where previous_inventory is not null
-      and inventory != previous_inventory
+    where
+        previous_inventory is not null
+        and inventory != previous_inventory
 
 ),
 
