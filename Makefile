@@ -21,10 +21,13 @@ demo: $(STAMP)
 	$(BIN)/greenery demo
 
 # Python style (ruff) and the package's shape: its import graph, printed, fails on a cycle,
-# an upward import between rooms, or an import hidden in a function.
+# an upward import between rooms, or an import hidden in a function. Then the SQL style
+# (sqlfluff, .sqlfluff) of the models and data tests; macros render to nothing outside a
+# model and snapshots/ holds YAML only, so there is no SQL of theirs to lint.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks devtools
 	$(BIN)/python -m devtools.imports
+	$(BIN)/sqlfluff lint models data_tests
 
 # dbt-mcp (dbt Labs' MCP server for AI agents) needs Python >= 3.12, which this machine lacks:
 # its wheel is downloaded, never installed, and tests/test_dbt_mcp.py replays the GraphQL

@@ -35,12 +35,13 @@ disagreements as (
     from sessions
     left join from_events
         on sessions.session_id = from_events.session_id
-    where from_events.session_id is null
-       or sessions.events != from_events.events
-       or (case when sessions.has_page_view then 1 else 0 end) != from_events.has_page_view
-       or (case when sessions.has_add_to_cart then 1 else 0 end) != from_events.has_add_to_cart
-       or (case when sessions.has_checkout then 1 else 0 end) != from_events.has_checkout
-       or (case when sessions.has_package_shipped then 1 else 0 end) != from_events.has_package_shipped
+    where
+        from_events.session_id is null
+        or sessions.events != from_events.events
+        or (case when sessions.has_page_view then 1 else 0 end) != from_events.has_page_view
+        or (case when sessions.has_add_to_cart then 1 else 0 end) != from_events.has_add_to_cart
+        or (case when sessions.has_checkout then 1 else 0 end) != from_events.has_checkout
+        or (case when sessions.has_package_shipped then 1 else 0 end) != from_events.has_package_shipped
 
 )
 

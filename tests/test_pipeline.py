@@ -183,7 +183,7 @@ def test_inventory_marts_match_the_weekly_facts(wh_fixture: str, request: pytest
 
 
 def test_fluctuation_summary(course_warehouse: Path) -> None:
-    summary = read_sql(course_warehouse, "select * from marts.product_inventory_fluctuation").set_index(
+    summary = read_sql(course_warehouse, "select * from marts.agg_product_inventory_fluctuation").set_index(
         "product_name"
     )
     pivot = oracle.weekly_inventory(oracle.raw_frames(course_warehouse))

@@ -1,3 +1,5 @@
+{%- set event_types = ['page_view', 'add_to_cart', 'checkout', 'package_shipped'] -%}
+
 with
 
 events as (
@@ -18,9 +20,9 @@ pivoted as (
         min(event_at) as session_started_at,
         max(event_at) as session_ended_at,
         count(*) as events,
-        {%- for event_type in ['page_view', 'add_to_cart', 'checkout', 'package_shipped'] %}
+        {% for event_type in event_types %}
         sum(case when event_type = '{{ event_type }}' then 1 else 0 end) as {{ event_type }}_events,
-        {%- endfor %}
+        {% endfor %}
         count(distinct case when event_type = 'page_view' then product_id end) as products_viewed,
         count(distinct case when event_type = 'add_to_cart' then product_id end) as products_added_to_cart
 
@@ -33,9 +35,9 @@ flagged as (
 
     select
         *,
-        {%- for event_type in ['page_view', 'add_to_cart', 'checkout', 'package_shipped'] %}
-        {{ event_type }}_events > 0 as has_{{ event_type }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        {% for event_type in event_types %}
+        {{ event_type }}_events > 0 as has_{{ event_type }}{% if not loop.last %},{% endif %}
+        {% endfor %}
 
     from pivoted
 

@@ -2,7 +2,7 @@ with
 
 versions as (
 
-    select * from {{ ref('int_products_snapshot_versions') }}
+    select * from {{ ref('stg_greenery__products_snapshot') }}
 
 ),
 
@@ -21,8 +21,9 @@ with_previous as (
 changes as (
 
     select * from with_previous
-    where previous_inventory is not null
-      and inventory != previous_inventory
+    where
+        previous_inventory is not null
+        and inventory != previous_inventory
 
 ),
 

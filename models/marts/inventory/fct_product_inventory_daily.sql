@@ -1,12 +1,13 @@
 {#- the history runs through the last snapshot run (see macros/record_snapshot_run.sql) -#}
 {%- set runs = snapshot_runs_relation(ref('products_snapshot')) -%}
-{%- set runs_logged = execute and adapter.get_relation(runs.database, runs.schema, runs.identifier) is not none -%}
+{%- set runs_logged = execute
+    and adapter.get_relation(runs.database, runs.schema, runs.identifier) is not none -%}
 
 with
 
 versions as (
 
-    select * from {{ ref('int_products_snapshot_versions') }}
+    select * from {{ ref('stg_greenery__products_snapshot') }}
 
 ),
 
@@ -23,7 +24,7 @@ bounds as (
         {% if var('inventory_through') -%}
         cast('{{ var("inventory_through") }}' as date) as last_day
         {%- elif runs_logged -%}
-        (select cast(max(snapshot_at) as date) from {{ runs }}) as last_day
+        (select cast(max(snapshot_runs.snapshot_at) as date) from {{ runs }} as snapshot_runs) as last_day
         {%- else -%}
         cast(max(valid_from) as date) as last_day
         {%- endif %}

@@ -58,7 +58,10 @@ final as (
         cast(row_number() over (
             partition by orders.user_id order by orders.ordered_at, orders.order_id
         ) as integer) as user_order_number,
-        {{ dbt.datediff('orders.ordered_at', 'orders.delivered_at', 'hour') }} as hours_to_delivery,
+        cast(
+            {{ dbt.datediff('orders.ordered_at', 'orders.delivered_at', 'hour') }}
+            as integer
+        ) as hours_to_delivery,
         ----------  booleans
         orders.promo_id is not null as has_promo,
         orders.order_status = 'delivered' as is_delivered,

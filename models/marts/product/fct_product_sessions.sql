@@ -59,9 +59,8 @@ session_products as (
 
     from product_events
     full outer join purchases
-        on
-            product_events.session_id = purchases.session_id
-            and product_events.product_id = purchases.product_id
+        on product_events.session_id = purchases.session_id
+        and product_events.product_id = purchases.product_id
 
 ),
 

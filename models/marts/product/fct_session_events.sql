@@ -20,9 +20,9 @@ sequenced as (
         page_type,
         page_url,
         ----------  numerics
-        row_number() over (
+        cast(row_number() over (
             partition by session_id order by event_at, event_id
-        ) as position_in_session,
+        ) as integer) as position_in_session,
         ----------  timestamps
         event_at,
         cast(event_at as date) as event_date

@@ -146,7 +146,7 @@ def inventory_blocks(a: Answers) -> list[Block]:
             f"largest net change: {_leaders(fluct['net_inventory_change'].astype(int), by_abs=True)}. "
             "(Metrics `inventory_changes`, `units_moved`, `net_inventory_change` by product; the standard "
             "deviation is over the weekly `inventory_on_hand` values, as in the mart "
-            "`product_inventory_fluctuation`.)"
+            "`agg_product_inventory_fluctuation`.)"
         ),
         Table(ranking),
         Heading("Which products went out of stock"),

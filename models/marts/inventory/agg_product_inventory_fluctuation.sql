@@ -12,16 +12,26 @@ changes as (
 
 ),
 
+daily_with_week as (
+
+    select
+        *,
+        cast({{ dbt.date_trunc('week', 'inventory_date') }} as date) as inventory_week
+
+    from daily
+
+),
+
 -- the inventory at the end of each week (the last day of the week we have)
 week_ends as (
 
     select
         product_id,
-        cast({{ dbt.date_trunc('week', 'inventory_date') }} as date) as inventory_week,
+        inventory_week,
         max(inventory_date) as last_day
 
-    from daily
-    group by 1, 2
+    from daily_with_week
+    group by product_id, inventory_week
 
 ),
 
@@ -110,7 +120,9 @@ final as (
         cast(coalesce(change_stats.inventory_changes, 0) as integer) as inventory_changes,
         cast(coalesce(change_stats.units_moved, 0) as integer) as units_moved,
         cast(first_and_last.last_inventory - first_and_last.first_inventory as integer) as net_change,
-        cast(coalesce(weekly_stats.weekly_inventory_stddev, 0) as double precision) as weekly_inventory_stddev,
+        cast(
+            coalesce(weekly_stats.weekly_inventory_stddev, 0) as double precision
+        ) as weekly_inventory_stddev,
         cast(first_and_last.first_inventory as integer) as first_inventory,
         cast(first_and_last.last_inventory as integer) as last_inventory,
         cast(coalesce(change_stats.stockouts, 0) as integer) as stockouts,

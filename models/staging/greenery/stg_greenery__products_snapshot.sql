@@ -1,12 +1,12 @@
 with
 
-snapshot as (
+source as (
 
     select * from {{ ref('products_snapshot') }}
 
 ),
 
-versions as (
+renamed as (
 
     select
         ----------  ids
@@ -27,8 +27,8 @@ versions as (
         cast(dbt_valid_from as {{ dbt.type_timestamp() }}) as valid_from,
         cast(dbt_valid_to as {{ dbt.type_timestamp() }}) as valid_to
 
-    from snapshot
+    from source
 
 )
 
-select * from versions
+select * from renamed
