@@ -95,6 +95,10 @@ def test_list_metrics(documents: dict[str, str], submit: Any, course_sl: Semanti
     assert page["totalItems"] == len(listed) and page["totalPages"] == 1
     meta = _manifest_meta(course_sl)
     assert {m["name"]: m["config"]["meta"] for m in page["items"]} == {name: meta[name] for name in listed}
+    assert meta["view_to_checkout_rate"] == {
+        "owner": "product analytics",
+        "headline": True,
+    }  # the YAML's meta:
     related = submit(documents["metrics_with_related"], variables)["metricsPaginated"]["items"]
     by_name = {m["name"]: m for m in related}
     assert "metric_time" in [d["name"] for d in by_name["sessions_with_page_view"]["dimensions"]]
@@ -141,6 +145,7 @@ def test_get_dimensions(documents: dict[str, str], submit: Any) -> None:
     assert "WEEK" in by_name["metric_time"]["queryableGranularities"]
     assert "week" in by_name["metric_time"]["queryableTimeGranularities"]
     assert by_name["session__visitor_type"]["type"] == "CATEGORICAL"
+    assert by_name["session__visitor_type"]["config"]["meta"] == {"values": ["new", "returning"]}
     searched = submit(documents["dimensions"], {**variables, "search": "visitor"})["dimensionsPaginated"]
     assert [d["name"] for d in searched["items"]] == ["session__visitor_type"]
 
