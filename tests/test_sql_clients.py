@@ -27,6 +27,18 @@ STATEMENTS = [
     "select metric_time__week, view_to_checkout_rate from semantic_layer.sessions group by 1 order by 1",
     "select sessions_with_page_view, sessions_with_add_to_cart, sessions_with_checkout "
     "from semantic_layer.funnel_overall",
+    # every other shape a BI tool or dbt's JDBC docs use
+    "SELECT 1",
+    "select s.user__state from ( select * from {{ semantic_layer.query(metrics=['sessions'], "
+    "group_by=['user__state']) }} ) as s order by s.sessions desc limit 1",
+    "select NAME, WHERE_FILTER from semantic_layer.saved_queries() order by NAME limit 2",
+    "select NAME from {{ semantic_layer.metrics(search='checkout', page_size=3, page_number=1) }}",
+    "select NAME from {{ semantic_layer.queryable_granularities(metrics=['sessions']) }}",
+    "select NAME from {{ semantic_layer.metrics_for_dimensions(group_by=['session__visitor_type']) }}",
+    "select * from {{ semantic_layer.query(group_by=['session__visitor_type']) }} order by 1",
+    "select * from {{ semantic_layer.query(metrics=['sessions'], group_by=['metric_time__extract_dow']) }} "
+    "order by 1",
+    "select count(*) as orders from {{ semantic_layer.query(metrics=['orders'], group_by=['order']) }}",
 ]
 
 
@@ -67,7 +79,7 @@ def test_the_inspector_lists_schemas_tables_and_columns(
 def test_pandas_read_sql_of_a_wrapped_template_and_of_tables(
     browsed: dict[str, Any], course_sl: SemanticLayer
 ) -> None:
-    georgia, weekly, overall = browsed["answers"]
+    georgia, weekly, overall = browsed["answers"][:3]
     expected = course_sl.query(
         metrics=["sessions_with_page_view", "sessions_with_checkout"],
         group_by=["user__state"],
@@ -81,3 +93,17 @@ def test_pandas_read_sql_of_a_wrapped_template_and_of_tables(
     assert overall == [
         {"sessions_with_page_view": 578, "sessions_with_add_to_cart": 467, "sessions_with_checkout": 361}
     ]
+
+
+def test_every_statement_shape_through_the_dbapi(browsed: dict[str, Any], course_sl: SemanticLayer) -> None:
+    ping, top_state, saved, searched, grains, for_visitor, visitors, dow, orders = browsed["answers"][3:]
+    assert ping == [{"1": 1}]
+    by_state = course_sl.query(metrics=["sessions"], group_by=["user__state"]).table.to_pylist()
+    assert top_state == [{"user__state": max(by_state, key=lambda r: r["sessions"])["user__state"]}]
+    assert [q["NAME"] for q in saved] == sorted(course_sl.saved_query_names)[:2]
+    assert len(searched) == 3 and all("checkout" in m["NAME"] for m in searched)
+    assert {"day", "week", "month"} <= {g["NAME"] for g in grains}
+    assert "sessions" in {m["NAME"] for m in for_visitor}
+    assert visitors == [{"session__visitor_type": "new"}, {"session__visitor_type": "returning"}]
+    assert sum(r["sessions"] for r in dow) == sum(r["sessions"] for r in by_state)
+    assert orders == [{"orders": 361}]
