@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from devtools import imports
 from devtools.imports import Edge
+from greenery.warehouse import store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +50,26 @@ def test_an_import_inside_a_function_is_refused() -> None:
 def test_benchmarks_live_outside_the_package() -> None:
     assert not list((REPO / "src" / "greenery").rglob("bench*"))
     assert (REPO / "benchmarks" / "__main__.py").is_file()
+
+
+def test_every_duckdb_the_package_opens_is_bounded() -> None:
+    """One place opens DuckDB (store.open_duckdb); only the SQL API's sandbox has its own stricter config."""
+    opened = {
+        str(path.relative_to(REPO))
+        for path in (REPO / "src" / "greenery").rglob("*.py")
+        if "duckdb.connect(" in path.read_text()
+    }
+    assert opened == {"src/greenery/warehouse/store.py", "src/greenery/serve/sql.py"}
+
+
+def test_open_duckdb_applies_the_memory_limit_and_spill_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(store.MEMORY_ENV, "321MB")
+    con = store.open_duckdb(warehouse_file=tmp_path / "greenery.duckdb")
+    limit, spill = con.execute(
+        "select current_setting('memory_limit'), current_setting('temp_directory')"
+    ).fetchone()
+    con.close()
+    assert limit == "306.1 MiB"  # 321 MB
+    assert spill == str(tmp_path / ".duckdb-spill")

@@ -118,7 +118,7 @@ class SemanticLayer:
         path = store.resolve(warehouse_file)
         if not path.is_file():
             raise SemanticLayerError(f"no warehouse at {path}: run `make demo` or `greenery build` first")
-        con = duckdb.connect()
+        con = store.open_duckdb(warehouse_file=path)
         con.execute(f"ATTACH '{path}' AS \"{database}\"{' (READ_ONLY)' if read_only else ''}")
         con.execute(f'USE "{database}"')
         self.path = path

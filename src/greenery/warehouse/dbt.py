@@ -26,7 +26,13 @@ def run_tool(
     In a child process: dbt-duckdb keeps its DuckDB handles open for the life of the process,
     which would lock the raw catalog against the replay's writes between two snapshots.
     """
-    env = {**os.environ, store.ENV_VAR: str(store.resolve(warehouse_file))}
+    settings = store.duckdb_settings(warehouse_file)
+    env = {
+        **os.environ,
+        store.ENV_VAR: str(store.resolve(warehouse_file)),
+        store.MEMORY_ENV: settings["memory_limit"],
+        store.THREADS_ENV: settings["threads"],
+    }
     executable = Path(sys.executable).with_name(tool)
     return subprocess.run(
         [str(executable), *args], env=env, cwd=store.PROJECT_DIR, capture_output=True, text=True

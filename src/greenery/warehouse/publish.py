@@ -14,8 +14,6 @@ import shutil
 import time
 from pathlib import Path
 
-import duckdb
-
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
 
@@ -36,7 +34,7 @@ def publish(warehouse_file: Path | None = None, manifest: Path = MANIFEST_PATH) 
     version = root / f"v{time.time_ns()}"
     staging = root / f".{version.name}.tmp"
     staging.mkdir()
-    con = duckdb.connect(str(warehouse_file))
+    con = store.open_duckdb(warehouse_file, warehouse_file=warehouse_file)
     con.execute("CHECKPOINT")  # fold the WAL in, so the copy is the whole database
     con.close()
     shutil.copy2(warehouse_file, staging / warehouse_file.name)

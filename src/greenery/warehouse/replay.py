@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from greenery.warehouse import store
@@ -46,7 +45,7 @@ def parse_weeks(text: str) -> list[int]:
 
 
 def _weekly_states(warehouse_file: Path) -> pd.DataFrame:
-    con = duckdb.connect(str(store.raw_path(warehouse_file)), read_only=True)
+    con = store.open_duckdb(store.raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
         return con.execute(
             f"select * from {store.REPLAY_SCHEMA}.product_inventory_by_week order by week, product_id"
@@ -59,7 +58,7 @@ def last_snapshot_run(
     warehouse_file: Path | None = None, *, from_scratch: bool = False
 ) -> pd.Timestamp | None:
     """When the products snapshot last looked at the source; with from_scratch, forget its history first."""
-    con = duckdb.connect(str(store.resolve(warehouse_file)))
+    con = store.open_duckdb(store.resolve(warehouse_file), warehouse_file=warehouse_file)
     try:
         if from_scratch:
             for relation in (SNAPSHOT_RELATION, SNAPSHOT_RUNS):

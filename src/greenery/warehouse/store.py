@@ -31,6 +31,9 @@ OUTPUT_DIR = PROJECT_DIR / "output"  # what a run writes for people to look at (
 RAW_FILE = "raw.duckdb"
 RAW_CATALOG = "raw"
 RAW_SCHEMA = "public"
+MEMORY_ENV, DEFAULT_MEMORY = "GREENERY_DUCKDB_MEMORY", "4GB"
+THREADS_ENV = "GREENERY_DUCKDB_THREADS"
+SPILL_DIR = ".duckdb-spill"  # beside the warehouse: where DuckDB writes what exceeds its memory limit
 REPLAY_SCHEMA = "replay"
 REPLAY_CLOCK = f"{REPLAY_SCHEMA}.clock"  # the time raw products describe, set by the replay
 # Every table of the raw catalog and the schema it lives in.
@@ -45,6 +48,26 @@ def resolve(warehouse_file: Path | None = None) -> Path:
     return Path(warehouse_file or os.environ.get(ENV_VAR) or DEFAULT_PATH).resolve()
 
 
+def duckdb_settings(warehouse_file: Path | None = None) -> dict[str, str]:
+    """What every DuckDB the project opens is held to: a memory limit (spilling beyond it to a
+    folder beside the warehouse) and a thread count, from the environment or this machine.
+
+    DuckDB's own default is 80 % of RAM, which one large build can take whole.
+    """
+    return {
+        "memory_limit": os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY,
+        "threads": os.environ.get(THREADS_ENV) or str(os.cpu_count() or 1),
+        "temp_directory": str(resolve(warehouse_file).parent / SPILL_DIR),
+    }
+
+
+def open_duckdb(
+    database: Path | str = ":memory:", *, read_only: bool = False, warehouse_file: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection under `duckdb_settings` (the spill folder of `warehouse_file`'s warehouse)."""
+    return duckdb.connect(str(database), read_only=read_only, config=duckdb_settings(warehouse_file))
+
+
 def raw_path(warehouse_file: Path | None = None) -> Path:
     return resolve(warehouse_file).with_name(RAW_FILE)
 
@@ -53,7 +76,7 @@ def connect(warehouse_file: Path | None = None, *, read_only: bool = False) -> d
     """Open the warehouse with the raw catalog attached as ``raw``."""
     path = resolve(warehouse_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = open_duckdb(path, read_only=read_only, warehouse_file=path)
     raw = raw_path(path)
     if raw.exists():
         mode = " (READ_ONLY)" if read_only else ""
@@ -68,7 +91,7 @@ def _building_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnec
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
+    con = open_duckdb(tmp, warehouse_file=warehouse_file)
     try:
         con.execute(f"CREATE SCHEMA {RAW_SCHEMA}")
         con.execute(f"CREATE SCHEMA {REPLAY_SCHEMA}")
@@ -115,7 +138,7 @@ def replace_products(
     One transaction: the products and ``raw.replay.clock`` always describe the same moment,
     which is the time the products snapshot records (macros/snapshot_get_time.sql).
     """
-    con = duckdb.connect(str(raw_path(warehouse_file)))
+    con = open_duckdb(raw_path(warehouse_file), warehouse_file=warehouse_file)
     try:
         con.execute("BEGIN")
         con.execute(f"DELETE FROM {RAW_SCHEMA}.products")
@@ -140,7 +163,7 @@ def table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
 
 def replay_clock(warehouse_file: Path | None = None) -> pd.Timestamp | None:
     """The time the raw products describe after a replay (None before any replay)."""
-    con = duckdb.connect(str(raw_path(warehouse_file)), read_only=True)
+    con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
         found = table_exists(con, REPLAY_CLOCK)
         value = con.execute(f"select max(recorded_at) from {REPLAY_CLOCK}").fetchone()[0] if found else None
@@ -153,7 +176,7 @@ def raw_counts(warehouse_file: Path | None = None) -> dict[str, int]:
     """Row count of every raw table (empty when nothing is loaded yet)."""
     if not raw_path(warehouse_file).exists():
         return {}
-    con = duckdb.connect(str(raw_path(warehouse_file)), read_only=True)
+    con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
         return {
             name: con.execute(f"SELECT count(*) FROM {schema}.{name}").fetchone()[0]
