@@ -219,3 +219,26 @@ def test_mf_query_answers_from_the_repo_root(course_warehouse: Path, tmp_path: P
     header, values = [line for line in done.stdout.splitlines() if "," in line][:2]
     row = dict(zip(header.split(","), values.split(","), strict=True))
     assert [row[m] for m in FUNNEL] == ["578", "467", "361"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select * from read_text('/etc/passwd')",
+        "select * from read_csv('/etc/hosts')",
+        "copy (select 1) to '/tmp/greenery-escape.csv'",
+        "attach '/tmp/greenery-escape.duckdb' as escape",
+        "install httpfs",
+        "set enable_external_access = true",
+        "set memory_limit = '100GB'",
+    ],
+)
+def test_the_serving_engine_reaches_no_file_and_changes_no_setting(
+    course_sl: SemanticLayer, sql: str
+) -> None:
+    with pytest.raises(SemanticLayerError, match=r"Permission Error|Cannot change configuration option"):
+        course_sl.run(sql)
+    assert not Path("/tmp/greenery-escape.csv").exists()
+    assert course_sl.query(metrics=["sessions_with_checkout"]).table.to_pylist() == [
+        {"sessions_with_checkout": 361}
+    ]

@@ -97,6 +97,21 @@ def _manifest_database(manifest_json: str) -> str:
     return models[0]["node_relation"]["database"]
 
 
+# A reader's DuckDB, once its warehouse is attached: no files, no network, no extensions, and
+# no way to change that (or anything else) later. Only the queries MetricFlow writes run there.
+LOCKED_DOWN = (
+    "SET enable_external_access = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET lock_configuration = true",
+)
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in LOCKED_DOWN:
+        con.execute(statement)
+
+
 class SemanticLayer:
     """A warm MetricFlow engine over a DuckDB warehouse, read-only unless asked otherwise.
 
@@ -121,6 +136,8 @@ class SemanticLayer:
         con = store.open_duckdb(warehouse_file=path)
         con.execute(f"ATTACH '{path}' AS \"{database}\"{' (READ_ONLY)' if read_only else ''}")
         con.execute(f'USE "{database}"')
+        if read_only:
+            _lock_down(con)
         self.path = path
         self.manifest_path = manifest_path
         self.client = DuckDbClient(con)
