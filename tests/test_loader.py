@@ -160,3 +160,26 @@ def test_cli_reports_bad_input_without_traceback(
     assert "greenery load: error:" in err
     assert "orders.csv, column created_at, line 2" in err
     assert not store.raw_path(warehouse_file).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["replay", "--weeks", "1-99999999999999"],
+            "greenery replay: error: --weeks '1-99999999999999': weeks go",
+        ),
+        (["replay", "--weeks", "two"], "greenery replay: error: --weeks 'two': expected a week or a range"),
+        (
+            ["generate", "--scale", str(10**20)],
+            "greenery generate: error: --scale must be a whole number from 1",
+        ),
+    ],
+)
+def test_out_of_range_arguments_are_errors_not_tracebacks(
+    args: list[str], message: str, warehouse_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err
+    assert not store.raw_path(warehouse_file).exists()

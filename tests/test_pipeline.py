@@ -219,3 +219,7 @@ def test_replay_rejects_unknown_weeks(course_warehouse: Path) -> None:
     assert parse_weeks("1-3,5") == [1, 2, 3, 5]
     with pytest.raises(ValueError, match="expected a week or a range"):
         parse_weeks("one")
+    with pytest.raises(ValueError, match="weeks go from 1 to 520"):
+        parse_weeks("1-99999999999999")  # refused before any list is built
+    with pytest.raises(ValueError, match="weeks go from 1 to 520"):
+        parse_weeks("0-2")

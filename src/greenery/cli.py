@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from greenery.data.generate import DEFAULT_SEED, generate
+from greenery.data.generate import DEFAULT_SEED, MAX_SCALE, generate
 from greenery.demo import DemoError, run_demo
 from greenery.report.render import ReportPaths, write_report
 from greenery.semantic.exports import run_exports
@@ -43,8 +43,8 @@ def cmd_load(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    if args.scale < 1:
-        raise UserError(f"--scale must be a whole number ≥ 1 (got {args.scale})")
+    if not 1 <= args.scale <= MAX_SCALE:
+        raise UserError(f"--scale must be a whole number from 1 to {MAX_SCALE:,} (got {args.scale})")
     start = time.perf_counter()
     counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
     _print_counts(counts, time.perf_counter() - start)

@@ -834,6 +834,9 @@ def _events(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> pd.
     )
 
 
+MAX_SCALE = 100_000  # about 360 M events: beyond it the timeline and ids no longer fit the plan
+
+
 def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pd.DataFrame]]:
     """Yields (table_name, chunk) for the seven raw tables plus 'product_inventory_by_week'."""
     try:

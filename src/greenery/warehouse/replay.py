@@ -21,6 +21,7 @@ from greenery.warehouse.dbt import run_dbt
 SNAPSHOT_RELATION = "snapshots.products_snapshot"
 SNAPSHOT_RUNS = "snapshots.snapshot_runs"  # written by macros/record_snapshot_run.sql
 REPLAY_WEEKS = range(1, 5)  # the course's weeks; what the demo, tests and benchmarks replay
+MAX_WEEK = 520  # ten years of weekly states: a larger --weeks is a typo
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,23 @@ class WeekResult:
 def parse_weeks(text: str) -> list[int]:
     """'1-4' → [1, 2, 3, 4]; '3' → [3]; '1,3' → [1, 3]."""
     weeks: list[int] = []
-    try:
-        for part in text.split(","):
-            first, _, last = part.partition("-")
-            weeks.extend(range(int(first), int(last or first) + 1))
-    except (ValueError, OverflowError):
-        raise ValueError(f"--weeks {text!r}: expected a week or a range such as 1-4") from None
-    if not weeks or min(weeks) < 1:
-        raise ValueError(f"--weeks {text!r}: weeks start at 1")
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        start, end = _week(first, text), _week(last or first, text)
+        weeks.extend(range(start, end + 1))
+    if not weeks:
+        raise ValueError(f"--weeks {text!r}: no week in the range")
     return weeks
+
+
+def _week(number: str, text: str) -> int:
+    try:
+        week = int(number)
+    except ValueError:
+        raise ValueError(f"--weeks {text!r}: expected a week or a range such as 1-4") from None
+    if not 1 <= week <= MAX_WEEK:
+        raise ValueError(f"--weeks {text!r}: weeks go from 1 to {MAX_WEEK}")
+    return week
 
 
 def _weekly_states(warehouse_file: Path) -> pd.DataFrame:
