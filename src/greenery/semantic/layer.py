@@ -8,6 +8,7 @@ results come back as Arrow tables.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ class SemanticLayerError(ValueError):
     """A query the semantic layer cannot answer; the message is MetricFlow's or names the input."""
 
 
+class QueryInterrupted(SemanticLayerError):
+    """A query stopped at its time limit (the message says which)."""
+
+
 class DuckDbClient:
     """MetricFlow's SqlClient over one DuckDB connection (each call on its own cursor)."""
 
@@ -55,9 +60,19 @@ class DuckDbClient:
     def sql_plan_renderer(self) -> SqlPlanRenderer:
         return self._renderer
 
-    def arrow(self, stmt: str) -> pa.Table:
+    def arrow(self, stmt: str, timeout_s: float | None = None) -> pa.Table:
+        """The rows of one statement; after `timeout_s` DuckDB is interrupted (QueryInterrupted)."""
         with self._con.cursor() as cursor:
-            return cursor.sql(stmt).to_arrow_table()
+            timer = threading.Timer(timeout_s, cursor.interrupt) if timeout_s is not None else None
+            if timer is not None:
+                timer.start()
+            try:
+                return cursor.sql(stmt).to_arrow_table()
+            except duckdb.InterruptException:
+                raise QueryInterrupted(f"the query ran longer than {timeout_s:g} s and was stopped") from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def query(
         self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS
@@ -207,10 +222,11 @@ class SemanticLayer:
             explained.sql_statement.without_descriptions.sql, self._reserved_names
         )
 
-    def run(self, sql: str) -> pa.Table:
-        """Run compiled SQL on the warehouse (each call on its own cursor, so calls may overlap)."""
+    def run(self, sql: str, timeout_s: float | None = None) -> pa.Table:
+        """Run compiled SQL on the warehouse (each call on its own cursor, so calls may overlap);
+        stopped after `timeout_s` seconds if given."""
         try:
-            return self.client.arrow(sql)
+            return self.client.arrow(sql, timeout_s)
         except duckdb.Error as exc:
             raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
 

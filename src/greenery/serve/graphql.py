@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +27,10 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.language import IntValueNode, StringValueNode, ValueNode
+from graphql.language import FieldNode, IntValueNode, StringValueNode, ValueNode
 
 from greenery.serve.catalog import Catalog, Json, page
-from greenery.serve.service import QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.service import Lru, QueryJob, QueryRequest, SemanticLayerService
 
 log = logging.getLogger("greenery.serve")
 
@@ -210,7 +208,41 @@ type Mutation {
 }
 """
 
-_DOCUMENT_CACHE_SIZE = 128
+DOCUMENT_CACHE_ITEMS = 128  # parsed documents kept, by query text …
+DOCUMENT_CACHE_BYTES = 4 * 1024 * 1024  # … within this many characters of query text
+# Bounds on one document: what a client may send before anything runs.
+MAX_TOKENS = 5_000
+MAX_DEPTH = 12
+MAX_ALIASES = 20
+MAX_FIELDS = 500
+
+
+def _query_size(document: DocumentNode) -> int:
+    """The characters of the query text a parsed document came from (what the cache holds on to)."""
+    return len(document.loc.source.body) if document.loc is not None else 0
+
+
+def _shape_errors(document: DocumentNode) -> list[GraphQLError]:
+    """Depth, aliases and fields of the document within bounds (dbt's clients need far less)."""
+    depth = aliases = fields = 0
+    stack = [(definition, 1) for definition in document.definitions]
+    while stack:
+        node, level = stack.pop()
+        depth = max(depth, level)
+        if isinstance(node, FieldNode):
+            fields += 1
+            aliases += node.alias is not None
+        selection_set = getattr(node, "selection_set", None)
+        if selection_set is not None:
+            stack += [(child, level + 1) for child in selection_set.selections]
+    for value, bound, what in (
+        (depth, MAX_DEPTH, "levels deep"),
+        (aliases, MAX_ALIASES, "aliases"),
+        (fields, MAX_FIELDS, "fields"),
+    ):
+        if value > bound:
+            return [GraphQLError(f"the query has more than {bound} {what} ({value}): ask for less at once")]
+    return []
 
 
 # ---- query inputs and results -----------------------------------------------------------
@@ -342,8 +374,7 @@ class GraphQLApi:
     def __init__(self, service: SemanticLayerService) -> None:
         self._service = service
         self.schema = self._build_schema()
-        self._documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
-        self._documents_lock = threading.Lock()
+        self._documents: Lru[str, DocumentNode] = Lru(DOCUMENT_CACHE_ITEMS, DOCUMENT_CACHE_BYTES, _query_size)
 
     def _build_schema(self) -> GraphQLSchema:
         schema = build_schema(SCHEMA_SDL)
@@ -417,23 +448,20 @@ class GraphQLApi:
         return body
 
     def _document(self, query: str) -> DocumentNode | list[GraphQLError]:
-        """The parsed and validated document (the same few query texts come again and again)."""
-        with self._documents_lock:
-            cached = self._documents.get(query)
-            if cached is not None:
-                self._documents.move_to_end(query)
-                return cached
+        """The parsed, bounded and validated document (the same few query texts come again and again)."""
+        cached = self._documents.get(query)
+        if cached is not None:
+            return cached
         try:
-            document: DocumentNode | list[GraphQLError] = parse(query)
+            document = parse(query, max_tokens=MAX_TOKENS)
+            errors = _shape_errors(document) or validate(self.schema, document)
         except GraphQLError as error:
             return [error]
-        errors = validate(self.schema, document)
+        except RecursionError:
+            return [GraphQLError(f"the query nests deeper than {MAX_DEPTH} levels")]
         if errors:
             return errors
-        with self._documents_lock:
-            self._documents[query] = document
-            if len(self._documents) > _DOCUMENT_CACHE_SIZE:
-                self._documents.popitem(last=False)
+        self._documents.put(query, document)
         return document
 
     # -- resolvers (graphql-core calls them with the root value, info and the arguments) --

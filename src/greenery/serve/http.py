@@ -7,6 +7,7 @@ API like any other.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -34,7 +35,27 @@ DASHBOARD_HEADERS = {
     "x-content-type-options": "nosniff",
     "cache-control": "no-cache",
 }
+MAX_BODY_BYTES = 256 * 1024  # a GraphQL request: a few KB in practice
 _TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s]*", re.I)
+
+
+class BodyTooLarge(ValueError):
+    """A request body over the limit (read no further than the limit)."""
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it passes `limit` bytes (whatever Content-Length says)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _authorized(request: Request, token: str | None) -> bool:
@@ -57,9 +78,14 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
     async def graphql(request: Request) -> JSONResponse:
         if not _authorized(request, token):
             return _graphql_error(NOT_AUTHORIZED, 401)
+        if "text/plain" in request.headers.get("content-type", ""):  # a browser's "simple request"
+            return _graphql_error("send the body as application/json", 415)
         try:
-            body = await request.json()
-        except ValueError:
+            raw = await _body(request, MAX_BODY_BYTES)
+            body = json.loads(raw)
+        except BodyTooLarge:
+            return _graphql_error(f"the request body is larger than {MAX_BODY_BYTES:,} bytes", 413)
+        except (ValueError, RecursionError):
             return _graphql_error("the request body must be JSON: {query, variables, operationName}", 400)
         if (
             not isinstance(body, dict)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import secrets
 import threading
@@ -41,6 +42,10 @@ PAGE_ROWS = 1024
 CHECK_EVERY_S = 1.0  # how often a request may look at published/CURRENT
 SYNC_WAIT_S = 5.0  # createQuery answers once the query is done, or after this long
 QUERY_WAIT_S = 600.0  # one-call transports (Flight SQL, the SQL API) wait this long for a query
+TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "GREENERY_QUERY_TIMEOUT_S", 300.0  # DuckDB is interrupted after this
+MAX_ITEMS = 100  # metrics, group-by or order-by items in one query
+MAX_FILTERS = 20  # where filters in one query …
+MAX_FILTER_TEXT = 20_000  # … and their characters together
 INTERNAL_ERROR = "internal error"  # how a job's error starts when the server, not the query, failed
 QUERY_WORKERS = 4
 KEEP_RESULTS = 256  # finished results kept for polling …
@@ -60,6 +65,14 @@ V = TypeVar("V")
 
 class ServerConfigError(ValueError):
     """The server cannot start as configured (the message says what to change)."""
+
+
+def query_timeout_s() -> float:
+    """How long one query may run: ``$GREENERY_QUERY_TIMEOUT_S`` seconds, default 300."""
+    try:
+        return float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        raise ServerConfigError(f"${TIMEOUT_ENV} must be a number of seconds") from None
 
 
 class QueryFailed(ValueError):
@@ -88,7 +101,17 @@ class QueryRequest:
     dimension_values: bool = False  # the distinct values of the one group-by item (for `metrics`)
 
     def checked(self) -> QueryRequest:
-        """Names checked, where filters validated and canonical (raises ValueError / FilterRejected)."""
+        """Names checked, sizes bounded, filters validated and canonical (ValueError, FilterRejected)."""
+        for items, bound, what in (
+            (self.metrics, MAX_ITEMS, "metrics"),
+            (self.group_by, MAX_ITEMS, "group-by items"),
+            (self.order_by, MAX_ITEMS, "order-by items"),
+            (self.where, MAX_FILTERS, "where filters"),
+        ):
+            if len(items) > bound:
+                raise ValueError(f"at most {bound} {what} in one query (got {len(items)})")
+        if sum(len(w) for w in self.where) > MAX_FILTER_TEXT:
+            raise ValueError(f"the where filters are longer than {MAX_FILTER_TEXT:,} characters together")
         for name in self.metrics:
             filters.check_name(name, "metric")
         for name in self.group_by:
@@ -238,7 +261,7 @@ class PublishedLayer:
 
     def execute(self, sql: str, request: QueryRequest) -> pa.Table:
         """Run compiled SQL read-only (concurrently: one DuckDB cursor per call)."""
-        table = self.layer.run(sql)
+        table = self.layer.run(sql, query_timeout_s())
         if request.dimension_values and table.num_columns:
             table = table.sort_by([(table.column_names[0], "ascending")])
         if request.aliases:
@@ -523,6 +546,8 @@ class SemanticLayerService:
             job.finish(table=table)
         except (SemanticLayerError, ValueError) as exc:
             job.finish(error=str(exc))
+        except (RecursionError, MemoryError):  # nesting or size the input should not have had
+            job.finish(error="the query is too large or too deeply nested to process: ask for less at once")
         except Exception as exc:  # report, never leave a client polling forever
             log.exception("query %s failed unexpectedly", job.id)
             job.finish(error=f"{INTERNAL_ERROR} ({type(exc).__name__}): {exc}")

@@ -1,0 +1,103 @@
+"""Bounds on what one client may ask: body size, document shape, filters, query time.
+
+Each refusal is an error naming the bound, before anything heavy runs, and the server keeps
+answering the next request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import TOKEN, Served
+
+from greenery.semantic.layer import QueryInterrupted, SemanticLayer
+from greenery.serve import graphql, http, service
+from greenery.serve.service import QueryRequest
+
+FUNNEL_QUERY = 'mutation { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }'
+
+
+def post(served: Served, body: bytes | str, content_type: str = "application/json") -> requests.Response:
+    return requests.post(
+        f"http://{served.http_host}/api/graphql",
+        data=body,
+        headers={"authorization": f"Bearer {TOKEN}", "content-type": content_type},
+        timeout=60,
+    )
+
+
+def still_serving(served: Served) -> None:
+    answer = post(served, '{"query": "{ environmentInfo(environmentId: 1) { dialect } }"}')
+    assert answer.json()["data"]["environmentInfo"]["dialect"] == "DUCKDB"
+
+
+def test_an_oversized_body_is_refused_unread(served: Served) -> None:
+    body = b'{"query": "' + b" " * (http.MAX_BODY_BYTES + 1) + b'{ __typename }"}'
+    answer = post(served, body)
+    assert answer.status_code == 413
+    assert (
+        answer.json()["errors"][0]["message"]
+        == f"the request body is larger than {http.MAX_BODY_BYTES:,} bytes"
+    )
+    still_serving(served)
+
+
+def test_a_text_plain_body_is_refused(served: Served) -> None:
+    """A browser may send text/plain across origins without asking: never accepted."""
+    answer = post(served, f'{{"query": "{FUNNEL_QUERY}"}}', content_type="text/plain")
+    assert answer.status_code == 415
+    still_serving(served)
+
+
+def test_a_deeply_nested_document_is_refused(served: Served) -> None:
+    deep = "{ metrics(environmentId: 1) " + "{ dimensions " * 20 + "{ name }" + " }" * 21
+    message = post(served, f'{{"query": "{deep}"}}').json()["errors"][0]["message"]
+    assert message.startswith(f"the query has more than {graphql.MAX_DEPTH} levels deep")
+    absurd = "{ a " * 50_000 + "}" * 50_000  # past the token limit: refused by the parser
+    assert "errors" in post(served, f'{{"query": "{absurd}"}}').json()
+    still_serving(served)
+
+
+def test_too_many_aliases_are_refused(served: Served) -> None:
+    aliased = "{ " + " ".join(f"m{i}: metrics(environmentId: 1) {{ name }}" for i in range(30)) + " }"
+    message = post(served, f'{{"query": "{aliased}"}}').json()["errors"][0]["message"]
+    assert message.startswith(f"the query has more than {graphql.MAX_ALIASES} aliases")
+    still_serving(served)
+
+
+def test_too_many_or_too_long_where_filters_are_refused() -> None:
+    many = QueryRequest(metrics=("sessions",), where=("{{ Dimension('user__state') }} = 'CA'",) * 21)
+    with pytest.raises(ValueError, match=f"at most {service.MAX_FILTERS} where filters"):
+        many.checked()
+    long = QueryRequest(
+        metrics=("sessions",), where=("{{ Dimension('user__state') }} = '" + "x" * 3900 + "'",) * 6
+    )
+    with pytest.raises(ValueError, match="longer than 20,000 characters together"):
+        long.checked()
+    with pytest.raises(ValueError, match=f"at most {service.MAX_ITEMS} metrics"):
+        QueryRequest(metrics=tuple(f"m{i}" for i in range(101))).checked()
+
+
+def test_a_slow_query_is_interrupted_at_its_time_limit(course_copy: Path) -> None:
+    layer = SemanticLayer.published(course_copy)
+    try:
+        slow = "select count(*) from range(100000000000) a"  # minutes of work
+        with pytest.raises(QueryInterrupted, match=r"longer than 0\.5 s and was stopped"):
+            layer.run(slow, timeout_s=0.5)
+        assert layer.query(metrics=["sessions_with_checkout"]).table.to_pylist() == [
+            {"sessions_with_checkout": 361}
+        ]
+    finally:
+        layer.close()
+
+
+def test_the_time_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(service.TIMEOUT_ENV, raising=False)
+    assert service.query_timeout_s() == service.DEFAULT_TIMEOUT_S
+    monkeypatch.setenv(service.TIMEOUT_ENV, "2.5")
+    assert service.query_timeout_s() == 2.5
+    monkeypatch.setenv(service.TIMEOUT_ENV, "soon")
+    with pytest.raises(service.ServerConfigError, match="must be a number of seconds"):
+        service.query_timeout_s()
