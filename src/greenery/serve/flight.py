@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from greenery.semantic.layer import SemanticLayerError
-from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, is_loopback
+from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal
 from greenery.serve.service import (
     Lru,
     QueryJob,
@@ -348,7 +348,7 @@ class BearerTokenMiddlewareFactory(flight.ServerMiddlewareFactory):
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> None:
         values = headers.get("authorization", [])
-        if not any(bearer_matches(v, self._token) for v in values):
+        if len(values) != 1 or not bearer_matches(values[0], self._token):  # exactly one, and the right one
             raise flight.FlightUnauthenticatedError(NOT_AUTHORIZED)
         return None
 
@@ -547,10 +547,8 @@ def start_flight_server(
 
     Without a token it only binds to loopback, like the HTTP server.
     """
-    if token is None and not is_loopback(host):
-        raise ServerConfigError(
-            f"refusing to serve Flight SQL on {host} without authentication: set a token, or bind to loopback"
-        )
+    if refusal := bind_refusal(host, token, "serve Flight SQL"):
+        raise ServerConfigError(refusal)
     server = SemanticLayerFlightServer(service, flight_location(host, port), token)
     threading.Thread(target=server.wait, name="greenery-flight", daemon=True).start()
     return server

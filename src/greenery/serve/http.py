@@ -17,11 +17,12 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
-from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, configured_token
+from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, configured_token, host_name, is_loopback
 from greenery.serve.graphql import GraphQLApi
 from greenery.serve.service import SemanticLayerService
 
@@ -103,6 +104,8 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
         return JSONResponse(result)
 
     async def healthz(request: Request) -> JSONResponse:
+        if not _authorized(request, token):
+            return JSONResponse({"status": "ok"})  # alive, and nothing more without the token
         return JSONResponse(await run_in_threadpool(service.health))
 
     @asynccontextmanager
@@ -125,7 +128,7 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
     )
     app.state.service = service
     app.state.on_shutdown = []
-    return app
+    return app if token is not None else LoopbackHostsOnly(app)  # type: ignore[return-value]
 
 
 async def _dashboard(request: Request) -> Response:
@@ -140,6 +143,27 @@ async def _home(request: Request) -> Response:
     return JSONResponse(
         {"graphql": "/api/graphql (POST; also POST /)", "dashboard": "/dashboard", "health": "/healthz"}
     )
+
+
+class LoopbackHostsOnly:
+    """Without a token, answer only requests addressed to a loopback name (not a DNS-rebound one).
+
+    A web page elsewhere can point its own host name at 127.0.0.1 and make the browser send
+    requests here; the Host header still carries that foreign name.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if not is_loopback(host_name(host)):
+                response = PlainTextResponse("this server answers requests to localhost only", 421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RedactTokenFilter(logging.Filter):

@@ -8,7 +8,7 @@ import sys
 import uvicorn
 from pyarrow.lib import ArrowException
 
-from greenery.serve.auth import TOKEN_ENV, configured_token, is_loopback
+from greenery.serve.auth import TOKEN_ENV, bind_refusal, configured_token
 from greenery.serve.flight import SemanticLayerFlightServer, flight_location, start_flight_server
 from greenery.serve.http import RedactTokenFilter, create_app
 from greenery.serve.service import SemanticLayerService, ServerConfigError
@@ -35,11 +35,8 @@ def dbt_mcp_recipe(host: str, port: int, flight_port: int | None) -> str:
 def serve(host: str, port: int, flight_port: int | None) -> None:
     """Run the API under uvicorn until interrupted (the CLI's `greenery serve`)."""
     token = configured_token()
-    if token is None and not is_loopback(host):
-        raise ServerConfigError(
-            f"refusing to serve on {host} without authentication: set {TOKEN_ENV} to a secret token, "
-            "or bind to loopback (--host 127.0.0.1)"
-        )
+    if refusal := bind_refusal(host, token):
+        raise ServerConfigError(refusal)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # one line per query; MetricFlow's own INFO logs are too chatty
     logging.getLogger("greenery.serve").setLevel(logging.INFO)

@@ -67,6 +67,11 @@ class ServerConfigError(ValueError):
     """The server cannot start as configured (the message says what to change)."""
 
 
+def _escaped(text: str) -> str:
+    """Text for one log line: control characters escaped, so input cannot forge a line."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def query_timeout_s() -> float:
     """How long one query may run: ``$GREENERY_QUERY_TIMEOUT_S`` seconds, default 300."""
     try:
@@ -564,7 +569,9 @@ class SemanticLayerService:
             "createQuery" if job.statement is None else "statement",
             job.id[:8],
             job.status,
-            f"metrics={job.request.describe()}" if job.statement is None else f"sql={job.statement[:120]!r}",
+            f"metrics={_escaped(job.request.describe())}"
+            if job.statement is None
+            else f"sql={job.statement[:120]!r}",
             job.rows if job.rows is not None else "-",
             job.millis,
             " cache=hit" if job.from_cache else "",
