@@ -1020,9 +1020,11 @@ class PostgresServer:
         """A SCRAM exchange for one connection, against the token."""
         return ScramSha256(self._salted, self._salt)
 
-    def start(self) -> PostgresServer:
+    def start(self, *, warm: bool = True) -> PostgresServer:
+        """Serve in background threads; with `warm`, build the catalog now rather than on first use."""
         self._thread.start()
-        threading.Thread(target=self._warm, name="greenery-postgres-catalog", daemon=True).start()
+        if warm:
+            threading.Thread(target=self._warm, name="greenery-postgres-catalog", daemon=True).start()
         return self
 
     def _warm(self) -> None:
@@ -1068,7 +1070,7 @@ class PostgresServer:
 
 
 def start_postgres_server(
-    service: SemanticLayerService, host: str, port: int, token: str | None
+    service: SemanticLayerService, host: str, port: int, token: str | None, *, warm: bool = True
 ) -> PostgresServer:
     """The Postgres endpoint on `host:port` (0: any free port), serving in background threads."""
-    return PostgresServer(service, host, port, token).start()
+    return PostgresServer(service, host, port, token).start(warm=warm)

@@ -645,6 +645,7 @@ _KEYWORD_NAMES: dict[type[exp.Expression], str] = {
     exp.SessionUser: "session_user",
     exp.CurrentSchema: "current_schema",
     exp.CurrentCatalog: "current_catalog",
+    exp.CurrentDatabase: "current_database",
     exp.CurrentDate: "current_date",
     exp.CurrentTimestamp: "current_timestamp",
 }
@@ -732,7 +733,7 @@ def _session_value(node: exp.Expression, facts: SessionFacts) -> exp.Expression 
         return exp.Literal.string(facts.user)
     if isinstance(node, exp.CurrentSchema):
         return _text_or_null(facts.current_schema)
-    if isinstance(node, exp.CurrentCatalog):
+    if isinstance(node, exp.CurrentCatalog | exp.CurrentDatabase):
         return exp.Literal.string(facts.database)
     if not isinstance(node, exp.Anonymous):
         return None

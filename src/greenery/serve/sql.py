@@ -248,7 +248,11 @@ class SqlApi:
                 yield name, self._template_source(table, statement, layer)
             elif schema.lower() == SCHEMA and not table.catalog:
                 placeholder = f"__sl_table_{number}"
-                answer = self._table_source(table, layer.tables.get(name), layer)
+                sql_table = layer.tables.tables.get(name.lower())
+                if sql_table is None:
+                    known = ", ".join(layer.tables.tables)
+                    raise UnknownTable(f"unknown table {SCHEMA}.{name} (tables: {known})")
+                answer = self._table_source(table, sql_table, layer)
                 table.replace(exp.Table(this=exp.to_identifier(placeholder), alias=table.args.get("alias")))
                 yield placeholder, answer
             elif not schema and name.lower() in ctes:
