@@ -110,6 +110,8 @@ def test_measure_around_a_metric_and_the_dbt_template(
     templated = pg.execute(
         "select * from {{ semantic_layer.query(metrics=['sessions'], group_by=['user__state']) }}"
     ).fetchall()
+    bare = pg.execute("{{ semantic_layer.query(metrics=['sessions'], group_by=['user__state']) }}").fetchall()
+    assert sorted(bare) == sorted(templated)
     assert {s: int(n) for s, n in measured} == {s: int(n) for s, n in expected.items()}
     assert {s: int(n) for s, n in templated} == {s: int(n) for s, n in expected.items()}
 

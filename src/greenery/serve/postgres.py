@@ -92,7 +92,7 @@ _WRITES = frozenset(
         *("notify", "prepare", "execute"),
     }
 )
-_QUERIES = frozenset({"select", "with", "values", "table", "("})
+_QUERIES = frozenset({"select", "with", "values", "table", "(", "{{"})
 _ENDS_FAILED_TRANSACTION = frozenset({"rollback", "abort", "commit", "end"})
 
 
@@ -155,8 +155,9 @@ def split_statements(text: str) -> list[str]:
 def first_word(text: str) -> str:
     """The statement's first keyword, lower case ('' for an empty statement)."""
     stripped = re.sub(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", "", text, flags=re.S)
-    if stripped.startswith("("):
-        return "("
+    for opening in ("(", "{{"):
+        if stripped.startswith(opening):
+            return opening
     match = re.match(r"[A-Za-z_]+", stripped)
     return match.group(0).lower() if match else ""
 
@@ -312,7 +313,7 @@ class Session:
             return self._copy(text)
         if word == "explain":
             raise PgError("0A000", "EXPLAIN is not supported: the semantic layer compiles its own SQL")
-        if word not in _QUERIES:
+        if word not in _QUERIES and not is_template(text):
             raise PgError("42601", f'syntax error at or near "{word}"')
         table = self._select(text, literals)
         if table.num_rows > MAX_RESULT_ROWS:
