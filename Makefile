@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COURSE_DATA ?= $(abspath ../shared/greenery-course-data)
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean check-superset
 
 venv: $(STAMP)
 
@@ -53,6 +53,23 @@ $(FLIGHTSQL_STAMP): tests/clients/flightsql-requirements.txt
 test: lint $(DBT_MCP_WHEEL) $(FLIGHTSQL_STAMP)
 	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} GREENERY_DBT_MCP_WHEEL=$(abspath $(DBT_MCP_WHEEL)) \
 		GREENERY_FLIGHTSQL_PYTHON=$(abspath $(FLIGHTSQL_VENV))/bin/python $(BIN)/pytest
+
+# Apache Superset against `greenery serve --pg-port` (not part of `make test`: a large install),
+# in a venv of its own pinned by tests/clients/superset-requirements.txt; tests/test_superset.py
+# lists the semantic_layer tables through Superset and runs the SQL its chart builder writes.
+SUPERSET_VENV := $(VENV)/clients/superset
+SUPERSET_STAMP := $(SUPERSET_VENV)/.installed
+
+$(SUPERSET_STAMP): tests/clients/superset-requirements.txt
+	@test -x $(SUPERSET_VENV)/bin/python || $(PYTHON) -m venv $(SUPERSET_VENV)
+	@echo "installing Apache Superset into $(SUPERSET_VENV) (first run only, a few minutes)…"
+	@$(SUPERSET_VENV)/bin/python -m pip install -q -r $< > $(SUPERSET_VENV)/pip.log 2>&1 \
+		|| { grep -v "^WARNING: Location" $(SUPERSET_VENV)/pip.log; exit 1; }
+	@touch $@
+
+check-superset: $(STAMP) $(SUPERSET_STAMP)
+	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} \
+		GREENERY_SUPERSET_PYTHON=$(abspath $(SUPERSET_VENV))/bin/python $(BIN)/pytest -q tests/test_superset.py
 
 # Benchmarks live outside the package (benchmarks/); they print figures, never assert them.
 bench: $(STAMP)

@@ -2,7 +2,7 @@
 
 Generation time and memory, load time of the course CSVs, `dbt build` wall time, and each
 saved query through a warm MetricFlow engine vs `mf query`, at course scale and scales
-100 / 1000; then the server (GraphQL) and Arrow Flight SQL benchmarks.
+100 / 1000; then the server (GraphQL), Arrow Flight SQL and Postgres benchmarks.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def run() -> None:
             for line in bench_server.run(built[source]):
                 print(line, flush=True)
         if "1000" in built:
-            print("== Arrow Flight SQL vs GraphQL at scale 1000", flush=True)
+            print("== Arrow Flight SQL and Postgres vs GraphQL at scale 1000", flush=True)
             for line in bench_flight.run(built["1000"]):
                 print(line, flush=True)
 

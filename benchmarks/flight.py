@@ -1,11 +1,13 @@
-"""Arrow Flight SQL against GraphQL: latency of the same query, and throughput of a large result.
+"""Arrow Flight SQL and Postgres against GraphQL: latency of the same query, throughput of a large result.
 
-`greenery serve --port P --flight-port F` runs in its own process over a built, published
-warehouse (with a fresh token), and is asked:
+`greenery serve --port P --flight-port F --pg-port G` runs in its own process over a built,
+published warehouse (with a fresh token), and is asked:
 - the weekly funnel (saved query ``funnel_by_week``), one client at a time: GraphQL
   ``createQuery`` + ``query`` polls (stdlib HTTP, keep-alive), Flight SQL with pyarrow
   (``GetFlightInfo`` + ``DoGet``), the ADBC driver's DB-API (which prepares, executes, fetches
-  and closes: four RPCs), and `dbt-sl-sdk` ``client.query()`` over each transport;
+  and closes: four RPCs), psycopg over the Postgres wire protocol (the same template, and
+  ``select * from semantic_layer.funnel_by_week``), and `dbt-sl-sdk` ``client.query()`` over
+  each transport;
 - the daily funnel by product (product metrics by ``product__product_name`` and
   ``metric_time__day``), a large result on a scale-1000 warehouse: rows/s over Flight SQL
   against GraphQL's 1024-row Arrow pages, once computed (readCache false) and once served
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -89,6 +92,20 @@ def _adbc_query(connection: Any, statement: str) -> pa.Table:
     with connection.cursor() as cursor:
         cursor.execute(statement)
         return cursor.fetch_arrow_table()
+
+
+def _pg(server: ServerProcess) -> psycopg.Connection:
+    """psycopg 3 on the Postgres endpoint: the token as password, autocommit (no BEGIN per query)."""
+    return psycopg.connect(
+        host="127.0.0.1", port=server.pg_port, user="bench", password=server.token, autocommit=True
+    )
+
+
+def _pg_query(connection: psycopg.Connection, sql: str) -> list[tuple[Any, ...]]:
+    return connection.execute(sql).fetchall()
+
+
+PG_TABLE = f"select * from semantic_layer.{SAVED_QUERY}"
 
 
 def _sdk_timings(server: ServerProcess, runs: int) -> dict[str, Timings]:
@@ -157,7 +174,7 @@ def run(warehouse_file: Path, *, runs: int = 100, large_runs: int = 10) -> list[
     folder = current_published(warehouse_file)
     if folder is None:
         raise BenchError(f"nothing published for {warehouse_file}: build it, then `publish(warehouse_file)`")
-    server = ServerProcess(warehouse_file, flight=True)
+    server = ServerProcess(warehouse_file, flight=True, postgres=True)
     try:
         return _measure(server, warehouse_file, folder.name, runs, large_runs)
     finally:
@@ -169,23 +186,30 @@ def _measure(
 ) -> list[str]:
     raw = FlightClient(server.flight_uri, server.token)
     adbc = _adbc(server.flight_uri, server.token)
+    pg = _pg(server)
     lines = [
-        f"Flight SQL vs GraphQL on {warehouse_file} (published {version}); {os.cpu_count()} CPUs,"
-        f" load average {Path('/proc/loadavg').read_text().split()[0]} before",
+        f"Flight SQL and Postgres vs GraphQL on {warehouse_file} (published {version});"
+        f" {os.cpu_count()} CPUs, load average {Path('/proc/loadavg').read_text().split()[0]} before",
     ]
     try:
-        lines += _latency_lines(server, raw, adbc, runs)
+        lines += _latency_lines(server, raw, adbc, pg, runs)
         for grain in LARGE_GRAINS:
             lines += _large_lines(server, raw, adbc, grain, large_runs)
     finally:
         raw.close()
         adbc.close()
+        pg.close()
     return lines
 
 
-def _latency_lines(server: ServerProcess, raw: FlightClient, adbc: Any, runs: int) -> list[str]:
+def _latency_lines(
+    server: ServerProcess, raw: FlightClient, adbc: Any, pg: psycopg.Connection, runs: int
+) -> list[str]:
     lines = [f"latency of {SAVED_QUERY} (one client, sequential, after 3 warm-up calls):"]
     expected = raw.run(WEEKLY[True])
+    for sql in (WEEKLY[True], PG_TABLE):
+        if len(_pg_query(pg, sql)) != expected.num_rows:
+            raise BenchError(f"Postgres and Flight SQL disagree on {SAVED_QUERY} ({sql})")
     for cache in (False, True):
         graphql = GraphQLClient(server.port, server.token, read_cache=cache)
         try:
@@ -197,7 +221,14 @@ def _latency_lines(server: ServerProcess, raw: FlightClient, adbc: Any, runs: in
                 "Flight SQL, ADBC DB-API execute+fetch   ": _time(
                     lambda c=cache: _adbc_query(adbc, WEEKLY[c]), runs
                 ),
+                "Postgres, psycopg execute+fetchall      ": _time(
+                    lambda c=cache: _pg_query(pg, WEEKLY[c]), runs
+                ),
             }
+            if cache:
+                figures["Postgres, psycopg semantic_layer table  "] = _time(
+                    lambda: _pg_query(pg, PG_TABLE), runs
+                )
         finally:
             graphql.close()
         lines.append(f"  readCache {str(cache).lower()}:")

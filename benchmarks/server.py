@@ -130,18 +130,22 @@ def _rss_mib(pid: int) -> float:
 class ServerProcess:
     """`greenery serve` in a child process on free loopback ports, with a fresh token.
 
-    With `flight=True` it also serves Arrow Flight SQL (started before the HTTP server, so a
-    healthy /healthz means both are up). Its output goes to a temporary file, shown on failure.
+    With `flight=True` it also serves Arrow Flight SQL, with `postgres=True` the Postgres wire
+    protocol (both started before the HTTP server, so a healthy /healthz means all are up). Its
+    output goes to a temporary file, shown on failure.
     """
 
-    def __init__(self, warehouse_file: Path, *, flight: bool = False) -> None:
+    def __init__(self, warehouse_file: Path, *, flight: bool = False, postgres: bool = False) -> None:
         self.port = _free_port()
         self.flight_port = _free_port() if flight else None
+        self.pg_port = _free_port() if postgres else None
         self.token = secrets.token_hex(16)
         env = {**os.environ, "GREENERY_API_TOKEN": self.token, store.ENV_VAR: str(warehouse_file)}
         command = [str(Path(sys.executable).with_name("greenery")), "serve", "--port", str(self.port)]
         if self.flight_port is not None:
             command += ["--flight-port", str(self.flight_port)]
+        if self.pg_port is not None:
+            command += ["--pg-port", str(self.pg_port)]
         self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives with the process, closed in stop()
         self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         try:

@@ -33,7 +33,7 @@ FLOORS = {
     "greenery.cli": 6,
 }
 # Protocol adapters on the query service; `http` hosts GraphQL, `run` wires them all.
-ADAPTERS = {"greenery.serve.graphql", "greenery.serve.flight"}
+ADAPTERS = {"greenery.serve.graphql", "greenery.serve.flight", "greenery.serve.postgres"}
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.flight import start_flight_server
 from greenery.serve.http import create_app
+from greenery.serve.postgres import start_postgres_server
 from greenery.warehouse.build import rebuild
 from greenery.warehouse.publish import publish
 
@@ -131,6 +132,7 @@ def course_sl(course_copy: Path) -> Iterator[SemanticLayer]:
 class Served:
     http_host: str  # host:port of GraphQL and the dashboard
     flight_port: int
+    pg_port: int  # the Postgres endpoint (password: TOKEN, any user and database name)
 
     @property
     def flight_uri(self) -> str:
@@ -139,13 +141,16 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(course_copy: Path) -> Iterator[Served]:
-    """GraphQL under uvicorn and Flight SQL over the course copy, both on free loopback ports,
-    one service, one token; dbt-sl-sdk clients made meanwhile point at them."""
+    """GraphQL under uvicorn, Flight SQL and Postgres over the course copy, all on free loopback
+    ports, one service, one token; dbt-sl-sdk clients made meanwhile point at them."""
     app = create_app(course_copy, token=TOKEN)
     flight_server = start_flight_server(app.state.service, "127.0.0.1", 0, TOKEN)
     app.state.on_shutdown.append(flight_server.shutdown)  # stopped by the app
+    # its catalog is built when a Postgres client first asks (most modules never do)
+    postgres = start_postgres_server(app.state.service, "127.0.0.1", 0, TOKEN, warm=False)
+    app.state.on_shutdown.append(postgres.shutdown)
     with running(app) as host, pytest.MonkeyPatch.context() as patch:
-        served = Served(host, flight_server.port)
+        served = Served(host, flight_server.port, postgres.port)
         patch.setattr(dbtsl.env, "GRAPHQL_URL_FORMAT", "http://{server_host}/api/graphql")
         patch.setattr(dbtsl.env, "ADBC_URL_FORMAT", served.flight_uri)
         yield served

@@ -98,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    serve(args.host, args.port, args.flight_port)
+    serve(args.host, args.port, args.flight_port, args.pg_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,11 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
         "charts into docs/images and output/report.html",
     ).set_defaults(func=cmd_report)
     srv = sub.add_parser(
-        "serve", help="serve the semantic layer (GraphQL, Arrow Flight SQL) and the dashboard"
+        "serve", help="serve the semantic layer (GraphQL, Arrow Flight SQL, Postgres) and the dashboard"
     )
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="HTTP port: GraphQL and dashboard (default 8000)")
     srv.add_argument("--flight-port", type=int, default=None, help="Arrow Flight SQL port (default: off)")
+    srv.add_argument(
+        "--pg-port",
+        type=int,
+        default=None,
+        help="Postgres wire protocol port (default: off; password: the token)",
+    )
     srv.set_defaults(func=cmd_serve)
     sub.add_parser("demo", help="the main job end to end (what `make demo` runs)").set_defaults(func=cmd_demo)
     return parser

@@ -1,10 +1,14 @@
-"""Who may ask: one bearer token for every protocol, and where an unauthenticated server may bind."""
+"""Who may ask: one token for every protocol (a bearer token, or a SCRAM password for Postgres clients),
+and where an unauthenticated server may bind."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import ipaddress
 import os
+import secrets
 
 TOKEN_ENV = "GREENERY_API_TOKEN"
 MIN_TOKEN_CHARS = 32  # off loopback
@@ -57,3 +61,77 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class ScramRefused(ValueError):
+    """A SCRAM exchange that failed (malformed message or wrong password)."""
+
+
+class ScramSha256:
+    """The server's side of SCRAM-SHA-256 (RFC 5802/7677) with the token as the password.
+
+    How Postgres clients (libpq, pgjdbc, psycopg) send a password without revealing it. The
+    user name inside SCRAM is ignored, as PostgreSQL does (libpq sends it empty); no channel
+    binding (the endpoint has no TLS). One object per authentication attempt.
+    """
+
+    ITERATIONS = 4096
+
+    def __init__(self, salted_password: bytes, salt: bytes) -> None:
+        self._salted, self._salt = salted_password, salt
+        self._nonce = ""
+        self._header = ""
+        self._auth_start = ""  # client-first-bare "," server-first
+
+    @staticmethod
+    def salted(token: str, salt: bytes) -> bytes:
+        """PBKDF2 of the token (compute once per server, not per connection)."""
+        return hashlib.pbkdf2_hmac("sha256", token.encode(), salt, ScramSha256.ITERATIONS)
+
+    def first(self, client_first: str) -> str:
+        """client-first-message → server-first-message."""
+        header, sep, bare = client_first.partition(",")
+        authzid, sep2, bare = bare.partition(",")
+        if not (sep and sep2) or header not in ("n", "y") or authzid:
+            raise ScramRefused("SCRAM: expected a client-first message without channel binding")
+        client_nonce = _scram_attributes(bare).get("r", "")
+        if not client_nonce:
+            raise ScramRefused("SCRAM: the client-first message has no nonce")
+        self._header = f"{header},,"
+        self._nonce = client_nonce + secrets.token_urlsafe(18)
+        server_first = f"r={self._nonce},s={base64.b64encode(self._salt).decode()},i={self.ITERATIONS}"
+        self._auth_start = f"{bare},{server_first}"
+        return server_first
+
+    def final(self, client_final: str) -> str:
+        """client-final-message → server-final-message; ScramRefused if the proof is wrong."""
+        without_proof, sep, proof = client_final.rpartition(",p=")
+        attributes = _scram_attributes(without_proof)
+        expected_binding = base64.b64encode(self._header.encode()).decode()
+        if not sep or attributes.get("c") != expected_binding or attributes.get("r") != self._nonce:
+            raise ScramRefused("SCRAM: the client-final message does not match the exchange")
+        auth_message = f"{self._auth_start},{without_proof}".encode()
+        client_key = _hmac(self._salted, b"Client Key")
+        stored_key = hashlib.sha256(client_key).digest()
+        signature = _hmac(stored_key, auth_message)
+        try:
+            given = base64.b64decode(proof, validate=True)
+        except ValueError:
+            raise ScramRefused("SCRAM: the proof is not base64") from None
+        recovered = bytes(a ^ b for a, b in zip(given, signature, strict=False))
+        if len(given) != len(signature) or not hmac.compare_digest(
+            hashlib.sha256(recovered).digest(), stored_key
+        ):
+            raise ScramRefused("SCRAM: wrong password")
+        server_signature = _hmac(_hmac(self._salted, b"Server Key"), auth_message)
+        return "v=" + base64.b64encode(server_signature).decode()
+
+
+def _hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _scram_attributes(message: str) -> dict[str, str]:
+    """``a=1,b=2`` → {"a": "1", "b": "2"} (values may contain '=')."""
+    pairs = (part.partition("=") for part in message.split(","))
+    return {key: value for key, sep, value in pairs if sep and len(key) == 1}

@@ -1,4 +1,4 @@
-"""`greenery serve`: the HTTP app and, when asked, Arrow Flight SQL on one query service."""
+"""`greenery serve`: the HTTP app and, when asked, Arrow Flight SQL and Postgres on one query service."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pyarrow.lib import ArrowException
 from greenery.serve.auth import TOKEN_ENV, bind_refusal, configured_token
 from greenery.serve.flight import SemanticLayerFlightServer, flight_location, start_flight_server
 from greenery.serve.http import RedactTokenFilter, create_app
+from greenery.serve.postgres import PostgresServer, start_postgres_server
 from greenery.serve.service import SemanticLayerService, ServerConfigError
 
 
@@ -32,7 +33,7 @@ def dbt_mcp_recipe(host: str, port: int, flight_port: int | None) -> str:
     return "\n".join(lines)
 
 
-def serve(host: str, port: int, flight_port: int | None) -> None:
+def serve(host: str, port: int, flight_port: int | None, pg_port: int | None = None) -> None:
     """Run the API under uvicorn until interrupted (the CLI's `greenery serve`)."""
     token = configured_token()
     if refusal := bind_refusal(host, token):
@@ -54,6 +55,14 @@ def serve(host: str, port: int, flight_port: int | None) -> None:
         flight = _start_flight(service, host, flight_port, token)
         app.state.on_shutdown.append(flight.shutdown)
         print(f"greenery serve: Arrow Flight SQL at {flight_location(host, flight.port)}", flush=True)
+    if pg_port is not None:
+        postgres = _start_postgres(service, host, pg_port, token)
+        app.state.on_shutdown.append(postgres.shutdown)
+        print(
+            f"greenery serve: Postgres at postgresql://{host}:{postgres.port}/greenery "
+            f"(any user; password: ${TOKEN_ENV})",
+            flush=True,
+        )
     print("greenery serve: for AI agents, run dbt-mcp with (see docs/serving.md):")
     for line in dbt_mcp_recipe(host, port, flight.port if flight is not None else None).splitlines():
         print(f"    {line}")
@@ -68,3 +77,11 @@ def _start_flight(
         return start_flight_server(service, host, port, token)
     except (ArrowException, OSError) as exc:
         raise ServerConfigError(f"cannot serve Arrow Flight SQL on {host}:{port}: {exc}") from exc
+
+
+def _start_postgres(service: SemanticLayerService, host: str, port: int, token: str | None) -> PostgresServer:
+    """The Postgres endpoint on the same service and token, listening."""
+    try:
+        return start_postgres_server(service, host, port, token)
+    except OSError as exc:
+        raise ServerConfigError(f"cannot serve Postgres on {host}:{port}: {exc}") from exc

@@ -66,6 +66,31 @@ class SqlError(ValueError):
     """SQL the API cannot answer; the message says what and why."""
 
 
+# What kind of refusal, for transports that report one (the Postgres endpoint's SQLSTATE).
+class SqlSyntaxError(SqlError):
+    """SQL that does not parse, or more than one statement."""
+
+
+class SqlTooLarge(SqlError):
+    """A statement over the size limits."""
+
+
+class UnknownTable(SqlError):
+    """A table outside the semantic_layer schema and the templates."""
+
+
+class UnknownColumn(SqlError):
+    """A column the semantic_layer table does not have."""
+
+
+class ReadOnlySql(SqlError):
+    """A statement that would write (the semantic layer is read-only)."""
+
+
+class UnsupportedSql(SqlError):
+    """Valid SQL the translation into MetricFlow queries does not cover."""
+
+
 # ---- cutting the templates out -----------------------------------------------------------
 
 
@@ -98,7 +123,7 @@ def cut_templates(sql: str, functions: frozenset[str]) -> tuple[str, list[str]]:
             i += 1
             continue
         if len(templates) > MAX_TEMPLATES:
-            raise SqlError(f"at most {MAX_TEMPLATES} semantic_layer templates in one statement")
+            raise SqlTooLarge(f"at most {MAX_TEMPLATES} semantic_layer templates in one statement")
         out.append(f"{_SOURCE}{len(templates) - 1}")
         i = end
     return "".join(out), templates
@@ -115,7 +140,7 @@ def _quoted_end(sql: str, start: int) -> int:
                 continue
             return i + 1
         i += 1
-    raise SqlError(f"unbalanced quotes: the {quote} opened at position {start} is never closed")
+    raise SqlSyntaxError(f"unbalanced quotes: the {quote} opened at position {start} is never closed")
 
 
 # ---- the API --------------------------------------------------------------------------------
@@ -183,7 +208,7 @@ class SqlApi:
     def execute(self, sql: str) -> pa.Table:
         """Answer one SELECT (see the module's docstring); SqlError or the service's errors otherwise."""
         if len(sql) > MAX_SQL_CHARS:
-            raise SqlError(f"the statement is longer than {MAX_SQL_CHARS} characters")
+            raise SqlTooLarge(f"the statement is longer than {MAX_SQL_CHARS} characters")
         try:
             text, templates = cut_templates(sql, FUNCTIONS)
             statements = [parse_statement(t) for t in templates]
@@ -198,13 +223,13 @@ class SqlApi:
         try:
             parsed = [e for e in sqlglot.parse(text, read=self._read) if e is not None]
         except SqlglotError as exc:
-            raise SqlError(f"SQL syntax error: {_first_line(str(exc))}") from None
+            raise SqlSyntaxError(f"SQL syntax error: {_first_line(str(exc))}") from None
         if len(parsed) != 1:
-            raise SqlError(f"send one statement at a time (got {len(parsed)})")
+            raise SqlSyntaxError(f"send one statement at a time (got {len(parsed)})")
         tree = parsed[0]
         if not isinstance(tree, exp.Query):
             kind = tree.key.upper()
-            raise SqlError(
+            raise ReadOnlySql(
                 f"only SELECT statements are answered (the semantic layer is read-only), not {kind}"
             )
         return tree
@@ -216,21 +241,25 @@ class SqlApi:
         ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
         for number, table in enumerate(list(tree.find_all(exp.Table))):
             if not isinstance(table.this, exp.Identifier):
-                raise SqlError(f"table functions are not allowed ({table.sql()})")
+                raise UnsupportedSql(f"table functions are not allowed ({table.sql()})")
             name, schema = table.name, table.db
             if not schema and name.startswith(_SOURCE):
                 statement = statements[int(name.removeprefix(_SOURCE))]
                 yield name, self._template_source(table, statement, layer)
             elif schema.lower() == SCHEMA and not table.catalog:
                 placeholder = f"__sl_table_{number}"
-                answer = self._table_source(table, layer.tables.get(name), layer)
+                sql_table = layer.tables.tables.get(name.lower())
+                if sql_table is None:
+                    known = ", ".join(layer.tables.tables)
+                    raise UnknownTable(f"unknown table {SCHEMA}.{name} (tables: {known})")
+                answer = self._table_source(table, sql_table, layer)
                 table.replace(exp.Table(this=exp.to_identifier(placeholder), alias=table.args.get("alias")))
                 yield placeholder, answer
             elif not schema and name.lower() in ctes:
                 continue  # a WITH query of the statement itself
             else:
                 known = ", ".join(f"{SCHEMA}.{t}" for t in layer.tables.tables)
-                raise SqlError(
+                raise UnknownTable(
                     f"unknown table {table.sql()}: SQL here reads the {SCHEMA} schema ({known}) "
                     "or {{ semantic_layer.query(…) }} templates"
                 )
@@ -270,12 +299,12 @@ class SqlApi:
         """Translate the SELECT over a semantic_layer table into one MetricFlow query."""
         select = table.parent_select
         if select is None or not _only_source(select, table):
-            raise SqlError(
+            raise UnsupportedSql(
                 f"{SCHEMA}.{sql_table.name} can only be read on its own (no joins): select its "
                 "metrics and dimensions, and MetricFlow joins what they need"
             )
         if any(s is not select for s in select.find_all(exp.Select)):
-            raise SqlError(f"subqueries inside a query on {SCHEMA}.{sql_table.name} are not supported")
+            raise UnsupportedSql(f"subqueries inside a query on {SCHEMA}.{sql_table.name} are not supported")
         if any(isinstance(p, exp.Star) for p in select.expressions):
             select.set("expressions", [exp.column(c) for c in _star(sql_table)])
         plan = self._plan(select, table, sql_table)
@@ -310,12 +339,12 @@ class SqlApi:
         aggregated: set[str] = set()
         for node in select.find_all(exp.Column):
             if node.table and node.table.lower() not in qualifiers:
-                raise SqlError(f"unknown table {node.table!r} in {node.sql()}")
+                raise UnknownTable(f"unknown table {node.table!r} in {node.sql()}")
             column = sql_table.column(node.name)
             if column is None:
                 if node.name.lower() in aliases:
                     continue
-                raise SqlError(
+                raise UnknownColumn(
                     f"{SCHEMA}.{sql_table.name} has no column {node.name!r} "
                     f"(columns: {', '.join(c.name for c in sql_table.columns)})"
                 )
@@ -330,7 +359,7 @@ class SqlApi:
         plan.metrics = list(dict.fromkeys(plan.metrics))
         plan.group_by = list(dict.fromkeys(plan.group_by))
         if aggregated and plan.metrics:
-            raise SqlError(
+            raise UnsupportedSql(
                 f"aggregating a dimension ({', '.join(sorted(aggregated))}) and asking for metrics in one "
                 "query is not supported: query the metrics by that dimension instead"
             )
@@ -375,7 +404,9 @@ def _push_where(select: exp.Select, plan: _Plan, references: dict[str, str], com
             kept.append(condition)
             narrowed = narrowed or text is None
         elif text is None:
-            raise SqlError(f"cannot filter on {condition.sql()}: write it as plain conditions on the columns")
+            raise UnsupportedSql(
+                f"cannot filter on {condition.sql()}: write it as plain conditions on the columns"
+            )
     select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
     return narrowed
 

@@ -1,0 +1,1077 @@
+"""The semantic layer over the Postgres wire protocol: psql, psycopg, JDBC, SQLAlchemy, BI tools.
+
+`greenery serve --pg-port N` starts this next to the GraphQL API and Arrow Flight SQL, on the
+same `SemanticLayerService` and the same token (sent as the password, with SCRAM-SHA-256;
+any user name, any database name). What a client sends:
+
+- SQL on the ``semantic_layer`` schema and dbt's ``{{ semantic_layer.query(…) }}`` templates:
+  answered by the SQL API (greenery.serve.sql), every number computed by MetricFlow;
+- catalog queries (``pg_catalog``, ``information_schema``, ``version()``, ``current_schema()``):
+  answered by the emulated catalog (greenery.serve.postgres_catalog);
+- session commands (``SET``, ``SHOW``, ``RESET``, ``BEGIN``/``COMMIT``/``ROLLBACK``, ``DISCARD``…):
+  answered as PostgreSQL 15 answers them, with nothing to commit;
+- anything that would write (DDL, DML, ``COPY … FROM``): refused, SQLSTATE 25006.
+
+The wire protocol itself (framing, message codecs, connection phases) is pygwire's; the
+password is the token, checked with SCRAM-SHA-256 (greenery.serve.auth). Both the simple and
+the extended query protocol (Parse/Bind/Describe/Execute, pipelined until Sync) are served;
+bind parameters become SQL literals in the parsed tree, never text pasted into SQL. Errors
+are ``ErrorResponse`` messages with a SQLSTATE, and the connection stays usable after one
+(inside a transaction block, until ROLLBACK, as in Postgres).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import itertools
+import json
+import logging
+import math
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import pyarrow as pa
+import sqlglot
+from pygwire import BackendConnection, PygwireError, TransactionStatus
+from pygwire import messages as wire
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from greenery.semantic.layer import SemanticLayerError
+from greenery.serve.auth import ScramRefused, ScramSha256, is_loopback
+from greenery.serve.postgres_catalog import (
+    DEFAULT_SETTINGS,
+    REPORTED_SETTINGS,
+    PgError,
+    PostgresCatalog,
+    SessionFacts,
+    name_projections,
+    pg_type_of,
+    type_length,
+    type_oid,
+)
+from greenery.serve.service import QueryFailed, QueryTimedOut, SemanticLayerService, ServerConfigError
+from greenery.serve.sql import (
+    MAX_SQL_CHARS,
+    ReadOnlySql,
+    SqlApi,
+    SqlError,
+    SqlSyntaxError,
+    SqlTooLarge,
+    UnknownColumn,
+    UnknownTable,
+    UnsupportedSql,
+)
+from greenery.serve.statements import FUNCTIONS
+from greenery.serve.tables import SCHEMA
+
+log = logging.getLogger("greenery.serve")
+
+MAX_MESSAGE_BYTES = 4 * MAX_SQL_CHARS  # a message still incomplete past this many bytes ends the connection
+MAX_RESULT_ROWS = 1_000_000  # larger answers are refused (54000): aggregate or add a LIMIT
+MAX_CONNECTIONS = 64
+MAX_PREPARED = 512  # named statements and portals per connection
+SCRAM = "SCRAM-SHA-256"
+RECV_BYTES = 64 * 1024
+_TEMPLATE = re.compile(r"\{\{|\bsemantic_layer\s*\.\s*(\w+)\s*\(", re.I)
+# First words of statements that would write or touch the server: refused, as a read-only server does.
+_WRITES = frozenset(
+    {
+        *("insert", "update", "delete", "merge", "create", "drop", "alter", "truncate", "grant", "revoke"),
+        *("comment", "vacuum", "analyze", "cluster", "reindex", "lock", "call", "do", "refresh", "import"),
+        *("security", "reassign", "load", "install", "attach", "detach", "pragma", "checkpoint", "export"),
+        *("notify", "prepare", "execute"),
+    }
+)
+_QUERIES = frozenset({"select", "with", "values", "table", "(", "{{"})
+_ENDS_FAILED_TRANSACTION = frozenset({"rollback", "abort", "commit", "end"})
+
+
+# ---- one statement's outcome ---------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a statement answered: rows (a table) or a command tag, and what to tell the client first."""
+
+    tag: str
+    table: pa.Table | None = None
+    notices: list[tuple[str, str]] = field(default_factory=list)  # (SQLSTATE, message) warnings
+    reported: dict[str, str] = field(default_factory=dict)  # settings changed, sent as ParameterStatus
+    empty: bool = False  # an empty query string
+
+
+def _error_for(exc: Exception) -> PgError:
+    """A user error as Postgres reports it (SQLSTATE and message); unexpected failures are XX000."""
+    if isinstance(exc, PgError):
+        return exc
+    codes: list[tuple[type[Exception], str]] = [
+        (SqlSyntaxError, "42601"),
+        (SqlTooLarge, "54000"),
+        (UnknownTable, "42P01"),
+        (UnknownColumn, "42703"),
+        (ReadOnlySql, "25006"),
+        (UnsupportedSql, "0A000"),
+        (QueryTimedOut, "57014"),
+        (SqlError, "42000"),
+        (QueryFailed, "42000"),
+        (SemanticLayerError, "42000"),
+        (ValueError, "22023"),
+    ]
+    for kind, sqlstate in codes:
+        if isinstance(exc, kind):
+            return PgError(sqlstate, str(exc))
+    log.exception("postgres statement failed unexpectedly")
+    return PgError("XX000", f"internal error ({type(exc).__name__}): {exc}")
+
+
+# ---- statements: splitting, first words, bind parameters ------------------------------------
+
+
+def split_statements(text: str) -> list[str]:
+    """A simple-query string cut at its top-level semicolons (quotes, comments, templates respected)."""
+    try:
+        tokens = sqlglot.tokenize(text, read="postgres")
+    except SqlglotError:
+        return [text]
+    cuts = [t.start for t in tokens if t.token_type == sqlglot.TokenType.SEMICOLON]
+    pieces, start = [], 0
+    for cut in cuts:
+        pieces.append(text[start:cut])
+        start = cut + 1
+    pieces.append(text[start:])
+    return [p for p in pieces if p.strip()] or [""]
+
+
+def first_word(text: str) -> str:
+    """The statement's first keyword, lower case ('' for an empty statement)."""
+    stripped = re.sub(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", "", text, flags=re.S)
+    for opening in ("(", "{{"):
+        if stripped.startswith(opening):
+            return opening
+    match = re.match(r"[A-Za-z_]+", stripped)
+    return match.group(0).lower() if match else ""
+
+
+def is_template(text: str) -> bool:
+    """dbt's ``{{ semantic_layer.query(…) }}`` or a brace-less ``semantic_layer.f(…)`` call."""
+    return any(m.group(1) is None or m.group(1).lower() in FUNCTIONS for m in _TEMPLATE.finditer(text))
+
+
+def parameter_count(text: str) -> int:
+    """The highest ``$n`` placeholder a statement uses."""
+    try:
+        tokens = sqlglot.tokenize(text, read="postgres")
+    except SqlglotError:
+        return 0
+    numbers = [
+        int(b.text)
+        for a, b in itertools.pairwise(tokens)
+        if a.text == "$" and b.token_type == sqlglot.TokenType.NUMBER and b.start == a.end + 1
+    ]
+    dollar = [int(t.text[1:]) for t in tokens if re.fullmatch(r"\$\d+", t.text)]
+    return max(numbers + dollar, default=0)
+
+
+_INTEGERS = {type_oid(n) for n in ("int2", "int4", "int8", "oid")}
+_NUMBERS = {type_oid(n) for n in ("float4", "float8", "numeric")}
+_BOOL = type_oid("bool")
+_BINARY_PARAMETERS: dict[int, Callable[[bytes], object]] = {
+    type_oid("int2"): lambda b: struct.unpack("!h", b)[0],
+    type_oid("int4"): lambda b: struct.unpack("!i", b)[0],
+    type_oid("int8"): lambda b: struct.unpack("!q", b)[0],
+    type_oid("oid"): lambda b: struct.unpack("!I", b)[0],
+    type_oid("float4"): lambda b: struct.unpack("!f", b)[0],
+    type_oid("float8"): lambda b: struct.unpack("!d", b)[0],
+    type_oid("bool"): lambda b: b != b"\x00",
+}
+
+
+def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expression:
+    """One bind parameter as a SQL literal node (never as text pasted into SQL)."""
+    if value is None:
+        return exp.Null()
+    if binary:
+        decode = _BINARY_PARAMETERS.get(type_)
+        if decode is None and type_ not in (0, type_oid("text"), type_oid("varchar"), type_oid("name")):
+            raise PgError("0A000", f"binary parameters of type {type_} are not supported: send them as text")
+        decoded: object = decode(value) if decode is not None else value.decode("utf-8")
+        text = str(decoded).lower() if isinstance(decoded, bool) else str(decoded)
+    else:
+        text = value.decode("utf-8")
+    if type_ in _INTEGERS:
+        if not re.fullmatch(r"\s*[-+]?\d+\s*", text):
+            raise PgError("22P02", f'invalid input syntax for type integer: "{text}"')
+        return exp.Literal.number(int(text))
+    if type_ in _NUMBERS:
+        try:
+            number = decimal.Decimal(text.strip())
+        except decimal.InvalidOperation:
+            raise PgError("22P02", f'invalid input syntax for type numeric: "{text}"') from None
+        return exp.Literal.number(str(number)) if number.is_finite() else exp.Literal.string(text.strip())
+    if type_ == _BOOL:
+        truth = text.strip().lower()
+        if truth not in ("t", "true", "1", "f", "false", "0", "yes", "no", "on", "off", "y", "n"):
+            raise PgError("22P02", f'invalid input syntax for type boolean: "{text}"')
+        return exp.Boolean(this=truth in ("t", "true", "1", "yes", "on", "y"))
+    return exp.Literal.string(text)
+
+
+def bind(tree: exp.Expression, literals: list[exp.Expression]) -> exp.Expression:
+    """The parsed statement with each ``$n`` replaced by its literal."""
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+            number = int(node.this.this)
+            if not 1 <= number <= len(literals):
+                raise PgError("08P01", f"there is no parameter ${number}")
+            return literals[number - 1].copy()
+        return node
+
+    return tree.transform(replace)
+
+
+# ---- the session: settings, transactions, statements ----------------------------------------
+
+
+@dataclass
+class Prepared:
+    text: str
+    parameter_types: list[int]
+
+
+@dataclass
+class Portal:
+    text: str
+    literals: list[exp.Expression]
+    result_formats: list[int]
+    outcome: Outcome | None = None
+    sent: int = 0  # rows already sent (Execute with a row limit)
+
+
+class Session:
+    """One client connection's state and statements, over the server's shared pieces."""
+
+    def __init__(self, server: PostgresServer, user: str, database: str, params: dict[str, str]) -> None:
+        self._server = server
+        self.user, self.database = user, database
+        self.pid = secrets.randbelow(2**31 - 1) + 1
+        self.secret = secrets.token_bytes(4)
+        self.settings = dict(DEFAULT_SETTINGS)
+        for name, value in params.items():
+            canonical = self._canonical(name)
+            if canonical is not None and canonical not in ("client_encoding", "server_version"):
+                self.settings[canonical] = value
+        self.status = TransactionStatus.IDLE
+        self.prepared: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+
+    @property
+    def facts(self) -> SessionFacts:
+        return SessionFacts(self.user, self.database, dict(self.settings), self.pid)
+
+    def _canonical(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((k for k in self.settings if k.lower() == lowered), None)
+
+    # -- running one statement --
+
+    def run(self, text: str, literals: list[exp.Expression] | None = None) -> Outcome:
+        """One statement; a PgError for what Postgres would refuse (the transaction fails with it)."""
+        try:
+            return self._run(text, literals or [])
+        except Exception as exc:
+            if self.status == TransactionStatus.IN_TRANSACTION:
+                self.status = TransactionStatus.ERROR_TRANSACTION
+            raise _error_for(exc) from None
+
+    def _run(self, text: str, literals: list[exp.Expression]) -> Outcome:
+        if len(text) > MAX_SQL_CHARS:
+            raise PgError("54000", f"the statement is longer than {MAX_SQL_CHARS} characters")
+        word = first_word(text)
+        if self.status == TransactionStatus.ERROR_TRANSACTION and word not in _ENDS_FAILED_TRANSACTION:
+            raise PgError(
+                "25P02", "current transaction is aborted, commands ignored until end of transaction block"
+            )
+        if not word:
+            return Outcome("", empty=True)
+        command = _COMMANDS.get(word)
+        if command is not None:
+            return command(self, text)
+        if word in _WRITES:
+            raise PgError("25006", f"cannot execute {word.upper()} in a read-only transaction")
+        if word == "copy":
+            return self._copy(text)
+        if word == "explain":
+            raise PgError("0A000", "EXPLAIN is not supported: the semantic layer compiles its own SQL")
+        if word not in _QUERIES and not is_template(text):
+            raise PgError("42601", f'syntax error at or near "{word}"')
+        table = self._select(text, literals)
+        if table.num_rows > MAX_RESULT_ROWS:
+            raise PgError(
+                "54000",
+                f"the answer has {table.num_rows} rows, over {MAX_RESULT_ROWS}: aggregate or add a LIMIT",
+            )
+        return Outcome(f"SELECT {table.num_rows}", table)
+
+    def _select(self, text: str, literals: list[exp.Expression]) -> pa.Table:
+        """A query: on the semantic layer through the SQL API; on the system catalog through its emulation."""
+        if is_template(text):
+            if literals:
+                raise PgError("0A000", "bind parameters inside semantic_layer templates are not supported")
+            return self._server.sql_api.run(text).table
+        try:
+            parsed = [e for e in sqlglot.parse(text, read="postgres") if e is not None]
+        except SqlglotError as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+            raise PgError("42601", message) from None
+        if len(parsed) != 1 or not isinstance(parsed[0], exp.Query):
+            raise PgError("42601", "send one SELECT at a time")
+        tree = bind(parsed[0], literals)
+        if self._reads_semantic_layer(tree):
+            name_projections(tree)
+            return self._server.sql_api.run(tree.sql(dialect="postgres")).table
+        return self._server.catalog().run(tree, self.facts)
+
+    def _reads_semantic_layer(self, tree: exp.Expression) -> bool:
+        """Whether the query names a semantic_layer table (unqualified names resolved by search_path)."""
+        ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        found = False
+        for table in tree.find_all(exp.Table):
+            if not isinstance(table.this, exp.Identifier):
+                continue
+            if table.db.lower() == SCHEMA:
+                found = True
+            elif (
+                not table.db
+                and table.name.lower() not in ctes
+                and table.name.lower().startswith("pg_") is False
+                and SCHEMA in self.facts.search_path
+                and table.name.lower() in self._server.table_names()
+            ):
+                table.set("db", exp.to_identifier(SCHEMA))
+                found = True
+        return found
+
+    def _copy(self, text: str) -> Outcome:
+        if re.search(r"\bfrom\b", text, re.I) and not re.search(r"^\s*copy\s*\(", text, re.I):
+            raise PgError("25006", "cannot execute COPY FROM in a read-only transaction")
+        raise PgError("0A000", "COPY is not supported here: read the answer with SELECT")
+
+    # -- session commands --
+
+    def _show(self, text: str) -> Outcome:
+        name = re.sub(r"^\s*show\s+", "", text, flags=re.I).strip().rstrip(";").strip()
+        aliases = {"transaction isolation level": "transaction_isolation", "time zone": "TimeZone"}
+        name = aliases.get(re.sub(r"\s+", " ", name.lower()), name).strip('"')
+        if name.lower() == "all":
+            names = sorted(self.settings, key=str.lower)
+            return Outcome(
+                "SHOW",
+                pa.table(
+                    {
+                        "name": names,
+                        "setting": [self.settings[n] for n in names],
+                        "description": [""] * len(names),
+                    }
+                ),
+            )
+        canonical = self._canonical(name)
+        if canonical is None:
+            raise PgError("42704", f'unrecognized configuration parameter "{name}"')
+        return Outcome("SHOW", pa.table({canonical.lower(): [self.settings[canonical]]}))
+
+    def _set(self, text: str) -> Outcome:
+        body = re.sub(r"^\s*set\s+((session|local)\s+)?", "", text, flags=re.I).strip().rstrip(";").strip()
+        lowered = body.lower()
+        if re.match(
+            r"(transaction|characteristics|session\s+characteristics|role|session\s+authorization)\b", lowered
+        ):
+            return Outcome("SET")
+        if lowered.startswith("time zone"):
+            name, value = "TimeZone", body[len("time zone") :].strip()
+        else:
+            match = re.match(r'("?[\w.]+"?)\s*(=|\bto\b)\s*(.*)$', body, re.I | re.S)
+            if match is None:
+                raise PgError("42601", f"syntax error in SET {body[:80]}")
+            name, value = match.group(1).strip('"'), match.group(3).strip()
+        return self._assign(name, _setting_value(value))
+
+    def _assign(self, name: str, value: str | None) -> Outcome:
+        canonical = self._canonical(name) or name
+        if canonical in ("server_version", "server_encoding", "is_superuser", "integer_datetimes"):
+            raise PgError("55P02", f'parameter "{canonical}" cannot be changed')
+        if canonical == "client_encoding" or value is None:
+            value = DEFAULT_SETTINGS.get(canonical, "")
+        self.settings[canonical] = value
+        reported = {canonical: value} if canonical in REPORTED_SETTINGS else {}
+        return Outcome("SET", reported=reported)
+
+    def _reset(self, text: str) -> Outcome:
+        name = re.sub(r"^\s*reset\s+", "", text, flags=re.I).strip().rstrip(";").strip().strip('"')
+        if name.lower() == "all":
+            self.settings = dict(DEFAULT_SETTINGS)
+            return Outcome("RESET", reported={k: self.settings[k] for k in REPORTED_SETTINGS})
+        outcome = self._assign(name, None)
+        outcome.tag = "RESET"
+        return outcome
+
+    def _begin(self, text: str) -> Outcome:
+        tag = "START TRANSACTION" if first_word(text) == "start" else "BEGIN"
+        if self.status != TransactionStatus.IDLE:
+            return Outcome(tag, notices=[("25001", "there is already a transaction in progress")])
+        self.status = TransactionStatus.IN_TRANSACTION
+        return Outcome(tag)
+
+    def _commit(self, text: str) -> Outcome:
+        failed = self.status == TransactionStatus.ERROR_TRANSACTION
+        idle = self.status == TransactionStatus.IDLE
+        self.status = TransactionStatus.IDLE
+        notices = [("25P01", "there is no transaction in progress")] if idle else []
+        return Outcome("ROLLBACK" if failed else "COMMIT", notices=notices)
+
+    def _rollback(self, text: str) -> Outcome:
+        if re.match(r"^\s*rollback\s+(work\s+|transaction\s+)?to\b", text, re.I):
+            if self.status == TransactionStatus.IDLE:
+                raise PgError("25P01", "ROLLBACK TO SAVEPOINT can only be used in transaction blocks")
+            self.status = TransactionStatus.IN_TRANSACTION
+            return Outcome("ROLLBACK")
+        idle = self.status == TransactionStatus.IDLE
+        self.status = TransactionStatus.IDLE
+        return Outcome("ROLLBACK", notices=[("25P01", "there is no transaction in progress")] if idle else [])
+
+    def _savepoint(self, text: str) -> Outcome:
+        if self.status == TransactionStatus.IDLE:
+            raise PgError("25P01", f"{first_word(text).upper()} can only be used in transaction blocks")
+        return Outcome(first_word(text).upper())
+
+    def _discard(self, text: str) -> Outcome:
+        what = re.sub(r"^\s*discard\s+", "", text, flags=re.I).strip().rstrip(";").upper()
+        if what == "ALL":
+            self.settings = dict(DEFAULT_SETTINGS)
+            self.prepared.clear()
+            self.portals.clear()
+        return Outcome(f"DISCARD {what}")
+
+    def _deallocate(self, text: str) -> Outcome:
+        name = re.sub(r"^\s*deallocate\s+(prepare\s+)?", "", text, flags=re.I).strip().rstrip(";").strip('"')
+        if name.lower() == "all":
+            self.prepared.clear()
+            return Outcome("DEALLOCATE ALL")
+        if self.prepared.pop(name, None) is None:
+            raise PgError("26000", f'prepared statement "{name}" does not exist')
+        return Outcome("DEALLOCATE")
+
+    def _plain(self, text: str) -> Outcome:
+        return Outcome(first_word(text).upper())
+
+
+def _setting_value(value: str) -> str | None:
+    """A SET value as SHOW shows it: quotes taken off, list items joined by ', '; None for DEFAULT."""
+    if value.lower() == "default":
+        return None
+    items = [i.strip() for i in re.findall(r"'(?:[^']|'')*'|[^,]+", value)]
+    return ", ".join(i[1:-1].replace("''", "'") if i.startswith("'") else i.strip('"') for i in items)
+
+
+_COMMANDS: dict[str, Callable[[Session, str], Outcome]] = {
+    "show": Session._show,
+    "set": Session._set,
+    "reset": Session._reset,
+    "begin": Session._begin,
+    "start": Session._begin,
+    "commit": Session._commit,
+    "end": Session._commit,
+    "rollback": Session._rollback,
+    "abort": Session._rollback,
+    "savepoint": Session._savepoint,
+    "release": Session._savepoint,
+    "discard": Session._discard,
+    "deallocate": Session._deallocate,
+    "listen": Session._plain,
+    "unlisten": Session._plain,
+    "close": Session._plain,
+}
+
+
+# ---- values on the wire -------------------------------------------------------------------
+
+
+def _text_value(value: object) -> str:
+    """A value in Postgres' text output format."""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+        return re.sub(r"([+-]\d\d):00$", r"\1", text)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    if isinstance(value, list):
+        return "{" + ",".join(_array_item(v) for v in value) + "}"
+    if isinstance(value, dict):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _array_item(value: object) -> str:
+    if value is None:
+        return "NULL"
+    text = _text_value(value)
+    if text == "" or re.search(r'[{},"\\\s]', text) or text.upper() == "NULL":
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+_EPOCH = dt.datetime(2000, 1, 1)
+_EPOCH_DATE = dt.date(2000, 1, 1)
+_BINARY_VALUES: dict[int, Callable[[Any], bytes]] = {
+    type_oid("bool"): lambda v: b"\x01" if v else b"\x00",
+    type_oid("int2"): lambda v: struct.pack("!h", v),
+    type_oid("int4"): lambda v: struct.pack("!i", v),
+    type_oid("int8"): lambda v: struct.pack("!q", v),
+    type_oid("float4"): lambda v: struct.pack("!f", v),
+    type_oid("float8"): lambda v: struct.pack("!d", v),
+    type_oid("text"): lambda v: str(v).encode("utf-8"),
+    type_oid("json"): lambda v: json.dumps(v, default=str).encode("utf-8"),
+    type_oid("bytea"): lambda v: bytes(v),
+    type_oid("date"): lambda v: struct.pack("!i", (v - _EPOCH_DATE).days),
+    type_oid("timestamp"): lambda v: struct.pack("!q", _micros(v - _EPOCH)),
+    type_oid("timestamptz"): lambda v: struct.pack(
+        "!q", _micros(v.astimezone(dt.UTC).replace(tzinfo=None) - _EPOCH)
+    ),
+}
+
+
+def _micros(delta: dt.timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def encode_rows(
+    table: pa.Table, formats: list[int], start: int = 0, stop: int | None = None
+) -> Iterator[list[bytes | None]]:
+    """The table's rows start..stop as DataRow columns, each in the format the client asked for."""
+    part = table.slice(start, (stop - start) if stop is not None else None)
+    encoders = [_encoder(field, formats[i]) for i, field in enumerate(table.schema)]
+    columns = [column.to_pylist() for column in part.columns]
+    for values in zip(*columns, strict=True):
+        yield [None if v is None else encode(v) for v, encode in zip(values, encoders, strict=True)]
+    if not columns:
+        return
+
+
+def _encoder(field: pa.Field, format_code: int) -> Callable[[Any], bytes]:
+    if format_code == 0:
+        return lambda v: _text_value(v).encode("utf-8")
+    encode = _BINARY_VALUES.get(pg_type_of(field.type))
+    if encode is None:
+        raise PgError("0A000", f"binary format is not supported for column {field.name!r}: ask for text")
+    return encode
+
+
+def result_formats(requested: list[int], columns: int) -> list[int]:
+    """Bind's result format codes: none (all text), one (for every column) or one per column."""
+    if not requested:
+        return [0] * columns
+    if len(requested) == 1:
+        return requested * columns
+    if len(requested) != columns:
+        raise PgError(
+            "08P01", f"bind message has {len(requested)} result formats but query has {columns} columns"
+        )
+    return requested
+
+
+def row_description(table: pa.Table, formats: list[int]) -> wire.RowDescription:
+    fields = []
+    for column, format_code in zip(table.schema, formats, strict=True):
+        oid = pg_type_of(column.type)
+        fields.append(
+            wire.FieldDescription(
+                name=column.name,
+                type_oid=oid,
+                type_size=type_length(oid),
+                type_modifier=-1,
+                format_code=format_code,
+            )
+        )
+    return wire.RowDescription(fields=fields)
+
+
+# ---- the connection: pygwire messages in, messages out -------------------------------------
+
+
+class _Closed(Exception):
+    """The connection is over (the client left, or was refused)."""
+
+
+class PgConnection:
+    """One client socket: startup, authentication, then the simple and extended query protocols."""
+
+    def __init__(self, server: PostgresServer, sock: socket.socket) -> None:
+        self._server = server
+        self._sock = sock
+        self._wire = BackendConnection()
+        self._out = bytearray()
+        self._session: Session | None = None
+        self._scram: ScramSha256 | None = None
+        self._startup: dict[str, str] = {}
+        self._skip_until_sync = False
+        self._admitted = False
+
+    def serve(self) -> None:
+        try:
+            self._loop()
+        except _Closed:
+            pass
+        except PygwireError as exc:
+            with contextlib.suppress(_Closed):
+                self._fatal("08P01", f"invalid frontend message: {exc}")
+        except OSError:
+            pass
+        finally:
+            if self._admitted:
+                self._server.leave()
+            self._sock.close()
+
+    def _loop(self) -> None:
+        pending = 0
+        while True:
+            data = self._sock.recv(RECV_BYTES)
+            if not data:
+                raise _Closed
+            pending += len(data)
+            for message in self._wire.receive(data):
+                pending = 0
+                self._handle(message)
+            if pending > MAX_MESSAGE_BYTES:
+                self._fatal("54000", f"message larger than {MAX_MESSAGE_BYTES} bytes")
+            self._flush()
+
+    # -- output --
+
+    def _send(self, message: wire.PGMessage) -> None:
+        self._out += self._wire.send(message)
+
+    def _flush(self) -> None:
+        if self._out:
+            self._sock.sendall(self._out)
+            self._out.clear()
+
+    def _error(self, error: PgError, severity: str = "ERROR") -> None:
+        self._send(
+            wire.ErrorResponse(fields={"S": severity, "V": severity, "C": error.sqlstate, "M": str(error)})
+        )
+
+    def _fatal(self, sqlstate: str, message: str) -> NoReturn:
+        try:
+            self._error(PgError(sqlstate, message), "FATAL")
+            self._flush()
+        except (OSError, PygwireError):
+            pass
+        raise _Closed
+
+    def _ready(self) -> None:
+        assert self._session is not None
+        self._send(wire.ReadyForQuery(status=self._session.status))
+        self._flush()
+
+    # -- dispatch --
+
+    def _handle(self, message: wire.PGMessage) -> None:
+        handlers: dict[type[wire.PGMessage], Callable[[Any], None]] = {
+            wire.SSLRequest: self._refuse_encryption,
+            wire.GSSEncRequest: self._refuse_encryption,
+            wire.CancelRequest: self._cancel,
+            wire.StartupMessage: self._start,
+            wire.SASLInitialResponse: self._scram_first,
+            wire.SASLResponse: self._scram_final,
+            wire.PasswordMessage: lambda _: self._fatal("28P01", "authenticate with SCRAM-SHA-256"),
+            wire.Terminate: self._terminate,
+            wire.Query: self._query,
+            wire.Parse: self._extended(self._parse),
+            wire.Bind: self._extended(self._bind),
+            wire.Describe: self._extended(self._describe),
+            wire.Execute: self._extended(self._execute),
+            wire.Close: self._extended(self._close),
+            wire.Sync: self._sync,
+            wire.Flush: lambda _: self._flush(),
+        }
+        handler = handlers.get(type(message))
+        if handler is None:
+            self._fatal("0A000", f"{type(message).__name__} is not supported")
+        handler(message)
+
+    # -- startup and authentication --
+
+    def _refuse_encryption(self, message: wire.PGMessage) -> None:
+        self._send(
+            wire.SSLResponse(accepted=False)
+            if isinstance(message, wire.SSLRequest)
+            else wire.GSSResponse(accepted=False)
+        )
+        self._flush()
+
+    def _cancel(self, message: wire.CancelRequest) -> None:
+        raise _Closed  # queries are not cancellable here; the client's connection stays as it is
+
+    def _terminate(self, message: wire.Terminate) -> None:
+        raise _Closed
+
+    def _start(self, message: wire.StartupMessage) -> None:
+        self._startup = dict(message.params)
+        if message.protocol_version >> 16 != 3:
+            self._fatal("0A000", "unsupported frontend protocol: use protocol 3.0")
+        self._admitted = self._server.admit()
+        if not self._admitted:
+            self._fatal("53300", "sorry, too many clients already")
+        if self._server.token is None:
+            self._authenticated()
+            return
+        self._scram = self._server.scram()
+        self._send(wire.AuthenticationSASL(mechanisms=[SCRAM]))
+        self._flush()
+
+    def _scram_first(self, message: wire.SASLInitialResponse) -> None:
+        if message.mechanism != SCRAM:
+            self._fatal("28000", f"SASL mechanism {message.mechanism!r} is not supported; use {SCRAM}")
+        if self._scram is None:
+            self._fatal("08P01", "unexpected SASL message")
+        try:
+            first = self._scram.first(message.data.decode("utf-8"))
+        except (ScramRefused, UnicodeDecodeError):
+            self._refuse_password()
+        self._send(wire.AuthenticationSASLContinue(data=first.encode("utf-8")))
+        self._flush()
+
+    def _scram_final(self, message: wire.SASLResponse) -> None:
+        if self._scram is None:
+            self._fatal("08P01", "unexpected SASL message")
+        try:
+            final = self._scram.final(message.data.decode("utf-8"))
+        except (ScramRefused, UnicodeDecodeError):
+            self._refuse_password()
+        self._send(wire.AuthenticationSASLFinal(data=final.encode("utf-8")))
+        self._authenticated()
+
+    def _refuse_password(self) -> NoReturn:
+        user = self._startup.get("user", "")
+        log.warning("postgres: refused a connection for user %r: wrong password", user[:64])
+        self._fatal("28P01", f'password authentication failed for user "{user}"')
+
+    def _authenticated(self) -> None:
+        user = self._startup.get("user") or "greenery"
+        database = self._startup.get("database") or user
+        session = Session(self._server, user, database, self._startup)
+        self._session = session
+        self._send(wire.AuthenticationOk())
+        for name in REPORTED_SETTINGS:
+            self._send(wire.ParameterStatus(name=name, value=session.settings[name]))
+        self._send(wire.ParameterStatus(name="session_authorization", value=user))
+        self._send(wire.BackendKeyData(process_id=session.pid, secret_key=session.secret))
+        self._ready()
+
+    # -- the simple query protocol --
+
+    def _query(self, message: wire.Query) -> None:
+        session = self._active()
+        for text in split_statements(message.query_string):
+            try:
+                outcome = session.run(text)
+            except PgError as error:
+                self._error(error)
+                break
+            try:
+                self._send_outcome(outcome, result_formats([], _width(outcome)))
+            except PgError as error:
+                self._error(error)
+                break
+        self._ready()
+
+    def _send_outcome(
+        self, outcome: Outcome, formats: list[int], start: int = 0, stop: int | None = None
+    ) -> None:
+        """Notices, settings changed, then rows (with their description) and the tag."""
+        self._notices_and_settings(outcome)
+        if outcome.empty:
+            self._send(wire.EmptyQueryResponse())
+            return
+        if outcome.table is not None:
+            self._send(row_description(outcome.table, formats))
+            for columns in encode_rows(outcome.table, formats, start, stop):
+                self._send(wire.DataRow(columns=columns))
+        self._send(wire.CommandComplete(tag=outcome.tag))
+
+    def _notices_and_settings(self, outcome: Outcome) -> None:
+        for sqlstate, text in outcome.notices:
+            self._send(wire.NoticeResponse(fields={"S": "WARNING", "V": "WARNING", "C": sqlstate, "M": text}))
+        outcome.notices = []
+        for name, value in outcome.reported.items():
+            self._send(wire.ParameterStatus(name=name, value=value))
+        outcome.reported = {}
+
+    # -- the extended query protocol --
+
+    def _extended(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Run a Parse/Bind/Describe/Execute/Close; after an error, skip everything until Sync."""
+
+        def run(message: Any) -> None:
+            if self._skip_until_sync:
+                return
+            try:
+                handler(message)
+            except PgError as error:
+                self._error(error)
+                self._skip_until_sync = True
+            except Exception as exc:  # report, keep the connection
+                self._error(_error_for(exc))
+                self._skip_until_sync = True
+
+        return run
+
+    def _sync(self, message: wire.Sync) -> None:
+        self._skip_until_sync = False
+        self._active().portals.pop("", None)
+        self._ready()
+
+    def _parse(self, message: wire.Parse) -> None:
+        session = self._active()
+        if len(split_statements(message.query)) > 1:
+            raise PgError("42601", "cannot insert multiple commands into a prepared statement")
+        if message.statement and message.statement in session.prepared:
+            raise PgError("42P05", f'prepared statement "{message.statement}" already exists')
+        if len(session.prepared) >= MAX_PREPARED:
+            raise PgError("53400", f"at most {MAX_PREPARED} prepared statements per connection")
+        count = max(parameter_count(message.query), len(message.param_types))
+        types = [*message.param_types, *([0] * (count - len(message.param_types)))]
+        session.prepared[message.statement] = Prepared(message.query, types)
+        self._send(wire.ParseComplete())
+
+    def _bind(self, message: wire.Bind) -> None:
+        session = self._active()
+        prepared = self._prepared(message.statement)
+        values = message.param_values
+        if len(values) != len(prepared.parameter_types):
+            raise PgError(
+                "08P01",
+                f"bind message supplies {len(values)} parameters, "
+                f"but prepared statement requires {len(prepared.parameter_types)}",
+            )
+        formats = message.param_formats or [0]
+        literals = [
+            parameter_literal(v, t, (formats[i] if len(formats) > 1 else formats[0]) == 1)
+            for i, (v, t) in enumerate(zip(values, prepared.parameter_types, strict=True))
+        ]
+        if len(session.portals) >= MAX_PREPARED:
+            raise PgError("53400", f"at most {MAX_PREPARED} open portals per connection")
+        session.portals[message.portal] = Portal(prepared.text, literals, message.result_formats)
+        self._send(wire.BindComplete())
+
+    def _describe(self, message: wire.Describe) -> None:
+        session = self._active()
+        if message.kind == "S":
+            prepared = self._prepared(message.name)
+            types = [t or type_oid("text") for t in prepared.parameter_types]
+            self._send(wire.ParameterDescription(type_oids=types))
+            nulls: list[exp.Expression] = [exp.Null() for _ in types]
+            outcome = self._run_quietly(prepared.text, nulls)
+            self._describe_rows(outcome, [0] * _width(outcome))
+            return
+        portal = self._portal(message.name)
+        outcome = self._outcome(session, portal)
+        self._describe_rows(outcome, result_formats(portal.result_formats, _width(outcome)))
+
+    def _run_quietly(self, text: str, literals: list[exp.Expression]) -> Outcome | None:
+        """A statement run only to learn its columns (Describe of a statement): None if it fails."""
+        session = self._active()
+        if first_word(text) not in _QUERIES or session.status == TransactionStatus.ERROR_TRANSACTION:
+            return None
+        try:
+            return session._run(text, literals)
+        except Exception:
+            return None
+
+    def _describe_rows(self, outcome: Outcome | None, formats: list[int]) -> None:
+        if outcome is None or outcome.table is None:
+            self._send(wire.NoData())
+        else:
+            self._send(row_description(outcome.table, formats))
+
+    def _execute(self, message: wire.Execute) -> None:
+        session = self._active()
+        portal = self._portal(message.portal)
+        outcome = self._outcome(session, portal)
+        if outcome.table is None:
+            self._notices_and_settings(outcome)
+            self._send(wire.EmptyQueryResponse() if outcome.empty else wire.CommandComplete(tag=outcome.tag))
+            return
+        formats = result_formats(portal.result_formats, _width(outcome))
+        stop = portal.sent + message.max_rows if message.max_rows > 0 else outcome.table.num_rows
+        self._notices_and_settings(outcome)
+        for columns in encode_rows(outcome.table, formats, portal.sent, min(stop, outcome.table.num_rows)):
+            self._send(wire.DataRow(columns=columns))
+        portal.sent = min(stop, outcome.table.num_rows)
+        if portal.sent < outcome.table.num_rows:
+            self._send(wire.PortalSuspended())
+        else:
+            self._send(wire.CommandComplete(tag=outcome.tag))
+
+    def _outcome(self, session: Session, portal: Portal) -> Outcome:
+        if portal.outcome is None:
+            portal.outcome = session.run(portal.text, portal.literals)
+        return portal.outcome
+
+    def _close(self, message: wire.Close) -> None:
+        session = self._active()
+        (session.prepared if message.kind == "S" else session.portals).pop(message.name, None)
+        self._send(wire.CloseComplete())
+
+    # -- lookups --
+
+    def _active(self) -> Session:
+        if self._session is None:
+            self._fatal("08P01", "authenticate first")
+        assert self._session is not None
+        return self._session
+
+    def _prepared(self, name: str) -> Prepared:
+        prepared = self._active().prepared.get(name)
+        if prepared is None:
+            raise PgError("26000", f'prepared statement "{name}" does not exist')
+        return prepared
+
+    def _portal(self, name: str) -> Portal:
+        portal = self._active().portals.get(name)
+        if portal is None:
+            raise PgError("34000", f'portal "{name}" does not exist')
+        return portal
+
+
+def _width(outcome: Outcome | None) -> int:
+    return outcome.table.num_columns if outcome is not None and outcome.table is not None else 0
+
+
+# ---- the server -----------------------------------------------------------------------------
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _TcpServer
+
+    def handle(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        PgConnection(self.server.postgres, self.request).serve()
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], postgres: PostgresServer) -> None:
+        self.postgres = postgres
+        super().__init__(address, _Handler)
+
+
+class PostgresServer:
+    """The Postgres endpoint over one query service: listening sockets, sessions' shared pieces."""
+
+    def __init__(self, service: SemanticLayerService, host: str, port: int, token: str | None) -> None:
+        if token is None and not is_loopback(host):
+            raise ServerConfigError(
+                f"refusing to serve Postgres on {host} without authentication: "
+                "set a token, or bind to loopback"
+            )
+        self.service = service
+        self.token = token
+        self.sql_api = SqlApi(service, transport="postgres", read="postgres")
+        self._salt = secrets.token_bytes(16)
+        self._salted = ScramSha256.salted(token, self._salt) if token else b""
+        self._catalogs: dict[str, PostgresCatalog] = {}
+        self._catalog_lock = threading.Lock()
+        self._clients = 0
+        self._clients_lock = threading.Lock()
+        self._tcp = _TcpServer((host, port), self)
+        self._thread = threading.Thread(target=self._tcp.serve_forever, name="greenery-postgres", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._tcp.server_address[1])
+
+    def scram(self) -> ScramSha256:
+        """A SCRAM exchange for one connection, against the token."""
+        return ScramSha256(self._salted, self._salt)
+
+    def start(self, *, warm: bool = True) -> PostgresServer:
+        """Serve in background threads; with `warm`, build the catalog now rather than on first use."""
+        self._thread.start()
+        if warm:
+            threading.Thread(target=self._warm, name="greenery-postgres-catalog", daemon=True).start()
+        return self
+
+    def _warm(self) -> None:
+        """Build the catalog before the first client asks (it describes every table once)."""
+        try:
+            self.catalog()
+        except Exception:
+            log.exception("postgres: building the catalog failed (it is retried on the first query)")
+
+    def catalog(self) -> PostgresCatalog:
+        """The emulated catalog of the published version now served (built once per version)."""
+        with self.service.layers.use() as layer, self._catalog_lock:
+            catalog = self._catalogs.get(layer.version)
+            if catalog is None:
+                catalog = PostgresCatalog(layer.tables)
+                for old in self._catalogs.values():
+                    old.close()
+                self._catalogs = {layer.version: catalog}
+            return catalog
+
+    def table_names(self) -> set[str]:
+        with self.service.layers.use() as layer:
+            return set(layer.tables.tables)
+
+    def admit(self) -> bool:
+        with self._clients_lock:
+            if self._clients >= MAX_CONNECTIONS:
+                return False
+            self._clients += 1
+            return True
+
+    def leave(self) -> None:
+        with self._clients_lock:
+            self._clients = max(0, self._clients - 1)
+
+    def shutdown(self) -> None:
+        self._tcp.shutdown()
+        self._tcp.server_close()
+        with self._catalog_lock:
+            for catalog in self._catalogs.values():
+                catalog.close()
+            self._catalogs = {}
+
+
+def start_postgres_server(
+    service: SemanticLayerService, host: str, port: int, token: str | None, *, warm: bool = True
+) -> PostgresServer:
+    """The Postgres endpoint on `host:port` (0: any free port), serving in background threads."""
+    return PostgresServer(service, host, port, token).start(warm=warm)

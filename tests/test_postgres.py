@@ -1,0 +1,287 @@
+"""The Postgres endpoint with real clients: psycopg, SQLAlchemy's inspector, pandas, psql.
+
+The endpoint runs over the course data on the same service as GraphQL and Flight SQL (the
+`served` fixture). Answers are checked against the warm engine; errors by their SQLSTATE;
+after every refusal the same connection keeps answering.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pandas as pd
+import psycopg
+import pytest
+import sqlalchemy as sa
+from conftest import TOKEN, Served
+from pygwire import FrontendConnection
+from pygwire import messages as wire
+
+from greenery.semantic.layer import SemanticLayer
+from greenery.serve.postgres import PostgresServer
+from greenery.serve.service import ServerConfigError
+
+FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
+
+
+@pytest.fixture
+def pg(served: Served) -> Iterator[psycopg.Connection]:
+    """psycopg 3 with the token as password, any user and database name, autocommit."""
+    with psycopg.connect(
+        host="127.0.0.1", port=served.pg_port, user="analyst", password=TOKEN, dbname="any", autocommit=True
+    ) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def engine(served: Served) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(f"postgresql+psycopg://bi:{TOKEN}@127.0.0.1:{served.pg_port}/greenery")
+    yield engine
+    engine.dispose()
+
+
+def _sqlstate(connection: psycopg.Connection, sql: str) -> str | None:
+    with pytest.raises(psycopg.Error) as caught:
+        connection.execute(sql)
+    return caught.value.sqlstate
+
+
+# ---- answers through plain SQL ------------------------------------------------------------
+
+
+def test_the_funnel_through_plain_sql(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    row = pg.execute(f"select {', '.join(FUNNEL)} from semantic_layer.funnel_overall").fetchone()
+    expected = course_sl.query(metrics=FUNNEL).table.to_pylist()[0]
+    assert row is not None and [int(v) for v in row] == [int(expected[m]) for m in FUNNEL]
+    assert [int(v) for v in row] == [578, 467, 361]
+
+
+def test_inventory_changes_from_week_3_to_4(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    rows = pg.execute(
+        "select product__product_name, net_inventory_change, restocks "
+        "from semantic_layer.inventory_changes_by_product_by_week "
+        "where metric_time__week = '2021-03-01' order by 1"
+    ).fetchall()
+    expected = course_sl.query(
+        saved_query="inventory_changes_by_product_by_week",
+        where=["{{ TimeDimension('metric_time', 'week') }} = '2021-03-01'"],
+        order_by=["product__product_name"],
+    ).table.to_pylist()
+    assert [(n, int(c), int(r)) for n, c, r in rows] == [
+        (e["product__product_name"], int(e["net_inventory_change"]), int(e["restocks"])) for e in expected
+    ]
+    assert dict((n, int(c)) for n, c, _ in rows)["Pothos"] == 20
+
+
+def test_bind_parameters_are_literals(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    """The extended query protocol: $1 becomes a literal, so a quote in it is data, not SQL."""
+    sql = (
+        "select metric_time__week, view_to_checkout_rate from semantic_layer.sessions "
+        "where metric_time__week >= %s group by 1 order by 1"
+    )
+    rows = pg.execute(sql, ["2021-02-08"]).fetchall()
+    expected = course_sl.query(
+        metrics=["view_to_checkout_rate"],
+        group_by=["metric_time__week"],
+        where=["{{ TimeDimension('metric_time', 'week') }} >= '2021-02-08'"],
+        order_by=["metric_time__week"],
+    ).table
+    assert [r[0] for r in rows] == expected["metric_time__week"].to_pylist()
+    assert [r[1] for r in rows] == pytest.approx(expected["view_to_checkout_rate"].to_pylist())
+    hostile = pg.execute(
+        "select user__state, sessions from semantic_layer.sessions where user__state = %s", ["x' or 'a'='a"]
+    ).fetchall()
+    assert hostile == []
+
+
+def test_measure_around_a_metric_and_the_dbt_template(
+    pg: psycopg.Connection, course_sl: SemanticLayer
+) -> None:
+    by_state = course_sl.query(metrics=["sessions"], group_by=["user__state"]).table
+    expected = dict(zip(by_state["user__state"].to_pylist(), by_state["sessions"].to_pylist(), strict=True))
+    measured = pg.execute(
+        "select user__state, MEASURE(sessions) from semantic_layer.sessions group by 1"
+    ).fetchall()
+    templated = pg.execute(
+        "select * from {{ semantic_layer.query(metrics=['sessions'], group_by=['user__state']) }}"
+    ).fetchall()
+    bare = pg.execute("{{ semantic_layer.query(metrics=['sessions'], group_by=['user__state']) }}").fetchall()
+    assert sorted(bare) == sorted(templated)
+    assert {s: int(n) for s, n in measured} == {s: int(n) for s, n in expected.items()}
+    assert {s: int(n) for s, n in templated} == {s: int(n) for s, n in expected.items()}
+
+
+def test_types_reach_the_client(pg: psycopg.Connection) -> None:
+    cursor = pg.execute(
+        "select metric_time__week, sessions_with_checkout, view_to_checkout_rate "
+        "from semantic_layer.funnel_by_week order by 1 limit 1"
+    )
+    week, checkouts, rate = cursor.fetchone() or ()
+    assert week.isoformat() == "2021-02-08T00:00:00"
+    assert isinstance(checkouts, Decimal | int) and isinstance(rate, float)
+    assert [d.type_code for d in cursor.description or []] == [1114, 1700, 701]
+
+
+# ---- the session: what a real Postgres answers ------------------------------------------------
+
+
+def test_catalog_functions_and_session_commands(pg: psycopg.Connection) -> None:
+    version, schema, database, user = (
+        pg.execute("select version(), current_schema(), current_database(), current_user").fetchone() or ()
+    )
+    assert version.startswith("PostgreSQL 15.") and schema == "semantic_layer"
+    assert (database, user) == ("any", "analyst")
+    pg.execute("SET application_name TO 'chart builder'")
+    assert pg.execute("show application_name").fetchone() == ("chart builder",)
+    assert pg.info.parameter_status("application_name") == "chart builder"
+    assert pg.execute("SHOW TRANSACTION ISOLATION LEVEL").fetchone() == ("read committed",)
+    assert pg.execute("select current_setting('standard_conforming_strings')").fetchone() == ("on",)
+    assert _sqlstate(pg, "show no_such_setting") == "42704"
+
+
+def test_an_error_in_a_transaction_lasts_until_rollback(served: Served) -> None:
+    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
+        assert connection.execute("select 1").fetchone() == (1,)  # psycopg opened a transaction
+        assert _sqlstate(connection, "select nothing from semantic_layer.sessions") == "42703"
+        assert _sqlstate(connection, "select 1") == "25P02"
+        connection.rollback()
+        assert connection.execute("select 2").fetchone() == (2,)
+
+
+# ---- refusals: read-only, safe, and the connection keeps serving -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "sqlstate"),
+    [
+        ("create table semantic_layer.x (a int)", "25006"),
+        ("drop table semantic_layer.sessions", "25006"),
+        ("insert into semantic_layer.sessions values (1)", "25006"),
+        ("copy semantic_layer.sessions from '/etc/passwd'", "25006"),
+        ("copy (select 1) to '/tmp/x'", "0A000"),
+        ("select pg_read_file('/etc/passwd')", "42501"),
+        ("select * from read_csv('/etc/passwd')", "42501"),
+        ("select * from semantic_layer.no_such_table", "42P01"),
+        ("select * from public.orders", "42P01"),
+        ("select nope from semantic_layer.sessions", "42703"),
+        ("select from where", "42601"),
+        ("select " + "1 + " * 60_000 + "1", "54000"),
+    ],
+)
+def test_refused_with_a_sqlstate_and_the_connection_keeps_serving(
+    pg: psycopg.Connection, sql: str, sqlstate: str
+) -> None:
+    assert _sqlstate(pg, sql) == sqlstate
+    row = pg.execute("select sessions_with_checkout from semantic_layer.funnel_overall").fetchone()
+    assert row is not None and int(row[0]) == 361
+
+
+def test_a_wrong_token_is_refused_with_28P01(served: Served) -> None:
+    """Read the ErrorResponse itself (libpq does not expose a connection failure's SQLSTATE)."""
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password="not-the-token")
+    client = FrontendConnection()
+    with socket.create_connection(("127.0.0.1", served.pg_port), timeout=30) as sock:
+        sock.sendall(client.send(wire.StartupMessage(params={"user": "u", "database": "d"})))
+        received: list[wire.PGMessage] = []
+        while not any(isinstance(m, wire.ErrorResponse) for m in received):
+            data = sock.recv(4096)
+            assert data, f"the server closed without an error after {received}"
+            received += list(client.receive(data))
+            if isinstance(received[-1], wire.AuthenticationSASL):
+                sock.sendall(
+                    client.send(
+                        wire.SASLInitialResponse(mechanism="SCRAM-SHA-256", data=b"n,,n=,r=abcdefghijklmnop")
+                    )
+                )
+            if isinstance(received[-1], wire.AuthenticationSASLContinue):
+                proof = "c=biws,r=" + received[-1].data.decode().split(",")[0][2:] + ",p=" + "A" * 44
+                sock.sendall(client.send(wire.SASLResponse(data=proof.encode())))
+    error = next(m for m in received if isinstance(m, wire.ErrorResponse))
+    assert error.code == "28P01" and not any(isinstance(m, wire.AuthenticationOk) for m in received)
+
+
+def test_without_a_token_only_loopback(served: Served) -> None:
+    with pytest.raises(ServerConfigError, match="without authentication"):
+        PostgresServer(None, "0.0.0.0", 0, None)  # type: ignore[arg-type]
+
+
+# ---- SQLAlchemy, pandas, psql -----------------------------------------------------------------
+
+
+def test_sqlalchemy_inspector_lists_tables_and_columns(engine: sa.Engine, course_sl: SemanticLayer) -> None:
+    inspector = sa.inspect(engine)
+    assert "semantic_layer" in inspector.get_schema_names()
+    tables = inspector.get_table_names(schema="semantic_layer")
+    assert set(course_sl.saved_query_names) <= set(tables)
+    assert {"sessions", "orders", "product_sessions"} <= set(tables)
+    columns = {c["name"]: c["type"] for c in inspector.get_columns("funnel_by_week", schema="semantic_layer")}
+    assert isinstance(columns["metric_time__week"], sa.TIMESTAMP)
+    assert isinstance(columns["view_to_checkout_rate"], sa.Float)
+    assert inspector.get_pk_constraint("sessions", schema="semantic_layer")["constrained_columns"] == []
+    comment = inspector.get_table_comment("sessions", schema="semantic_layer")["text"]
+    assert comment and "sessions" in comment
+
+
+def test_pandas_read_sql(engine: sa.Engine, course_sl: SemanticLayer) -> None:
+    with engine.connect() as connection:
+        overall = pd.read_sql(f"select {', '.join(FUNNEL)} from semantic_layer.funnel_overall", connection)
+        weekly = pd.read_sql(
+            sa.text(
+                "select metric_time__week, view_to_checkout_rate from semantic_layer.funnel_by_week "
+                "where metric_time__week >= :week order by 1"
+            ),
+            connection,
+            params={"week": "2021-02-08"},
+        )
+    assert overall.astype(int).to_dict("records") == [dict(zip(FUNNEL, [578, 467, 361], strict=True))]
+    expected = course_sl.query(
+        metrics=["view_to_checkout_rate"],
+        group_by=["metric_time__week"],
+        where=["{{ TimeDimension('metric_time', 'week') }} >= '2021-02-08'"],
+    ).table.to_pandas()
+    assert weekly["view_to_checkout_rate"].tolist() == pytest.approx(
+        expected["view_to_checkout_rate"].tolist()
+    )
+
+
+PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+
+
+@pytest.mark.skipif(not os.path.exists(PSQL), reason="psql is not installed")
+def test_psql_lists_and_describes(served: Served, course_sl: SemanticLayer) -> None:
+    def psql(command: str) -> str:
+        done = subprocess.run(
+            [
+                PSQL,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(served.pg_port),
+                "-U",
+                "someone",
+                "-d",
+                "greenery",
+                "-X",
+                "-c",
+                command,
+            ],
+            env={**os.environ, "PGPASSWORD": TOKEN, "PGCONNECT_TIMEOUT": "30"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = psql(r"\dt semantic_layer.*")
+    assert all(f" {name} " in listed for name in [*course_sl.saved_query_names, "sessions", "orders"])
+    described = psql(r"\d semantic_layer.sessions")
+    assert 'Table "semantic_layer.sessions"' in described
+    assert "view_to_checkout_rate" in described and "double precision" in described
+    assert "metric_time__week" in described and "timestamp without time zone" in described
