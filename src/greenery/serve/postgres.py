@@ -354,7 +354,7 @@ class Session:
             elif (
                 not table.db
                 and table.name.lower() not in ctes
-                and table.name.lower().startswith("pg_") is False
+                and not table.name.lower().startswith("pg_")
                 and SCHEMA in self.facts.search_path
                 and table.name.lower() in self._server.table_names()
             ):
