@@ -121,6 +121,7 @@ def test_dashboard_shows_the_course_funnel(
     assert "Returning · repeat" in dom  # segments
     assert "2 of 30 products ran out of stock" in dom  # inventory with stockouts
     assert "Could not load" not in dom
+    assert re.search(r'id="version"[^>]*>published v\d+<', dom)  # /healthz answered with the token
     assert TOKEN not in dom  # taken from the URL into sessionStorage, then removed
 
     SCREENSHOT.parent.mkdir(exist_ok=True)

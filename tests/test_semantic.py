@@ -242,3 +242,18 @@ def test_the_serving_engine_reaches_no_file_and_changes_no_setting(
     assert course_sl.query(metrics=["sessions_with_checkout"]).table.to_pylist() == [
         {"sessions_with_checkout": 361}
     ]
+
+
+def test_each_distinct_query_is_compiled_once(
+    course_sl: SemanticLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    explain = course_sl.engine.explain
+    monkeypatch.setattr(
+        course_sl.engine, "explain", lambda request: calls.append(request) or explain(request)
+    )
+    request = {"metrics": ["sessions_with_checkout"], "group_by": ["user__buyer_segment"], "limit": 7}
+    first = course_sl.compile(**request)
+    assert course_sl.compile(**request) == first and len(calls) == 1
+    course_sl.compile(**{**request, "limit": 8})  # another query: compiled
+    assert len(calls) == 2

@@ -482,7 +482,8 @@ def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_pat
     first = current_published(copy)
     assert first is not None
     with running(create_app(copy, token=TOKEN)) as host:
-        health = requests.get(f"http://{host}/healthz").json()
+        auth = {"authorization": f"Bearer {TOKEN}"}  # without the token /healthz says only "ok"
+        health = requests.get(f"http://{host}/healthz", headers=auth).json()
         assert (health["status"], health["published_version"], health["metrics"]) == ("ok", first.name, 35)
         client = sdk(host)
         with client.session():
@@ -498,7 +499,10 @@ def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_pat
                 con.close()
             second = publish(copy)
             deadline = time.monotonic() + 10
-            while requests.get(f"http://{host}/healthz").json()["published_version"] != second.name:
+            while (
+                requests.get(f"http://{host}/healthz", headers=auth).json()["published_version"]
+                != second.name
+            ):
                 assert time.monotonic() < deadline, "the new version was not picked up"
                 time.sleep(0.2)
             assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 577

@@ -25,12 +25,14 @@ from metricflow_semantics.model.dbt_manifest_parser import parse_manifest_from_d
 from metricflow_semantics.model.semantic_manifest_lookup import SemanticManifestLookup
 from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 
+from greenery.semantic.cache import Lru
 from greenery.semantic.compat import query_request, quote_reserved_identifiers, reserved_words
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
 
 NO_PARAMS = SqlBindParameterSet()
+KEEP_COMPILED = 1024  # compiled SQL kept per engine
 
 
 class SemanticLayerError(ValueError):
@@ -158,6 +160,7 @@ class SemanticLayer:
         self.client = DuckDbClient(con)
         self.lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest_json))
         self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
+        self._compiled: Lru[tuple[object, ...], str] = Lru(KEEP_COMPILED)
         manifest = self.lookup.semantic_manifest
         self._reserved_names = reserved_words(
             element.name
@@ -191,7 +194,14 @@ class SemanticLayer:
         limit: int | None = None,
         saved_query: str | None = None,
     ) -> str:
-        """The SQL MetricFlow writes for the query (raises SemanticLayerError with its message)."""
+        """The SQL MetricFlow writes for the query (raises SemanticLayerError with its message).
+
+        Each distinct query is compiled once (MetricFlow takes 15–40 ms to plan one).
+        """
+        key = (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
+        cached = self._compiled.get(key)
+        if cached is not None:
+            return cached
         if saved_query is not None and saved_query not in self.saved_query_names:
             raise SemanticLayerError(
                 f"unknown saved query {saved_query!r} (known: {', '.join(self.saved_query_names)})"
@@ -208,7 +218,9 @@ class SemanticLayer:
             sql = self.engine.explain(request).sql_statement.without_descriptions.sql
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
-        return quote_reserved_identifiers(sql, self._reserved_names)
+        sql = quote_reserved_identifiers(sql, self._reserved_names)
+        self._compiled.put(key, sql)
+        return sql
 
     def compile_dimension_values(self, group_by: str, metrics: Sequence[str] = ()) -> str:
         """The SQL MetricFlow writes for the distinct values of one dimension (for the metrics, if any)."""

@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayerError
 from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal
 from greenery.serve.service import (
-    Lru,
     QueryJob,
     QueryNotFound,
     QueryTimedOut,

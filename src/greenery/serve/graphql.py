@@ -29,8 +29,9 @@ from graphql import (
 )
 from graphql.language import FieldNode, IntValueNode, StringValueNode, ValueNode
 
+from greenery.semantic.cache import Lru
 from greenery.serve.catalog import Catalog, Json, page
-from greenery.serve.service import Lru, QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.service import QueryJob, QueryRequest, SemanticLayerService
 
 log = logging.getLogger("greenery.serve")
 

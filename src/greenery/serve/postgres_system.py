@@ -10,1815 +10,2022 @@ NAMESPACES: the system schemas' OIDs.
 
 from __future__ import annotations
 
-SERVER_VERSION = '15.18'
+SERVER_VERSION = "15.18"
 
 NAMESPACES: dict[str, int] = {
-    'pg_catalog': 11,
-    'information_schema': 13207,
+    "pg_catalog": 11,
+    "information_schema": 13207,
 }
 RELATIONS: dict[tuple[str, str], tuple[int, str, str]] = {
-    ('information_schema', '_pg_foreign_data_wrappers'): (
-        13507, 'v',
-        'oid oid, fdwowner oid, fdwoptions text[], '
-        'foreign_data_wrapper_catalog information_schema.sql_identifier, '
-        'foreign_data_wrapper_name information_schema.sql_identifier, '
-        'authorization_identifier information_schema.sql_identifier, '
-        'foreign_data_wrapper_language information_schema.character_data',
-    ),
-    ('information_schema', '_pg_foreign_servers'): (
-        13519, 'v',
-        'oid oid, srvoptions text[], foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier, '
-        'foreign_data_wrapper_catalog information_schema.sql_identifier, '
-        'foreign_data_wrapper_name information_schema.sql_identifier, '
-        'foreign_server_type information_schema.character_data, '
-        'foreign_server_version information_schema.character_data, '
-        'authorization_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', '_pg_foreign_table_columns'): (
-        13498, 'v',
-        'nspname name, relname name, attname name, attfdwoptions text[]',
-    ),
-    ('information_schema', '_pg_foreign_tables'): (
-        13532, 'v',
-        'foreign_table_catalog information_schema.sql_identifier, '
-        'foreign_table_schema information_schema.sql_identifier, '
-        'foreign_table_name information_schema.sql_identifier, ftoptions text[], '
-        'foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier, '
-        'authorization_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', '_pg_user_mappings'): (
-        13545, 'v',
-        'oid oid, umoptions text[], umuser oid, '
-        'authorization_identifier information_schema.sql_identifier, '
-        'foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier, '
-        'srvowner information_schema.sql_identifier',
-    ),
-    ('information_schema', 'administrable_role_authorizations'): (
-        13241, 'v',
-        'grantee information_schema.sql_identifier, role_name information_schema.sql_identifier, '
-        'is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'applicable_roles'): (
-        13236, 'v',
-        'grantee information_schema.sql_identifier, role_name information_schema.sql_identifier, '
-        'is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'attributes'): (
-        13245, 'v',
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, attribute_name information_schema.sql_identifier, '
-        'ordinal_position information_schema.cardinal_number, '
-        'attribute_default information_schema.character_data, is_nullable information_schema.yes_or_no, '
-        'data_type information_schema.character_data, '
-        'character_maximum_length information_schema.cardinal_number, '
-        'character_octet_length information_schema.cardinal_number, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, '
-        'datetime_precision information_schema.cardinal_number, '
-        'interval_type information_schema.character_data, '
-        'interval_precision information_schema.cardinal_number, '
-        'attribute_udt_catalog information_schema.sql_identifier, '
-        'attribute_udt_schema information_schema.sql_identifier, '
-        'attribute_udt_name information_schema.sql_identifier, '
-        'scope_catalog information_schema.sql_identifier, scope_schema information_schema.sql_identifier, '
-        'scope_name information_schema.sql_identifier, '
-        'maximum_cardinality information_schema.cardinal_number, '
-        'dtd_identifier information_schema.sql_identifier, '
-        'is_derived_reference_attribute information_schema.yes_or_no',
-    ),
-    ('information_schema', 'character_sets'): (
-        13250, 'v',
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'character_repertoire information_schema.sql_identifier, '
-        'form_of_use information_schema.sql_identifier, '
-        'default_collate_catalog information_schema.sql_identifier, '
-        'default_collate_schema information_schema.sql_identifier, '
-        'default_collate_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'check_constraint_routine_usage'): (
-        13255, 'v',
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier, '
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'check_constraints'): (
-        13260, 'v',
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier, '
-        'check_clause information_schema.character_data',
-    ),
-    ('information_schema', 'collation_character_set_applicability'): (
-        13270, 'v',
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'collations'): (
-        13265, 'v',
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'pad_attribute information_schema.character_data',
-    ),
-    ('information_schema', 'column_column_usage'): (
-        13275, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, '
-        'dependent_column information_schema.sql_identifier',
-    ),
-    ('information_schema', 'column_domain_usage'): (
-        13280, 'v',
-        'domain_catalog information_schema.sql_identifier, '
-        'domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'column_options'): (
-        13503, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, '
-        'option_name information_schema.sql_identifier, option_value information_schema.character_data',
-    ),
-    ('information_schema', 'column_privileges'): (
-        13285, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, '
-        'privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'column_udt_usage'): (
-        13290, 'v',
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, table_catalog information_schema.sql_identifier, '
-        'table_schema information_schema.sql_identifier, table_name information_schema.sql_identifier, '
-        'column_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'columns'): (
-        13295, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, '
-        'ordinal_position information_schema.cardinal_number, '
-        'column_default information_schema.character_data, is_nullable information_schema.yes_or_no, '
-        'data_type information_schema.character_data, '
-        'character_maximum_length information_schema.cardinal_number, '
-        'character_octet_length information_schema.cardinal_number, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, '
-        'datetime_precision information_schema.cardinal_number, '
-        'interval_type information_schema.character_data, '
-        'interval_precision information_schema.cardinal_number, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'domain_catalog information_schema.sql_identifier, '
-        'domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, '
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, scope_catalog information_schema.sql_identifier, '
-        'scope_schema information_schema.sql_identifier, scope_name information_schema.sql_identifier, '
-        'maximum_cardinality information_schema.cardinal_number, '
-        'dtd_identifier information_schema.sql_identifier, '
-        'is_self_referencing information_schema.yes_or_no, is_identity information_schema.yes_or_no, '
-        'identity_generation information_schema.character_data, '
-        'identity_start information_schema.character_data, '
-        'identity_increment information_schema.character_data, '
-        'identity_maximum information_schema.character_data, '
-        'identity_minimum information_schema.character_data, identity_cycle information_schema.yes_or_no, '
-        'is_generated information_schema.character_data, '
-        'generation_expression information_schema.character_data, '
-        'is_updatable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'constraint_column_usage'): (
-        13300, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, '
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'constraint_table_usage'): (
-        13305, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, '
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'data_type_privileges'): (
-        13488, 'v',
-        'object_catalog information_schema.sql_identifier, '
-        'object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, '
-        'object_type information_schema.character_data, dtd_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', 'domain_constraints'): (
-        13310, 'v',
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier, '
-        'domain_catalog information_schema.sql_identifier, '
-        'domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, '
-        'is_deferrable information_schema.yes_or_no, initially_deferred information_schema.yes_or_no',
-    ),
-    ('information_schema', 'domain_udt_usage'): (
-        13315, 'v',
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, domain_catalog information_schema.sql_identifier, '
-        'domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'domains'): (
-        13320, 'v',
-        'domain_catalog information_schema.sql_identifier, '
-        'domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, '
-        'data_type information_schema.character_data, '
-        'character_maximum_length information_schema.cardinal_number, '
-        'character_octet_length information_schema.cardinal_number, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, '
-        'datetime_precision information_schema.cardinal_number, '
-        'interval_type information_schema.character_data, '
-        'interval_precision information_schema.cardinal_number, '
-        'domain_default information_schema.character_data, udt_catalog information_schema.sql_identifier, '
-        'udt_schema information_schema.sql_identifier, udt_name information_schema.sql_identifier, '
-        'scope_catalog information_schema.sql_identifier, scope_schema information_schema.sql_identifier, '
-        'scope_name information_schema.sql_identifier, '
-        'maximum_cardinality information_schema.cardinal_number, '
-        'dtd_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', 'element_types'): (
-        13493, 'v',
-        'object_catalog information_schema.sql_identifier, '
-        'object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, '
-        'object_type information_schema.character_data, '
-        'collection_type_identifier information_schema.sql_identifier, '
-        'data_type information_schema.character_data, '
-        'character_maximum_length information_schema.cardinal_number, '
-        'character_octet_length information_schema.cardinal_number, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, '
-        'datetime_precision information_schema.cardinal_number, '
-        'interval_type information_schema.character_data, '
-        'interval_precision information_schema.cardinal_number, '
-        'domain_default information_schema.character_data, udt_catalog information_schema.sql_identifier, '
-        'udt_schema information_schema.sql_identifier, udt_name information_schema.sql_identifier, '
-        'scope_catalog information_schema.sql_identifier, scope_schema information_schema.sql_identifier, '
-        'scope_name information_schema.sql_identifier, '
-        'maximum_cardinality information_schema.cardinal_number, '
-        'dtd_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', 'enabled_roles'): (
-        13325, 'v',
-        'role_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'foreign_data_wrapper_options'): (
-        13511, 'v',
-        'foreign_data_wrapper_catalog information_schema.sql_identifier, '
-        'foreign_data_wrapper_name information_schema.sql_identifier, '
-        'option_name information_schema.sql_identifier, option_value information_schema.character_data',
-    ),
-    ('information_schema', 'foreign_data_wrappers'): (
-        13515, 'v',
-        'foreign_data_wrapper_catalog information_schema.sql_identifier, '
-        'foreign_data_wrapper_name information_schema.sql_identifier, '
-        'authorization_identifier information_schema.sql_identifier, '
-        'library_name information_schema.character_data, '
-        'foreign_data_wrapper_language information_schema.character_data',
-    ),
-    ('information_schema', 'foreign_server_options'): (
-        13524, 'v',
-        'foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier, '
-        'option_name information_schema.sql_identifier, option_value information_schema.character_data',
-    ),
-    ('information_schema', 'foreign_servers'): (
-        13528, 'v',
-        'foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier, '
-        'foreign_data_wrapper_catalog information_schema.sql_identifier, '
-        'foreign_data_wrapper_name information_schema.sql_identifier, '
-        'foreign_server_type information_schema.character_data, '
-        'foreign_server_version information_schema.character_data, '
-        'authorization_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', 'foreign_table_options'): (
-        13537, 'v',
-        'foreign_table_catalog information_schema.sql_identifier, '
-        'foreign_table_schema information_schema.sql_identifier, '
-        'foreign_table_name information_schema.sql_identifier, '
-        'option_name information_schema.sql_identifier, option_value information_schema.character_data',
-    ),
-    ('information_schema', 'foreign_tables'): (
-        13541, 'v',
-        'foreign_table_catalog information_schema.sql_identifier, '
-        'foreign_table_schema information_schema.sql_identifier, '
-        'foreign_table_name information_schema.sql_identifier, '
-        'foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'information_schema_catalog_name'): (
-        13227, 'v',
-        'catalog_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'key_column_usage'): (
-        13329, 'v',
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, '
-        'ordinal_position information_schema.cardinal_number, '
-        'position_in_unique_constraint information_schema.cardinal_number',
-    ),
-    ('information_schema', 'parameters'): (
-        13334, 'v',
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'ordinal_position information_schema.cardinal_number, '
-        'parameter_mode information_schema.character_data, is_result information_schema.yes_or_no, '
-        'as_locator information_schema.yes_or_no, parameter_name information_schema.sql_identifier, '
-        'data_type information_schema.character_data, '
-        'character_maximum_length information_schema.cardinal_number, '
-        'character_octet_length information_schema.cardinal_number, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, '
-        'datetime_precision information_schema.cardinal_number, '
-        'interval_type information_schema.character_data, '
-        'interval_precision information_schema.cardinal_number, '
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, scope_catalog information_schema.sql_identifier, '
-        'scope_schema information_schema.sql_identifier, scope_name information_schema.sql_identifier, '
-        'maximum_cardinality information_schema.cardinal_number, '
-        'dtd_identifier information_schema.sql_identifier, '
-        'parameter_default information_schema.character_data',
-    ),
-    ('information_schema', 'referential_constraints'): (
-        13339, 'v',
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier, '
-        'unique_constraint_catalog information_schema.sql_identifier, '
-        'unique_constraint_schema information_schema.sql_identifier, '
-        'unique_constraint_name information_schema.sql_identifier, '
-        'match_option information_schema.character_data, update_rule information_schema.character_data, '
-        'delete_rule information_schema.character_data',
-    ),
-    ('information_schema', 'role_column_grants'): (
-        13344, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, '
-        'privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'role_routine_grants'): (
-        13358, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'routine_catalog information_schema.sql_identifier, '
-        'routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, '
-        'privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'role_table_grants'): (
-        13421, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, privilege_type information_schema.character_data, '
-        'is_grantable information_schema.yes_or_no, with_hierarchy information_schema.yes_or_no',
-    ),
-    ('information_schema', 'role_udt_grants'): (
-        13450, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, privilege_type information_schema.character_data, '
-        'is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'role_usage_grants'): (
-        13459, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'object_catalog information_schema.sql_identifier, '
-        'object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, '
-        'object_type information_schema.character_data, privilege_type information_schema.character_data, '
-        'is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'routine_column_usage'): (
-        13348, 'v',
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'routine_catalog information_schema.sql_identifier, '
-        'routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, column_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'routine_privileges'): (
-        13353, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'routine_catalog information_schema.sql_identifier, '
-        'routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, '
-        'privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'routine_routine_usage'): (
-        13362, 'v',
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'routine_catalog information_schema.sql_identifier, '
-        'routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'routine_sequence_usage'): (
-        13367, 'v',
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'routine_catalog information_schema.sql_identifier, '
-        'routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, '
-        'sequence_catalog information_schema.sql_identifier, '
-        'sequence_schema information_schema.sql_identifier, '
-        'sequence_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'routine_table_usage'): (
-        13372, 'v',
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'routine_catalog information_schema.sql_identifier, '
-        'routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'routines'): (
-        13377, 'v',
-        'specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, '
-        'routine_catalog information_schema.sql_identifier, '
-        'routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, '
-        'routine_type information_schema.character_data, module_catalog information_schema.sql_identifier, '
-        'module_schema information_schema.sql_identifier, module_name information_schema.sql_identifier, '
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, data_type information_schema.character_data, '
-        'character_maximum_length information_schema.cardinal_number, '
-        'character_octet_length information_schema.cardinal_number, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, '
-        'datetime_precision information_schema.cardinal_number, '
-        'interval_type information_schema.character_data, '
-        'interval_precision information_schema.cardinal_number, '
-        'type_udt_catalog information_schema.sql_identifier, '
-        'type_udt_schema information_schema.sql_identifier, '
-        'type_udt_name information_schema.sql_identifier, scope_catalog information_schema.sql_identifier, '
-        'scope_schema information_schema.sql_identifier, scope_name information_schema.sql_identifier, '
-        'maximum_cardinality information_schema.cardinal_number, '
-        'dtd_identifier information_schema.sql_identifier, routine_body information_schema.character_data, '
-        'routine_definition information_schema.character_data, '
-        'external_name information_schema.character_data, '
-        'external_language information_schema.character_data, '
-        'parameter_style information_schema.character_data, is_deterministic information_schema.yes_or_no, '
-        'sql_data_access information_schema.character_data, is_null_call information_schema.yes_or_no, '
-        'sql_path information_schema.character_data, schema_level_routine information_schema.yes_or_no, '
-        'max_dynamic_result_sets information_schema.cardinal_number, '
-        'is_user_defined_cast information_schema.yes_or_no, '
-        'is_implicitly_invocable information_schema.yes_or_no, '
-        'security_type information_schema.character_data, '
-        'to_sql_specific_catalog information_schema.sql_identifier, '
-        'to_sql_specific_schema information_schema.sql_identifier, '
-        'to_sql_specific_name information_schema.sql_identifier, as_locator information_schema.yes_or_no, '
-        'created information_schema.time_stamp, last_altered information_schema.time_stamp, '
-        'new_savepoint_level information_schema.yes_or_no, is_udt_dependent information_schema.yes_or_no, '
-        'result_cast_from_data_type information_schema.character_data, '
-        'result_cast_as_locator information_schema.yes_or_no, '
-        'result_cast_char_max_length information_schema.cardinal_number, '
-        'result_cast_char_octet_length information_schema.cardinal_number, '
-        'result_cast_char_set_catalog information_schema.sql_identifier, '
-        'result_cast_char_set_schema information_schema.sql_identifier, '
-        'result_cast_char_set_name information_schema.sql_identifier, '
-        'result_cast_collation_catalog information_schema.sql_identifier, '
-        'result_cast_collation_schema information_schema.sql_identifier, '
-        'result_cast_collation_name information_schema.sql_identifier, '
-        'result_cast_numeric_precision information_schema.cardinal_number, '
-        'result_cast_numeric_precision_radix information_schema.cardinal_number, '
-        'result_cast_numeric_scale information_schema.cardinal_number, '
-        'result_cast_datetime_precision information_schema.cardinal_number, '
-        'result_cast_interval_type information_schema.character_data, '
-        'result_cast_interval_precision information_schema.cardinal_number, '
-        'result_cast_type_udt_catalog information_schema.sql_identifier, '
-        'result_cast_type_udt_schema information_schema.sql_identifier, '
-        'result_cast_type_udt_name information_schema.sql_identifier, '
-        'result_cast_scope_catalog information_schema.sql_identifier, '
-        'result_cast_scope_schema information_schema.sql_identifier, '
-        'result_cast_scope_name information_schema.sql_identifier, '
-        'result_cast_maximum_cardinality information_schema.cardinal_number, '
-        'result_cast_dtd_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', 'schemata'): (
-        13382, 'v',
-        'catalog_name information_schema.sql_identifier, schema_name information_schema.sql_identifier, '
-        'schema_owner information_schema.sql_identifier, '
-        'default_character_set_catalog information_schema.sql_identifier, '
-        'default_character_set_schema information_schema.sql_identifier, '
-        'default_character_set_name information_schema.sql_identifier, '
-        'sql_path information_schema.character_data',
-    ),
-    ('information_schema', 'sequences'): (
-        13386, 'v',
-        'sequence_catalog information_schema.sql_identifier, '
-        'sequence_schema information_schema.sql_identifier, '
-        'sequence_name information_schema.sql_identifier, data_type information_schema.character_data, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, start_value information_schema.character_data, '
-        'minimum_value information_schema.character_data, maximum_value information_schema.character_data, '
-        'increment information_schema.character_data, cycle_option information_schema.yes_or_no',
-    ),
-    ('information_schema', 'sql_features'): (
-        13391, 'r',
-        'feature_id information_schema.character_data, feature_name information_schema.character_data, '
-        'sub_feature_id information_schema.character_data, '
-        'sub_feature_name information_schema.character_data, is_supported information_schema.yes_or_no, '
-        'is_verified_by information_schema.character_data, comments information_schema.character_data',
-    ),
-    ('information_schema', 'sql_implementation_info'): (
-        13396, 'r',
-        'implementation_info_id information_schema.character_data, '
-        'implementation_info_name information_schema.character_data, '
-        'integer_value information_schema.cardinal_number, '
-        'character_value information_schema.character_data, comments information_schema.character_data',
-    ),
-    ('information_schema', 'sql_parts'): (
-        13401, 'r',
-        'feature_id information_schema.character_data, feature_name information_schema.character_data, '
-        'is_supported information_schema.yes_or_no, is_verified_by information_schema.character_data, '
-        'comments information_schema.character_data',
-    ),
-    ('information_schema', 'sql_sizing'): (
-        13406, 'r',
-        'sizing_id information_schema.cardinal_number, sizing_name information_schema.character_data, '
-        'supported_value information_schema.cardinal_number, comments information_schema.character_data',
-    ),
-    ('information_schema', 'table_constraints'): (
-        13411, 'v',
-        'constraint_catalog information_schema.sql_identifier, '
-        'constraint_schema information_schema.sql_identifier, '
-        'constraint_name information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, constraint_type information_schema.character_data, '
-        'is_deferrable information_schema.yes_or_no, initially_deferred information_schema.yes_or_no, '
-        'enforced information_schema.yes_or_no, nulls_distinct information_schema.yes_or_no',
-    ),
-    ('information_schema', 'table_privileges'): (
-        13416, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, privilege_type information_schema.character_data, '
-        'is_grantable information_schema.yes_or_no, with_hierarchy information_schema.yes_or_no',
-    ),
-    ('information_schema', 'tables'): (
-        13425, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, table_type information_schema.character_data, '
-        'self_referencing_column_name information_schema.sql_identifier, '
-        'reference_generation information_schema.character_data, '
-        'user_defined_type_catalog information_schema.sql_identifier, '
-        'user_defined_type_schema information_schema.sql_identifier, '
-        'user_defined_type_name information_schema.sql_identifier, '
-        'is_insertable_into information_schema.yes_or_no, is_typed information_schema.yes_or_no, '
-        'commit_action information_schema.character_data',
-    ),
-    ('information_schema', 'transforms'): (
-        13430, 'v',
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier, group_name information_schema.sql_identifier, '
-        'transform_type information_schema.character_data',
-    ),
-    ('information_schema', 'triggered_update_columns'): (
-        13435, 'v',
-        'trigger_catalog information_schema.sql_identifier, '
-        'trigger_schema information_schema.sql_identifier, trigger_name information_schema.sql_identifier, '
-        'event_object_catalog information_schema.sql_identifier, '
-        'event_object_schema information_schema.sql_identifier, '
-        'event_object_table information_schema.sql_identifier, '
-        'event_object_column information_schema.sql_identifier',
-    ),
-    ('information_schema', 'triggers'): (
-        13440, 'v',
-        'trigger_catalog information_schema.sql_identifier, '
-        'trigger_schema information_schema.sql_identifier, trigger_name information_schema.sql_identifier, '
-        'event_manipulation information_schema.character_data, '
-        'event_object_catalog information_schema.sql_identifier, '
-        'event_object_schema information_schema.sql_identifier, '
-        'event_object_table information_schema.sql_identifier, '
-        'action_order information_schema.cardinal_number, '
-        'action_condition information_schema.character_data, '
-        'action_statement information_schema.character_data, '
-        'action_orientation information_schema.character_data, '
-        'action_timing information_schema.character_data, '
-        'action_reference_old_table information_schema.sql_identifier, '
-        'action_reference_new_table information_schema.sql_identifier, '
-        'action_reference_old_row information_schema.sql_identifier, '
-        'action_reference_new_row information_schema.sql_identifier, '
-        'created information_schema.time_stamp',
-    ),
-    ('information_schema', 'udt_privileges'): (
-        13445, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, '
-        'udt_name information_schema.sql_identifier, privilege_type information_schema.character_data, '
-        'is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'usage_privileges'): (
-        13454, 'v',
-        'grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, '
-        'object_catalog information_schema.sql_identifier, '
-        'object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, '
-        'object_type information_schema.character_data, privilege_type information_schema.character_data, '
-        'is_grantable information_schema.yes_or_no',
-    ),
-    ('information_schema', 'user_defined_types'): (
-        13463, 'v',
-        'user_defined_type_catalog information_schema.sql_identifier, '
-        'user_defined_type_schema information_schema.sql_identifier, '
-        'user_defined_type_name information_schema.sql_identifier, '
-        'user_defined_type_category information_schema.character_data, '
-        'is_instantiable information_schema.yes_or_no, is_final information_schema.yes_or_no, '
-        'ordering_form information_schema.character_data, '
-        'ordering_category information_schema.character_data, '
-        'ordering_routine_catalog information_schema.sql_identifier, '
-        'ordering_routine_schema information_schema.sql_identifier, '
-        'ordering_routine_name information_schema.sql_identifier, '
-        'reference_type information_schema.character_data, data_type information_schema.character_data, '
-        'character_maximum_length information_schema.cardinal_number, '
-        'character_octet_length information_schema.cardinal_number, '
-        'character_set_catalog information_schema.sql_identifier, '
-        'character_set_schema information_schema.sql_identifier, '
-        'character_set_name information_schema.sql_identifier, '
-        'collation_catalog information_schema.sql_identifier, '
-        'collation_schema information_schema.sql_identifier, '
-        'collation_name information_schema.sql_identifier, '
-        'numeric_precision information_schema.cardinal_number, '
-        'numeric_precision_radix information_schema.cardinal_number, '
-        'numeric_scale information_schema.cardinal_number, '
-        'datetime_precision information_schema.cardinal_number, '
-        'interval_type information_schema.character_data, '
-        'interval_precision information_schema.cardinal_number, '
-        'source_dtd_identifier information_schema.sql_identifier, '
-        'ref_dtd_identifier information_schema.sql_identifier',
-    ),
-    ('information_schema', 'user_mapping_options'): (
-        13550, 'v',
-        'authorization_identifier information_schema.sql_identifier, '
-        'foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier, '
-        'option_name information_schema.sql_identifier, option_value information_schema.character_data',
-    ),
-    ('information_schema', 'user_mappings'): (
-        13555, 'v',
-        'authorization_identifier information_schema.sql_identifier, '
-        'foreign_server_catalog information_schema.sql_identifier, '
-        'foreign_server_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'view_column_usage'): (
-        13468, 'v',
-        'view_catalog information_schema.sql_identifier, view_schema information_schema.sql_identifier, '
-        'view_name information_schema.sql_identifier, table_catalog information_schema.sql_identifier, '
-        'table_schema information_schema.sql_identifier, table_name information_schema.sql_identifier, '
-        'column_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'view_routine_usage'): (
-        13473, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, specific_catalog information_schema.sql_identifier, '
-        'specific_schema information_schema.sql_identifier, '
-        'specific_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'view_table_usage'): (
-        13478, 'v',
-        'view_catalog information_schema.sql_identifier, view_schema information_schema.sql_identifier, '
-        'view_name information_schema.sql_identifier, table_catalog information_schema.sql_identifier, '
-        'table_schema information_schema.sql_identifier, table_name information_schema.sql_identifier',
-    ),
-    ('information_schema', 'views'): (
-        13483, 'v',
-        'table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, '
-        'table_name information_schema.sql_identifier, view_definition information_schema.character_data, '
-        'check_option information_schema.character_data, is_updatable information_schema.yes_or_no, '
-        'is_insertable_into information_schema.yes_or_no, '
-        'is_trigger_updatable information_schema.yes_or_no, '
-        'is_trigger_deletable information_schema.yes_or_no, '
-        'is_trigger_insertable_into information_schema.yes_or_no',
-    ),
-    ('pg_catalog', 'pg_aggregate'): (
-        2600, 'r',
+    ("information_schema", "_pg_foreign_data_wrappers"): (
+        13507,
+        "v",
+        "oid oid, fdwowner oid, fdwoptions text[], "
+        "foreign_data_wrapper_catalog information_schema.sql_identifier, "
+        "foreign_data_wrapper_name information_schema.sql_identifier, "
+        "authorization_identifier information_schema.sql_identifier, "
+        "foreign_data_wrapper_language information_schema.character_data",
+    ),
+    ("information_schema", "_pg_foreign_servers"): (
+        13519,
+        "v",
+        "oid oid, srvoptions text[], foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier, "
+        "foreign_data_wrapper_catalog information_schema.sql_identifier, "
+        "foreign_data_wrapper_name information_schema.sql_identifier, "
+        "foreign_server_type information_schema.character_data, "
+        "foreign_server_version information_schema.character_data, "
+        "authorization_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "_pg_foreign_table_columns"): (
+        13498,
+        "v",
+        "nspname name, relname name, attname name, attfdwoptions text[]",
+    ),
+    ("information_schema", "_pg_foreign_tables"): (
+        13532,
+        "v",
+        "foreign_table_catalog information_schema.sql_identifier, "
+        "foreign_table_schema information_schema.sql_identifier, "
+        "foreign_table_name information_schema.sql_identifier, ftoptions text[], "
+        "foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier, "
+        "authorization_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "_pg_user_mappings"): (
+        13545,
+        "v",
+        "oid oid, umoptions text[], umuser oid, "
+        "authorization_identifier information_schema.sql_identifier, "
+        "foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier, "
+        "srvowner information_schema.sql_identifier",
+    ),
+    ("information_schema", "administrable_role_authorizations"): (
+        13241,
+        "v",
+        "grantee information_schema.sql_identifier, role_name information_schema.sql_identifier, "
+        "is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "applicable_roles"): (
+        13236,
+        "v",
+        "grantee information_schema.sql_identifier, role_name information_schema.sql_identifier, "
+        "is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "attributes"): (
+        13245,
+        "v",
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, attribute_name information_schema.sql_identifier, "
+        "ordinal_position information_schema.cardinal_number, "
+        "attribute_default information_schema.character_data, is_nullable information_schema.yes_or_no, "
+        "data_type information_schema.character_data, "
+        "character_maximum_length information_schema.cardinal_number, "
+        "character_octet_length information_schema.cardinal_number, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, "
+        "datetime_precision information_schema.cardinal_number, "
+        "interval_type information_schema.character_data, "
+        "interval_precision information_schema.cardinal_number, "
+        "attribute_udt_catalog information_schema.sql_identifier, "
+        "attribute_udt_schema information_schema.sql_identifier, "
+        "attribute_udt_name information_schema.sql_identifier, "
+        "scope_catalog information_schema.sql_identifier, scope_schema information_schema.sql_identifier, "
+        "scope_name information_schema.sql_identifier, "
+        "maximum_cardinality information_schema.cardinal_number, "
+        "dtd_identifier information_schema.sql_identifier, "
+        "is_derived_reference_attribute information_schema.yes_or_no",
+    ),
+    ("information_schema", "character_sets"): (
+        13250,
+        "v",
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "character_repertoire information_schema.sql_identifier, "
+        "form_of_use information_schema.sql_identifier, "
+        "default_collate_catalog information_schema.sql_identifier, "
+        "default_collate_schema information_schema.sql_identifier, "
+        "default_collate_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "check_constraint_routine_usage"): (
+        13255,
+        "v",
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier, "
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "check_constraints"): (
+        13260,
+        "v",
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier, "
+        "check_clause information_schema.character_data",
+    ),
+    ("information_schema", "collation_character_set_applicability"): (
+        13270,
+        "v",
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "collations"): (
+        13265,
+        "v",
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "pad_attribute information_schema.character_data",
+    ),
+    ("information_schema", "column_column_usage"): (
+        13275,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, "
+        "dependent_column information_schema.sql_identifier",
+    ),
+    ("information_schema", "column_domain_usage"): (
+        13280,
+        "v",
+        "domain_catalog information_schema.sql_identifier, "
+        "domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "column_options"): (
+        13503,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, "
+        "option_name information_schema.sql_identifier, option_value information_schema.character_data",
+    ),
+    ("information_schema", "column_privileges"): (
+        13285,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, "
+        "privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "column_udt_usage"): (
+        13290,
+        "v",
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, table_catalog information_schema.sql_identifier, "
+        "table_schema information_schema.sql_identifier, table_name information_schema.sql_identifier, "
+        "column_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "columns"): (
+        13295,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, "
+        "ordinal_position information_schema.cardinal_number, "
+        "column_default information_schema.character_data, is_nullable information_schema.yes_or_no, "
+        "data_type information_schema.character_data, "
+        "character_maximum_length information_schema.cardinal_number, "
+        "character_octet_length information_schema.cardinal_number, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, "
+        "datetime_precision information_schema.cardinal_number, "
+        "interval_type information_schema.character_data, "
+        "interval_precision information_schema.cardinal_number, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "domain_catalog information_schema.sql_identifier, "
+        "domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, "
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, scope_catalog information_schema.sql_identifier, "
+        "scope_schema information_schema.sql_identifier, scope_name information_schema.sql_identifier, "
+        "maximum_cardinality information_schema.cardinal_number, "
+        "dtd_identifier information_schema.sql_identifier, "
+        "is_self_referencing information_schema.yes_or_no, is_identity information_schema.yes_or_no, "
+        "identity_generation information_schema.character_data, "
+        "identity_start information_schema.character_data, "
+        "identity_increment information_schema.character_data, "
+        "identity_maximum information_schema.character_data, "
+        "identity_minimum information_schema.character_data, identity_cycle information_schema.yes_or_no, "
+        "is_generated information_schema.character_data, "
+        "generation_expression information_schema.character_data, "
+        "is_updatable information_schema.yes_or_no",
+    ),
+    ("information_schema", "constraint_column_usage"): (
+        13300,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, "
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "constraint_table_usage"): (
+        13305,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, "
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "data_type_privileges"): (
+        13488,
+        "v",
+        "object_catalog information_schema.sql_identifier, "
+        "object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, "
+        "object_type information_schema.character_data, dtd_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "domain_constraints"): (
+        13310,
+        "v",
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier, "
+        "domain_catalog information_schema.sql_identifier, "
+        "domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, "
+        "is_deferrable information_schema.yes_or_no, initially_deferred information_schema.yes_or_no",
+    ),
+    ("information_schema", "domain_udt_usage"): (
+        13315,
+        "v",
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, domain_catalog information_schema.sql_identifier, "
+        "domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "domains"): (
+        13320,
+        "v",
+        "domain_catalog information_schema.sql_identifier, "
+        "domain_schema information_schema.sql_identifier, domain_name information_schema.sql_identifier, "
+        "data_type information_schema.character_data, "
+        "character_maximum_length information_schema.cardinal_number, "
+        "character_octet_length information_schema.cardinal_number, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, "
+        "datetime_precision information_schema.cardinal_number, "
+        "interval_type information_schema.character_data, "
+        "interval_precision information_schema.cardinal_number, "
+        "domain_default information_schema.character_data, udt_catalog information_schema.sql_identifier, "
+        "udt_schema information_schema.sql_identifier, udt_name information_schema.sql_identifier, "
+        "scope_catalog information_schema.sql_identifier, scope_schema information_schema.sql_identifier, "
+        "scope_name information_schema.sql_identifier, "
+        "maximum_cardinality information_schema.cardinal_number, "
+        "dtd_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "element_types"): (
+        13493,
+        "v",
+        "object_catalog information_schema.sql_identifier, "
+        "object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, "
+        "object_type information_schema.character_data, "
+        "collection_type_identifier information_schema.sql_identifier, "
+        "data_type information_schema.character_data, "
+        "character_maximum_length information_schema.cardinal_number, "
+        "character_octet_length information_schema.cardinal_number, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, "
+        "datetime_precision information_schema.cardinal_number, "
+        "interval_type information_schema.character_data, "
+        "interval_precision information_schema.cardinal_number, "
+        "domain_default information_schema.character_data, udt_catalog information_schema.sql_identifier, "
+        "udt_schema information_schema.sql_identifier, udt_name information_schema.sql_identifier, "
+        "scope_catalog information_schema.sql_identifier, scope_schema information_schema.sql_identifier, "
+        "scope_name information_schema.sql_identifier, "
+        "maximum_cardinality information_schema.cardinal_number, "
+        "dtd_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "enabled_roles"): (
+        13325,
+        "v",
+        "role_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "foreign_data_wrapper_options"): (
+        13511,
+        "v",
+        "foreign_data_wrapper_catalog information_schema.sql_identifier, "
+        "foreign_data_wrapper_name information_schema.sql_identifier, "
+        "option_name information_schema.sql_identifier, option_value information_schema.character_data",
+    ),
+    ("information_schema", "foreign_data_wrappers"): (
+        13515,
+        "v",
+        "foreign_data_wrapper_catalog information_schema.sql_identifier, "
+        "foreign_data_wrapper_name information_schema.sql_identifier, "
+        "authorization_identifier information_schema.sql_identifier, "
+        "library_name information_schema.character_data, "
+        "foreign_data_wrapper_language information_schema.character_data",
+    ),
+    ("information_schema", "foreign_server_options"): (
+        13524,
+        "v",
+        "foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier, "
+        "option_name information_schema.sql_identifier, option_value information_schema.character_data",
+    ),
+    ("information_schema", "foreign_servers"): (
+        13528,
+        "v",
+        "foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier, "
+        "foreign_data_wrapper_catalog information_schema.sql_identifier, "
+        "foreign_data_wrapper_name information_schema.sql_identifier, "
+        "foreign_server_type information_schema.character_data, "
+        "foreign_server_version information_schema.character_data, "
+        "authorization_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "foreign_table_options"): (
+        13537,
+        "v",
+        "foreign_table_catalog information_schema.sql_identifier, "
+        "foreign_table_schema information_schema.sql_identifier, "
+        "foreign_table_name information_schema.sql_identifier, "
+        "option_name information_schema.sql_identifier, option_value information_schema.character_data",
+    ),
+    ("information_schema", "foreign_tables"): (
+        13541,
+        "v",
+        "foreign_table_catalog information_schema.sql_identifier, "
+        "foreign_table_schema information_schema.sql_identifier, "
+        "foreign_table_name information_schema.sql_identifier, "
+        "foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "information_schema_catalog_name"): (
+        13227,
+        "v",
+        "catalog_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "key_column_usage"): (
+        13329,
+        "v",
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, "
+        "ordinal_position information_schema.cardinal_number, "
+        "position_in_unique_constraint information_schema.cardinal_number",
+    ),
+    ("information_schema", "parameters"): (
+        13334,
+        "v",
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "ordinal_position information_schema.cardinal_number, "
+        "parameter_mode information_schema.character_data, is_result information_schema.yes_or_no, "
+        "as_locator information_schema.yes_or_no, parameter_name information_schema.sql_identifier, "
+        "data_type information_schema.character_data, "
+        "character_maximum_length information_schema.cardinal_number, "
+        "character_octet_length information_schema.cardinal_number, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, "
+        "datetime_precision information_schema.cardinal_number, "
+        "interval_type information_schema.character_data, "
+        "interval_precision information_schema.cardinal_number, "
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, scope_catalog information_schema.sql_identifier, "
+        "scope_schema information_schema.sql_identifier, scope_name information_schema.sql_identifier, "
+        "maximum_cardinality information_schema.cardinal_number, "
+        "dtd_identifier information_schema.sql_identifier, "
+        "parameter_default information_schema.character_data",
+    ),
+    ("information_schema", "referential_constraints"): (
+        13339,
+        "v",
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier, "
+        "unique_constraint_catalog information_schema.sql_identifier, "
+        "unique_constraint_schema information_schema.sql_identifier, "
+        "unique_constraint_name information_schema.sql_identifier, "
+        "match_option information_schema.character_data, update_rule information_schema.character_data, "
+        "delete_rule information_schema.character_data",
+    ),
+    ("information_schema", "role_column_grants"): (
+        13344,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier, "
+        "privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "role_routine_grants"): (
+        13358,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "routine_catalog information_schema.sql_identifier, "
+        "routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, "
+        "privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "role_table_grants"): (
+        13421,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, privilege_type information_schema.character_data, "
+        "is_grantable information_schema.yes_or_no, with_hierarchy information_schema.yes_or_no",
+    ),
+    ("information_schema", "role_udt_grants"): (
+        13450,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, privilege_type information_schema.character_data, "
+        "is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "role_usage_grants"): (
+        13459,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "object_catalog information_schema.sql_identifier, "
+        "object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, "
+        "object_type information_schema.character_data, privilege_type information_schema.character_data, "
+        "is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "routine_column_usage"): (
+        13348,
+        "v",
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "routine_catalog information_schema.sql_identifier, "
+        "routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, column_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "routine_privileges"): (
+        13353,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "routine_catalog information_schema.sql_identifier, "
+        "routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, "
+        "privilege_type information_schema.character_data, is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "routine_routine_usage"): (
+        13362,
+        "v",
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "routine_catalog information_schema.sql_identifier, "
+        "routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "routine_sequence_usage"): (
+        13367,
+        "v",
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "routine_catalog information_schema.sql_identifier, "
+        "routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, "
+        "sequence_catalog information_schema.sql_identifier, "
+        "sequence_schema information_schema.sql_identifier, "
+        "sequence_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "routine_table_usage"): (
+        13372,
+        "v",
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "routine_catalog information_schema.sql_identifier, "
+        "routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "routines"): (
+        13377,
+        "v",
+        "specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, "
+        "routine_catalog information_schema.sql_identifier, "
+        "routine_schema information_schema.sql_identifier, routine_name information_schema.sql_identifier, "
+        "routine_type information_schema.character_data, module_catalog information_schema.sql_identifier, "
+        "module_schema information_schema.sql_identifier, module_name information_schema.sql_identifier, "
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, data_type information_schema.character_data, "
+        "character_maximum_length information_schema.cardinal_number, "
+        "character_octet_length information_schema.cardinal_number, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, "
+        "datetime_precision information_schema.cardinal_number, "
+        "interval_type information_schema.character_data, "
+        "interval_precision information_schema.cardinal_number, "
+        "type_udt_catalog information_schema.sql_identifier, "
+        "type_udt_schema information_schema.sql_identifier, "
+        "type_udt_name information_schema.sql_identifier, scope_catalog information_schema.sql_identifier, "
+        "scope_schema information_schema.sql_identifier, scope_name information_schema.sql_identifier, "
+        "maximum_cardinality information_schema.cardinal_number, "
+        "dtd_identifier information_schema.sql_identifier, routine_body information_schema.character_data, "
+        "routine_definition information_schema.character_data, "
+        "external_name information_schema.character_data, "
+        "external_language information_schema.character_data, "
+        "parameter_style information_schema.character_data, is_deterministic information_schema.yes_or_no, "
+        "sql_data_access information_schema.character_data, is_null_call information_schema.yes_or_no, "
+        "sql_path information_schema.character_data, schema_level_routine information_schema.yes_or_no, "
+        "max_dynamic_result_sets information_schema.cardinal_number, "
+        "is_user_defined_cast information_schema.yes_or_no, "
+        "is_implicitly_invocable information_schema.yes_or_no, "
+        "security_type information_schema.character_data, "
+        "to_sql_specific_catalog information_schema.sql_identifier, "
+        "to_sql_specific_schema information_schema.sql_identifier, "
+        "to_sql_specific_name information_schema.sql_identifier, as_locator information_schema.yes_or_no, "
+        "created information_schema.time_stamp, last_altered information_schema.time_stamp, "
+        "new_savepoint_level information_schema.yes_or_no, is_udt_dependent information_schema.yes_or_no, "
+        "result_cast_from_data_type information_schema.character_data, "
+        "result_cast_as_locator information_schema.yes_or_no, "
+        "result_cast_char_max_length information_schema.cardinal_number, "
+        "result_cast_char_octet_length information_schema.cardinal_number, "
+        "result_cast_char_set_catalog information_schema.sql_identifier, "
+        "result_cast_char_set_schema information_schema.sql_identifier, "
+        "result_cast_char_set_name information_schema.sql_identifier, "
+        "result_cast_collation_catalog information_schema.sql_identifier, "
+        "result_cast_collation_schema information_schema.sql_identifier, "
+        "result_cast_collation_name information_schema.sql_identifier, "
+        "result_cast_numeric_precision information_schema.cardinal_number, "
+        "result_cast_numeric_precision_radix information_schema.cardinal_number, "
+        "result_cast_numeric_scale information_schema.cardinal_number, "
+        "result_cast_datetime_precision information_schema.cardinal_number, "
+        "result_cast_interval_type information_schema.character_data, "
+        "result_cast_interval_precision information_schema.cardinal_number, "
+        "result_cast_type_udt_catalog information_schema.sql_identifier, "
+        "result_cast_type_udt_schema information_schema.sql_identifier, "
+        "result_cast_type_udt_name information_schema.sql_identifier, "
+        "result_cast_scope_catalog information_schema.sql_identifier, "
+        "result_cast_scope_schema information_schema.sql_identifier, "
+        "result_cast_scope_name information_schema.sql_identifier, "
+        "result_cast_maximum_cardinality information_schema.cardinal_number, "
+        "result_cast_dtd_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "schemata"): (
+        13382,
+        "v",
+        "catalog_name information_schema.sql_identifier, schema_name information_schema.sql_identifier, "
+        "schema_owner information_schema.sql_identifier, "
+        "default_character_set_catalog information_schema.sql_identifier, "
+        "default_character_set_schema information_schema.sql_identifier, "
+        "default_character_set_name information_schema.sql_identifier, "
+        "sql_path information_schema.character_data",
+    ),
+    ("information_schema", "sequences"): (
+        13386,
+        "v",
+        "sequence_catalog information_schema.sql_identifier, "
+        "sequence_schema information_schema.sql_identifier, "
+        "sequence_name information_schema.sql_identifier, data_type information_schema.character_data, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, start_value information_schema.character_data, "
+        "minimum_value information_schema.character_data, maximum_value information_schema.character_data, "
+        "increment information_schema.character_data, cycle_option information_schema.yes_or_no",
+    ),
+    ("information_schema", "sql_features"): (
+        13391,
+        "r",
+        "feature_id information_schema.character_data, feature_name information_schema.character_data, "
+        "sub_feature_id information_schema.character_data, "
+        "sub_feature_name information_schema.character_data, is_supported information_schema.yes_or_no, "
+        "is_verified_by information_schema.character_data, comments information_schema.character_data",
+    ),
+    ("information_schema", "sql_implementation_info"): (
+        13396,
+        "r",
+        "implementation_info_id information_schema.character_data, "
+        "implementation_info_name information_schema.character_data, "
+        "integer_value information_schema.cardinal_number, "
+        "character_value information_schema.character_data, comments information_schema.character_data",
+    ),
+    ("information_schema", "sql_parts"): (
+        13401,
+        "r",
+        "feature_id information_schema.character_data, feature_name information_schema.character_data, "
+        "is_supported information_schema.yes_or_no, is_verified_by information_schema.character_data, "
+        "comments information_schema.character_data",
+    ),
+    ("information_schema", "sql_sizing"): (
+        13406,
+        "r",
+        "sizing_id information_schema.cardinal_number, sizing_name information_schema.character_data, "
+        "supported_value information_schema.cardinal_number, comments information_schema.character_data",
+    ),
+    ("information_schema", "table_constraints"): (
+        13411,
+        "v",
+        "constraint_catalog information_schema.sql_identifier, "
+        "constraint_schema information_schema.sql_identifier, "
+        "constraint_name information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, constraint_type information_schema.character_data, "
+        "is_deferrable information_schema.yes_or_no, initially_deferred information_schema.yes_or_no, "
+        "enforced information_schema.yes_or_no, nulls_distinct information_schema.yes_or_no",
+    ),
+    ("information_schema", "table_privileges"): (
+        13416,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, privilege_type information_schema.character_data, "
+        "is_grantable information_schema.yes_or_no, with_hierarchy information_schema.yes_or_no",
+    ),
+    ("information_schema", "tables"): (
+        13425,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, table_type information_schema.character_data, "
+        "self_referencing_column_name information_schema.sql_identifier, "
+        "reference_generation information_schema.character_data, "
+        "user_defined_type_catalog information_schema.sql_identifier, "
+        "user_defined_type_schema information_schema.sql_identifier, "
+        "user_defined_type_name information_schema.sql_identifier, "
+        "is_insertable_into information_schema.yes_or_no, is_typed information_schema.yes_or_no, "
+        "commit_action information_schema.character_data",
+    ),
+    ("information_schema", "transforms"): (
+        13430,
+        "v",
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier, group_name information_schema.sql_identifier, "
+        "transform_type information_schema.character_data",
+    ),
+    ("information_schema", "triggered_update_columns"): (
+        13435,
+        "v",
+        "trigger_catalog information_schema.sql_identifier, "
+        "trigger_schema information_schema.sql_identifier, trigger_name information_schema.sql_identifier, "
+        "event_object_catalog information_schema.sql_identifier, "
+        "event_object_schema information_schema.sql_identifier, "
+        "event_object_table information_schema.sql_identifier, "
+        "event_object_column information_schema.sql_identifier",
+    ),
+    ("information_schema", "triggers"): (
+        13440,
+        "v",
+        "trigger_catalog information_schema.sql_identifier, "
+        "trigger_schema information_schema.sql_identifier, trigger_name information_schema.sql_identifier, "
+        "event_manipulation information_schema.character_data, "
+        "event_object_catalog information_schema.sql_identifier, "
+        "event_object_schema information_schema.sql_identifier, "
+        "event_object_table information_schema.sql_identifier, "
+        "action_order information_schema.cardinal_number, "
+        "action_condition information_schema.character_data, "
+        "action_statement information_schema.character_data, "
+        "action_orientation information_schema.character_data, "
+        "action_timing information_schema.character_data, "
+        "action_reference_old_table information_schema.sql_identifier, "
+        "action_reference_new_table information_schema.sql_identifier, "
+        "action_reference_old_row information_schema.sql_identifier, "
+        "action_reference_new_row information_schema.sql_identifier, "
+        "created information_schema.time_stamp",
+    ),
+    ("information_schema", "udt_privileges"): (
+        13445,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "udt_catalog information_schema.sql_identifier, udt_schema information_schema.sql_identifier, "
+        "udt_name information_schema.sql_identifier, privilege_type information_schema.character_data, "
+        "is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "usage_privileges"): (
+        13454,
+        "v",
+        "grantor information_schema.sql_identifier, grantee information_schema.sql_identifier, "
+        "object_catalog information_schema.sql_identifier, "
+        "object_schema information_schema.sql_identifier, object_name information_schema.sql_identifier, "
+        "object_type information_schema.character_data, privilege_type information_schema.character_data, "
+        "is_grantable information_schema.yes_or_no",
+    ),
+    ("information_schema", "user_defined_types"): (
+        13463,
+        "v",
+        "user_defined_type_catalog information_schema.sql_identifier, "
+        "user_defined_type_schema information_schema.sql_identifier, "
+        "user_defined_type_name information_schema.sql_identifier, "
+        "user_defined_type_category information_schema.character_data, "
+        "is_instantiable information_schema.yes_or_no, is_final information_schema.yes_or_no, "
+        "ordering_form information_schema.character_data, "
+        "ordering_category information_schema.character_data, "
+        "ordering_routine_catalog information_schema.sql_identifier, "
+        "ordering_routine_schema information_schema.sql_identifier, "
+        "ordering_routine_name information_schema.sql_identifier, "
+        "reference_type information_schema.character_data, data_type information_schema.character_data, "
+        "character_maximum_length information_schema.cardinal_number, "
+        "character_octet_length information_schema.cardinal_number, "
+        "character_set_catalog information_schema.sql_identifier, "
+        "character_set_schema information_schema.sql_identifier, "
+        "character_set_name information_schema.sql_identifier, "
+        "collation_catalog information_schema.sql_identifier, "
+        "collation_schema information_schema.sql_identifier, "
+        "collation_name information_schema.sql_identifier, "
+        "numeric_precision information_schema.cardinal_number, "
+        "numeric_precision_radix information_schema.cardinal_number, "
+        "numeric_scale information_schema.cardinal_number, "
+        "datetime_precision information_schema.cardinal_number, "
+        "interval_type information_schema.character_data, "
+        "interval_precision information_schema.cardinal_number, "
+        "source_dtd_identifier information_schema.sql_identifier, "
+        "ref_dtd_identifier information_schema.sql_identifier",
+    ),
+    ("information_schema", "user_mapping_options"): (
+        13550,
+        "v",
+        "authorization_identifier information_schema.sql_identifier, "
+        "foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier, "
+        "option_name information_schema.sql_identifier, option_value information_schema.character_data",
+    ),
+    ("information_schema", "user_mappings"): (
+        13555,
+        "v",
+        "authorization_identifier information_schema.sql_identifier, "
+        "foreign_server_catalog information_schema.sql_identifier, "
+        "foreign_server_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "view_column_usage"): (
+        13468,
+        "v",
+        "view_catalog information_schema.sql_identifier, view_schema information_schema.sql_identifier, "
+        "view_name information_schema.sql_identifier, table_catalog information_schema.sql_identifier, "
+        "table_schema information_schema.sql_identifier, table_name information_schema.sql_identifier, "
+        "column_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "view_routine_usage"): (
+        13473,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, specific_catalog information_schema.sql_identifier, "
+        "specific_schema information_schema.sql_identifier, "
+        "specific_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "view_table_usage"): (
+        13478,
+        "v",
+        "view_catalog information_schema.sql_identifier, view_schema information_schema.sql_identifier, "
+        "view_name information_schema.sql_identifier, table_catalog information_schema.sql_identifier, "
+        "table_schema information_schema.sql_identifier, table_name information_schema.sql_identifier",
+    ),
+    ("information_schema", "views"): (
+        13483,
+        "v",
+        "table_catalog information_schema.sql_identifier, table_schema information_schema.sql_identifier, "
+        "table_name information_schema.sql_identifier, view_definition information_schema.character_data, "
+        "check_option information_schema.character_data, is_updatable information_schema.yes_or_no, "
+        "is_insertable_into information_schema.yes_or_no, "
+        "is_trigger_updatable information_schema.yes_or_no, "
+        "is_trigger_deletable information_schema.yes_or_no, "
+        "is_trigger_insertable_into information_schema.yes_or_no",
+    ),
+    ("pg_catalog", "pg_aggregate"): (
+        2600,
+        "r",
         'aggfnoid regproc, aggkind "char", aggnumdirectargs smallint, aggtransfn regproc, '
-        'aggfinalfn regproc, aggcombinefn regproc, aggserialfn regproc, aggdeserialfn regproc, '
-        'aggmtransfn regproc, aggminvtransfn regproc, aggmfinalfn regproc, aggfinalextra boolean, '
+        "aggfinalfn regproc, aggcombinefn regproc, aggserialfn regproc, aggdeserialfn regproc, "
+        "aggmtransfn regproc, aggminvtransfn regproc, aggmfinalfn regproc, aggfinalextra boolean, "
         'aggmfinalextra boolean, aggfinalmodify "char", aggmfinalmodify "char", aggsortop oid, '
-        'aggtranstype oid, aggtransspace integer, aggmtranstype oid, aggmtransspace integer, '
-        'agginitval text, aggminitval text',
+        "aggtranstype oid, aggtransspace integer, aggmtranstype oid, aggmtransspace integer, "
+        "agginitval text, aggminitval text",
     ),
-    ('pg_catalog', 'pg_am'): (
-        2601, 'r',
+    ("pg_catalog", "pg_am"): (
+        2601,
+        "r",
         'oid oid, amname name, amhandler regproc, amtype "char"',
     ),
-    ('pg_catalog', 'pg_amop'): (
-        2602, 'r',
-        'oid oid, amopfamily oid, amoplefttype oid, amoprighttype oid, amopstrategy smallint, '
+    ("pg_catalog", "pg_amop"): (
+        2602,
+        "r",
+        "oid oid, amopfamily oid, amoplefttype oid, amoprighttype oid, amopstrategy smallint, "
         'amoppurpose "char", amopopr oid, amopmethod oid, amopsortfamily oid',
     ),
-    ('pg_catalog', 'pg_amproc'): (
-        2603, 'r',
-        'oid oid, amprocfamily oid, amproclefttype oid, amprocrighttype oid, amprocnum smallint, '
-        'amproc regproc',
+    ("pg_catalog", "pg_amproc"): (
+        2603,
+        "r",
+        "oid oid, amprocfamily oid, amproclefttype oid, amprocrighttype oid, amprocnum smallint, "
+        "amproc regproc",
     ),
-    ('pg_catalog', 'pg_attrdef'): (
-        2604, 'r',
-        'oid oid, adrelid oid, adnum smallint, adbin pg_node_tree',
+    ("pg_catalog", "pg_attrdef"): (
+        2604,
+        "r",
+        "oid oid, adrelid oid, adnum smallint, adbin pg_node_tree",
     ),
-    ('pg_catalog', 'pg_attribute'): (
-        1249, 'r',
-        'attrelid oid, attname name, atttypid oid, attstattarget integer, attlen smallint, '
-        'attnum smallint, attndims integer, attcacheoff integer, atttypmod integer, attbyval boolean, '
+    ("pg_catalog", "pg_attribute"): (
+        1249,
+        "r",
+        "attrelid oid, attname name, atttypid oid, attstattarget integer, attlen smallint, "
+        "attnum smallint, attndims integer, attcacheoff integer, atttypmod integer, attbyval boolean, "
         'attalign "char", attstorage "char", attcompression "char", attnotnull boolean, atthasdef boolean, '
         'atthasmissing boolean, attidentity "char", attgenerated "char", attisdropped boolean, '
-        'attislocal boolean, attinhcount integer, attcollation oid, attacl aclitem[], attoptions text[], '
-        'attfdwoptions text[], attmissingval anyarray',
+        "attislocal boolean, attinhcount integer, attcollation oid, attacl aclitem[], attoptions text[], "
+        "attfdwoptions text[], attmissingval anyarray",
     ),
-    ('pg_catalog', 'pg_auth_members'): (
-        1261, 'r',
-        'roleid oid, member oid, grantor oid, admin_option boolean',
+    ("pg_catalog", "pg_auth_members"): (
+        1261,
+        "r",
+        "roleid oid, member oid, grantor oid, admin_option boolean",
     ),
-    ('pg_catalog', 'pg_authid'): (
-        1260, 'r',
-        'oid oid, rolname name, rolsuper boolean, rolinherit boolean, rolcreaterole boolean, '
-        'rolcreatedb boolean, rolcanlogin boolean, rolreplication boolean, rolbypassrls boolean, '
-        'rolconnlimit integer, rolpassword text, rolvaliduntil timestamp with time zone',
+    ("pg_catalog", "pg_authid"): (
+        1260,
+        "r",
+        "oid oid, rolname name, rolsuper boolean, rolinherit boolean, rolcreaterole boolean, "
+        "rolcreatedb boolean, rolcanlogin boolean, rolreplication boolean, rolbypassrls boolean, "
+        "rolconnlimit integer, rolpassword text, rolvaliduntil timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_available_extension_versions'): (
-        12085, 'v',
-        'name name, version text, installed boolean, superuser boolean, trusted boolean, '
-        'relocatable boolean, schema name, requires name[], comment text',
+    ("pg_catalog", "pg_available_extension_versions"): (
+        12085,
+        "v",
+        "name name, version text, installed boolean, superuser boolean, trusted boolean, "
+        "relocatable boolean, schema name, requires name[], comment text",
     ),
-    ('pg_catalog', 'pg_available_extensions'): (
-        12081, 'v',
-        'name name, default_version text, installed_version text, comment text',
+    ("pg_catalog", "pg_available_extensions"): (
+        12081,
+        "v",
+        "name name, default_version text, installed_version text, comment text",
     ),
-    ('pg_catalog', 'pg_backend_memory_contexts'): (
-        12138, 'v',
-        'name text, ident text, parent text, level integer, total_bytes bigint, total_nblocks bigint, '
-        'free_bytes bigint, free_chunks bigint, used_bytes bigint',
+    ("pg_catalog", "pg_backend_memory_contexts"): (
+        12138,
+        "v",
+        "name text, ident text, parent text, level integer, total_bytes bigint, total_nblocks bigint, "
+        "free_bytes bigint, free_chunks bigint, used_bytes bigint",
     ),
-    ('pg_catalog', 'pg_cast'): (
-        2605, 'r',
+    ("pg_catalog", "pg_cast"): (
+        2605,
+        "r",
         'oid oid, castsource oid, casttarget oid, castfunc oid, castcontext "char", castmethod "char"',
     ),
-    ('pg_catalog', 'pg_class'): (
-        1259, 'r',
-        'oid oid, relname name, relnamespace oid, reltype oid, reloftype oid, relowner oid, relam oid, '
-        'relfilenode oid, reltablespace oid, relpages integer, reltuples real, relallvisible integer, '
+    ("pg_catalog", "pg_class"): (
+        1259,
+        "r",
+        "oid oid, relname name, relnamespace oid, reltype oid, reloftype oid, relowner oid, relam oid, "
+        "relfilenode oid, reltablespace oid, relpages integer, reltuples real, relallvisible integer, "
         'reltoastrelid oid, relhasindex boolean, relisshared boolean, relpersistence "char", '
         'relkind "char", relnatts smallint, relchecks smallint, relhasrules boolean, '
-        'relhastriggers boolean, relhassubclass boolean, relrowsecurity boolean, '
+        "relhastriggers boolean, relhassubclass boolean, relrowsecurity boolean, "
         'relforcerowsecurity boolean, relispopulated boolean, relreplident "char", relispartition boolean, '
-        'relrewrite oid, relfrozenxid xid, relminmxid xid, relacl aclitem[], reloptions text[], '
-        'relpartbound pg_node_tree',
+        "relrewrite oid, relfrozenxid xid, relminmxid xid, relacl aclitem[], reloptions text[], "
+        "relpartbound pg_node_tree",
     ),
-    ('pg_catalog', 'pg_collation'): (
-        3456, 'r',
+    ("pg_catalog", "pg_collation"): (
+        3456,
+        "r",
         'oid oid, collname name, collnamespace oid, collowner oid, collprovider "char", '
-        'collisdeterministic boolean, collencoding integer, collcollate text, collctype text, '
-        'colliculocale text, collversion text',
+        "collisdeterministic boolean, collencoding integer, collcollate text, collctype text, "
+        "colliculocale text, collversion text",
     ),
-    ('pg_catalog', 'pg_config'): (
-        12130, 'v',
-        'name text, setting text',
+    ("pg_catalog", "pg_config"): (
+        12130,
+        "v",
+        "name text, setting text",
     ),
-    ('pg_catalog', 'pg_constraint'): (
-        2606, 'r',
+    ("pg_catalog", "pg_constraint"): (
+        2606,
+        "r",
         'oid oid, conname name, connamespace oid, contype "char", condeferrable boolean, '
-        'condeferred boolean, convalidated boolean, conrelid oid, contypid oid, conindid oid, '
+        "condeferred boolean, convalidated boolean, conrelid oid, contypid oid, conindid oid, "
         'conparentid oid, confrelid oid, confupdtype "char", confdeltype "char", confmatchtype "char", '
-        'conislocal boolean, coninhcount integer, connoinherit boolean, conkey smallint[], '
-        'confkey smallint[], conpfeqop oid[], conppeqop oid[], conffeqop oid[], confdelsetcols smallint[], '
-        'conexclop oid[], conbin pg_node_tree',
+        "conislocal boolean, coninhcount integer, connoinherit boolean, conkey smallint[], "
+        "confkey smallint[], conpfeqop oid[], conppeqop oid[], conffeqop oid[], confdelsetcols smallint[], "
+        "conexclop oid[], conbin pg_node_tree",
     ),
-    ('pg_catalog', 'pg_conversion'): (
-        2607, 'r',
-        'oid oid, conname name, connamespace oid, conowner oid, conforencoding integer, '
-        'contoencoding integer, conproc regproc, condefault boolean',
+    ("pg_catalog", "pg_conversion"): (
+        2607,
+        "r",
+        "oid oid, conname name, connamespace oid, conowner oid, conforencoding integer, "
+        "contoencoding integer, conproc regproc, condefault boolean",
     ),
-    ('pg_catalog', 'pg_cursors'): (
-        12077, 'v',
-        'name text, statement text, is_holdable boolean, is_binary boolean, is_scrollable boolean, '
-        'creation_time timestamp with time zone',
+    ("pg_catalog", "pg_cursors"): (
+        12077,
+        "v",
+        "name text, statement text, is_holdable boolean, is_binary boolean, is_scrollable boolean, "
+        "creation_time timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_database'): (
-        1262, 'r',
+    ("pg_catalog", "pg_database"): (
+        1262,
+        "r",
         'oid oid, datname name, datdba oid, encoding integer, datlocprovider "char", '
-        'datistemplate boolean, datallowconn boolean, datconnlimit integer, datfrozenxid xid, '
-        'datminmxid xid, dattablespace oid, datcollate text, datctype text, daticulocale text, '
-        'datcollversion text, datacl aclitem[]',
+        "datistemplate boolean, datallowconn boolean, datconnlimit integer, datfrozenxid xid, "
+        "datminmxid xid, dattablespace oid, datcollate text, datctype text, daticulocale text, "
+        "datcollversion text, datacl aclitem[]",
     ),
-    ('pg_catalog', 'pg_db_role_setting'): (
-        2964, 'r',
-        'setdatabase oid, setrole oid, setconfig text[]',
+    ("pg_catalog", "pg_db_role_setting"): (
+        2964,
+        "r",
+        "setdatabase oid, setrole oid, setconfig text[]",
     ),
-    ('pg_catalog', 'pg_default_acl'): (
-        826, 'r',
+    ("pg_catalog", "pg_default_acl"): (
+        826,
+        "r",
         'oid oid, defaclrole oid, defaclnamespace oid, defaclobjtype "char", defaclacl aclitem[]',
     ),
-    ('pg_catalog', 'pg_depend'): (
-        2608, 'r',
-        'classid oid, objid oid, objsubid integer, refclassid oid, refobjid oid, refobjsubid integer, '
+    ("pg_catalog", "pg_depend"): (
+        2608,
+        "r",
+        "classid oid, objid oid, objsubid integer, refclassid oid, refobjid oid, refobjsubid integer, "
         'deptype "char"',
     ),
-    ('pg_catalog', 'pg_description'): (
-        2609, 'r',
-        'objoid oid, classoid oid, objsubid integer, description text',
+    ("pg_catalog", "pg_description"): (
+        2609,
+        "r",
+        "objoid oid, classoid oid, objsubid integer, description text",
     ),
-    ('pg_catalog', 'pg_enum'): (
-        3501, 'r',
-        'oid oid, enumtypid oid, enumsortorder real, enumlabel name',
+    ("pg_catalog", "pg_enum"): (
+        3501,
+        "r",
+        "oid oid, enumtypid oid, enumsortorder real, enumlabel name",
     ),
-    ('pg_catalog', 'pg_event_trigger'): (
-        3466, 'r',
-        'oid oid, evtname name, evtevent name, evtowner oid, evtfoid oid, evtenabled "char", '
-        'evttags text[]',
+    ("pg_catalog", "pg_event_trigger"): (
+        3466,
+        "r",
+        'oid oid, evtname name, evtevent name, evtowner oid, evtfoid oid, evtenabled "char", evttags text[]',
     ),
-    ('pg_catalog', 'pg_extension'): (
-        3079, 'r',
-        'oid oid, extname name, extowner oid, extnamespace oid, extrelocatable boolean, extversion text, '
-        'extconfig oid[], extcondition text[]',
+    ("pg_catalog", "pg_extension"): (
+        3079,
+        "r",
+        "oid oid, extname name, extowner oid, extnamespace oid, extrelocatable boolean, extversion text, "
+        "extconfig oid[], extcondition text[]",
     ),
-    ('pg_catalog', 'pg_file_settings'): (
-        12110, 'v',
-        'sourcefile text, sourceline integer, seqno integer, name text, setting text, applied boolean, '
-        'error text',
+    ("pg_catalog", "pg_file_settings"): (
+        12110,
+        "v",
+        "sourcefile text, sourceline integer, seqno integer, name text, setting text, applied boolean, "
+        "error text",
     ),
-    ('pg_catalog', 'pg_foreign_data_wrapper'): (
-        2328, 'r',
-        'oid oid, fdwname name, fdwowner oid, fdwhandler oid, fdwvalidator oid, fdwacl aclitem[], '
-        'fdwoptions text[]',
+    ("pg_catalog", "pg_foreign_data_wrapper"): (
+        2328,
+        "r",
+        "oid oid, fdwname name, fdwowner oid, fdwhandler oid, fdwvalidator oid, fdwacl aclitem[], "
+        "fdwoptions text[]",
     ),
-    ('pg_catalog', 'pg_foreign_server'): (
-        1417, 'r',
-        'oid oid, srvname name, srvowner oid, srvfdw oid, srvtype text, srvversion text, srvacl aclitem[], '
-        'srvoptions text[]',
+    ("pg_catalog", "pg_foreign_server"): (
+        1417,
+        "r",
+        "oid oid, srvname name, srvowner oid, srvfdw oid, srvtype text, srvversion text, srvacl aclitem[], "
+        "srvoptions text[]",
     ),
-    ('pg_catalog', 'pg_foreign_table'): (
-        3118, 'r',
-        'ftrelid oid, ftserver oid, ftoptions text[]',
+    ("pg_catalog", "pg_foreign_table"): (
+        3118,
+        "r",
+        "ftrelid oid, ftserver oid, ftoptions text[]",
     ),
-    ('pg_catalog', 'pg_group'): (
-        12010, 'v',
-        'groname name, grosysid oid, grolist oid[]',
+    ("pg_catalog", "pg_group"): (
+        12010,
+        "v",
+        "groname name, grosysid oid, grolist oid[]",
     ),
-    ('pg_catalog', 'pg_hba_file_rules'): (
-        12114, 'v',
-        'line_number integer, type text, database text[], user_name text[], address text, netmask text, '
-        'auth_method text, options text[], error text',
+    ("pg_catalog", "pg_hba_file_rules"): (
+        12114,
+        "v",
+        "line_number integer, type text, database text[], user_name text[], address text, netmask text, "
+        "auth_method text, options text[], error text",
     ),
-    ('pg_catalog', 'pg_ident_file_mappings'): (
-        12118, 'v',
-        'line_number integer, map_name text, sys_name text, pg_username text, error text',
+    ("pg_catalog", "pg_ident_file_mappings"): (
+        12118,
+        "v",
+        "line_number integer, map_name text, sys_name text, pg_username text, error text",
     ),
-    ('pg_catalog', 'pg_index'): (
-        2610, 'r',
-        'indexrelid oid, indrelid oid, indnatts smallint, indnkeyatts smallint, indisunique boolean, '
-        'indnullsnotdistinct boolean, indisprimary boolean, indisexclusion boolean, indimmediate boolean, '
-        'indisclustered boolean, indisvalid boolean, indcheckxmin boolean, indisready boolean, '
-        'indislive boolean, indisreplident boolean, indkey int2vector, indcollation oidvector, '
-        'indclass oidvector, indoption int2vector, indexprs pg_node_tree, indpred pg_node_tree',
+    ("pg_catalog", "pg_index"): (
+        2610,
+        "r",
+        "indexrelid oid, indrelid oid, indnatts smallint, indnkeyatts smallint, indisunique boolean, "
+        "indnullsnotdistinct boolean, indisprimary boolean, indisexclusion boolean, indimmediate boolean, "
+        "indisclustered boolean, indisvalid boolean, indcheckxmin boolean, indisready boolean, "
+        "indislive boolean, indisreplident boolean, indkey int2vector, indcollation oidvector, "
+        "indclass oidvector, indoption int2vector, indexprs pg_node_tree, indpred pg_node_tree",
     ),
-    ('pg_catalog', 'pg_indexes'): (
-        12043, 'v',
-        'schemaname name, tablename name, indexname name, tablespace name, indexdef text',
+    ("pg_catalog", "pg_indexes"): (
+        12043,
+        "v",
+        "schemaname name, tablename name, indexname name, tablespace name, indexdef text",
     ),
-    ('pg_catalog', 'pg_inherits'): (
-        2611, 'r',
-        'inhrelid oid, inhparent oid, inhseqno integer, inhdetachpending boolean',
+    ("pg_catalog", "pg_inherits"): (
+        2611,
+        "r",
+        "inhrelid oid, inhparent oid, inhseqno integer, inhdetachpending boolean",
     ),
-    ('pg_catalog', 'pg_init_privs'): (
-        3394, 'r',
+    ("pg_catalog", "pg_init_privs"): (
+        3394,
+        "r",
         'objoid oid, classoid oid, objsubid integer, privtype "char", initprivs aclitem[]',
     ),
-    ('pg_catalog', 'pg_language'): (
-        2612, 'r',
-        'oid oid, lanname name, lanowner oid, lanispl boolean, lanpltrusted boolean, lanplcallfoid oid, '
-        'laninline oid, lanvalidator oid, lanacl aclitem[]',
+    ("pg_catalog", "pg_language"): (
+        2612,
+        "r",
+        "oid oid, lanname name, lanowner oid, lanispl boolean, lanpltrusted boolean, lanplcallfoid oid, "
+        "laninline oid, lanvalidator oid, lanacl aclitem[]",
     ),
-    ('pg_catalog', 'pg_largeobject'): (
-        2613, 'r',
-        'loid oid, pageno integer, data bytea',
+    ("pg_catalog", "pg_largeobject"): (
+        2613,
+        "r",
+        "loid oid, pageno integer, data bytea",
     ),
-    ('pg_catalog', 'pg_largeobject_metadata'): (
-        2995, 'r',
-        'oid oid, lomowner oid, lomacl aclitem[]',
+    ("pg_catalog", "pg_largeobject_metadata"): (
+        2995,
+        "r",
+        "oid oid, lomowner oid, lomacl aclitem[]",
     ),
-    ('pg_catalog', 'pg_locks'): (
-        12073, 'v',
-        'locktype text, database oid, relation oid, page integer, tuple smallint, virtualxid text, '
-        'transactionid xid, classid oid, objid oid, objsubid smallint, virtualtransaction text, '
-        'pid integer, mode text, granted boolean, fastpath boolean, waitstart timestamp with time zone',
+    ("pg_catalog", "pg_locks"): (
+        12073,
+        "v",
+        "locktype text, database oid, relation oid, page integer, tuple smallint, virtualxid text, "
+        "transactionid xid, classid oid, objid oid, objsubid smallint, virtualtransaction text, "
+        "pid integer, mode text, granted boolean, fastpath boolean, waitstart timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_matviews'): (
-        12038, 'v',
-        'schemaname name, matviewname name, matviewowner name, tablespace name, hasindexes boolean, '
-        'ispopulated boolean, definition text',
+    ("pg_catalog", "pg_matviews"): (
+        12038,
+        "v",
+        "schemaname name, matviewname name, matviewowner name, tablespace name, hasindexes boolean, "
+        "ispopulated boolean, definition text",
     ),
-    ('pg_catalog', 'pg_namespace'): (
-        2615, 'r',
-        'oid oid, nspname name, nspowner oid, nspacl aclitem[]',
+    ("pg_catalog", "pg_namespace"): (
+        2615,
+        "r",
+        "oid oid, nspname name, nspowner oid, nspacl aclitem[]",
     ),
-    ('pg_catalog', 'pg_opclass'): (
-        2616, 'r',
-        'oid oid, opcmethod oid, opcname name, opcnamespace oid, opcowner oid, opcfamily oid, '
-        'opcintype oid, opcdefault boolean, opckeytype oid',
+    ("pg_catalog", "pg_opclass"): (
+        2616,
+        "r",
+        "oid oid, opcmethod oid, opcname name, opcnamespace oid, opcowner oid, opcfamily oid, "
+        "opcintype oid, opcdefault boolean, opckeytype oid",
     ),
-    ('pg_catalog', 'pg_operator'): (
-        2617, 'r',
+    ("pg_catalog", "pg_operator"): (
+        2617,
+        "r",
         'oid oid, oprname name, oprnamespace oid, oprowner oid, oprkind "char", oprcanmerge boolean, '
-        'oprcanhash boolean, oprleft oid, oprright oid, oprresult oid, oprcom oid, oprnegate oid, '
-        'oprcode regproc, oprrest regproc, oprjoin regproc',
+        "oprcanhash boolean, oprleft oid, oprright oid, oprresult oid, oprcom oid, oprnegate oid, "
+        "oprcode regproc, oprrest regproc, oprjoin regproc",
     ),
-    ('pg_catalog', 'pg_opfamily'): (
-        2753, 'r',
-        'oid oid, opfmethod oid, opfname name, opfnamespace oid, opfowner oid',
+    ("pg_catalog", "pg_opfamily"): (
+        2753,
+        "r",
+        "oid oid, opfmethod oid, opfname name, opfnamespace oid, opfowner oid",
     ),
-    ('pg_catalog', 'pg_parameter_acl'): (
-        6243, 'r',
-        'oid oid, parname text, paracl aclitem[]',
+    ("pg_catalog", "pg_parameter_acl"): (
+        6243,
+        "r",
+        "oid oid, parname text, paracl aclitem[]",
     ),
-    ('pg_catalog', 'pg_partitioned_table'): (
-        3350, 'r',
+    ("pg_catalog", "pg_partitioned_table"): (
+        3350,
+        "r",
         'partrelid oid, partstrat "char", partnatts smallint, partdefid oid, partattrs int2vector, '
-        'partclass oidvector, partcollation oidvector, partexprs pg_node_tree',
+        "partclass oidvector, partcollation oidvector, partexprs pg_node_tree",
     ),
-    ('pg_catalog', 'pg_policies'): (
-        12018, 'v',
-        'schemaname name, tablename name, policyname name, permissive text, roles name[], cmd text, '
-        'qual text, with_check text',
+    ("pg_catalog", "pg_policies"): (
+        12018,
+        "v",
+        "schemaname name, tablename name, policyname name, permissive text, roles name[], cmd text, "
+        "qual text, with_check text",
     ),
-    ('pg_catalog', 'pg_policy'): (
-        3256, 'r',
+    ("pg_catalog", "pg_policy"): (
+        3256,
+        "r",
         'oid oid, polname name, polrelid oid, polcmd "char", polpermissive boolean, polroles oid[], '
-        'polqual pg_node_tree, polwithcheck pg_node_tree',
+        "polqual pg_node_tree, polwithcheck pg_node_tree",
     ),
-    ('pg_catalog', 'pg_prepared_statements'): (
-        12095, 'v',
-        'name text, statement text, prepare_time timestamp with time zone, parameter_types regtype[], '
-        'from_sql boolean, generic_plans bigint, custom_plans bigint',
+    ("pg_catalog", "pg_prepared_statements"): (
+        12095,
+        "v",
+        "name text, statement text, prepare_time timestamp with time zone, parameter_types regtype[], "
+        "from_sql boolean, generic_plans bigint, custom_plans bigint",
     ),
-    ('pg_catalog', 'pg_prepared_xacts'): (
-        12090, 'v',
-        'transaction xid, gid text, prepared timestamp with time zone, owner name, database name',
+    ("pg_catalog", "pg_prepared_xacts"): (
+        12090,
+        "v",
+        "transaction xid, gid text, prepared timestamp with time zone, owner name, database name",
     ),
-    ('pg_catalog', 'pg_proc'): (
-        1255, 'r',
-        'oid oid, proname name, pronamespace oid, proowner oid, prolang oid, procost real, prorows real, '
+    ("pg_catalog", "pg_proc"): (
+        1255,
+        "r",
+        "oid oid, proname name, pronamespace oid, proowner oid, prolang oid, procost real, prorows real, "
         'provariadic oid, prosupport regproc, prokind "char", prosecdef boolean, proleakproof boolean, '
         'proisstrict boolean, proretset boolean, provolatile "char", proparallel "char", '
-        'pronargs smallint, pronargdefaults smallint, prorettype oid, proargtypes oidvector, '
+        "pronargs smallint, pronargdefaults smallint, prorettype oid, proargtypes oidvector, "
         'proallargtypes oid[], proargmodes "char"[], proargnames text[], proargdefaults pg_node_tree, '
-        'protrftypes oid[], prosrc text, probin text, prosqlbody pg_node_tree, proconfig text[], '
-        'proacl aclitem[]',
+        "protrftypes oid[], prosrc text, probin text, prosqlbody pg_node_tree, proconfig text[], "
+        "proacl aclitem[]",
     ),
-    ('pg_catalog', 'pg_publication'): (
-        6104, 'r',
-        'oid oid, pubname name, pubowner oid, puballtables boolean, pubinsert boolean, pubupdate boolean, '
-        'pubdelete boolean, pubtruncate boolean, pubviaroot boolean',
+    ("pg_catalog", "pg_publication"): (
+        6104,
+        "r",
+        "oid oid, pubname name, pubowner oid, puballtables boolean, pubinsert boolean, pubupdate boolean, "
+        "pubdelete boolean, pubtruncate boolean, pubviaroot boolean",
     ),
-    ('pg_catalog', 'pg_publication_namespace'): (
-        6237, 'r',
-        'oid oid, pnpubid oid, pnnspid oid',
+    ("pg_catalog", "pg_publication_namespace"): (
+        6237,
+        "r",
+        "oid oid, pnpubid oid, pnnspid oid",
     ),
-    ('pg_catalog', 'pg_publication_rel'): (
-        6106, 'r',
-        'oid oid, prpubid oid, prrelid oid, prqual pg_node_tree, prattrs int2vector',
+    ("pg_catalog", "pg_publication_rel"): (
+        6106,
+        "r",
+        "oid oid, prpubid oid, prrelid oid, prqual pg_node_tree, prattrs int2vector",
     ),
-    ('pg_catalog', 'pg_publication_tables'): (
-        12068, 'v',
-        'pubname name, schemaname name, tablename name, attnames name[], rowfilter text',
+    ("pg_catalog", "pg_publication_tables"): (
+        12068,
+        "v",
+        "pubname name, schemaname name, tablename name, attnames name[], rowfilter text",
     ),
-    ('pg_catalog', 'pg_range'): (
-        3541, 'r',
-        'rngtypid oid, rngsubtype oid, rngmultitypid oid, rngcollation oid, rngsubopc oid, '
-        'rngcanonical regproc, rngsubdiff regproc',
+    ("pg_catalog", "pg_range"): (
+        3541,
+        "r",
+        "rngtypid oid, rngsubtype oid, rngmultitypid oid, rngcollation oid, rngsubopc oid, "
+        "rngcanonical regproc, rngsubdiff regproc",
     ),
-    ('pg_catalog', 'pg_replication_origin'): (
-        6000, 'r',
-        'roident oid, roname text',
+    ("pg_catalog", "pg_replication_origin"): (
+        6000,
+        "r",
+        "roident oid, roname text",
     ),
-    ('pg_catalog', 'pg_replication_origin_status'): (
-        12332, 'v',
-        'local_id oid, external_id text, remote_lsn pg_lsn, local_lsn pg_lsn',
+    ("pg_catalog", "pg_replication_origin_status"): (
+        12332,
+        "v",
+        "local_id oid, external_id text, remote_lsn pg_lsn, local_lsn pg_lsn",
     ),
-    ('pg_catalog', 'pg_replication_slots'): (
-        12257, 'v',
-        'slot_name name, plugin name, slot_type text, datoid oid, database name, temporary boolean, '
-        'active boolean, active_pid integer, xmin xid, catalog_xmin xid, restart_lsn pg_lsn, '
-        'confirmed_flush_lsn pg_lsn, wal_status text, safe_wal_size bigint, two_phase boolean',
+    ("pg_catalog", "pg_replication_slots"): (
+        12257,
+        "v",
+        "slot_name name, plugin name, slot_type text, datoid oid, database name, temporary boolean, "
+        "active boolean, active_pid integer, xmin xid, catalog_xmin xid, restart_lsn pg_lsn, "
+        "confirmed_flush_lsn pg_lsn, wal_status text, safe_wal_size bigint, two_phase boolean",
     ),
-    ('pg_catalog', 'pg_rewrite'): (
-        2618, 'r',
+    ("pg_catalog", "pg_rewrite"): (
+        2618,
+        "r",
         'oid oid, rulename name, ev_class oid, ev_type "char", ev_enabled "char", is_instead boolean, '
-        'ev_qual pg_node_tree, ev_action pg_node_tree',
+        "ev_qual pg_node_tree, ev_action pg_node_tree",
     ),
-    ('pg_catalog', 'pg_roles'): (
-        12000, 'v',
-        'rolname name, rolsuper boolean, rolinherit boolean, rolcreaterole boolean, rolcreatedb boolean, '
-        'rolcanlogin boolean, rolreplication boolean, rolconnlimit integer, rolpassword text, '
-        'rolvaliduntil timestamp with time zone, rolbypassrls boolean, rolconfig text[], oid oid',
+    ("pg_catalog", "pg_roles"): (
+        12000,
+        "v",
+        "rolname name, rolsuper boolean, rolinherit boolean, rolcreaterole boolean, rolcreatedb boolean, "
+        "rolcanlogin boolean, rolreplication boolean, rolconnlimit integer, rolpassword text, "
+        "rolvaliduntil timestamp with time zone, rolbypassrls boolean, rolconfig text[], oid oid",
     ),
-    ('pg_catalog', 'pg_rules'): (
-        12023, 'v',
-        'schemaname name, tablename name, rulename name, definition text',
+    ("pg_catalog", "pg_rules"): (
+        12023,
+        "v",
+        "schemaname name, tablename name, rulename name, definition text",
     ),
-    ('pg_catalog', 'pg_seclabel'): (
-        3596, 'r',
-        'objoid oid, classoid oid, objsubid integer, provider text, label text',
+    ("pg_catalog", "pg_seclabel"): (
+        3596,
+        "r",
+        "objoid oid, classoid oid, objsubid integer, provider text, label text",
     ),
-    ('pg_catalog', 'pg_seclabels'): (
-        12099, 'v',
-        'objoid oid, classoid oid, objsubid integer, objtype text, objnamespace oid, objname text, '
-        'provider text, label text',
+    ("pg_catalog", "pg_seclabels"): (
+        12099,
+        "v",
+        "objoid oid, classoid oid, objsubid integer, objtype text, objnamespace oid, objname text, "
+        "provider text, label text",
     ),
-    ('pg_catalog', 'pg_sequence'): (
-        2224, 'r',
-        'seqrelid oid, seqtypid oid, seqstart bigint, seqincrement bigint, seqmax bigint, seqmin bigint, '
-        'seqcache bigint, seqcycle boolean',
+    ("pg_catalog", "pg_sequence"): (
+        2224,
+        "r",
+        "seqrelid oid, seqtypid oid, seqstart bigint, seqincrement bigint, seqmax bigint, seqmin bigint, "
+        "seqcache bigint, seqcycle boolean",
     ),
-    ('pg_catalog', 'pg_sequences'): (
-        12048, 'v',
-        'schemaname name, sequencename name, sequenceowner name, data_type regtype, start_value bigint, '
-        'min_value bigint, max_value bigint, increment_by bigint, cycle boolean, cache_size bigint, '
-        'last_value bigint',
+    ("pg_catalog", "pg_sequences"): (
+        12048,
+        "v",
+        "schemaname name, sequencename name, sequenceowner name, data_type regtype, start_value bigint, "
+        "min_value bigint, max_value bigint, increment_by bigint, cycle boolean, cache_size bigint, "
+        "last_value bigint",
     ),
-    ('pg_catalog', 'pg_settings'): (
-        12104, 'v',
-        'name text, setting text, unit text, category text, short_desc text, extra_desc text, '
-        'context text, vartype text, source text, min_val text, max_val text, enumvals text[], '
-        'boot_val text, reset_val text, sourcefile text, sourceline integer, pending_restart boolean',
+    ("pg_catalog", "pg_settings"): (
+        12104,
+        "v",
+        "name text, setting text, unit text, category text, short_desc text, extra_desc text, "
+        "context text, vartype text, source text, min_val text, max_val text, enumvals text[], "
+        "boot_val text, reset_val text, sourcefile text, sourceline integer, pending_restart boolean",
     ),
-    ('pg_catalog', 'pg_shadow'): (
-        12005, 'v',
-        'usename name, usesysid oid, usecreatedb boolean, usesuper boolean, userepl boolean, '
-        'usebypassrls boolean, passwd text, valuntil timestamp with time zone, useconfig text[]',
+    ("pg_catalog", "pg_shadow"): (
+        12005,
+        "v",
+        "usename name, usesysid oid, usecreatedb boolean, usesuper boolean, userepl boolean, "
+        "usebypassrls boolean, passwd text, valuntil timestamp with time zone, useconfig text[]",
     ),
-    ('pg_catalog', 'pg_shdepend'): (
-        1214, 'r',
+    ("pg_catalog", "pg_shdepend"): (
+        1214,
+        "r",
         'dbid oid, classid oid, objid oid, objsubid integer, refclassid oid, refobjid oid, deptype "char"',
     ),
-    ('pg_catalog', 'pg_shdescription'): (
-        2396, 'r',
-        'objoid oid, classoid oid, description text',
+    ("pg_catalog", "pg_shdescription"): (
+        2396,
+        "r",
+        "objoid oid, classoid oid, description text",
     ),
-    ('pg_catalog', 'pg_shmem_allocations'): (
-        12134, 'v',
-        'name text, off bigint, size bigint, allocated_size bigint',
+    ("pg_catalog", "pg_shmem_allocations"): (
+        12134,
+        "v",
+        "name text, off bigint, size bigint, allocated_size bigint",
     ),
-    ('pg_catalog', 'pg_shseclabel'): (
-        3592, 'r',
-        'objoid oid, classoid oid, provider text, label text',
+    ("pg_catalog", "pg_shseclabel"): (
+        3592,
+        "r",
+        "objoid oid, classoid oid, provider text, label text",
     ),
-    ('pg_catalog', 'pg_stat_activity'): (
-        12222, 'v',
-        'datid oid, datname name, pid integer, leader_pid integer, usesysid oid, usename name, '
-        'application_name text, client_addr inet, client_hostname text, client_port integer, '
-        'backend_start timestamp with time zone, xact_start timestamp with time zone, '
-        'query_start timestamp with time zone, state_change timestamp with time zone, '
-        'wait_event_type text, wait_event text, state text, backend_xid xid, backend_xmin xid, '
-        'query_id bigint, query text, backend_type text',
+    ("pg_catalog", "pg_stat_activity"): (
+        12222,
+        "v",
+        "datid oid, datname name, pid integer, leader_pid integer, usesysid oid, usename name, "
+        "application_name text, client_addr inet, client_hostname text, client_port integer, "
+        "backend_start timestamp with time zone, xact_start timestamp with time zone, "
+        "query_start timestamp with time zone, state_change timestamp with time zone, "
+        "wait_event_type text, wait_event text, state text, backend_xid xid, backend_xmin xid, "
+        "query_id bigint, query text, backend_type text",
     ),
-    ('pg_catalog', 'pg_stat_all_indexes'): (
-        12183, 'v',
-        'relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, idx_scan bigint, '
-        'idx_tup_read bigint, idx_tup_fetch bigint',
+    ("pg_catalog", "pg_stat_all_indexes"): (
+        12183,
+        "v",
+        "relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, idx_scan bigint, "
+        "idx_tup_read bigint, idx_tup_fetch bigint",
     ),
-    ('pg_catalog', 'pg_stat_all_tables'): (
-        12142, 'v',
-        'relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, '
-        'idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, '
-        'n_live_tup bigint, n_dead_tup bigint, n_mod_since_analyze bigint, n_ins_since_vacuum bigint, '
-        'last_vacuum timestamp with time zone, last_autovacuum timestamp with time zone, '
-        'last_analyze timestamp with time zone, last_autoanalyze timestamp with time zone, '
-        'vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint',
+    ("pg_catalog", "pg_stat_all_tables"): (
+        12142,
+        "v",
+        "relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, "
+        "idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, "
+        "n_live_tup bigint, n_dead_tup bigint, n_mod_since_analyze bigint, n_ins_since_vacuum bigint, "
+        "last_vacuum timestamp with time zone, last_autovacuum timestamp with time zone, "
+        "last_analyze timestamp with time zone, last_autoanalyze timestamp with time zone, "
+        "vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint",
     ),
-    ('pg_catalog', 'pg_stat_archiver'): (
-        12285, 'v',
-        'archived_count bigint, last_archived_wal text, last_archived_time timestamp with time zone, '
-        'failed_count bigint, last_failed_wal text, last_failed_time timestamp with time zone, '
-        'stats_reset timestamp with time zone',
+    ("pg_catalog", "pg_stat_archiver"): (
+        12285,
+        "v",
+        "archived_count bigint, last_archived_wal text, last_archived_time timestamp with time zone, "
+        "failed_count bigint, last_failed_wal text, last_failed_time timestamp with time zone, "
+        "stats_reset timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_bgwriter'): (
-        12289, 'v',
-        'checkpoints_timed bigint, checkpoints_req bigint, checkpoint_write_time double precision, '
-        'checkpoint_sync_time double precision, buffers_checkpoint bigint, buffers_clean bigint, '
-        'maxwritten_clean bigint, buffers_backend bigint, buffers_backend_fsync bigint, '
-        'buffers_alloc bigint, stats_reset timestamp with time zone',
+    ("pg_catalog", "pg_stat_bgwriter"): (
+        12289,
+        "v",
+        "checkpoints_timed bigint, checkpoints_req bigint, checkpoint_write_time double precision, "
+        "checkpoint_sync_time double precision, buffers_checkpoint bigint, buffers_clean bigint, "
+        "maxwritten_clean bigint, buffers_backend bigint, buffers_backend_fsync bigint, "
+        "buffers_alloc bigint, stats_reset timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_database'): (
-        12266, 'v',
-        'datid oid, datname name, numbackends integer, xact_commit bigint, xact_rollback bigint, '
-        'blks_read bigint, blks_hit bigint, tup_returned bigint, tup_fetched bigint, tup_inserted bigint, '
-        'tup_updated bigint, tup_deleted bigint, conflicts bigint, temp_files bigint, temp_bytes bigint, '
-        'deadlocks bigint, checksum_failures bigint, checksum_last_failure timestamp with time zone, '
-        'blk_read_time double precision, blk_write_time double precision, session_time double precision, '
-        'active_time double precision, idle_in_transaction_time double precision, sessions bigint, '
-        'sessions_abandoned bigint, sessions_fatal bigint, sessions_killed bigint, '
-        'stats_reset timestamp with time zone',
+    ("pg_catalog", "pg_stat_database"): (
+        12266,
+        "v",
+        "datid oid, datname name, numbackends integer, xact_commit bigint, xact_rollback bigint, "
+        "blks_read bigint, blks_hit bigint, tup_returned bigint, tup_fetched bigint, tup_inserted bigint, "
+        "tup_updated bigint, tup_deleted bigint, conflicts bigint, temp_files bigint, temp_bytes bigint, "
+        "deadlocks bigint, checksum_failures bigint, checksum_last_failure timestamp with time zone, "
+        "blk_read_time double precision, blk_write_time double precision, session_time double precision, "
+        "active_time double precision, idle_in_transaction_time double precision, sessions bigint, "
+        "sessions_abandoned bigint, sessions_fatal bigint, sessions_killed bigint, "
+        "stats_reset timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_database_conflicts'): (
-        12271, 'v',
-        'datid oid, datname name, confl_tablespace bigint, confl_lock bigint, confl_snapshot bigint, '
-        'confl_bufferpin bigint, confl_deadlock bigint',
+    ("pg_catalog", "pg_stat_database_conflicts"): (
+        12271,
+        "v",
+        "datid oid, datname name, confl_tablespace bigint, confl_lock bigint, confl_snapshot bigint, "
+        "confl_bufferpin bigint, confl_deadlock bigint",
     ),
-    ('pg_catalog', 'pg_stat_gssapi'): (
-        12253, 'v',
-        'pid integer, gss_authenticated boolean, principal text, encrypted boolean',
+    ("pg_catalog", "pg_stat_gssapi"): (
+        12253,
+        "v",
+        "pid integer, gss_authenticated boolean, principal text, encrypted boolean",
     ),
-    ('pg_catalog', 'pg_stat_progress_analyze'): (
-        12297, 'v',
-        'pid integer, datid oid, datname name, relid oid, phase text, sample_blks_total bigint, '
-        'sample_blks_scanned bigint, ext_stats_total bigint, ext_stats_computed bigint, '
-        'child_tables_total bigint, child_tables_done bigint, current_child_table_relid oid',
+    ("pg_catalog", "pg_stat_progress_analyze"): (
+        12297,
+        "v",
+        "pid integer, datid oid, datname name, relid oid, phase text, sample_blks_total bigint, "
+        "sample_blks_scanned bigint, ext_stats_total bigint, ext_stats_computed bigint, "
+        "child_tables_total bigint, child_tables_done bigint, current_child_table_relid oid",
     ),
-    ('pg_catalog', 'pg_stat_progress_basebackup'): (
-        12317, 'v',
-        'pid integer, phase text, backup_total bigint, backup_streamed bigint, tablespaces_total bigint, '
-        'tablespaces_streamed bigint',
+    ("pg_catalog", "pg_stat_progress_basebackup"): (
+        12317,
+        "v",
+        "pid integer, phase text, backup_total bigint, backup_streamed bigint, tablespaces_total bigint, "
+        "tablespaces_streamed bigint",
     ),
-    ('pg_catalog', 'pg_stat_progress_cluster'): (
-        12307, 'v',
-        'pid integer, datid oid, datname name, relid oid, command text, phase text, '
-        'cluster_index_relid oid, heap_tuples_scanned bigint, heap_tuples_written bigint, '
-        'heap_blks_total bigint, heap_blks_scanned bigint, index_rebuild_count bigint',
+    ("pg_catalog", "pg_stat_progress_cluster"): (
+        12307,
+        "v",
+        "pid integer, datid oid, datname name, relid oid, command text, phase text, "
+        "cluster_index_relid oid, heap_tuples_scanned bigint, heap_tuples_written bigint, "
+        "heap_blks_total bigint, heap_blks_scanned bigint, index_rebuild_count bigint",
     ),
-    ('pg_catalog', 'pg_stat_progress_copy'): (
-        12322, 'v',
-        'pid integer, datid oid, datname name, relid oid, command text, type text, bytes_processed bigint, '
-        'bytes_total bigint, tuples_processed bigint, tuples_excluded bigint',
+    ("pg_catalog", "pg_stat_progress_copy"): (
+        12322,
+        "v",
+        "pid integer, datid oid, datname name, relid oid, command text, type text, bytes_processed bigint, "
+        "bytes_total bigint, tuples_processed bigint, tuples_excluded bigint",
     ),
-    ('pg_catalog', 'pg_stat_progress_create_index'): (
-        12312, 'v',
-        'pid integer, datid oid, datname name, relid oid, index_relid oid, command text, phase text, '
-        'lockers_total bigint, lockers_done bigint, current_locker_pid bigint, blocks_total bigint, '
-        'blocks_done bigint, tuples_total bigint, tuples_done bigint, partitions_total bigint, '
-        'partitions_done bigint',
+    ("pg_catalog", "pg_stat_progress_create_index"): (
+        12312,
+        "v",
+        "pid integer, datid oid, datname name, relid oid, index_relid oid, command text, phase text, "
+        "lockers_total bigint, lockers_done bigint, current_locker_pid bigint, blocks_total bigint, "
+        "blocks_done bigint, tuples_total bigint, tuples_done bigint, partitions_total bigint, "
+        "partitions_done bigint",
     ),
-    ('pg_catalog', 'pg_stat_progress_vacuum'): (
-        12302, 'v',
-        'pid integer, datid oid, datname name, relid oid, phase text, heap_blks_total bigint, '
-        'heap_blks_scanned bigint, heap_blks_vacuumed bigint, index_vacuum_count bigint, '
-        'max_dead_tuples bigint, num_dead_tuples bigint',
+    ("pg_catalog", "pg_stat_progress_vacuum"): (
+        12302,
+        "v",
+        "pid integer, datid oid, datname name, relid oid, phase text, heap_blks_total bigint, "
+        "heap_blks_scanned bigint, heap_blks_vacuumed bigint, index_vacuum_count bigint, "
+        "max_dead_tuples bigint, num_dead_tuples bigint",
     ),
-    ('pg_catalog', 'pg_stat_recovery_prefetch'): (
-        12240, 'v',
-        'stats_reset timestamp with time zone, prefetch bigint, hit bigint, skip_init bigint, '
-        'skip_new bigint, skip_fpw bigint, skip_rep bigint, wal_distance integer, block_distance integer, '
-        'io_depth integer',
+    ("pg_catalog", "pg_stat_recovery_prefetch"): (
+        12240,
+        "v",
+        "stats_reset timestamp with time zone, prefetch bigint, hit bigint, skip_init bigint, "
+        "skip_new bigint, skip_fpw bigint, skip_rep bigint, wal_distance integer, block_distance integer, "
+        "io_depth integer",
     ),
-    ('pg_catalog', 'pg_stat_replication'): (
-        12227, 'v',
-        'pid integer, usesysid oid, usename name, application_name text, client_addr inet, '
-        'client_hostname text, client_port integer, backend_start timestamp with time zone, '
-        'backend_xmin xid, state text, sent_lsn pg_lsn, write_lsn pg_lsn, flush_lsn pg_lsn, '
-        'replay_lsn pg_lsn, write_lag interval, flush_lag interval, replay_lag interval, '
-        'sync_priority integer, sync_state text, reply_time timestamp with time zone',
+    ("pg_catalog", "pg_stat_replication"): (
+        12227,
+        "v",
+        "pid integer, usesysid oid, usename name, application_name text, client_addr inet, "
+        "client_hostname text, client_port integer, backend_start timestamp with time zone, "
+        "backend_xmin xid, state text, sent_lsn pg_lsn, write_lsn pg_lsn, flush_lsn pg_lsn, "
+        "replay_lsn pg_lsn, write_lag interval, flush_lag interval, replay_lag interval, "
+        "sync_priority integer, sync_state text, reply_time timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_replication_slots'): (
-        12262, 'v',
-        'slot_name text, spill_txns bigint, spill_count bigint, spill_bytes bigint, stream_txns bigint, '
-        'stream_count bigint, stream_bytes bigint, total_txns bigint, total_bytes bigint, '
-        'stats_reset timestamp with time zone',
+    ("pg_catalog", "pg_stat_replication_slots"): (
+        12262,
+        "v",
+        "slot_name text, spill_txns bigint, spill_count bigint, spill_bytes bigint, stream_txns bigint, "
+        "stream_count bigint, stream_bytes bigint, total_txns bigint, total_bytes bigint, "
+        "stats_reset timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_slru'): (
-        12232, 'v',
-        'name text, blks_zeroed bigint, blks_hit bigint, blks_read bigint, blks_written bigint, '
-        'blks_exists bigint, flushes bigint, truncates bigint, stats_reset timestamp with time zone',
+    ("pg_catalog", "pg_stat_slru"): (
+        12232,
+        "v",
+        "name text, blks_zeroed bigint, blks_hit bigint, blks_read bigint, blks_written bigint, "
+        "blks_exists bigint, flushes bigint, truncates bigint, stats_reset timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_ssl'): (
-        12249, 'v',
-        'pid integer, ssl boolean, version text, cipher text, bits integer, client_dn text, '
-        'client_serial numeric, issuer_dn text',
+    ("pg_catalog", "pg_stat_ssl"): (
+        12249,
+        "v",
+        "pid integer, ssl boolean, version text, cipher text, bits integer, client_dn text, "
+        "client_serial numeric, issuer_dn text",
     ),
-    ('pg_catalog', 'pg_stat_subscription'): (
-        12244, 'v',
-        'subid oid, subname name, pid integer, relid oid, received_lsn pg_lsn, '
-        'last_msg_send_time timestamp with time zone, last_msg_receipt_time timestamp with time zone, '
-        'latest_end_lsn pg_lsn, latest_end_time timestamp with time zone',
+    ("pg_catalog", "pg_stat_subscription"): (
+        12244,
+        "v",
+        "subid oid, subname name, pid integer, relid oid, received_lsn pg_lsn, "
+        "last_msg_send_time timestamp with time zone, last_msg_receipt_time timestamp with time zone, "
+        "latest_end_lsn pg_lsn, latest_end_time timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_subscription_stats'): (
-        12336, 'v',
-        'subid oid, subname name, apply_error_count bigint, sync_error_count bigint, '
-        'stats_reset timestamp with time zone',
+    ("pg_catalog", "pg_stat_subscription_stats"): (
+        12336,
+        "v",
+        "subid oid, subname name, apply_error_count bigint, sync_error_count bigint, "
+        "stats_reset timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_sys_indexes'): (
-        12188, 'v',
-        'relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, idx_scan bigint, '
-        'idx_tup_read bigint, idx_tup_fetch bigint',
+    ("pg_catalog", "pg_stat_sys_indexes"): (
+        12188,
+        "v",
+        "relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, idx_scan bigint, "
+        "idx_tup_read bigint, idx_tup_fetch bigint",
     ),
-    ('pg_catalog', 'pg_stat_sys_tables'): (
-        12152, 'v',
-        'relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, '
-        'idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, '
-        'n_live_tup bigint, n_dead_tup bigint, n_mod_since_analyze bigint, n_ins_since_vacuum bigint, '
-        'last_vacuum timestamp with time zone, last_autovacuum timestamp with time zone, '
-        'last_analyze timestamp with time zone, last_autoanalyze timestamp with time zone, '
-        'vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint',
+    ("pg_catalog", "pg_stat_sys_tables"): (
+        12152,
+        "v",
+        "relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, "
+        "idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, "
+        "n_live_tup bigint, n_dead_tup bigint, n_mod_since_analyze bigint, n_ins_since_vacuum bigint, "
+        "last_vacuum timestamp with time zone, last_autovacuum timestamp with time zone, "
+        "last_analyze timestamp with time zone, last_autoanalyze timestamp with time zone, "
+        "vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint",
     ),
-    ('pg_catalog', 'pg_stat_user_functions'): (
-        12275, 'v',
-        'funcid oid, schemaname name, funcname name, calls bigint, total_time double precision, '
-        'self_time double precision',
+    ("pg_catalog", "pg_stat_user_functions"): (
+        12275,
+        "v",
+        "funcid oid, schemaname name, funcname name, calls bigint, total_time double precision, "
+        "self_time double precision",
     ),
-    ('pg_catalog', 'pg_stat_user_indexes'): (
-        12192, 'v',
-        'relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, idx_scan bigint, '
-        'idx_tup_read bigint, idx_tup_fetch bigint',
+    ("pg_catalog", "pg_stat_user_indexes"): (
+        12192,
+        "v",
+        "relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, idx_scan bigint, "
+        "idx_tup_read bigint, idx_tup_fetch bigint",
     ),
-    ('pg_catalog', 'pg_stat_user_tables'): (
-        12161, 'v',
-        'relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, '
-        'idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, '
-        'n_live_tup bigint, n_dead_tup bigint, n_mod_since_analyze bigint, n_ins_since_vacuum bigint, '
-        'last_vacuum timestamp with time zone, last_autovacuum timestamp with time zone, '
-        'last_analyze timestamp with time zone, last_autoanalyze timestamp with time zone, '
-        'vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint',
+    ("pg_catalog", "pg_stat_user_tables"): (
+        12161,
+        "v",
+        "relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, "
+        "idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, "
+        "n_live_tup bigint, n_dead_tup bigint, n_mod_since_analyze bigint, n_ins_since_vacuum bigint, "
+        "last_vacuum timestamp with time zone, last_autovacuum timestamp with time zone, "
+        "last_analyze timestamp with time zone, last_autoanalyze timestamp with time zone, "
+        "vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint",
     ),
-    ('pg_catalog', 'pg_stat_wal'): (
-        12293, 'v',
-        'wal_records bigint, wal_fpi bigint, wal_bytes numeric, wal_buffers_full bigint, wal_write bigint, '
-        'wal_sync bigint, wal_write_time double precision, wal_sync_time double precision, '
-        'stats_reset timestamp with time zone',
+    ("pg_catalog", "pg_stat_wal"): (
+        12293,
+        "v",
+        "wal_records bigint, wal_fpi bigint, wal_bytes numeric, wal_buffers_full bigint, wal_write bigint, "
+        "wal_sync bigint, wal_write_time double precision, wal_sync_time double precision, "
+        "stats_reset timestamp with time zone",
     ),
-    ('pg_catalog', 'pg_stat_wal_receiver'): (
-        12236, 'v',
-        'pid integer, status text, receive_start_lsn pg_lsn, receive_start_tli integer, '
-        'written_lsn pg_lsn, flushed_lsn pg_lsn, received_tli integer, '
-        'last_msg_send_time timestamp with time zone, last_msg_receipt_time timestamp with time zone, '
-        'latest_end_lsn pg_lsn, latest_end_time timestamp with time zone, slot_name text, '
-        'sender_host text, sender_port integer, conninfo text',
+    ("pg_catalog", "pg_stat_wal_receiver"): (
+        12236,
+        "v",
+        "pid integer, status text, receive_start_lsn pg_lsn, receive_start_tli integer, "
+        "written_lsn pg_lsn, flushed_lsn pg_lsn, received_tli integer, "
+        "last_msg_send_time timestamp with time zone, last_msg_receipt_time timestamp with time zone, "
+        "latest_end_lsn pg_lsn, latest_end_time timestamp with time zone, slot_name text, "
+        "sender_host text, sender_port integer, conninfo text",
     ),
-    ('pg_catalog', 'pg_stat_xact_all_tables'): (
-        12147, 'v',
-        'relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, '
-        'idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint',
+    ("pg_catalog", "pg_stat_xact_all_tables"): (
+        12147,
+        "v",
+        "relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, "
+        "idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint",
     ),
-    ('pg_catalog', 'pg_stat_xact_sys_tables'): (
-        12157, 'v',
-        'relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, '
-        'idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint',
+    ("pg_catalog", "pg_stat_xact_sys_tables"): (
+        12157,
+        "v",
+        "relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, "
+        "idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint",
     ),
-    ('pg_catalog', 'pg_stat_xact_user_functions'): (
-        12280, 'v',
-        'funcid oid, schemaname name, funcname name, calls bigint, total_time double precision, '
-        'self_time double precision',
+    ("pg_catalog", "pg_stat_xact_user_functions"): (
+        12280,
+        "v",
+        "funcid oid, schemaname name, funcname name, calls bigint, total_time double precision, "
+        "self_time double precision",
     ),
-    ('pg_catalog', 'pg_stat_xact_user_tables'): (
-        12166, 'v',
-        'relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, '
-        'idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint',
+    ("pg_catalog", "pg_stat_xact_user_tables"): (
+        12166,
+        "v",
+        "relid oid, schemaname name, relname name, seq_scan bigint, seq_tup_read bigint, idx_scan bigint, "
+        "idx_tup_fetch bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint",
     ),
-    ('pg_catalog', 'pg_statio_all_indexes'): (
-        12196, 'v',
-        'relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, '
-        'idx_blks_read bigint, idx_blks_hit bigint',
+    ("pg_catalog", "pg_statio_all_indexes"): (
+        12196,
+        "v",
+        "relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, "
+        "idx_blks_read bigint, idx_blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_all_sequences'): (
-        12209, 'v',
-        'relid oid, schemaname name, relname name, blks_read bigint, blks_hit bigint',
+    ("pg_catalog", "pg_statio_all_sequences"): (
+        12209,
+        "v",
+        "relid oid, schemaname name, relname name, blks_read bigint, blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_all_tables'): (
-        12170, 'v',
-        'relid oid, schemaname name, relname name, heap_blks_read bigint, heap_blks_hit bigint, '
-        'idx_blks_read bigint, idx_blks_hit bigint, toast_blks_read bigint, toast_blks_hit bigint, '
-        'tidx_blks_read bigint, tidx_blks_hit bigint',
+    ("pg_catalog", "pg_statio_all_tables"): (
+        12170,
+        "v",
+        "relid oid, schemaname name, relname name, heap_blks_read bigint, heap_blks_hit bigint, "
+        "idx_blks_read bigint, idx_blks_hit bigint, toast_blks_read bigint, toast_blks_hit bigint, "
+        "tidx_blks_read bigint, tidx_blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_sys_indexes'): (
-        12201, 'v',
-        'relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, '
-        'idx_blks_read bigint, idx_blks_hit bigint',
+    ("pg_catalog", "pg_statio_sys_indexes"): (
+        12201,
+        "v",
+        "relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, "
+        "idx_blks_read bigint, idx_blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_sys_sequences'): (
-        12214, 'v',
-        'relid oid, schemaname name, relname name, blks_read bigint, blks_hit bigint',
+    ("pg_catalog", "pg_statio_sys_sequences"): (
+        12214,
+        "v",
+        "relid oid, schemaname name, relname name, blks_read bigint, blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_sys_tables'): (
-        12175, 'v',
-        'relid oid, schemaname name, relname name, heap_blks_read bigint, heap_blks_hit bigint, '
-        'idx_blks_read bigint, idx_blks_hit bigint, toast_blks_read bigint, toast_blks_hit bigint, '
-        'tidx_blks_read bigint, tidx_blks_hit bigint',
+    ("pg_catalog", "pg_statio_sys_tables"): (
+        12175,
+        "v",
+        "relid oid, schemaname name, relname name, heap_blks_read bigint, heap_blks_hit bigint, "
+        "idx_blks_read bigint, idx_blks_hit bigint, toast_blks_read bigint, toast_blks_hit bigint, "
+        "tidx_blks_read bigint, tidx_blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_user_indexes'): (
-        12205, 'v',
-        'relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, '
-        'idx_blks_read bigint, idx_blks_hit bigint',
+    ("pg_catalog", "pg_statio_user_indexes"): (
+        12205,
+        "v",
+        "relid oid, indexrelid oid, schemaname name, relname name, indexrelname name, "
+        "idx_blks_read bigint, idx_blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_user_sequences'): (
-        12218, 'v',
-        'relid oid, schemaname name, relname name, blks_read bigint, blks_hit bigint',
+    ("pg_catalog", "pg_statio_user_sequences"): (
+        12218,
+        "v",
+        "relid oid, schemaname name, relname name, blks_read bigint, blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statio_user_tables'): (
-        12179, 'v',
-        'relid oid, schemaname name, relname name, heap_blks_read bigint, heap_blks_hit bigint, '
-        'idx_blks_read bigint, idx_blks_hit bigint, toast_blks_read bigint, toast_blks_hit bigint, '
-        'tidx_blks_read bigint, tidx_blks_hit bigint',
+    ("pg_catalog", "pg_statio_user_tables"): (
+        12179,
+        "v",
+        "relid oid, schemaname name, relname name, heap_blks_read bigint, heap_blks_hit bigint, "
+        "idx_blks_read bigint, idx_blks_hit bigint, toast_blks_read bigint, toast_blks_hit bigint, "
+        "tidx_blks_read bigint, tidx_blks_hit bigint",
     ),
-    ('pg_catalog', 'pg_statistic'): (
-        2619, 'r',
-        'starelid oid, staattnum smallint, stainherit boolean, stanullfrac real, stawidth integer, '
-        'stadistinct real, stakind1 smallint, stakind2 smallint, stakind3 smallint, stakind4 smallint, '
-        'stakind5 smallint, staop1 oid, staop2 oid, staop3 oid, staop4 oid, staop5 oid, stacoll1 oid, '
-        'stacoll2 oid, stacoll3 oid, stacoll4 oid, stacoll5 oid, stanumbers1 real[], stanumbers2 real[], '
-        'stanumbers3 real[], stanumbers4 real[], stanumbers5 real[], stavalues1 anyarray, '
-        'stavalues2 anyarray, stavalues3 anyarray, stavalues4 anyarray, stavalues5 anyarray',
+    ("pg_catalog", "pg_statistic"): (
+        2619,
+        "r",
+        "starelid oid, staattnum smallint, stainherit boolean, stanullfrac real, stawidth integer, "
+        "stadistinct real, stakind1 smallint, stakind2 smallint, stakind3 smallint, stakind4 smallint, "
+        "stakind5 smallint, staop1 oid, staop2 oid, staop3 oid, staop4 oid, staop5 oid, stacoll1 oid, "
+        "stacoll2 oid, stacoll3 oid, stacoll4 oid, stacoll5 oid, stanumbers1 real[], stanumbers2 real[], "
+        "stanumbers3 real[], stanumbers4 real[], stanumbers5 real[], stavalues1 anyarray, "
+        "stavalues2 anyarray, stavalues3 anyarray, stavalues4 anyarray, stavalues5 anyarray",
     ),
-    ('pg_catalog', 'pg_statistic_ext'): (
-        3381, 'r',
-        'oid oid, stxrelid oid, stxname name, stxnamespace oid, stxowner oid, stxstattarget integer, '
+    ("pg_catalog", "pg_statistic_ext"): (
+        3381,
+        "r",
+        "oid oid, stxrelid oid, stxname name, stxnamespace oid, stxowner oid, stxstattarget integer, "
         'stxkeys int2vector, stxkind "char"[], stxexprs pg_node_tree',
     ),
-    ('pg_catalog', 'pg_statistic_ext_data'): (
-        3429, 'r',
-        'stxoid oid, stxdinherit boolean, stxdndistinct pg_ndistinct, stxddependencies pg_dependencies, '
-        'stxdmcv pg_mcv_list, stxdexpr pg_statistic[]',
+    ("pg_catalog", "pg_statistic_ext_data"): (
+        3429,
+        "r",
+        "stxoid oid, stxdinherit boolean, stxdndistinct pg_ndistinct, stxddependencies pg_dependencies, "
+        "stxdmcv pg_mcv_list, stxdexpr pg_statistic[]",
     ),
-    ('pg_catalog', 'pg_stats'): (
-        12053, 'v',
-        'schemaname name, tablename name, attname name, inherited boolean, null_frac real, '
-        'avg_width integer, n_distinct real, most_common_vals anyarray, most_common_freqs real[], '
-        'histogram_bounds anyarray, correlation real, most_common_elems anyarray, '
-        'most_common_elem_freqs real[], elem_count_histogram real[]',
+    ("pg_catalog", "pg_stats"): (
+        12053,
+        "v",
+        "schemaname name, tablename name, attname name, inherited boolean, null_frac real, "
+        "avg_width integer, n_distinct real, most_common_vals anyarray, most_common_freqs real[], "
+        "histogram_bounds anyarray, correlation real, most_common_elems anyarray, "
+        "most_common_elem_freqs real[], elem_count_histogram real[]",
     ),
-    ('pg_catalog', 'pg_stats_ext'): (
-        12058, 'v',
-        'schemaname name, tablename name, statistics_schemaname name, statistics_name name, '
+    ("pg_catalog", "pg_stats_ext"): (
+        12058,
+        "v",
+        "schemaname name, tablename name, statistics_schemaname name, statistics_name name, "
         'statistics_owner name, attnames name[], exprs text[], kinds "char"[], inherited boolean, '
-        'n_distinct pg_ndistinct, dependencies pg_dependencies, most_common_vals text[], '
-        'most_common_val_nulls boolean[], most_common_freqs double precision[], '
-        'most_common_base_freqs double precision[]',
+        "n_distinct pg_ndistinct, dependencies pg_dependencies, most_common_vals text[], "
+        "most_common_val_nulls boolean[], most_common_freqs double precision[], "
+        "most_common_base_freqs double precision[]",
     ),
-    ('pg_catalog', 'pg_stats_ext_exprs'): (
-        12063, 'v',
-        'schemaname name, tablename name, statistics_schemaname name, statistics_name name, '
-        'statistics_owner name, expr text, inherited boolean, null_frac real, avg_width integer, '
-        'n_distinct real, most_common_vals anyarray, most_common_freqs real[], histogram_bounds anyarray, '
-        'correlation real, most_common_elems anyarray, most_common_elem_freqs real[], '
-        'elem_count_histogram real[]',
+    ("pg_catalog", "pg_stats_ext_exprs"): (
+        12063,
+        "v",
+        "schemaname name, tablename name, statistics_schemaname name, statistics_name name, "
+        "statistics_owner name, expr text, inherited boolean, null_frac real, avg_width integer, "
+        "n_distinct real, most_common_vals anyarray, most_common_freqs real[], histogram_bounds anyarray, "
+        "correlation real, most_common_elems anyarray, most_common_elem_freqs real[], "
+        "elem_count_histogram real[]",
     ),
-    ('pg_catalog', 'pg_subscription'): (
-        6100, 'r',
-        'oid oid, subdbid oid, subskiplsn pg_lsn, subname name, subowner oid, subenabled boolean, '
+    ("pg_catalog", "pg_subscription"): (
+        6100,
+        "r",
+        "oid oid, subdbid oid, subskiplsn pg_lsn, subname name, subowner oid, subenabled boolean, "
         'subbinary boolean, substream boolean, subtwophasestate "char", subdisableonerr boolean, '
-        'subconninfo text, subslotname name, subsynccommit text, subpublications text[]',
+        "subconninfo text, subslotname name, subsynccommit text, subpublications text[]",
     ),
-    ('pg_catalog', 'pg_subscription_rel'): (
-        6102, 'r',
+    ("pg_catalog", "pg_subscription_rel"): (
+        6102,
+        "r",
         'srsubid oid, srrelid oid, srsubstate "char", srsublsn pg_lsn',
     ),
-    ('pg_catalog', 'pg_tables'): (
-        12033, 'v',
-        'schemaname name, tablename name, tableowner name, tablespace name, hasindexes boolean, '
-        'hasrules boolean, hastriggers boolean, rowsecurity boolean',
+    ("pg_catalog", "pg_tables"): (
+        12033,
+        "v",
+        "schemaname name, tablename name, tableowner name, tablespace name, hasindexes boolean, "
+        "hasrules boolean, hastriggers boolean, rowsecurity boolean",
     ),
-    ('pg_catalog', 'pg_tablespace'): (
-        1213, 'r',
-        'oid oid, spcname name, spcowner oid, spcacl aclitem[], spcoptions text[]',
+    ("pg_catalog", "pg_tablespace"): (
+        1213,
+        "r",
+        "oid oid, spcname name, spcowner oid, spcacl aclitem[], spcoptions text[]",
     ),
-    ('pg_catalog', 'pg_timezone_abbrevs'): (
-        12122, 'v',
-        'abbrev text, utc_offset interval, is_dst boolean',
+    ("pg_catalog", "pg_timezone_abbrevs"): (
+        12122,
+        "v",
+        "abbrev text, utc_offset interval, is_dst boolean",
     ),
-    ('pg_catalog', 'pg_timezone_names'): (
-        12126, 'v',
-        'name text, abbrev text, utc_offset interval, is_dst boolean',
+    ("pg_catalog", "pg_timezone_names"): (
+        12126,
+        "v",
+        "name text, abbrev text, utc_offset interval, is_dst boolean",
     ),
-    ('pg_catalog', 'pg_transform'): (
-        3576, 'r',
-        'oid oid, trftype oid, trflang oid, trffromsql regproc, trftosql regproc',
+    ("pg_catalog", "pg_transform"): (
+        3576,
+        "r",
+        "oid oid, trftype oid, trflang oid, trffromsql regproc, trftosql regproc",
     ),
-    ('pg_catalog', 'pg_trigger'): (
-        2620, 'r',
+    ("pg_catalog", "pg_trigger"): (
+        2620,
+        "r",
         'oid oid, tgrelid oid, tgparentid oid, tgname name, tgfoid oid, tgtype smallint, tgenabled "char", '
-        'tgisinternal boolean, tgconstrrelid oid, tgconstrindid oid, tgconstraint oid, '
-        'tgdeferrable boolean, tginitdeferred boolean, tgnargs smallint, tgattr int2vector, tgargs bytea, '
-        'tgqual pg_node_tree, tgoldtable name, tgnewtable name',
+        "tgisinternal boolean, tgconstrrelid oid, tgconstrindid oid, tgconstraint oid, "
+        "tgdeferrable boolean, tginitdeferred boolean, tgnargs smallint, tgattr int2vector, tgargs bytea, "
+        "tgqual pg_node_tree, tgoldtable name, tgnewtable name",
     ),
-    ('pg_catalog', 'pg_ts_config'): (
-        3602, 'r',
-        'oid oid, cfgname name, cfgnamespace oid, cfgowner oid, cfgparser oid',
+    ("pg_catalog", "pg_ts_config"): (
+        3602,
+        "r",
+        "oid oid, cfgname name, cfgnamespace oid, cfgowner oid, cfgparser oid",
     ),
-    ('pg_catalog', 'pg_ts_config_map'): (
-        3603, 'r',
-        'mapcfg oid, maptokentype integer, mapseqno integer, mapdict oid',
+    ("pg_catalog", "pg_ts_config_map"): (
+        3603,
+        "r",
+        "mapcfg oid, maptokentype integer, mapseqno integer, mapdict oid",
     ),
-    ('pg_catalog', 'pg_ts_dict'): (
-        3600, 'r',
-        'oid oid, dictname name, dictnamespace oid, dictowner oid, dicttemplate oid, dictinitoption text',
+    ("pg_catalog", "pg_ts_dict"): (
+        3600,
+        "r",
+        "oid oid, dictname name, dictnamespace oid, dictowner oid, dicttemplate oid, dictinitoption text",
     ),
-    ('pg_catalog', 'pg_ts_parser'): (
-        3601, 'r',
-        'oid oid, prsname name, prsnamespace oid, prsstart regproc, prstoken regproc, prsend regproc, '
-        'prsheadline regproc, prslextype regproc',
+    ("pg_catalog", "pg_ts_parser"): (
+        3601,
+        "r",
+        "oid oid, prsname name, prsnamespace oid, prsstart regproc, prstoken regproc, prsend regproc, "
+        "prsheadline regproc, prslextype regproc",
     ),
-    ('pg_catalog', 'pg_ts_template'): (
-        3764, 'r',
-        'oid oid, tmplname name, tmplnamespace oid, tmplinit regproc, tmpllexize regproc',
+    ("pg_catalog", "pg_ts_template"): (
+        3764,
+        "r",
+        "oid oid, tmplname name, tmplnamespace oid, tmplinit regproc, tmpllexize regproc",
     ),
-    ('pg_catalog', 'pg_type'): (
-        1247, 'r',
-        'oid oid, typname name, typnamespace oid, typowner oid, typlen smallint, typbyval boolean, '
+    ("pg_catalog", "pg_type"): (
+        1247,
+        "r",
+        "oid oid, typname name, typnamespace oid, typowner oid, typlen smallint, typbyval boolean, "
         'typtype "char", typcategory "char", typispreferred boolean, typisdefined boolean, '
         'typdelim "char", typrelid oid, typsubscript regproc, typelem oid, typarray oid, typinput regproc, '
-        'typoutput regproc, typreceive regproc, typsend regproc, typmodin regproc, typmodout regproc, '
+        "typoutput regproc, typreceive regproc, typsend regproc, typmodin regproc, typmodout regproc, "
         'typanalyze regproc, typalign "char", typstorage "char", typnotnull boolean, typbasetype oid, '
-        'typtypmod integer, typndims integer, typcollation oid, typdefaultbin pg_node_tree, '
-        'typdefault text, typacl aclitem[]',
+        "typtypmod integer, typndims integer, typcollation oid, typdefaultbin pg_node_tree, "
+        "typdefault text, typacl aclitem[]",
     ),
-    ('pg_catalog', 'pg_user'): (
-        12014, 'v',
-        'usename name, usesysid oid, usecreatedb boolean, usesuper boolean, userepl boolean, '
-        'usebypassrls boolean, passwd text, valuntil timestamp with time zone, useconfig text[]',
+    ("pg_catalog", "pg_user"): (
+        12014,
+        "v",
+        "usename name, usesysid oid, usecreatedb boolean, usesuper boolean, userepl boolean, "
+        "usebypassrls boolean, passwd text, valuntil timestamp with time zone, useconfig text[]",
     ),
-    ('pg_catalog', 'pg_user_mapping'): (
-        1418, 'r',
-        'oid oid, umuser oid, umserver oid, umoptions text[]',
+    ("pg_catalog", "pg_user_mapping"): (
+        1418,
+        "r",
+        "oid oid, umuser oid, umserver oid, umoptions text[]",
     ),
-    ('pg_catalog', 'pg_user_mappings'): (
-        12327, 'v',
-        'umid oid, srvid oid, srvname name, umuser oid, usename name, umoptions text[]',
+    ("pg_catalog", "pg_user_mappings"): (
+        12327,
+        "v",
+        "umid oid, srvid oid, srvname name, umuser oid, usename name, umoptions text[]",
     ),
-    ('pg_catalog', 'pg_views'): (
-        12028, 'v',
-        'schemaname name, viewname name, viewowner name, definition text',
+    ("pg_catalog", "pg_views"): (
+        12028,
+        "v",
+        "schemaname name, viewname name, viewowner name, definition text",
     ),
 }
 TYPES: list[tuple[int, str, int, bool, str, str, int, int, str]] = [
-    (16, 'bool', 1, True, 'b', 'B', 0, 1000, ','),
-    (17, 'bytea', -1, False, 'b', 'U', 0, 1001, ','),
-    (18, 'char', 1, True, 'b', 'Z', 0, 1002, ','),
-    (19, 'name', 64, False, 'b', 'S', 18, 1003, ','),
-    (20, 'int8', 8, True, 'b', 'N', 0, 1016, ','),
-    (21, 'int2', 2, True, 'b', 'N', 0, 1005, ','),
-    (22, 'int2vector', -1, False, 'b', 'A', 21, 1006, ','),
-    (23, 'int4', 4, True, 'b', 'N', 0, 1007, ','),
-    (24, 'regproc', 4, True, 'b', 'N', 0, 1008, ','),
-    (25, 'text', -1, False, 'b', 'S', 0, 1009, ','),
-    (26, 'oid', 4, True, 'b', 'N', 0, 1028, ','),
-    (27, 'tid', 6, False, 'b', 'U', 0, 1010, ','),
-    (28, 'xid', 4, True, 'b', 'U', 0, 1011, ','),
-    (29, 'cid', 4, True, 'b', 'U', 0, 1012, ','),
-    (30, 'oidvector', -1, False, 'b', 'A', 26, 1013, ','),
-    (32, 'pg_ddl_command', 8, True, 'p', 'P', 0, 0, ','),
-    (114, 'json', -1, False, 'b', 'U', 0, 199, ','),
-    (142, 'xml', -1, False, 'b', 'U', 0, 143, ','),
-    (143, '_xml', -1, False, 'b', 'A', 142, 0, ','),
-    (194, 'pg_node_tree', -1, False, 'b', 'Z', 0, 0, ','),
-    (199, '_json', -1, False, 'b', 'A', 114, 0, ','),
-    (210, '_pg_type', -1, False, 'b', 'A', 71, 0, ','),
-    (269, 'table_am_handler', 4, True, 'p', 'P', 0, 0, ','),
-    (270, '_pg_attribute', -1, False, 'b', 'A', 75, 0, ','),
-    (271, '_xid8', -1, False, 'b', 'A', 5069, 0, ','),
-    (272, '_pg_proc', -1, False, 'b', 'A', 81, 0, ','),
-    (273, '_pg_class', -1, False, 'b', 'A', 83, 0, ','),
-    (325, 'index_am_handler', 4, True, 'p', 'P', 0, 0, ','),
-    (600, 'point', 16, False, 'b', 'G', 701, 1017, ','),
-    (601, 'lseg', 32, False, 'b', 'G', 600, 1018, ','),
-    (602, 'path', -1, False, 'b', 'G', 0, 1019, ','),
-    (603, 'box', 32, False, 'b', 'G', 600, 1020, ';'),
-    (604, 'polygon', -1, False, 'b', 'G', 0, 1027, ','),
-    (628, 'line', 24, False, 'b', 'G', 701, 629, ','),
-    (629, '_line', -1, False, 'b', 'A', 628, 0, ','),
-    (650, 'cidr', -1, False, 'b', 'I', 0, 651, ','),
-    (651, '_cidr', -1, False, 'b', 'A', 650, 0, ','),
-    (700, 'float4', 4, True, 'b', 'N', 0, 1021, ','),
-    (701, 'float8', 8, True, 'b', 'N', 0, 1022, ','),
-    (705, 'unknown', -2, False, 'p', 'X', 0, 0, ','),
-    (718, 'circle', 24, False, 'b', 'G', 0, 719, ','),
-    (719, '_circle', -1, False, 'b', 'A', 718, 0, ','),
-    (774, 'macaddr8', 8, False, 'b', 'U', 0, 775, ','),
-    (775, '_macaddr8', -1, False, 'b', 'A', 774, 0, ','),
-    (790, 'money', 8, True, 'b', 'N', 0, 791, ','),
-    (791, '_money', -1, False, 'b', 'A', 790, 0, ','),
-    (829, 'macaddr', 6, False, 'b', 'U', 0, 1040, ','),
-    (869, 'inet', -1, False, 'b', 'I', 0, 1041, ','),
-    (1000, '_bool', -1, False, 'b', 'A', 16, 0, ','),
-    (1001, '_bytea', -1, False, 'b', 'A', 17, 0, ','),
-    (1002, '_char', -1, False, 'b', 'A', 18, 0, ','),
-    (1003, '_name', -1, False, 'b', 'A', 19, 0, ','),
-    (1005, '_int2', -1, False, 'b', 'A', 21, 0, ','),
-    (1006, '_int2vector', -1, False, 'b', 'A', 22, 0, ','),
-    (1007, '_int4', -1, False, 'b', 'A', 23, 0, ','),
-    (1008, '_regproc', -1, False, 'b', 'A', 24, 0, ','),
-    (1009, '_text', -1, False, 'b', 'A', 25, 0, ','),
-    (1010, '_tid', -1, False, 'b', 'A', 27, 0, ','),
-    (1011, '_xid', -1, False, 'b', 'A', 28, 0, ','),
-    (1012, '_cid', -1, False, 'b', 'A', 29, 0, ','),
-    (1013, '_oidvector', -1, False, 'b', 'A', 30, 0, ','),
-    (1014, '_bpchar', -1, False, 'b', 'A', 1042, 0, ','),
-    (1015, '_varchar', -1, False, 'b', 'A', 1043, 0, ','),
-    (1016, '_int8', -1, False, 'b', 'A', 20, 0, ','),
-    (1017, '_point', -1, False, 'b', 'A', 600, 0, ','),
-    (1018, '_lseg', -1, False, 'b', 'A', 601, 0, ','),
-    (1019, '_path', -1, False, 'b', 'A', 602, 0, ','),
-    (1020, '_box', -1, False, 'b', 'A', 603, 0, ';'),
-    (1021, '_float4', -1, False, 'b', 'A', 700, 0, ','),
-    (1022, '_float8', -1, False, 'b', 'A', 701, 0, ','),
-    (1027, '_polygon', -1, False, 'b', 'A', 604, 0, ','),
-    (1028, '_oid', -1, False, 'b', 'A', 26, 0, ','),
-    (1033, 'aclitem', 12, False, 'b', 'U', 0, 1034, ','),
-    (1034, '_aclitem', -1, False, 'b', 'A', 1033, 0, ','),
-    (1040, '_macaddr', -1, False, 'b', 'A', 829, 0, ','),
-    (1041, '_inet', -1, False, 'b', 'A', 869, 0, ','),
-    (1042, 'bpchar', -1, False, 'b', 'S', 0, 1014, ','),
-    (1043, 'varchar', -1, False, 'b', 'S', 0, 1015, ','),
-    (1082, 'date', 4, True, 'b', 'D', 0, 1182, ','),
-    (1083, 'time', 8, True, 'b', 'D', 0, 1183, ','),
-    (1114, 'timestamp', 8, True, 'b', 'D', 0, 1115, ','),
-    (1115, '_timestamp', -1, False, 'b', 'A', 1114, 0, ','),
-    (1182, '_date', -1, False, 'b', 'A', 1082, 0, ','),
-    (1183, '_time', -1, False, 'b', 'A', 1083, 0, ','),
-    (1184, 'timestamptz', 8, True, 'b', 'D', 0, 1185, ','),
-    (1185, '_timestamptz', -1, False, 'b', 'A', 1184, 0, ','),
-    (1186, 'interval', 16, False, 'b', 'T', 0, 1187, ','),
-    (1187, '_interval', -1, False, 'b', 'A', 1186, 0, ','),
-    (1231, '_numeric', -1, False, 'b', 'A', 1700, 0, ','),
-    (1263, '_cstring', -1, False, 'b', 'A', 2275, 0, ','),
-    (1266, 'timetz', 12, False, 'b', 'D', 0, 1270, ','),
-    (1270, '_timetz', -1, False, 'b', 'A', 1266, 0, ','),
-    (1560, 'bit', -1, False, 'b', 'V', 0, 1561, ','),
-    (1561, '_bit', -1, False, 'b', 'A', 1560, 0, ','),
-    (1562, 'varbit', -1, False, 'b', 'V', 0, 1563, ','),
-    (1563, '_varbit', -1, False, 'b', 'A', 1562, 0, ','),
-    (1700, 'numeric', -1, False, 'b', 'N', 0, 1231, ','),
-    (1790, 'refcursor', -1, False, 'b', 'U', 0, 2201, ','),
-    (2201, '_refcursor', -1, False, 'b', 'A', 1790, 0, ','),
-    (2202, 'regprocedure', 4, True, 'b', 'N', 0, 2207, ','),
-    (2203, 'regoper', 4, True, 'b', 'N', 0, 2208, ','),
-    (2204, 'regoperator', 4, True, 'b', 'N', 0, 2209, ','),
-    (2205, 'regclass', 4, True, 'b', 'N', 0, 2210, ','),
-    (2206, 'regtype', 4, True, 'b', 'N', 0, 2211, ','),
-    (2207, '_regprocedure', -1, False, 'b', 'A', 2202, 0, ','),
-    (2208, '_regoper', -1, False, 'b', 'A', 2203, 0, ','),
-    (2209, '_regoperator', -1, False, 'b', 'A', 2204, 0, ','),
-    (2210, '_regclass', -1, False, 'b', 'A', 2205, 0, ','),
-    (2211, '_regtype', -1, False, 'b', 'A', 2206, 0, ','),
-    (2249, 'record', -1, False, 'p', 'P', 0, 2287, ','),
-    (2275, 'cstring', -2, False, 'p', 'P', 0, 1263, ','),
-    (2276, 'any', 4, True, 'p', 'P', 0, 0, ','),
-    (2277, 'anyarray', -1, False, 'p', 'P', 0, 0, ','),
-    (2278, 'void', 4, True, 'p', 'P', 0, 0, ','),
-    (2279, 'trigger', 4, True, 'p', 'P', 0, 0, ','),
-    (2280, 'language_handler', 4, True, 'p', 'P', 0, 0, ','),
-    (2281, 'internal', 8, True, 'p', 'P', 0, 0, ','),
-    (2283, 'anyelement', 4, True, 'p', 'P', 0, 0, ','),
-    (2287, '_record', -1, False, 'p', 'P', 2249, 0, ','),
-    (2776, 'anynonarray', 4, True, 'p', 'P', 0, 0, ','),
-    (2949, '_txid_snapshot', -1, False, 'b', 'A', 2970, 0, ','),
-    (2950, 'uuid', 16, False, 'b', 'U', 0, 2951, ','),
-    (2951, '_uuid', -1, False, 'b', 'A', 2950, 0, ','),
-    (2970, 'txid_snapshot', -1, False, 'b', 'U', 0, 2949, ','),
-    (3115, 'fdw_handler', 4, True, 'p', 'P', 0, 0, ','),
-    (3220, 'pg_lsn', 8, True, 'b', 'U', 0, 3221, ','),
-    (3221, '_pg_lsn', -1, False, 'b', 'A', 3220, 0, ','),
-    (3310, 'tsm_handler', 4, True, 'p', 'P', 0, 0, ','),
-    (3361, 'pg_ndistinct', -1, False, 'b', 'Z', 0, 0, ','),
-    (3402, 'pg_dependencies', -1, False, 'b', 'Z', 0, 0, ','),
-    (3500, 'anyenum', 4, True, 'p', 'P', 0, 0, ','),
-    (3614, 'tsvector', -1, False, 'b', 'U', 0, 3643, ','),
-    (3615, 'tsquery', -1, False, 'b', 'U', 0, 3645, ','),
-    (3642, 'gtsvector', -1, False, 'b', 'U', 0, 3644, ','),
-    (3643, '_tsvector', -1, False, 'b', 'A', 3614, 0, ','),
-    (3644, '_gtsvector', -1, False, 'b', 'A', 3642, 0, ','),
-    (3645, '_tsquery', -1, False, 'b', 'A', 3615, 0, ','),
-    (3734, 'regconfig', 4, True, 'b', 'N', 0, 3735, ','),
-    (3735, '_regconfig', -1, False, 'b', 'A', 3734, 0, ','),
-    (3769, 'regdictionary', 4, True, 'b', 'N', 0, 3770, ','),
-    (3770, '_regdictionary', -1, False, 'b', 'A', 3769, 0, ','),
-    (3802, 'jsonb', -1, False, 'b', 'U', 0, 3807, ','),
-    (3807, '_jsonb', -1, False, 'b', 'A', 3802, 0, ','),
-    (3831, 'anyrange', -1, False, 'p', 'P', 0, 0, ','),
-    (3838, 'event_trigger', 4, True, 'p', 'P', 0, 0, ','),
-    (3905, '_int4range', -1, False, 'b', 'A', 3904, 0, ','),
-    (3907, '_numrange', -1, False, 'b', 'A', 3906, 0, ','),
-    (3909, '_tsrange', -1, False, 'b', 'A', 3908, 0, ','),
-    (3911, '_tstzrange', -1, False, 'b', 'A', 3910, 0, ','),
-    (3913, '_daterange', -1, False, 'b', 'A', 3912, 0, ','),
-    (3927, '_int8range', -1, False, 'b', 'A', 3926, 0, ','),
-    (4072, 'jsonpath', -1, False, 'b', 'U', 0, 4073, ','),
-    (4073, '_jsonpath', -1, False, 'b', 'A', 4072, 0, ','),
-    (4089, 'regnamespace', 4, True, 'b', 'N', 0, 4090, ','),
-    (4090, '_regnamespace', -1, False, 'b', 'A', 4089, 0, ','),
-    (4096, 'regrole', 4, True, 'b', 'N', 0, 4097, ','),
-    (4097, '_regrole', -1, False, 'b', 'A', 4096, 0, ','),
-    (4191, 'regcollation', 4, True, 'b', 'N', 0, 4192, ','),
-    (4192, '_regcollation', -1, False, 'b', 'A', 4191, 0, ','),
-    (4537, 'anymultirange', -1, False, 'p', 'P', 0, 0, ','),
-    (4538, 'anycompatiblemultirange', -1, False, 'p', 'P', 0, 0, ','),
-    (4600, 'pg_brin_bloom_summary', -1, False, 'b', 'Z', 0, 0, ','),
-    (4601, 'pg_brin_minmax_multi_summary', -1, False, 'b', 'Z', 0, 0, ','),
-    (5017, 'pg_mcv_list', -1, False, 'b', 'Z', 0, 0, ','),
-    (5038, 'pg_snapshot', -1, False, 'b', 'U', 0, 5039, ','),
-    (5039, '_pg_snapshot', -1, False, 'b', 'A', 5038, 0, ','),
-    (5069, 'xid8', 8, True, 'b', 'U', 0, 271, ','),
-    (5077, 'anycompatible', 4, True, 'p', 'P', 0, 0, ','),
-    (5078, 'anycompatiblearray', -1, False, 'p', 'P', 0, 0, ','),
-    (5079, 'anycompatiblenonarray', 4, True, 'p', 'P', 0, 0, ','),
-    (5080, 'anycompatiblerange', -1, False, 'p', 'P', 0, 0, ','),
-    (6150, '_int4multirange', -1, False, 'b', 'A', 4451, 0, ','),
-    (6151, '_nummultirange', -1, False, 'b', 'A', 4532, 0, ','),
-    (6152, '_tsmultirange', -1, False, 'b', 'A', 4533, 0, ','),
-    (6153, '_tstzmultirange', -1, False, 'b', 'A', 4534, 0, ','),
-    (6155, '_datemultirange', -1, False, 'b', 'A', 4535, 0, ','),
-    (6157, '_int8multirange', -1, False, 'b', 'A', 4536, 0, ','),
-    (10000, '_pg_attrdef', -1, False, 'b', 'A', 10001, 0, ','),
-    (10002, '_pg_constraint', -1, False, 'b', 'A', 10003, 0, ','),
-    (10004, '_pg_inherits', -1, False, 'b', 'A', 10005, 0, ','),
-    (10006, '_pg_index', -1, False, 'b', 'A', 10007, 0, ','),
-    (10008, '_pg_operator', -1, False, 'b', 'A', 10009, 0, ','),
-    (10010, '_pg_opfamily', -1, False, 'b', 'A', 10011, 0, ','),
-    (10012, '_pg_opclass', -1, False, 'b', 'A', 10013, 0, ','),
-    (10014, '_pg_am', -1, False, 'b', 'A', 10015, 0, ','),
-    (10016, '_pg_amop', -1, False, 'b', 'A', 10017, 0, ','),
-    (10018, '_pg_amproc', -1, False, 'b', 'A', 10019, 0, ','),
-    (10020, '_pg_language', -1, False, 'b', 'A', 10021, 0, ','),
-    (10022, '_pg_largeobject_metadata', -1, False, 'b', 'A', 10023, 0, ','),
-    (10024, '_pg_largeobject', -1, False, 'b', 'A', 10025, 0, ','),
-    (10026, '_pg_aggregate', -1, False, 'b', 'A', 10027, 0, ','),
-    (10028, '_pg_statistic', -1, False, 'b', 'A', 10029, 0, ','),
-    (10030, '_pg_statistic_ext', -1, False, 'b', 'A', 10031, 0, ','),
-    (10032, '_pg_statistic_ext_data', -1, False, 'b', 'A', 10033, 0, ','),
-    (10034, '_pg_rewrite', -1, False, 'b', 'A', 10035, 0, ','),
-    (10036, '_pg_trigger', -1, False, 'b', 'A', 10037, 0, ','),
-    (10038, '_pg_event_trigger', -1, False, 'b', 'A', 10039, 0, ','),
-    (10040, '_pg_description', -1, False, 'b', 'A', 10041, 0, ','),
-    (10042, '_pg_cast', -1, False, 'b', 'A', 10043, 0, ','),
-    (10044, '_pg_enum', -1, False, 'b', 'A', 10045, 0, ','),
-    (10046, '_pg_namespace', -1, False, 'b', 'A', 10047, 0, ','),
-    (10048, '_pg_conversion', -1, False, 'b', 'A', 10049, 0, ','),
-    (10050, '_pg_depend', -1, False, 'b', 'A', 10051, 0, ','),
-    (10052, '_pg_database', -1, False, 'b', 'A', 1248, 0, ','),
-    (10053, '_pg_db_role_setting', -1, False, 'b', 'A', 10054, 0, ','),
-    (10055, '_pg_tablespace', -1, False, 'b', 'A', 10056, 0, ','),
-    (10057, '_pg_authid', -1, False, 'b', 'A', 2842, 0, ','),
-    (10058, '_pg_auth_members', -1, False, 'b', 'A', 2843, 0, ','),
-    (10059, '_pg_shdepend', -1, False, 'b', 'A', 10060, 0, ','),
-    (10061, '_pg_shdescription', -1, False, 'b', 'A', 10062, 0, ','),
-    (10063, '_pg_ts_config', -1, False, 'b', 'A', 10064, 0, ','),
-    (10065, '_pg_ts_config_map', -1, False, 'b', 'A', 10066, 0, ','),
-    (10067, '_pg_ts_dict', -1, False, 'b', 'A', 10068, 0, ','),
-    (10069, '_pg_ts_parser', -1, False, 'b', 'A', 10070, 0, ','),
-    (10071, '_pg_ts_template', -1, False, 'b', 'A', 10072, 0, ','),
-    (10073, '_pg_extension', -1, False, 'b', 'A', 10074, 0, ','),
-    (10075, '_pg_foreign_data_wrapper', -1, False, 'b', 'A', 10076, 0, ','),
-    (10077, '_pg_foreign_server', -1, False, 'b', 'A', 10078, 0, ','),
-    (10079, '_pg_user_mapping', -1, False, 'b', 'A', 10080, 0, ','),
-    (10081, '_pg_foreign_table', -1, False, 'b', 'A', 10082, 0, ','),
-    (10083, '_pg_policy', -1, False, 'b', 'A', 10084, 0, ','),
-    (10085, '_pg_replication_origin', -1, False, 'b', 'A', 10086, 0, ','),
-    (10087, '_pg_default_acl', -1, False, 'b', 'A', 10088, 0, ','),
-    (10089, '_pg_init_privs', -1, False, 'b', 'A', 10090, 0, ','),
-    (10091, '_pg_seclabel', -1, False, 'b', 'A', 10092, 0, ','),
-    (10093, '_pg_shseclabel', -1, False, 'b', 'A', 4066, 0, ','),
-    (10094, '_pg_collation', -1, False, 'b', 'A', 10095, 0, ','),
-    (10096, '_pg_parameter_acl', -1, False, 'b', 'A', 10097, 0, ','),
-    (10098, '_pg_partitioned_table', -1, False, 'b', 'A', 10099, 0, ','),
-    (10100, '_pg_range', -1, False, 'b', 'A', 10101, 0, ','),
-    (10102, '_pg_transform', -1, False, 'b', 'A', 10103, 0, ','),
-    (10104, '_pg_sequence', -1, False, 'b', 'A', 10105, 0, ','),
-    (10106, '_pg_publication', -1, False, 'b', 'A', 10107, 0, ','),
-    (10108, '_pg_publication_namespace', -1, False, 'b', 'A', 10109, 0, ','),
-    (10110, '_pg_publication_rel', -1, False, 'b', 'A', 10111, 0, ','),
-    (10112, '_pg_subscription', -1, False, 'b', 'A', 6101, 0, ','),
-    (10113, '_pg_subscription_rel', -1, False, 'b', 'A', 10114, 0, ','),
-    (12001, '_pg_roles', -1, False, 'b', 'A', 12002, 0, ','),
-    (12006, '_pg_shadow', -1, False, 'b', 'A', 12007, 0, ','),
-    (12011, '_pg_group', -1, False, 'b', 'A', 12012, 0, ','),
-    (12015, '_pg_user', -1, False, 'b', 'A', 12016, 0, ','),
-    (12019, '_pg_policies', -1, False, 'b', 'A', 12020, 0, ','),
-    (12024, '_pg_rules', -1, False, 'b', 'A', 12025, 0, ','),
-    (12029, '_pg_views', -1, False, 'b', 'A', 12030, 0, ','),
-    (12034, '_pg_tables', -1, False, 'b', 'A', 12035, 0, ','),
-    (12039, '_pg_matviews', -1, False, 'b', 'A', 12040, 0, ','),
-    (12044, '_pg_indexes', -1, False, 'b', 'A', 12045, 0, ','),
-    (12049, '_pg_sequences', -1, False, 'b', 'A', 12050, 0, ','),
-    (12054, '_pg_stats', -1, False, 'b', 'A', 12055, 0, ','),
-    (12059, '_pg_stats_ext', -1, False, 'b', 'A', 12060, 0, ','),
-    (12064, '_pg_stats_ext_exprs', -1, False, 'b', 'A', 12065, 0, ','),
-    (12069, '_pg_publication_tables', -1, False, 'b', 'A', 12070, 0, ','),
-    (12074, '_pg_locks', -1, False, 'b', 'A', 12075, 0, ','),
-    (12078, '_pg_cursors', -1, False, 'b', 'A', 12079, 0, ','),
-    (12082, '_pg_available_extensions', -1, False, 'b', 'A', 12083, 0, ','),
-    (12086, '_pg_available_extension_versions', -1, False, 'b', 'A', 12087, 0, ','),
-    (12091, '_pg_prepared_xacts', -1, False, 'b', 'A', 12092, 0, ','),
-    (12096, '_pg_prepared_statements', -1, False, 'b', 'A', 12097, 0, ','),
-    (12100, '_pg_seclabels', -1, False, 'b', 'A', 12101, 0, ','),
-    (12105, '_pg_settings', -1, False, 'b', 'A', 12106, 0, ','),
-    (12111, '_pg_file_settings', -1, False, 'b', 'A', 12112, 0, ','),
-    (12115, '_pg_hba_file_rules', -1, False, 'b', 'A', 12116, 0, ','),
-    (12119, '_pg_ident_file_mappings', -1, False, 'b', 'A', 12120, 0, ','),
-    (12123, '_pg_timezone_abbrevs', -1, False, 'b', 'A', 12124, 0, ','),
-    (12127, '_pg_timezone_names', -1, False, 'b', 'A', 12128, 0, ','),
-    (12131, '_pg_config', -1, False, 'b', 'A', 12132, 0, ','),
-    (12135, '_pg_shmem_allocations', -1, False, 'b', 'A', 12136, 0, ','),
-    (12139, '_pg_backend_memory_contexts', -1, False, 'b', 'A', 12140, 0, ','),
-    (12143, '_pg_stat_all_tables', -1, False, 'b', 'A', 12144, 0, ','),
-    (12148, '_pg_stat_xact_all_tables', -1, False, 'b', 'A', 12149, 0, ','),
-    (12153, '_pg_stat_sys_tables', -1, False, 'b', 'A', 12154, 0, ','),
-    (12158, '_pg_stat_xact_sys_tables', -1, False, 'b', 'A', 12159, 0, ','),
-    (12162, '_pg_stat_user_tables', -1, False, 'b', 'A', 12163, 0, ','),
-    (12167, '_pg_stat_xact_user_tables', -1, False, 'b', 'A', 12168, 0, ','),
-    (12171, '_pg_statio_all_tables', -1, False, 'b', 'A', 12172, 0, ','),
-    (12176, '_pg_statio_sys_tables', -1, False, 'b', 'A', 12177, 0, ','),
-    (12180, '_pg_statio_user_tables', -1, False, 'b', 'A', 12181, 0, ','),
-    (12184, '_pg_stat_all_indexes', -1, False, 'b', 'A', 12185, 0, ','),
-    (12189, '_pg_stat_sys_indexes', -1, False, 'b', 'A', 12190, 0, ','),
-    (12193, '_pg_stat_user_indexes', -1, False, 'b', 'A', 12194, 0, ','),
-    (12197, '_pg_statio_all_indexes', -1, False, 'b', 'A', 12198, 0, ','),
-    (12202, '_pg_statio_sys_indexes', -1, False, 'b', 'A', 12203, 0, ','),
-    (12206, '_pg_statio_user_indexes', -1, False, 'b', 'A', 12207, 0, ','),
-    (12210, '_pg_statio_all_sequences', -1, False, 'b', 'A', 12211, 0, ','),
-    (12215, '_pg_statio_sys_sequences', -1, False, 'b', 'A', 12216, 0, ','),
-    (12219, '_pg_statio_user_sequences', -1, False, 'b', 'A', 12220, 0, ','),
-    (12223, '_pg_stat_activity', -1, False, 'b', 'A', 12224, 0, ','),
-    (12228, '_pg_stat_replication', -1, False, 'b', 'A', 12229, 0, ','),
-    (12233, '_pg_stat_slru', -1, False, 'b', 'A', 12234, 0, ','),
-    (12237, '_pg_stat_wal_receiver', -1, False, 'b', 'A', 12238, 0, ','),
-    (12241, '_pg_stat_recovery_prefetch', -1, False, 'b', 'A', 12242, 0, ','),
-    (12245, '_pg_stat_subscription', -1, False, 'b', 'A', 12246, 0, ','),
-    (12250, '_pg_stat_ssl', -1, False, 'b', 'A', 12251, 0, ','),
-    (12254, '_pg_stat_gssapi', -1, False, 'b', 'A', 12255, 0, ','),
-    (12258, '_pg_replication_slots', -1, False, 'b', 'A', 12259, 0, ','),
-    (12263, '_pg_stat_replication_slots', -1, False, 'b', 'A', 12264, 0, ','),
-    (12267, '_pg_stat_database', -1, False, 'b', 'A', 12268, 0, ','),
-    (12272, '_pg_stat_database_conflicts', -1, False, 'b', 'A', 12273, 0, ','),
-    (12276, '_pg_stat_user_functions', -1, False, 'b', 'A', 12277, 0, ','),
-    (12281, '_pg_stat_xact_user_functions', -1, False, 'b', 'A', 12282, 0, ','),
-    (12286, '_pg_stat_archiver', -1, False, 'b', 'A', 12287, 0, ','),
-    (12290, '_pg_stat_bgwriter', -1, False, 'b', 'A', 12291, 0, ','),
-    (12294, '_pg_stat_wal', -1, False, 'b', 'A', 12295, 0, ','),
-    (12298, '_pg_stat_progress_analyze', -1, False, 'b', 'A', 12299, 0, ','),
-    (12303, '_pg_stat_progress_vacuum', -1, False, 'b', 'A', 12304, 0, ','),
-    (12308, '_pg_stat_progress_cluster', -1, False, 'b', 'A', 12309, 0, ','),
-    (12313, '_pg_stat_progress_create_index', -1, False, 'b', 'A', 12314, 0, ','),
-    (12318, '_pg_stat_progress_basebackup', -1, False, 'b', 'A', 12319, 0, ','),
-    (12323, '_pg_stat_progress_copy', -1, False, 'b', 'A', 12324, 0, ','),
-    (12328, '_pg_user_mappings', -1, False, 'b', 'A', 12329, 0, ','),
-    (12333, '_pg_replication_origin_status', -1, False, 'b', 'A', 12334, 0, ','),
-    (12337, '_pg_stat_subscription_stats', -1, False, 'b', 'A', 12338, 0, ','),
+    (16, "bool", 1, True, "b", "B", 0, 1000, ","),
+    (17, "bytea", -1, False, "b", "U", 0, 1001, ","),
+    (18, "char", 1, True, "b", "Z", 0, 1002, ","),
+    (19, "name", 64, False, "b", "S", 18, 1003, ","),
+    (20, "int8", 8, True, "b", "N", 0, 1016, ","),
+    (21, "int2", 2, True, "b", "N", 0, 1005, ","),
+    (22, "int2vector", -1, False, "b", "A", 21, 1006, ","),
+    (23, "int4", 4, True, "b", "N", 0, 1007, ","),
+    (24, "regproc", 4, True, "b", "N", 0, 1008, ","),
+    (25, "text", -1, False, "b", "S", 0, 1009, ","),
+    (26, "oid", 4, True, "b", "N", 0, 1028, ","),
+    (27, "tid", 6, False, "b", "U", 0, 1010, ","),
+    (28, "xid", 4, True, "b", "U", 0, 1011, ","),
+    (29, "cid", 4, True, "b", "U", 0, 1012, ","),
+    (30, "oidvector", -1, False, "b", "A", 26, 1013, ","),
+    (32, "pg_ddl_command", 8, True, "p", "P", 0, 0, ","),
+    (114, "json", -1, False, "b", "U", 0, 199, ","),
+    (142, "xml", -1, False, "b", "U", 0, 143, ","),
+    (143, "_xml", -1, False, "b", "A", 142, 0, ","),
+    (194, "pg_node_tree", -1, False, "b", "Z", 0, 0, ","),
+    (199, "_json", -1, False, "b", "A", 114, 0, ","),
+    (210, "_pg_type", -1, False, "b", "A", 71, 0, ","),
+    (269, "table_am_handler", 4, True, "p", "P", 0, 0, ","),
+    (270, "_pg_attribute", -1, False, "b", "A", 75, 0, ","),
+    (271, "_xid8", -1, False, "b", "A", 5069, 0, ","),
+    (272, "_pg_proc", -1, False, "b", "A", 81, 0, ","),
+    (273, "_pg_class", -1, False, "b", "A", 83, 0, ","),
+    (325, "index_am_handler", 4, True, "p", "P", 0, 0, ","),
+    (600, "point", 16, False, "b", "G", 701, 1017, ","),
+    (601, "lseg", 32, False, "b", "G", 600, 1018, ","),
+    (602, "path", -1, False, "b", "G", 0, 1019, ","),
+    (603, "box", 32, False, "b", "G", 600, 1020, ";"),
+    (604, "polygon", -1, False, "b", "G", 0, 1027, ","),
+    (628, "line", 24, False, "b", "G", 701, 629, ","),
+    (629, "_line", -1, False, "b", "A", 628, 0, ","),
+    (650, "cidr", -1, False, "b", "I", 0, 651, ","),
+    (651, "_cidr", -1, False, "b", "A", 650, 0, ","),
+    (700, "float4", 4, True, "b", "N", 0, 1021, ","),
+    (701, "float8", 8, True, "b", "N", 0, 1022, ","),
+    (705, "unknown", -2, False, "p", "X", 0, 0, ","),
+    (718, "circle", 24, False, "b", "G", 0, 719, ","),
+    (719, "_circle", -1, False, "b", "A", 718, 0, ","),
+    (774, "macaddr8", 8, False, "b", "U", 0, 775, ","),
+    (775, "_macaddr8", -1, False, "b", "A", 774, 0, ","),
+    (790, "money", 8, True, "b", "N", 0, 791, ","),
+    (791, "_money", -1, False, "b", "A", 790, 0, ","),
+    (829, "macaddr", 6, False, "b", "U", 0, 1040, ","),
+    (869, "inet", -1, False, "b", "I", 0, 1041, ","),
+    (1000, "_bool", -1, False, "b", "A", 16, 0, ","),
+    (1001, "_bytea", -1, False, "b", "A", 17, 0, ","),
+    (1002, "_char", -1, False, "b", "A", 18, 0, ","),
+    (1003, "_name", -1, False, "b", "A", 19, 0, ","),
+    (1005, "_int2", -1, False, "b", "A", 21, 0, ","),
+    (1006, "_int2vector", -1, False, "b", "A", 22, 0, ","),
+    (1007, "_int4", -1, False, "b", "A", 23, 0, ","),
+    (1008, "_regproc", -1, False, "b", "A", 24, 0, ","),
+    (1009, "_text", -1, False, "b", "A", 25, 0, ","),
+    (1010, "_tid", -1, False, "b", "A", 27, 0, ","),
+    (1011, "_xid", -1, False, "b", "A", 28, 0, ","),
+    (1012, "_cid", -1, False, "b", "A", 29, 0, ","),
+    (1013, "_oidvector", -1, False, "b", "A", 30, 0, ","),
+    (1014, "_bpchar", -1, False, "b", "A", 1042, 0, ","),
+    (1015, "_varchar", -1, False, "b", "A", 1043, 0, ","),
+    (1016, "_int8", -1, False, "b", "A", 20, 0, ","),
+    (1017, "_point", -1, False, "b", "A", 600, 0, ","),
+    (1018, "_lseg", -1, False, "b", "A", 601, 0, ","),
+    (1019, "_path", -1, False, "b", "A", 602, 0, ","),
+    (1020, "_box", -1, False, "b", "A", 603, 0, ";"),
+    (1021, "_float4", -1, False, "b", "A", 700, 0, ","),
+    (1022, "_float8", -1, False, "b", "A", 701, 0, ","),
+    (1027, "_polygon", -1, False, "b", "A", 604, 0, ","),
+    (1028, "_oid", -1, False, "b", "A", 26, 0, ","),
+    (1033, "aclitem", 12, False, "b", "U", 0, 1034, ","),
+    (1034, "_aclitem", -1, False, "b", "A", 1033, 0, ","),
+    (1040, "_macaddr", -1, False, "b", "A", 829, 0, ","),
+    (1041, "_inet", -1, False, "b", "A", 869, 0, ","),
+    (1042, "bpchar", -1, False, "b", "S", 0, 1014, ","),
+    (1043, "varchar", -1, False, "b", "S", 0, 1015, ","),
+    (1082, "date", 4, True, "b", "D", 0, 1182, ","),
+    (1083, "time", 8, True, "b", "D", 0, 1183, ","),
+    (1114, "timestamp", 8, True, "b", "D", 0, 1115, ","),
+    (1115, "_timestamp", -1, False, "b", "A", 1114, 0, ","),
+    (1182, "_date", -1, False, "b", "A", 1082, 0, ","),
+    (1183, "_time", -1, False, "b", "A", 1083, 0, ","),
+    (1184, "timestamptz", 8, True, "b", "D", 0, 1185, ","),
+    (1185, "_timestamptz", -1, False, "b", "A", 1184, 0, ","),
+    (1186, "interval", 16, False, "b", "T", 0, 1187, ","),
+    (1187, "_interval", -1, False, "b", "A", 1186, 0, ","),
+    (1231, "_numeric", -1, False, "b", "A", 1700, 0, ","),
+    (1263, "_cstring", -1, False, "b", "A", 2275, 0, ","),
+    (1266, "timetz", 12, False, "b", "D", 0, 1270, ","),
+    (1270, "_timetz", -1, False, "b", "A", 1266, 0, ","),
+    (1560, "bit", -1, False, "b", "V", 0, 1561, ","),
+    (1561, "_bit", -1, False, "b", "A", 1560, 0, ","),
+    (1562, "varbit", -1, False, "b", "V", 0, 1563, ","),
+    (1563, "_varbit", -1, False, "b", "A", 1562, 0, ","),
+    (1700, "numeric", -1, False, "b", "N", 0, 1231, ","),
+    (1790, "refcursor", -1, False, "b", "U", 0, 2201, ","),
+    (2201, "_refcursor", -1, False, "b", "A", 1790, 0, ","),
+    (2202, "regprocedure", 4, True, "b", "N", 0, 2207, ","),
+    (2203, "regoper", 4, True, "b", "N", 0, 2208, ","),
+    (2204, "regoperator", 4, True, "b", "N", 0, 2209, ","),
+    (2205, "regclass", 4, True, "b", "N", 0, 2210, ","),
+    (2206, "regtype", 4, True, "b", "N", 0, 2211, ","),
+    (2207, "_regprocedure", -1, False, "b", "A", 2202, 0, ","),
+    (2208, "_regoper", -1, False, "b", "A", 2203, 0, ","),
+    (2209, "_regoperator", -1, False, "b", "A", 2204, 0, ","),
+    (2210, "_regclass", -1, False, "b", "A", 2205, 0, ","),
+    (2211, "_regtype", -1, False, "b", "A", 2206, 0, ","),
+    (2249, "record", -1, False, "p", "P", 0, 2287, ","),
+    (2275, "cstring", -2, False, "p", "P", 0, 1263, ","),
+    (2276, "any", 4, True, "p", "P", 0, 0, ","),
+    (2277, "anyarray", -1, False, "p", "P", 0, 0, ","),
+    (2278, "void", 4, True, "p", "P", 0, 0, ","),
+    (2279, "trigger", 4, True, "p", "P", 0, 0, ","),
+    (2280, "language_handler", 4, True, "p", "P", 0, 0, ","),
+    (2281, "internal", 8, True, "p", "P", 0, 0, ","),
+    (2283, "anyelement", 4, True, "p", "P", 0, 0, ","),
+    (2287, "_record", -1, False, "p", "P", 2249, 0, ","),
+    (2776, "anynonarray", 4, True, "p", "P", 0, 0, ","),
+    (2949, "_txid_snapshot", -1, False, "b", "A", 2970, 0, ","),
+    (2950, "uuid", 16, False, "b", "U", 0, 2951, ","),
+    (2951, "_uuid", -1, False, "b", "A", 2950, 0, ","),
+    (2970, "txid_snapshot", -1, False, "b", "U", 0, 2949, ","),
+    (3115, "fdw_handler", 4, True, "p", "P", 0, 0, ","),
+    (3220, "pg_lsn", 8, True, "b", "U", 0, 3221, ","),
+    (3221, "_pg_lsn", -1, False, "b", "A", 3220, 0, ","),
+    (3310, "tsm_handler", 4, True, "p", "P", 0, 0, ","),
+    (3361, "pg_ndistinct", -1, False, "b", "Z", 0, 0, ","),
+    (3402, "pg_dependencies", -1, False, "b", "Z", 0, 0, ","),
+    (3500, "anyenum", 4, True, "p", "P", 0, 0, ","),
+    (3614, "tsvector", -1, False, "b", "U", 0, 3643, ","),
+    (3615, "tsquery", -1, False, "b", "U", 0, 3645, ","),
+    (3642, "gtsvector", -1, False, "b", "U", 0, 3644, ","),
+    (3643, "_tsvector", -1, False, "b", "A", 3614, 0, ","),
+    (3644, "_gtsvector", -1, False, "b", "A", 3642, 0, ","),
+    (3645, "_tsquery", -1, False, "b", "A", 3615, 0, ","),
+    (3734, "regconfig", 4, True, "b", "N", 0, 3735, ","),
+    (3735, "_regconfig", -1, False, "b", "A", 3734, 0, ","),
+    (3769, "regdictionary", 4, True, "b", "N", 0, 3770, ","),
+    (3770, "_regdictionary", -1, False, "b", "A", 3769, 0, ","),
+    (3802, "jsonb", -1, False, "b", "U", 0, 3807, ","),
+    (3807, "_jsonb", -1, False, "b", "A", 3802, 0, ","),
+    (3831, "anyrange", -1, False, "p", "P", 0, 0, ","),
+    (3838, "event_trigger", 4, True, "p", "P", 0, 0, ","),
+    (3905, "_int4range", -1, False, "b", "A", 3904, 0, ","),
+    (3907, "_numrange", -1, False, "b", "A", 3906, 0, ","),
+    (3909, "_tsrange", -1, False, "b", "A", 3908, 0, ","),
+    (3911, "_tstzrange", -1, False, "b", "A", 3910, 0, ","),
+    (3913, "_daterange", -1, False, "b", "A", 3912, 0, ","),
+    (3927, "_int8range", -1, False, "b", "A", 3926, 0, ","),
+    (4072, "jsonpath", -1, False, "b", "U", 0, 4073, ","),
+    (4073, "_jsonpath", -1, False, "b", "A", 4072, 0, ","),
+    (4089, "regnamespace", 4, True, "b", "N", 0, 4090, ","),
+    (4090, "_regnamespace", -1, False, "b", "A", 4089, 0, ","),
+    (4096, "regrole", 4, True, "b", "N", 0, 4097, ","),
+    (4097, "_regrole", -1, False, "b", "A", 4096, 0, ","),
+    (4191, "regcollation", 4, True, "b", "N", 0, 4192, ","),
+    (4192, "_regcollation", -1, False, "b", "A", 4191, 0, ","),
+    (4537, "anymultirange", -1, False, "p", "P", 0, 0, ","),
+    (4538, "anycompatiblemultirange", -1, False, "p", "P", 0, 0, ","),
+    (4600, "pg_brin_bloom_summary", -1, False, "b", "Z", 0, 0, ","),
+    (4601, "pg_brin_minmax_multi_summary", -1, False, "b", "Z", 0, 0, ","),
+    (5017, "pg_mcv_list", -1, False, "b", "Z", 0, 0, ","),
+    (5038, "pg_snapshot", -1, False, "b", "U", 0, 5039, ","),
+    (5039, "_pg_snapshot", -1, False, "b", "A", 5038, 0, ","),
+    (5069, "xid8", 8, True, "b", "U", 0, 271, ","),
+    (5077, "anycompatible", 4, True, "p", "P", 0, 0, ","),
+    (5078, "anycompatiblearray", -1, False, "p", "P", 0, 0, ","),
+    (5079, "anycompatiblenonarray", 4, True, "p", "P", 0, 0, ","),
+    (5080, "anycompatiblerange", -1, False, "p", "P", 0, 0, ","),
+    (6150, "_int4multirange", -1, False, "b", "A", 4451, 0, ","),
+    (6151, "_nummultirange", -1, False, "b", "A", 4532, 0, ","),
+    (6152, "_tsmultirange", -1, False, "b", "A", 4533, 0, ","),
+    (6153, "_tstzmultirange", -1, False, "b", "A", 4534, 0, ","),
+    (6155, "_datemultirange", -1, False, "b", "A", 4535, 0, ","),
+    (6157, "_int8multirange", -1, False, "b", "A", 4536, 0, ","),
+    (10000, "_pg_attrdef", -1, False, "b", "A", 10001, 0, ","),
+    (10002, "_pg_constraint", -1, False, "b", "A", 10003, 0, ","),
+    (10004, "_pg_inherits", -1, False, "b", "A", 10005, 0, ","),
+    (10006, "_pg_index", -1, False, "b", "A", 10007, 0, ","),
+    (10008, "_pg_operator", -1, False, "b", "A", 10009, 0, ","),
+    (10010, "_pg_opfamily", -1, False, "b", "A", 10011, 0, ","),
+    (10012, "_pg_opclass", -1, False, "b", "A", 10013, 0, ","),
+    (10014, "_pg_am", -1, False, "b", "A", 10015, 0, ","),
+    (10016, "_pg_amop", -1, False, "b", "A", 10017, 0, ","),
+    (10018, "_pg_amproc", -1, False, "b", "A", 10019, 0, ","),
+    (10020, "_pg_language", -1, False, "b", "A", 10021, 0, ","),
+    (10022, "_pg_largeobject_metadata", -1, False, "b", "A", 10023, 0, ","),
+    (10024, "_pg_largeobject", -1, False, "b", "A", 10025, 0, ","),
+    (10026, "_pg_aggregate", -1, False, "b", "A", 10027, 0, ","),
+    (10028, "_pg_statistic", -1, False, "b", "A", 10029, 0, ","),
+    (10030, "_pg_statistic_ext", -1, False, "b", "A", 10031, 0, ","),
+    (10032, "_pg_statistic_ext_data", -1, False, "b", "A", 10033, 0, ","),
+    (10034, "_pg_rewrite", -1, False, "b", "A", 10035, 0, ","),
+    (10036, "_pg_trigger", -1, False, "b", "A", 10037, 0, ","),
+    (10038, "_pg_event_trigger", -1, False, "b", "A", 10039, 0, ","),
+    (10040, "_pg_description", -1, False, "b", "A", 10041, 0, ","),
+    (10042, "_pg_cast", -1, False, "b", "A", 10043, 0, ","),
+    (10044, "_pg_enum", -1, False, "b", "A", 10045, 0, ","),
+    (10046, "_pg_namespace", -1, False, "b", "A", 10047, 0, ","),
+    (10048, "_pg_conversion", -1, False, "b", "A", 10049, 0, ","),
+    (10050, "_pg_depend", -1, False, "b", "A", 10051, 0, ","),
+    (10052, "_pg_database", -1, False, "b", "A", 1248, 0, ","),
+    (10053, "_pg_db_role_setting", -1, False, "b", "A", 10054, 0, ","),
+    (10055, "_pg_tablespace", -1, False, "b", "A", 10056, 0, ","),
+    (10057, "_pg_authid", -1, False, "b", "A", 2842, 0, ","),
+    (10058, "_pg_auth_members", -1, False, "b", "A", 2843, 0, ","),
+    (10059, "_pg_shdepend", -1, False, "b", "A", 10060, 0, ","),
+    (10061, "_pg_shdescription", -1, False, "b", "A", 10062, 0, ","),
+    (10063, "_pg_ts_config", -1, False, "b", "A", 10064, 0, ","),
+    (10065, "_pg_ts_config_map", -1, False, "b", "A", 10066, 0, ","),
+    (10067, "_pg_ts_dict", -1, False, "b", "A", 10068, 0, ","),
+    (10069, "_pg_ts_parser", -1, False, "b", "A", 10070, 0, ","),
+    (10071, "_pg_ts_template", -1, False, "b", "A", 10072, 0, ","),
+    (10073, "_pg_extension", -1, False, "b", "A", 10074, 0, ","),
+    (10075, "_pg_foreign_data_wrapper", -1, False, "b", "A", 10076, 0, ","),
+    (10077, "_pg_foreign_server", -1, False, "b", "A", 10078, 0, ","),
+    (10079, "_pg_user_mapping", -1, False, "b", "A", 10080, 0, ","),
+    (10081, "_pg_foreign_table", -1, False, "b", "A", 10082, 0, ","),
+    (10083, "_pg_policy", -1, False, "b", "A", 10084, 0, ","),
+    (10085, "_pg_replication_origin", -1, False, "b", "A", 10086, 0, ","),
+    (10087, "_pg_default_acl", -1, False, "b", "A", 10088, 0, ","),
+    (10089, "_pg_init_privs", -1, False, "b", "A", 10090, 0, ","),
+    (10091, "_pg_seclabel", -1, False, "b", "A", 10092, 0, ","),
+    (10093, "_pg_shseclabel", -1, False, "b", "A", 4066, 0, ","),
+    (10094, "_pg_collation", -1, False, "b", "A", 10095, 0, ","),
+    (10096, "_pg_parameter_acl", -1, False, "b", "A", 10097, 0, ","),
+    (10098, "_pg_partitioned_table", -1, False, "b", "A", 10099, 0, ","),
+    (10100, "_pg_range", -1, False, "b", "A", 10101, 0, ","),
+    (10102, "_pg_transform", -1, False, "b", "A", 10103, 0, ","),
+    (10104, "_pg_sequence", -1, False, "b", "A", 10105, 0, ","),
+    (10106, "_pg_publication", -1, False, "b", "A", 10107, 0, ","),
+    (10108, "_pg_publication_namespace", -1, False, "b", "A", 10109, 0, ","),
+    (10110, "_pg_publication_rel", -1, False, "b", "A", 10111, 0, ","),
+    (10112, "_pg_subscription", -1, False, "b", "A", 6101, 0, ","),
+    (10113, "_pg_subscription_rel", -1, False, "b", "A", 10114, 0, ","),
+    (12001, "_pg_roles", -1, False, "b", "A", 12002, 0, ","),
+    (12006, "_pg_shadow", -1, False, "b", "A", 12007, 0, ","),
+    (12011, "_pg_group", -1, False, "b", "A", 12012, 0, ","),
+    (12015, "_pg_user", -1, False, "b", "A", 12016, 0, ","),
+    (12019, "_pg_policies", -1, False, "b", "A", 12020, 0, ","),
+    (12024, "_pg_rules", -1, False, "b", "A", 12025, 0, ","),
+    (12029, "_pg_views", -1, False, "b", "A", 12030, 0, ","),
+    (12034, "_pg_tables", -1, False, "b", "A", 12035, 0, ","),
+    (12039, "_pg_matviews", -1, False, "b", "A", 12040, 0, ","),
+    (12044, "_pg_indexes", -1, False, "b", "A", 12045, 0, ","),
+    (12049, "_pg_sequences", -1, False, "b", "A", 12050, 0, ","),
+    (12054, "_pg_stats", -1, False, "b", "A", 12055, 0, ","),
+    (12059, "_pg_stats_ext", -1, False, "b", "A", 12060, 0, ","),
+    (12064, "_pg_stats_ext_exprs", -1, False, "b", "A", 12065, 0, ","),
+    (12069, "_pg_publication_tables", -1, False, "b", "A", 12070, 0, ","),
+    (12074, "_pg_locks", -1, False, "b", "A", 12075, 0, ","),
+    (12078, "_pg_cursors", -1, False, "b", "A", 12079, 0, ","),
+    (12082, "_pg_available_extensions", -1, False, "b", "A", 12083, 0, ","),
+    (12086, "_pg_available_extension_versions", -1, False, "b", "A", 12087, 0, ","),
+    (12091, "_pg_prepared_xacts", -1, False, "b", "A", 12092, 0, ","),
+    (12096, "_pg_prepared_statements", -1, False, "b", "A", 12097, 0, ","),
+    (12100, "_pg_seclabels", -1, False, "b", "A", 12101, 0, ","),
+    (12105, "_pg_settings", -1, False, "b", "A", 12106, 0, ","),
+    (12111, "_pg_file_settings", -1, False, "b", "A", 12112, 0, ","),
+    (12115, "_pg_hba_file_rules", -1, False, "b", "A", 12116, 0, ","),
+    (12119, "_pg_ident_file_mappings", -1, False, "b", "A", 12120, 0, ","),
+    (12123, "_pg_timezone_abbrevs", -1, False, "b", "A", 12124, 0, ","),
+    (12127, "_pg_timezone_names", -1, False, "b", "A", 12128, 0, ","),
+    (12131, "_pg_config", -1, False, "b", "A", 12132, 0, ","),
+    (12135, "_pg_shmem_allocations", -1, False, "b", "A", 12136, 0, ","),
+    (12139, "_pg_backend_memory_contexts", -1, False, "b", "A", 12140, 0, ","),
+    (12143, "_pg_stat_all_tables", -1, False, "b", "A", 12144, 0, ","),
+    (12148, "_pg_stat_xact_all_tables", -1, False, "b", "A", 12149, 0, ","),
+    (12153, "_pg_stat_sys_tables", -1, False, "b", "A", 12154, 0, ","),
+    (12158, "_pg_stat_xact_sys_tables", -1, False, "b", "A", 12159, 0, ","),
+    (12162, "_pg_stat_user_tables", -1, False, "b", "A", 12163, 0, ","),
+    (12167, "_pg_stat_xact_user_tables", -1, False, "b", "A", 12168, 0, ","),
+    (12171, "_pg_statio_all_tables", -1, False, "b", "A", 12172, 0, ","),
+    (12176, "_pg_statio_sys_tables", -1, False, "b", "A", 12177, 0, ","),
+    (12180, "_pg_statio_user_tables", -1, False, "b", "A", 12181, 0, ","),
+    (12184, "_pg_stat_all_indexes", -1, False, "b", "A", 12185, 0, ","),
+    (12189, "_pg_stat_sys_indexes", -1, False, "b", "A", 12190, 0, ","),
+    (12193, "_pg_stat_user_indexes", -1, False, "b", "A", 12194, 0, ","),
+    (12197, "_pg_statio_all_indexes", -1, False, "b", "A", 12198, 0, ","),
+    (12202, "_pg_statio_sys_indexes", -1, False, "b", "A", 12203, 0, ","),
+    (12206, "_pg_statio_user_indexes", -1, False, "b", "A", 12207, 0, ","),
+    (12210, "_pg_statio_all_sequences", -1, False, "b", "A", 12211, 0, ","),
+    (12215, "_pg_statio_sys_sequences", -1, False, "b", "A", 12216, 0, ","),
+    (12219, "_pg_statio_user_sequences", -1, False, "b", "A", 12220, 0, ","),
+    (12223, "_pg_stat_activity", -1, False, "b", "A", 12224, 0, ","),
+    (12228, "_pg_stat_replication", -1, False, "b", "A", 12229, 0, ","),
+    (12233, "_pg_stat_slru", -1, False, "b", "A", 12234, 0, ","),
+    (12237, "_pg_stat_wal_receiver", -1, False, "b", "A", 12238, 0, ","),
+    (12241, "_pg_stat_recovery_prefetch", -1, False, "b", "A", 12242, 0, ","),
+    (12245, "_pg_stat_subscription", -1, False, "b", "A", 12246, 0, ","),
+    (12250, "_pg_stat_ssl", -1, False, "b", "A", 12251, 0, ","),
+    (12254, "_pg_stat_gssapi", -1, False, "b", "A", 12255, 0, ","),
+    (12258, "_pg_replication_slots", -1, False, "b", "A", 12259, 0, ","),
+    (12263, "_pg_stat_replication_slots", -1, False, "b", "A", 12264, 0, ","),
+    (12267, "_pg_stat_database", -1, False, "b", "A", 12268, 0, ","),
+    (12272, "_pg_stat_database_conflicts", -1, False, "b", "A", 12273, 0, ","),
+    (12276, "_pg_stat_user_functions", -1, False, "b", "A", 12277, 0, ","),
+    (12281, "_pg_stat_xact_user_functions", -1, False, "b", "A", 12282, 0, ","),
+    (12286, "_pg_stat_archiver", -1, False, "b", "A", 12287, 0, ","),
+    (12290, "_pg_stat_bgwriter", -1, False, "b", "A", 12291, 0, ","),
+    (12294, "_pg_stat_wal", -1, False, "b", "A", 12295, 0, ","),
+    (12298, "_pg_stat_progress_analyze", -1, False, "b", "A", 12299, 0, ","),
+    (12303, "_pg_stat_progress_vacuum", -1, False, "b", "A", 12304, 0, ","),
+    (12308, "_pg_stat_progress_cluster", -1, False, "b", "A", 12309, 0, ","),
+    (12313, "_pg_stat_progress_create_index", -1, False, "b", "A", 12314, 0, ","),
+    (12318, "_pg_stat_progress_basebackup", -1, False, "b", "A", 12319, 0, ","),
+    (12323, "_pg_stat_progress_copy", -1, False, "b", "A", 12324, 0, ","),
+    (12328, "_pg_user_mappings", -1, False, "b", "A", 12329, 0, ","),
+    (12333, "_pg_replication_origin_status", -1, False, "b", "A", 12334, 0, ","),
+    (12337, "_pg_stat_subscription_stats", -1, False, "b", "A", 12338, 0, ","),
 ]

@@ -21,16 +21,17 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pyarrow as pa
 
 from greenery.semantic import filters
+from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.serve.catalog import Catalog
 from greenery.serve.tables import SqlTables
@@ -50,7 +51,6 @@ INTERNAL_ERROR = "internal error"  # how a job's error starts when the server, n
 QUERY_WORKERS = 4
 KEEP_RESULTS = 256  # finished results kept for polling …
 KEEP_RESULT_BYTES = 256 * 1024 * 1024  # … within this many bytes of Arrow data
-KEEP_COMPILED = 512  # compiled SQL kept per published version
 CACHE_RESULTS = 128  # answers kept per published version for readCache …
 CACHE_RESULT_BYTES = 128 * 1024 * 1024  # … within this many bytes
 # SQL whose answer changes without a new publish: never answered from the cache.
@@ -59,8 +59,6 @@ _VOLATILE_SQL = re.compile(
     re.I,
 )
 log = logging.getLogger("greenery.serve")
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 class ServerConfigError(ValueError):
@@ -146,42 +144,6 @@ class QueryRequest:
         return self.saved_query or ",".join(self.metrics) or "-"
 
 
-class Lru(Generic[K, V]):
-    """A thread-safe least-recently-used map bounded in entries and (optionally) in bytes."""
-
-    def __init__(self, max_items: int, max_bytes: int = 0, size: Callable[[V], int] = lambda _: 0) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max_items, self._max_bytes, self._size = max_items, max_bytes, size
-        self._bytes = 0
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def pop(self, key: K) -> V | None:
-        with self._lock:
-            value = self._items.pop(key, None)
-            if value is not None:
-                self._bytes -= self._size(value)
-            return value
-
-    def put(self, key: K, value: V) -> None:
-        size = self._size(value)
-        if self._max_bytes and size > self._max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            self._bytes += size - (self._size(old) if old is not None else 0)
-            self._items[key] = value
-            while len(self._items) > self._max_items or (self._max_bytes and self._bytes > self._max_bytes):
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= self._size(evicted)
-
-
 class PublishedLayer:
     """One published version: its warm SemanticLayer, its metadata, compiled SQL and cached answers.
 
@@ -196,7 +158,6 @@ class PublishedLayer:
         self._engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe
         self.catalog = Catalog(layer, self._engine_lock)
         self.tables = SqlTables(self.catalog, self._describe)
-        self._compiled: Lru[QueryRequest, str] = Lru(KEEP_COMPILED)
         self._answers: Lru[QueryRequest, pa.Table] = Lru(
             CACHE_RESULTS, CACHE_RESULT_BYTES, lambda t: t.nbytes
         )
@@ -210,14 +171,10 @@ class PublishedLayer:
         return cls(layer, folder.name)
 
     def compile(self, request: QueryRequest) -> str:
-        """MetricFlow's SQL for a checked request (each distinct query compiles once per version)."""
-        sql = self._compiled.get(request)
-        if sql is None:
-            write_sql = self._dimension_values_sql if request.dimension_values else self._query_sql
-            with self._engine_lock:
-                sql = write_sql(request)
-            self._compiled.put(request, sql)
-        return sql
+        """MetricFlow's SQL for a checked request (the layer compiles each distinct query once)."""
+        write_sql = self._dimension_values_sql if request.dimension_values else self._query_sql
+        with self._engine_lock:
+            return write_sql(request)
 
     def _describe(self, metrics: list[str], group_by: list[str]) -> pa.Schema:
         """The Arrow schema of MetricFlow's answer, from a zero-row run of its SQL.

@@ -38,10 +38,13 @@
     window.history.replaceState(null, "", url.pathname + url.search + url.hash);
   }
 
-  async function graphql(query, variables) {
-    const headers = { "content-type": "application/json" };
+  function authHeaders() {
     const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.authorization = `Bearer ${token}`;
+    return token ? { authorization: `Bearer ${token}` } : {};
+  }
+
+  async function graphql(query, variables) {
+    const headers = { "content-type": "application/json", ...authHeaders() };
     const response = await fetch("/api/graphql", {
       method: "POST", headers, body: JSON.stringify({ query, variables }), credentials: "omit",
     });
@@ -429,7 +432,8 @@
 
   async function loadVersion() {
     try {
-      const health = await (await fetch("/healthz")).json();
+      // /healthz names the published version only to a caller with the token
+      const health = await (await fetch("/healthz", { headers: authHeaders(), credentials: "omit" })).json();
       document.getElementById("version").textContent = `published ${health.published_version}`;
     } catch {
       document.getElementById("version").textContent = "server unreachable";
