@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from greenery.data.generate import generate
-from greenery.data.load import read_folder
+from greenery.data.load import read_arrivals, read_folder
 from greenery.warehouse import store
 from greenery.warehouse.dbt import run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
@@ -20,14 +21,31 @@ def fresh_raw(
     return store.write_raw(generate(scale=scale), warehouse_file)
 
 
-def build(warehouse_file: Path | None = None) -> None:
+def append_csv(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:
+    """Append a folder of new rows (some of the seven course CSVs) to the raw catalog, all or
+    nothing; returns rows appended per table. The next `build` picks them up incrementally."""
+    return store.append_raw(read_arrivals(folder).items(), warehouse_file)
+
+
+def build(
+    warehouse_file: Path | None = None, *, full_refresh: bool = False, lookback_days: float | None = None
+) -> None:
     """`dbt build`: models, the products snapshot and every test.
+
+    The session facts are incremental (docs/dbt-project.md): a build recomputes only the
+    sessions of users with events in the lookback window (`lookback_days`, default the
+    project's `incremental_lookback_days`); `full_refresh` rebuilds them from every event.
 
     After a replay the snapshot records the replayed time, not today: the replay leaves its
     clock in the raw catalog (``raw.replay.clock``) and the snapshot reads it (see
     macros/snapshot_get_time.sql), so a plain `dbt build` is just as safe.
     """
-    run_dbt(["build"], warehouse_file=warehouse_file)
+    args = ["build"]
+    if full_refresh:
+        args.append("--full-refresh")
+    if lookback_days is not None:
+        args += ["--vars", json.dumps({"incremental_lookback_days": lookback_days})]
+    run_dbt(args, warehouse_file=warehouse_file)
 
 
 def rebuild(warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1) -> None:
