@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from conftest import read_sql
 
 from greenery.cli import main
 from greenery.data.load import read_folder
@@ -22,7 +23,6 @@ from greenery.semantic.exports import run_exports
 from greenery.warehouse import store
 from greenery.warehouse.build import build, fresh_raw
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
-from tests.conftest import read_sql
 
 PERIOD = pd.Timedelta(hours=12)  # one batch of arrivals
 LOOKBACK_DAYS = PERIOD / pd.Timedelta(days=1)
@@ -202,7 +202,7 @@ def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
     incremental build until `greenery build --full-refresh`."""
     fresh_raw(warehouse_file, course_data=course_data)
     replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=warehouse_file)
-    build(warehouse_file, lookback_days=LOOKBACK_DAYS)
+    assert build(warehouse_file, lookback_days=LOOKBACK_DAYS)  # the first: a full refresh
     first = read_sql(
         warehouse_file,
         "select session_id, events from marts.fct_sessions order by session_started_at, session_id limit 1",
@@ -216,7 +216,12 @@ def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
     store.append_raw([("events", very_late.reset_index(drop=True))], warehouse_file)
 
     query = f"select events from marts.fct_sessions where session_id = '{session_id}'"
-    build(warehouse_file, lookback_days=LOOKBACK_DAYS)
+    assert not build(warehouse_file, lookback_days=LOOKBACK_DAYS)  # incremental
     assert int(read_sql(warehouse_file, query)["events"][0]) == events  # older than the lookback
-    build(warehouse_file, full_refresh=True)
+    assert build(warehouse_file, full_refresh=True)
     assert int(read_sql(warehouse_file, query)["events"][0]) == events + 1
+
+    # raw data replaced (the very late event gone): the next build is a full refresh by itself
+    fresh_raw(warehouse_file, course_data=course_data)
+    assert build(warehouse_file, lookback_days=LOOKBACK_DAYS)
+    assert int(read_sql(warehouse_file, query)["events"][0]) == events

@@ -69,8 +69,8 @@ def cmd_build(args: argparse.Namespace) -> None:
             f" (got {args.lookback_days})"
         )
     start = time.perf_counter()
-    build(full_refresh=args.full_refresh, lookback_days=args.lookback_days)
-    how = "every model from scratch" if args.full_refresh else "models (session facts incrementally)"
+    full = build(full_refresh=args.full_refresh, lookback_days=args.lookback_days)
+    how = "every model from scratch" if full else "models (session facts incrementally)"
     print(f"built in {time.perf_counter() - start:.1f} s: {how}, the products snapshot, every test")
 
 

@@ -15,6 +15,7 @@ to it in one transaction (`append_raw`), all or nothing.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,9 @@ THREADS_ENV = "GREENERY_DUCKDB_THREADS"
 SPILL_DIR = ".duckdb-spill"  # beside the warehouse: where DuckDB writes what exceeds its memory limit
 REPLAY_SCHEMA = "replay"
 REPLAY_CLOCK = f"{REPLAY_SCHEMA}.clock"  # the time raw products describe, set by the replay
+# One row: the id of the load that wrote this raw catalog whole (appends keep it), so a build
+# knows when the raw data was replaced under its incremental models.
+RAW_LOAD = f"{REPLAY_SCHEMA}.raw_load"
 # Every table of the raw catalog and the schema it lives in.
 RAW_TABLES: dict[str, tuple[str, Table]] = {
     **{t.name: (RAW_SCHEMA, t) for t in TABLES},
@@ -99,6 +103,8 @@ def _building_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnec
         con.execute(f"CREATE SCHEMA {REPLAY_SCHEMA}")
         for schema, table in RAW_TABLES.values():
             con.execute(table.create_sql(f"{schema}.{table.name}"))
+        con.execute(f"CREATE TABLE {RAW_LOAD} (load_id VARCHAR NOT NULL)")
+        con.execute(f"INSERT INTO {RAW_LOAD} VALUES (?)", [uuid.uuid4().hex])
         yield con
         con.execute("CHECKPOINT")
         con.close()
@@ -261,6 +267,18 @@ def replay_clock(warehouse_file: Path | None = None) -> pd.Timestamp | None:
     finally:
         con.close()
     return pd.Timestamp(value) if value is not None else None
+
+
+def raw_load_id(warehouse_file: Path | None = None) -> str | None:
+    """The id of the load that wrote the raw catalog (None without one)."""
+    if not raw_path(warehouse_file).exists():
+        return None
+    con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
+    try:
+        found = table_exists(con, RAW_LOAD)
+        return con.execute(f"select max(load_id) from {RAW_LOAD}").fetchone()[0] if found else None
+    finally:
+        con.close()
 
 
 def raw_counts(warehouse_file: Path | None = None) -> dict[str, int]:
