@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from greenery.cli import main
-from greenery.data.load import LoadError
+from greenery.data.load import LoadError, read_arrivals, read_folder
 from greenery.warehouse import store
 from greenery.warehouse.build import fresh_raw
 
@@ -183,3 +183,98 @@ def test_out_of_range_arguments_are_errors_not_tracebacks(
     err = capsys.readouterr().err
     assert err.startswith(message) and "Traceback" not in err
     assert not store.raw_path(warehouse_file).exists()
+
+
+def _arrivals(course_data: Path, folder: Path, events: slice, orders: slice = slice(0)) -> Path:
+    """A folder of arrivals: rows `events` of events.csv and `orders` of orders.csv (the header kept)."""
+    folder.mkdir()
+    for name, rows in (("events", events), ("orders", orders)):
+        lines = (course_data / f"{name}.csv").read_text().splitlines(keepends=True)
+        body = lines[1:][rows]
+        if body:
+            (folder / f"{name}.csv").write_text(lines[0] + "".join(body))
+    return folder
+
+
+def test_append_adds_new_rows(
+    course_data: Path, warehouse_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = read_folder(course_data)
+    frames["events"] = frames["events"].iloc[:-100]
+    store.write_raw(frames.items(), warehouse_file)
+
+    assert (
+        main(
+            [
+                "load",
+                "--append",
+                "--from-csv",
+                str(_arrivals(course_data, tmp_path / "day", slice(-100, None))),
+            ]
+        )
+        == 0
+    )
+
+    assert "appended:" in capsys.readouterr().out
+    assert store.raw_counts(warehouse_file) == COURSE_COUNTS
+    full = tmp_path / "full" / "greenery.duckdb"
+    fresh_raw(full, course_data=course_data)
+    assert _raw_fingerprint(warehouse_file) == _raw_fingerprint(full)
+
+
+def test_append_refuses_keys_already_loaded_and_writes_nothing(
+    course_data: Path, warehouse_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_raw(warehouse_file, course_data=course_data)
+    before = _raw_fingerprint(warehouse_file)
+    # the course's first event and first order, again
+    folder = _arrivals(course_data, tmp_path / "day", slice(0, 1), slice(0, 1))
+    first = read_folder(course_data)
+
+    assert main(["load", "--append", "--from-csv", str(folder)]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("greenery load: error: the raw data was not loaded (the warehouse is unchanged)")
+    assert f"events.csv, line 2: events.event_id '{first['events']['event_id'][0]}' is already loaded" in err
+    assert f"orders.csv, line 2: orders.order_id '{first['orders']['order_id'][0]}' is already loaded" in err
+    assert "Traceback" not in err
+    assert _raw_fingerprint(warehouse_file) == before
+
+
+def test_append_is_all_or_nothing(course_data: Path, warehouse_file: Path, tmp_path: Path) -> None:
+    """New orders and one event naming an order that exists nowhere: nothing is appended."""
+    frames = read_folder(course_data)
+    frames["orders"] = frames["orders"].iloc[:-5]
+    frames["order_items"] = frames["order_items"][
+        frames["order_items"]["order_id"].isin(frames["orders"]["order_id"])
+    ]
+    frames["events"] = frames["events"][
+        frames["events"]["order_id"].isna() | frames["events"]["order_id"].isin(frames["orders"]["order_id"])
+    ]
+    store.write_raw(frames.items(), warehouse_file)
+    before = _raw_fingerprint(warehouse_file)
+    orders = read_folder(course_data)["orders"].iloc[-5:].reset_index(drop=True)
+    orders.attrs["file"] = "orders.csv"
+    event = frames["events"].iloc[[0]].assign(event_id="new-event", order_id="no-such-order")
+    event = event.reset_index(drop=True)
+    event.attrs["file"] = "events.csv"
+
+    with pytest.raises(LoadError) as error:
+        store.append_raw([("events", event), ("orders", orders)], warehouse_file)
+
+    assert "events.csv, line 2: events.order_id 'no-such-order' not found in orders.order_id" in str(
+        error.value
+    )
+    assert _raw_fingerprint(warehouse_file) == before
+    # the same orders alone, then an event naming one of them, are appended (parents first)
+    event = event.assign(order_id=orders["order_id"][0])
+    assert store.append_raw([("events", event), ("orders", orders)], warehouse_file) == {
+        "orders": 5,
+        "events": 1,
+    }
+
+
+def test_append_needs_loaded_raw_data(warehouse_file: Path, tmp_path: Path, course_data: Path) -> None:
+    folder = _arrivals(course_data, tmp_path / "day", slice(0, 1))
+    with pytest.raises(ValueError, match=r"no raw data at .* to append to"):
+        store.append_raw(read_arrivals(folder).items(), warehouse_file)

@@ -25,6 +25,7 @@ dbt = SimpleNamespace(
     type_timestamp=lambda: "timestamp",
     type_int=lambda: "integer",
     date_trunc=lambda datepart, date: f"date_trunc('{datepart}', {date})",
+    dateadd=lambda datepart, interval, date: f"date_add({date}, interval ({interval}) {datepart})",
     datediff=lambda first, second, datepart: f"date_diff('{datepart}', {first}, {second})",
     concat=lambda fields: " || ".join(fields),
     split_part=lambda string, delimiter, part: f"split_part({string}, {delimiter}, {part})",

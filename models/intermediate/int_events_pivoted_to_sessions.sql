@@ -1,10 +1,42 @@
 {%- set event_types = ['page_view', 'add_to_cart', 'checkout', 'package_shipped'] -%}
 
+{{
+    config(
+        materialized='incremental',
+        unique_key='session_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail'
+    )
+}}
+
 with
 
 events as (
 
     select * from {{ ref('stg_greenery__events') }}
+
+),
+
+{% if is_incremental() %}
+-- incremental: the sessions with an event in the lookback window (docs/dbt-project.md)
+touched_sessions as (
+
+    select distinct session_id
+    from events
+    where event_at >= {{ incremental_cutoff('session_ended_at') }}
+
+),
+{% endif %}
+
+-- every event of those sessions: each is pivoted whole
+events_to_pivot as (
+
+    select events.*
+    from events
+    {% if is_incremental() %}
+    inner join touched_sessions
+        on events.session_id = touched_sessions.session_id
+    {% endif %}
 
 ),
 
@@ -26,7 +58,7 @@ pivoted as (
         count(distinct case when event_type = 'page_view' then product_id end) as products_viewed,
         count(distinct case when event_type = 'add_to_cart' then product_id end) as products_added_to_cart
 
-    from events
+    from events_to_pivot
     group by session_id
 
 ),

@@ -19,10 +19,12 @@ from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.run import serve
 from greenery.warehouse import store
-from greenery.warehouse.build import build, fresh_raw
+from greenery.warehouse.build import append_csv, build, fresh_raw
 from greenery.warehouse.dbt import DbtError
 from greenery.warehouse.publish import publish
 from greenery.warehouse.replay import parse_weeks, replay
+
+MAX_LOOKBACK_DAYS = 3650
 
 
 class UserError(Exception):
@@ -38,7 +40,11 @@ def _print_counts(counts: dict[str, int], seconds: float) -> None:
 
 def cmd_load(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    counts = fresh_raw(course_data=Path(args.from_csv))
+    if args.append:
+        counts = append_csv(Path(args.from_csv))
+        print("appended:")
+    else:
+        counts = fresh_raw(course_data=Path(args.from_csv))
     _print_counts(counts, time.perf_counter() - start)
 
 
@@ -57,9 +63,15 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
+    if args.lookback_days is not None and not 0 <= args.lookback_days <= MAX_LOOKBACK_DAYS:
+        raise UserError(
+            f"--lookback-days must be a number of days from 0 to {MAX_LOOKBACK_DAYS}"
+            f" (got {args.lookback_days})"
+        )
     start = time.perf_counter()
-    build()
-    print(f"built in {time.perf_counter() - start:.1f} s: models, the products snapshot, every test")
+    full = build(full_refresh=args.full_refresh, lookback_days=args.lookback_days)
+    how = "every model from scratch" if full else "models (session facts incrementally)"
+    print(f"built in {time.perf_counter() - start:.1f} s: {how}, the products snapshot, every test")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -112,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--from-csv", required=True, metavar="DIR", help="folder with addresses.csv … users.csv"
     )
+    load.add_argument(
+        "--append",
+        action="store_true",
+        help="append DIR's new rows (any of the seven CSVs) to what is loaded, all or nothing",
+    )
     load.set_defaults(func=cmd_load)
 
     gen = sub.add_parser("generate", help="generate synthetic source data of the course's shape")
@@ -124,9 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--from-scratch", action="store_true", help="drop the snapshot's history first")
     rep.set_defaults(func=cmd_replay)
 
-    sub.add_parser(
+    bld = sub.add_parser(
         "build", help="dbt build: models, the products snapshot (at the replayed time) and every test"
-    ).set_defaults(func=cmd_build)
+    )
+    bld.add_argument(
+        "--full-refresh", action="store_true", help="rebuild the incremental session facts from every event"
+    )
+    bld.add_argument(
+        "--lookback-days",
+        type=float,
+        metavar="DAYS",
+        help="recompute the sessions of users with events this many days before the latest built"
+        " (default: the project's incremental_lookback_days, 3)",
+    )
+    bld.set_defaults(func=cmd_build)
 
     exp = sub.add_parser("export", help="run the saved queries' exports into the warehouse")
     exp.add_argument("--select", nargs="+", metavar="NAME", help="only these saved queries")

@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='product_session_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail'
+    )
+}}
+
 with
 
 events as (
@@ -18,6 +27,40 @@ order_items as (
 
 ),
 
+{% if is_incremental() %}
+-- incremental: the users with an event in the lookback window (docs/dbt-project.md)
+touched_users as (
+
+    select distinct user_id
+    from sessions
+    where session_ended_at >= {{ incremental_cutoff('session_started_at') }}
+
+),
+{% endif %}
+
+-- every session of those users (fct_sessions may have renumbered them) and its events
+sessions_to_match as (
+
+    select sessions.*
+    from sessions
+    {% if is_incremental() %}
+    inner join touched_users
+        on sessions.user_id = touched_users.user_id
+    {% endif %}
+
+),
+
+events_to_match as (
+
+    select events.*
+    from events
+    {% if is_incremental() %}
+    inner join touched_users
+        on events.user_id = touched_users.user_id
+    {% endif %}
+
+),
+
 product_events as (
 
     select
@@ -26,7 +69,7 @@ product_events as (
         max(case when event_type = 'page_view' then 1 else 0 end) as viewed,
         max(case when event_type = 'add_to_cart' then 1 else 0 end) as added_to_cart
 
-    from events
+    from events_to_match
     where product_id is not null
     group by session_id, product_id
 
@@ -40,7 +83,7 @@ purchases as (
         order_items.product_id,
         sum(order_items.quantity) as units_purchased
 
-    from sessions
+    from sessions_to_match as sessions
     inner join order_items
         on sessions.order_id = order_items.order_id
     group by sessions.session_id, order_items.product_id
@@ -89,7 +132,7 @@ final as (
         sessions.session_date
 
     from session_products
-    inner join sessions
+    inner join sessions_to_match as sessions
         on session_products.session_id = sessions.session_id
 
 )

@@ -1,8 +1,40 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='event_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail'
+    )
+}}
+
 with
 
 events as (
 
     select * from {{ ref('stg_greenery__events') }}
+
+),
+
+{% if is_incremental() %}
+-- incremental: the sessions with an event in the lookback window (docs/dbt-project.md)
+touched_sessions as (
+
+    select distinct session_id
+    from events
+    where event_at >= {{ incremental_cutoff('event_at') }}
+
+),
+{% endif %}
+
+-- every event of those sessions: position_in_session numbers the whole session
+events_to_sequence as (
+
+    select events.*
+    from events
+    {% if is_incremental() %}
+    inner join touched_sessions
+        on events.session_id = touched_sessions.session_id
+    {% endif %}
 
 ),
 
@@ -27,7 +59,7 @@ sequenced as (
         event_at,
         cast(event_at as date) as event_date
 
-    from events
+    from events_to_sequence
 
 )
 

@@ -1,8 +1,40 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='session_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail'
+    )
+}}
+
 with
 
 sessions as (
 
     select * from {{ ref('int_events_pivoted_to_sessions') }}
+
+),
+
+{% if is_incremental() %}
+-- incremental: the users with an event in the lookback window (docs/dbt-project.md)
+touched_users as (
+
+    select distinct user_id
+    from sessions
+    where session_ended_at >= {{ incremental_cutoff('session_ended_at') }}
+
+),
+{% endif %}
+
+-- every session of those users: a late, earlier session renumbers the user's later ones
+sessions_to_number as (
+
+    select sessions.*
+    from sessions
+    {% if is_incremental() %}
+    inner join touched_users
+        on sessions.user_id = touched_users.user_id
+    {% endif %}
 
 ),
 
@@ -20,7 +52,7 @@ numbered as (
             partition by user_id order by session_started_at, session_id
         ) as user_session_number
 
-    from sessions
+    from sessions_to_number
 
 ),
 

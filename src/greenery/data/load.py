@@ -125,6 +125,33 @@ def read_folder(folder: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
+def read_arrivals(folder: Path) -> dict[str, pd.DataFrame]:
+    """New rows for some of the seven course tables (a day's arrivals), validated on their own.
+
+    Each ``<table>.csv`` present is read and checked like `read_folder` does (columns, values,
+    primary keys repeated within the file); at least one must be present. References to other
+    tables are checked when the rows are appended (`store.append_raw`), against what is loaded.
+    Each frame's ``attrs["file"]`` names its file, so later problems can name file and line.
+    """
+    if not folder.is_dir():
+        raise LoadError([f"{folder}: not a folder"])
+    present = [t for t in TABLES if (folder / f"{t.name}.csv").is_file()]
+    if not present:
+        names = ", ".join(f"{t.name}.csv" for t in TABLES)
+        raise LoadError([f"{folder}: no table to append (expected one or more of {names})"])
+    problems: list[str] = []
+    frames: dict[str, pd.DataFrame] = {}
+    for table in present:
+        frame = _read_table(folder, table, problems)
+        if frame is not None:
+            _check_primary_key(table, frame, problems)
+            frame.attrs["file"] = f"{table.name}.csv"
+            frames[table.name] = frame
+    if problems:
+        raise LoadError(problems)
+    return frames
+
+
 WEEKLY_FILE = "product_inventory_by_week.csv"
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from greenery.data.generate import generate
-from greenery.data.load import read_folder
+from greenery.data.load import read_arrivals, read_folder
 from greenery.warehouse import store
 from greenery.warehouse.dbt import run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
@@ -20,14 +21,47 @@ def fresh_raw(
     return store.write_raw(generate(scale=scale), warehouse_file)
 
 
-def build(warehouse_file: Path | None = None) -> None:
-    """`dbt build`: models, the products snapshot and every test.
+def append_csv(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:
+    """Append a folder of new rows (some of the seven course CSVs) to the raw catalog, all or
+    nothing; returns rows appended per table. The next `build` picks them up incrementally."""
+    return store.append_raw(read_arrivals(folder).items(), warehouse_file)
+
+
+def built_from_path(warehouse_file: Path | None = None) -> Path:
+    """Beside the warehouse: the id of the raw load its incremental models were built from."""
+    path = store.resolve(warehouse_file)
+    return path.with_name(f"{path.name}.built-from")
+
+
+def build(
+    warehouse_file: Path | None = None, *, full_refresh: bool = False, lookback_days: float | None = None
+) -> bool:
+    """`dbt build`: models, the products snapshot and every test; True when it was a full refresh.
+
+    The session facts are incremental (docs/dbt-project.md): a build recomputes only the
+    sessions of users with events in the lookback window (`lookback_days`, default the
+    project's `incremental_lookback_days`); `full_refresh` rebuilds them from every event, and
+    so does the first build after the raw data was replaced (`greenery load` without
+    `--append`, `greenery generate`): appends keep the raw load's id, a new load changes it.
 
     After a replay the snapshot records the replayed time, not today: the replay leaves its
     clock in the raw catalog (``raw.replay.clock``) and the snapshot reads it (see
     macros/snapshot_get_time.sql), so a plain `dbt build` is just as safe.
     """
-    run_dbt(["build"], warehouse_file=warehouse_file)
+    load_id = store.raw_load_id(warehouse_file)
+    built_from = built_from_path(warehouse_file)
+    previous = built_from.read_text() if built_from.is_file() else None
+    full_refresh = full_refresh or load_id is None or load_id != previous
+    args = ["build"]
+    if full_refresh:
+        args.append("--full-refresh")
+    if lookback_days is not None:
+        args += ["--vars", json.dumps({"incremental_lookback_days": lookback_days})]
+    built_from.unlink(missing_ok=True)  # a failed build leaves no claim behind
+    run_dbt(args, warehouse_file=warehouse_file)
+    if load_id is not None:
+        built_from.write_text(load_id)
+    return full_refresh
 
 
 def rebuild(warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1) -> None:

@@ -8,12 +8,14 @@ Layout (one folder):
   identical on both targets.
 
 The raw catalog is written whole into a temporary file and swapped in with an atomic
-rename, so a failed load leaves the previous raw data untouched.
+rename, so a failed load leaves the previous raw data untouched. Daily arrivals are appended
+to it in one transaction (`append_raw`), all or nothing.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from greenery.data.load import MAX_PROBLEMS, LoadError
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
 
 ENV_VAR = "GREENERY_WAREHOUSE"
@@ -36,6 +39,9 @@ THREADS_ENV = "GREENERY_DUCKDB_THREADS"
 SPILL_DIR = ".duckdb-spill"  # beside the warehouse: where DuckDB writes what exceeds its memory limit
 REPLAY_SCHEMA = "replay"
 REPLAY_CLOCK = f"{REPLAY_SCHEMA}.clock"  # the time raw products describe, set by the replay
+# One row: the id of the load that wrote this raw catalog whole (appends keep it), so a build
+# knows when the raw data was replaced under its incremental models.
+RAW_LOAD = f"{REPLAY_SCHEMA}.raw_load"
 # Every table of the raw catalog and the schema it lives in.
 RAW_TABLES: dict[str, tuple[str, Table]] = {
     **{t.name: (RAW_SCHEMA, t) for t in TABLES},
@@ -97,6 +103,8 @@ def _building_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnec
         con.execute(f"CREATE SCHEMA {REPLAY_SCHEMA}")
         for schema, table in RAW_TABLES.values():
             con.execute(table.create_sql(f"{schema}.{table.name}"))
+        con.execute(f"CREATE TABLE {RAW_LOAD} (load_id VARCHAR NOT NULL)")
+        con.execute(f"INSERT INTO {RAW_LOAD} VALUES (?)", [uuid.uuid4().hex])
         yield con
         con.execute("CHECKPOINT")
         con.close()
@@ -127,6 +135,95 @@ def write_raw(
             con.execute(f"INSERT INTO {schema}.{name} ({columns}) SELECT {columns} FROM chunk")
             con.unregister("chunk")
             counts[name] += len(chunk)
+    return counts
+
+
+def _row_place(table: Table, chunk: pd.DataFrame, index: object) -> str:
+    """Where a row came from: its file and line when the chunk names its file (CSV line 1 is
+    the header), else the table and the row's index."""
+    file = chunk.attrs.get("file")
+    if file:
+        return f"{file}, line {int(index) + 2}"
+    return f"{table.name}, row {index}"
+
+
+def _append_problems(con: duckdb.DuckDBPyConnection, table: Table, chunk: pd.DataFrame) -> list[str]:
+    """Why `chunk` (registered as ``chunk`` with its index as ``row_index``) cannot be appended
+    to ``raw.public.<table>`` as it is now: keys repeated in the chunk or already loaded, and
+    references to rows that are not loaded."""
+    key = list(table.primary_key)
+    key_name = f"{table.name}.{'+'.join(key)}"
+    problems = []
+    for index in chunk.index[chunk.duplicated(key, keep="first")][:MAX_PROBLEMS]:
+        value = ", ".join(str(chunk.at[index, k]) for k in key)
+        problems.append(f"{_row_place(table, chunk, index)}: {key_name} {value!r} appears twice in the batch")
+    match = " and ".join(f"loaded.{k} = chunk.{k}" for k in key)
+    loaded = con.execute(
+        f"SELECT row_index FROM chunk WHERE EXISTS"
+        f" (SELECT 1 FROM {RAW_SCHEMA}.{table.name} AS loaded WHERE {match})"
+        f" ORDER BY row_index LIMIT {MAX_PROBLEMS}"
+    ).fetchall()
+    for (index,) in loaded:
+        value = ", ".join(str(chunk.at[index, k]) for k in key)
+        problems.append(f"{_row_place(table, chunk, index)}: {key_name} {value!r} is already loaded")
+    for fk in table.foreign_keys:
+        orphans = con.execute(
+            f"SELECT row_index FROM chunk WHERE chunk.{fk.column} IS NOT NULL AND NOT EXISTS"
+            f" (SELECT 1 FROM {RAW_SCHEMA}.{fk.table} AS parent"
+            f" WHERE parent.{fk.ref_column} = chunk.{fk.column})"
+            f" ORDER BY row_index LIMIT {MAX_PROBLEMS}"
+        ).fetchall()
+        for (index,) in orphans:
+            problems.append(
+                f"{_row_place(table, chunk, index)}: {table.name}.{fk.column} {chunk.at[index, fk.column]!r}"
+                f" not found in {fk.table}.{fk.ref_column} (loaded or in this batch)"
+            )
+    return problems
+
+
+def append_raw(
+    chunks: Iterable[tuple[str, pd.DataFrame]], warehouse_file: Path | None = None
+) -> dict[str, int]:
+    """Append ``(table, rows)`` chunks of the seven course tables to the raw catalog; returns
+    rows appended per table.
+
+    All or nothing, in one transaction: a row whose primary key is already loaded (or repeated
+    in the batch), or that references a row neither loaded nor in the batch, refuses the whole
+    batch with a LoadError naming every such row (its file and line when the chunk's
+    ``attrs["file"]`` names it), and nothing is written. Parents are appended before their
+    children, whatever order the chunks come in.
+    """
+    by_table: dict[str, list[pd.DataFrame]] = {}
+    for name, chunk in chunks:
+        if name not in RAW_TABLES or RAW_TABLES[name][0] != RAW_SCHEMA:
+            known = ", ".join(t.name for t in TABLES)
+            raise ValueError(f"cannot append to raw table {name!r} (appendable: {known})")
+        by_table.setdefault(name, []).append(chunk)
+    path = raw_path(warehouse_file)
+    if not path.exists():
+        raise ValueError(f"no raw data at {path} to append to: first `greenery load --from-csv DIR`")
+    counts = {t.name: 0 for t in TABLES if t.name in by_table}
+    problems: list[str] = []
+    con = open_duckdb(path, warehouse_file=warehouse_file)
+    try:
+        con.execute("BEGIN")
+        for table in TABLES:  # parents first
+            for chunk in by_table.get(table.name, []):
+                con.register("chunk", chunk.assign(row_index=chunk.index))
+                found = _append_problems(con, table, chunk)
+                if not found:
+                    columns = ", ".join(table.column_names)
+                    target = f"{RAW_SCHEMA}.{table.name}"
+                    con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM chunk")
+                    counts[table.name] += len(chunk)
+                con.unregister("chunk")
+                problems += found
+        if problems:
+            con.execute("ROLLBACK")
+            raise LoadError(problems)
+        con.execute("COMMIT")
+    finally:
+        con.close()
     return counts
 
 
@@ -170,6 +267,18 @@ def replay_clock(warehouse_file: Path | None = None) -> pd.Timestamp | None:
     finally:
         con.close()
     return pd.Timestamp(value) if value is not None else None
+
+
+def raw_load_id(warehouse_file: Path | None = None) -> str | None:
+    """The id of the load that wrote the raw catalog (None without one)."""
+    if not raw_path(warehouse_file).exists():
+        return None
+    con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
+    try:
+        found = table_exists(con, RAW_LOAD)
+        return con.execute(f"select max(load_id) from {RAW_LOAD}").fetchone()[0] if found else None
+    finally:
+        con.close()
 
 
 def raw_counts(warehouse_file: Path | None = None) -> dict[str, int]:

@@ -1,0 +1,227 @@
+"""Daily arrival: raw rows appended batch by batch, some events late, each batch built
+incrementally, end with exactly the marts and exports of one build of all the data.
+
+The course data spans three days, so a "day" here is half a day of events and the lookback is
+half a day too (`greenery build --lookback-days 0.5`): every incremental run leaves most
+sessions alone, and an event is late by at most one batch, the promise the lookback keeps.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from conftest import read_sql
+
+from greenery.cli import main
+from greenery.data.load import read_folder
+from greenery.data.schema import INVENTORY_BY_WEEK, TABLES
+from greenery.semantic.exports import run_exports
+from greenery.warehouse import store
+from greenery.warehouse.build import build, fresh_raw
+from greenery.warehouse.replay import REPLAY_WEEKS, replay
+
+PERIOD = pd.Timedelta(hours=12)  # one batch of arrivals
+LOOKBACK_DAYS = PERIOD / pd.Timedelta(days=1)
+BATCHES = 4  # after the initial part
+LATE_EVENT_EVERY, LATE_SESSION_EVERY = 3, 7  # of the sessions that can arrive late
+
+
+def split_arrivals(frames: dict[str, pd.DataFrame]) -> list[dict[str, pd.DataFrame]]:
+    """The course tables as an initial part (batch 0) and BATCHES later batches of PERIOD.
+
+    Events go in the batch of their time, except that the last event of every
+    LATE_EVENT_EVERY-th session and every event of every LATE_SESSION_EVERY-th session
+    arrive one batch late (only sessions whose batch is not the last, and whose events are at
+    most one PERIOD before their batch's end, so that the lookback covers them). An order
+    arrives no later than the first event naming it, its items with it; a user no later than
+    their first order or event. Addresses, promos and products are all in the initial part.
+    """
+    events = frames["events"]
+    last_cut = events["created_at"].max().ceil("h")
+    first_cut = last_cut - BATCHES * PERIOD  # end of the initial part
+
+    def batch_of(times: pd.Series) -> pd.Series:
+        steps = ((times - first_cut) / PERIOD).apply(lambda x: int(x // 1) + 1)
+        return steps.clip(lower=0, upper=BATCHES)
+
+    event_batch = batch_of(events["created_at"])
+    window_start = first_cut + (event_batch - 1) * PERIOD
+    can_be_late = (event_batch < BATCHES) & (events["created_at"] >= window_start)
+    sessions = sorted(events.loc[can_be_late, "session_id"].unique())
+    late_last = set(sessions[::LATE_EVENT_EVERY])
+    late_whole = set(sessions[1::LATE_SESSION_EVERY]) - late_last
+    ordered = events.sort_values(["created_at", "event_id"])
+    is_last = ~ordered.duplicated("session_id", keep="last").reindex(events.index)
+    late = can_be_late & (
+        events["session_id"].isin(late_whole) | (events["session_id"].isin(late_last) & is_last)
+    )
+    event_batch = event_batch + late.astype(int)
+
+    orders = frames["orders"]
+    first_named = event_batch.groupby(events["order_id"]).min()
+    order_batch = (
+        pd.concat([batch_of(orders["created_at"]), orders["order_id"].map(first_named)], axis=1)
+        .min(axis=1)
+        .astype(int)
+    )
+    by_order = dict(zip(orders["order_id"], order_batch, strict=True))
+
+    users = frames["users"]
+    first_use = (
+        pd.concat(
+            [event_batch.groupby(events["user_id"]).min(), order_batch.groupby(orders["user_id"]).min()]
+        )
+        .groupby(level=0)
+        .min()
+    )
+    user_batch = (
+        pd.concat([batch_of(users["created_at"]), users["user_id"].map(first_use)], axis=1)
+        .min(axis=1)
+        .astype(int)
+    )
+
+    batch_by_table = {
+        "events": event_batch,
+        "orders": order_batch,
+        "order_items": frames["order_items"]["order_id"].map(by_order),
+        "users": user_batch,
+    }
+    split = []
+    for batch in range(BATCHES + 1):
+        part = {}
+        for table in TABLES:
+            frame = frames[table.name]
+            if table.name in batch_by_table:
+                part[table.name] = frame[batch_by_table[table.name] == batch].reset_index(drop=True)
+            elif batch == 0:
+                part[table.name] = frame
+        split.append(part)
+    split[0][INVENTORY_BY_WEEK.name] = frames[INVENTORY_BY_WEEK.name]
+    return split
+
+
+def write_csvs(part: dict[str, pd.DataFrame], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name, frame in part.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+def relations(database: Path, schema: str) -> dict[str, pd.DataFrame]:
+    """Every table of `schema`, its rows in order of every column (the primary key first)."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        names = [
+            row[0]
+            for row in con.execute(
+                "select table_name from information_schema.tables"
+                " where table_schema = ? and table_type = 'BASE TABLE' order by 1",
+                [schema],
+            ).fetchall()
+        ]
+        return {name: con.execute(f'select * from {schema}."{name}" order by all').df() for name in names}
+    finally:
+        con.close()
+
+
+def assert_same_relations(got: dict[str, pd.DataFrame], expected: dict[str, pd.DataFrame]) -> None:
+    assert sorted(got) == sorted(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+
+
+def test_split_sends_late_events_and_sessions_in_later_batches(course_data: Path) -> None:
+    frames = read_folder(course_data)
+    split = split_arrivals(frames)
+    assert len(split) == BATCHES + 1
+    for table in TABLES:  # every row in exactly one batch
+        total = pd.concat([part[table.name] for part in split if table.name in part])
+        assert len(total) == len(frames[table.name])
+        assert not total.duplicated(list(table.primary_key)).any()
+    late = 0
+    for batch, part in enumerate(split[1:], start=1):
+        events = part["events"]
+        assert len(events) > 0
+        # events of sessions whose other events came in an earlier batch
+        earlier = pd.concat([p["events"] for p in split[:batch]])
+        late += events["session_id"].isin(earlier["session_id"]).sum()
+        assert (events["created_at"] >= earlier["created_at"].max() - PERIOD).all()
+    assert late >= 10
+
+
+@pytest.fixture(scope="module")
+def full_build(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the course warehouse (all the data built at once) with its exports run."""
+    folder = tmp_path_factory.mktemp("full")
+    copy = folder / course_warehouse.name
+    shutil.copy(course_warehouse, copy)
+    shutil.copy(store.raw_path(course_warehouse), store.raw_path(copy))
+    results = run_exports(copy)
+    assert [r.error for r in results if r.error] == []
+    return copy
+
+
+def test_daily_arrivals_built_incrementally_equal_one_full_build(
+    course_data: Path,
+    full_build: Path,
+    warehouse_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    frames = read_folder(course_data)
+    initial, *days = split_arrivals(frames)
+    store.write_raw(initial.items(), warehouse_file)
+    replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=warehouse_file)
+    build(warehouse_file, lookback_days=LOOKBACK_DAYS)
+    sessions_before = read_sql(warehouse_file, "select count(*) as n from marts.fct_sessions")["n"][0]
+    assert 0 < sessions_before < frames["events"]["session_id"].nunique()
+
+    for number, day in enumerate(days, start=1):
+        folder = write_csvs(day, tmp_path / f"day-{number}")
+        assert main(["load", "--append", "--from-csv", str(folder)]) == 0
+        assert main(["build", "--lookback-days", str(LOOKBACK_DAYS)]) == 0
+        assert "session facts incrementally" in capsys.readouterr().out
+    assert main(["export"]) == 0
+
+    marts, exports = relations(warehouse_file, "marts"), relations(warehouse_file, "exports")
+    assert {"fct_sessions", "fct_session_events", "fct_product_sessions"} <= set(marts)
+    assert len(marts["fct_session_events"]) == len(frames["events"])
+    assert len(exports) >= 3 and all(len(frame) for frame in exports.values())
+    assert_same_relations(marts, relations(full_build, "marts"))
+    assert_same_relations(exports, relations(full_build, "exports"))
+
+
+def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
+    course_data: Path, warehouse_file: Path
+) -> None:
+    """The lookback is a promise about lateness: an event older than it is missed by the
+    incremental build until `greenery build --full-refresh`."""
+    fresh_raw(warehouse_file, course_data=course_data)
+    replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=warehouse_file)
+    assert build(warehouse_file, lookback_days=LOOKBACK_DAYS)  # the first: a full refresh
+    first = read_sql(
+        warehouse_file,
+        "select session_id, events from marts.fct_sessions order by session_started_at, session_id limit 1",
+    )
+    session_id, events = first["session_id"][0], int(first["events"][0])
+    source = read_folder(course_data)["events"]
+    last = source[source["session_id"] == session_id].sort_values("created_at").iloc[[-1]]
+    very_late = last.assign(
+        event_id="very-late-event", created_at=last["created_at"] + pd.Timedelta(seconds=1)
+    )
+    store.append_raw([("events", very_late.reset_index(drop=True))], warehouse_file)
+
+    query = f"select events from marts.fct_sessions where session_id = '{session_id}'"
+    assert not build(warehouse_file, lookback_days=LOOKBACK_DAYS)  # incremental
+    assert int(read_sql(warehouse_file, query)["events"][0]) == events  # older than the lookback
+    assert build(warehouse_file, full_refresh=True)
+    assert int(read_sql(warehouse_file, query)["events"][0]) == events + 1
+
+    # raw data replaced (the very late event gone): the next build is a full refresh by itself
+    fresh_raw(warehouse_file, course_data=course_data)
+    assert build(warehouse_file, lookback_days=LOOKBACK_DAYS)
+    assert int(read_sql(warehouse_file, query)["events"][0]) == events
