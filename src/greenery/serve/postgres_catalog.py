@@ -34,6 +34,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from greenery.serve.postgres_system import NAMESPACES, RELATIONS, SERVER_VERSION, TYPES
+from greenery.serve.sql import open_sandbox
 from greenery.serve.tables import SCHEMA, SqlTables
 
 PG_CATALOG = "pg_catalog"
@@ -47,13 +48,6 @@ OWNER = "greenery"
 DATABASE = "greenery"  # what pg_database lists; clients may connect naming any database
 SERVER_VERSION_TEXT = f"{SERVER_VERSION} (greenery semantic layer)"
 VERSION = f"PostgreSQL {SERVER_VERSION} (greenery semantic layer, answers computed by MetricFlow)"
-SANDBOX_CONFIG = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "threads": 1,
-    "memory_limit": "256MB",
-}
 # What SHOW and current_setting() answer, and pg_settings lists (a real server's defaults,
 # read-only transactions by default: nothing here can be written).
 DEFAULT_SETTINGS: dict[str, str] = {
@@ -267,11 +261,10 @@ class PostgresCatalog:
     """The emulated system catalog of one published version (built once, read by every session)."""
 
     def __init__(self, tables: SqlTables) -> None:
-        self._con = duckdb.connect(config=SANDBOX_CONFIG)
+        self._con = open_sandbox()
         self._lock = threading.Lock()
         self.table_oids: dict[str, int] = {}
         self._build(tables)
-        self._con.execute("SET lock_configuration = true")
 
     def run(self, tree: exp.Query, facts: SessionFacts) -> pa.Table:
         """Answer a SELECT over the system catalog (PgError when it cannot be answered)."""

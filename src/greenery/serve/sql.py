@@ -553,7 +553,12 @@ def _sandbox() -> duckdb.DuckDBPyConnection:
     registered for it, which are unregistered after."""
     con: duckdb.DuckDBPyConnection | None = getattr(_sandboxes, "connection", None)
     if con is None:
-        con = duckdb.connect(config=SANDBOX_CONFIG)
-        con.execute("SET lock_configuration = true")
-        _sandboxes.connection = con
+        con = _sandboxes.connection = open_sandbox()
+    return con
+
+
+def open_sandbox() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that reaches no file and no network, bounded, its configuration locked."""
+    con = duckdb.connect(config=SANDBOX_CONFIG)
+    con.execute("SET lock_configuration = true")
     return con
