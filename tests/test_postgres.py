@@ -209,6 +209,8 @@ def test_a_wrong_token_is_refused_with_28P01(served: Served) -> None:
 def test_without_a_token_only_loopback(served: Served) -> None:
     with pytest.raises(ServerConfigError, match="without authentication"):
         PostgresServer(None, "0.0.0.0", 0, None)  # type: ignore[arg-type]
+    with pytest.raises(ServerConfigError, match="token shorter than 32 characters"):
+        PostgresServer(None, "0.0.0.0", 0, "short")  # type: ignore[arg-type]
 
 
 # ---- SQLAlchemy, pandas, psql -----------------------------------------------------------------

@@ -47,7 +47,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from greenery.semantic.layer import SemanticLayerError
-from greenery.serve.auth import ScramRefused, ScramSha256, is_loopback
+from greenery.serve.auth import ScramRefused, ScramSha256, bind_refusal
 from greenery.serve.postgres_catalog import (
     DEFAULT_SETTINGS,
     REPORTED_SETTINGS,
@@ -996,11 +996,8 @@ class PostgresServer:
     """The Postgres endpoint over one query service: listening sockets, sessions' shared pieces."""
 
     def __init__(self, service: SemanticLayerService, host: str, port: int, token: str | None) -> None:
-        if token is None and not is_loopback(host):
-            raise ServerConfigError(
-                f"refusing to serve Postgres on {host} without authentication: "
-                "set a token, or bind to loopback"
-            )
+        if refusal := bind_refusal(host, token, "serve Postgres"):
+            raise ServerConfigError(refusal)
         self.service = service
         self.token = token
         self.sql_api = SqlApi(service, transport="postgres", read="postgres")
