@@ -13,3 +13,18 @@
         cast('1900-01-01' as timestamp)
     )
 {%- endmacro %}
+
+{#-
+    On an incremental run, keep only the rows whose `key` (a session, a user) has a row of
+    `source` in the lookback window: those keys are recomputed whole. On a full build, nothing.
+    `time_column` is the source's time; `target_column` the target's, for the cutoff.
+-#}
+{% macro where_touched_in_lookback(key, source, time_column, target_column) -%}
+    {%- if is_incremental() -%}
+    where {{ key }} in (
+        select {{ key }}
+        from {{ source }} as in_lookback
+        where {{ time_column }} >= {{ incremental_cutoff(target_column) }}
+    )
+    {%- endif -%}
+{%- endmacro %}

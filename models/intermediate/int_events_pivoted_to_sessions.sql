@@ -17,26 +17,13 @@ events as (
 
 ),
 
-{% if is_incremental() %}
--- incremental: the sessions with an event in the lookback window (docs/dbt-project.md)
-touched_sessions as (
-
-    select distinct session_id
-    from events
-    where event_at >= {{ incremental_cutoff('session_ended_at') }}
-
-),
-{% endif %}
-
--- every event of those sessions: each is pivoted whole
+-- incremental: every event of the sessions with an event in the lookback window, so each
+-- is pivoted whole (docs/dbt-project.md)
 events_to_pivot as (
 
-    select events.*
+    select *
     from events
-    {% if is_incremental() %}
-    inner join touched_sessions
-        on events.session_id = touched_sessions.session_id
-    {% endif %}
+    {{ where_touched_in_lookback('session_id', 'events', 'event_at', 'session_ended_at') }}
 
 ),
 

@@ -27,37 +27,21 @@ order_items as (
 
 ),
 
-{% if is_incremental() %}
--- incremental: the users with an event in the lookback window (docs/dbt-project.md)
-touched_users as (
-
-    select distinct user_id
-    from sessions
-    where session_ended_at >= {{ incremental_cutoff('session_started_at') }}
-
-),
-{% endif %}
-
--- every session of those users (fct_sessions may have renumbered them) and its events
+-- incremental: every session of the users with an event in the lookback window (fct_sessions
+-- may have renumbered them), and its events (docs/dbt-project.md)
 sessions_to_match as (
 
-    select sessions.*
+    select *
     from sessions
-    {% if is_incremental() %}
-    inner join touched_users
-        on sessions.user_id = touched_users.user_id
-    {% endif %}
+    {{ where_touched_in_lookback('user_id', 'sessions', 'session_ended_at', 'session_started_at') }}
 
 ),
 
 events_to_match as (
 
-    select events.*
+    select *
     from events
-    {% if is_incremental() %}
-    inner join touched_users
-        on events.user_id = touched_users.user_id
-    {% endif %}
+    {{ where_touched_in_lookback('user_id', 'sessions', 'session_ended_at', 'session_started_at') }}
 
 ),
 

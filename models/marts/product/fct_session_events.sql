@@ -15,26 +15,13 @@ events as (
 
 ),
 
-{% if is_incremental() %}
--- incremental: the sessions with an event in the lookback window (docs/dbt-project.md)
-touched_sessions as (
-
-    select distinct session_id
-    from events
-    where event_at >= {{ incremental_cutoff('event_at') }}
-
-),
-{% endif %}
-
--- every event of those sessions: position_in_session numbers the whole session
+-- incremental: every event of the sessions with an event in the lookback window, as
+-- position_in_session numbers the whole session (docs/dbt-project.md)
 events_to_sequence as (
 
-    select events.*
+    select *
     from events
-    {% if is_incremental() %}
-    inner join touched_sessions
-        on events.session_id = touched_sessions.session_id
-    {% endif %}
+    {{ where_touched_in_lookback('session_id', 'events', 'event_at', 'event_at') }}
 
 ),
 

@@ -15,26 +15,13 @@ sessions as (
 
 ),
 
-{% if is_incremental() %}
--- incremental: the users with an event in the lookback window (docs/dbt-project.md)
-touched_users as (
-
-    select distinct user_id
-    from sessions
-    where session_ended_at >= {{ incremental_cutoff('session_ended_at') }}
-
-),
-{% endif %}
-
--- every session of those users: a late, earlier session renumbers the user's later ones
+-- incremental: every session of the users with an event in the lookback window, as a
+-- late, earlier session renumbers the user's later ones (docs/dbt-project.md)
 sessions_to_number as (
 
-    select sessions.*
+    select *
     from sessions
-    {% if is_incremental() %}
-    inner join touched_users
-        on sessions.user_id = touched_users.user_id
-    {% endif %}
+    {{ where_touched_in_lookback('user_id', 'sessions', 'session_ended_at', 'session_ended_at') }}
 
 ),
 
