@@ -116,9 +116,64 @@ def _orphan_key(folder: Path) -> None:
     _replace_in_file(folder, "orders.csv", "b3367c91-53bd-4aac-ab6d-0a596fe382c2", "no-such-user")
 
 
+def _infinite_price(folder: Path) -> None:
+    _replace_in_file(folder, "products.csv", "Pothos,30.5,40", "Pothos,inf,40")
+
+
+def _negative_price(folder: Path) -> None:
+    _replace_in_file(folder, "products.csv", "Pothos,30.5,40", "Pothos,-30.5,40")
+
+
+def _too_large_integer(folder: Path) -> None:
+    _replace_in_file(folder, "products.csv", "Pothos,30.5,40", "Pothos,30.5,99999999999999999999")
+
+
+def _weekly_line(folder: Path, line: int) -> str:
+    return (folder / "product_inventory_by_week.csv").read_text().splitlines(keepends=True)[line - 1]
+
+
+def _weekly_duplicate(folder: Path) -> None:
+    with (folder / "product_inventory_by_week.csv").open("a") as file:
+        file.write(_weekly_line(folder, 2))
+
+
+def _weekly_negative_inventory(folder: Path) -> None:
+    line = _weekly_line(folder, 2)
+    week, product_id, name, _ = line.rstrip("\n").split(",")
+    _replace_in_file(folder, "product_inventory_by_week.csv", line, f"{week},{product_id},{name},-1\n")
+
+
+def _weekly_bad_week(folder: Path) -> None:
+    line = _weekly_line(folder, 3)
+    _replace_in_file(folder, "product_inventory_by_week.csv", line, "0" + line[1:])
+
+
+def _weekly_missing_column(folder: Path) -> None:
+    _replace_in_file(folder, "product_inventory_by_week.csv", "name,inventory", "name,stock")
+
+
 @pytest.mark.parametrize(
     ("corrupt", "expected"),
     [
+        (_infinite_price, "products.csv, column price, line 2: 'inf' is not a finite number"),
+        (_negative_price, "products.csv, column price, line 2: '-30.5' is negative"),
+        (
+            _too_large_integer,
+            "products.csv, column inventory, line 2: '99999999999999999999' is out of range",
+        ),
+        (
+            _weekly_duplicate,
+            "product_inventory_by_week.csv, column week+product_id, line 122: duplicate primary key '1, ",
+        ),
+        (
+            _weekly_negative_inventory,
+            "product_inventory_by_week.csv, column inventory, line 2: '-1' is negative",
+        ),
+        (
+            _weekly_bad_week,
+            "product_inventory_by_week.csv, column week, line 3: 0 is not a week from 1 to 520",
+        ),
+        (_weekly_missing_column, "product_inventory_by_week.csv: missing column(s) inventory"),
         (_drop_file, "promos.csv: file missing"),
         (_drop_column, "events.csv: missing column(s) session_id"),
         (_bad_timestamp, "orders.csv, column created_at, line 2: 'yesterday' is not an ISO-8601 timestamp"),

@@ -1,7 +1,11 @@
 """Read the seven course tables (and the weekly inventory) from a folder of CSVs, validated.
 
 Everything is read and validated before anything is written: `read_folder` raises a
-LoadError naming every problem, so the warehouse only ever receives valid tables.
+LoadError naming every problem, so the warehouse only ever receives valid tables. A value is
+refused when it is not of its column's kind, is required and empty, is not finite (``inf``),
+is negative where that cannot be (`schema.NON_NEGATIVE`) or is a whole number too large to
+store; so is a key repeated (for the weekly file, a ``(week, product_id)``) or a reference
+to a row that is not there.
 """
 
 from __future__ import annotations
@@ -11,9 +15,25 @@ from pathlib import Path
 import pandas as pd
 
 from greenery.data import course
-from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Column, Table
+from greenery.data.schema import (
+    INTEGER_RANGE,
+    INVENTORY_BY_WEEK,
+    NON_NEGATIVE,
+    TABLES,
+    Column,
+    ForeignKey,
+    Table,
+)
 
 MAX_PROBLEMS = 20
+WEEKLY_FILE = f"{INVENTORY_BY_WEEK.name}.csv"
+# The weekly file's own columns (each product's name and price come from products.csv).
+WEEKLY_FILE_TABLE = Table(
+    INVENTORY_BY_WEEK.name,
+    (Column("week", "integer"), Column("product_id", "varchar"), Column("inventory", "integer")),
+    ("week", "product_id"),
+)
+MAX_WEEK = 520  # ten years of weekly states: a larger week is a typo
 
 
 class LoadError(ValueError):
@@ -33,29 +53,48 @@ def _line(index: int) -> int:
     return index + 2
 
 
-def _parse_column(values: pd.Series, column: Column, file: str, problems: list[str]) -> pd.Series:
+def _parse_column(
+    values: pd.Series, column: Column, file: str, problems: list[str], *, non_negative: bool = False
+) -> pd.Series:
     empty = values == ""
     if not column.nullable:
         for index in values.index[empty][:MAX_PROBLEMS]:
             problems.append(f"{file}, column {column.name}, line {_line(index)}: empty value (required)")
     if column.type == "varchar":
         return values.where(~empty, None)
+    refused = pd.Series("", index=values.index)  # why a value of the right kind is refused
     if column.type == "timestamp":
         parsed = pd.to_datetime(values.where(~empty), format="ISO8601", utc=True, errors="coerce")
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
         kind = "an ISO-8601 timestamp"
     else:
-        parsed = pd.to_numeric(values.where(~empty), errors="coerce")
-        kind = "a number"
-        if column.type == "integer":
-            fractional = parsed.notna() & (parsed != parsed.round())
-            parsed = parsed.where(~fractional)
-            parsed = parsed.astype("Int64")
-            kind = "a whole number"
+        parsed, kind = _parse_number(values.where(~empty), column, non_negative, refused)
     bad = parsed.isna() & ~empty
     for index in values.index[bad][:MAX_PROBLEMS]:
-        problems.append(f"{file}, column {column.name}, line {_line(index)}: {values[index]!r} is not {kind}")
+        why = refused[index] or f"is not {kind}"
+        problems.append(f"{file}, column {column.name}, line {_line(index)}: {values[index]!r} {why}")
     return parsed
+
+
+def _parse_number(
+    values: pd.Series, column: Column, non_negative: bool, refused: pd.Series
+) -> tuple[pd.Series, str]:
+    """The numbers of a column (NA where not one), and what kind was expected; writes into
+    `refused` why a number is still refused (not finite, negative, not whole, too large)."""
+    number = pd.to_numeric(values, errors="coerce").astype("float64")
+    refused[number.abs() == float("inf")] = "is not a finite number"
+    if non_negative:
+        refused[(refused == "") & (number < 0)] = f"is negative ({column.name} cannot be)"
+    if column.type == "integer":
+        low, high = INTEGER_RANGE
+        refused[(refused == "") & number.notna() & (number != number.round())] = "is not a whole number"
+        refused[(refused == "") & ((number < low) | (number > high))] = (
+            f"is out of range (whole numbers go from {low:,} to {high:,})"
+        )
+    number = number.where(refused == "")
+    if column.type == "integer":
+        return number.astype("Int64"), "a whole number"
+    return number, "a number"
 
 
 def _read_table(folder: Path, table: Table, problems: list[str]) -> pd.DataFrame | None:
@@ -74,7 +113,12 @@ def _read_table(folder: Path, table: Table, problems: list[str]) -> pd.DataFrame
         problems.append(f"{file}: missing column(s) {', '.join(missing)} (has: {', '.join(text.columns)})")
         return None
     return pd.DataFrame(
-        {c.name: _parse_column(text[c.name].str.strip(), c, file, problems) for c in table.columns}
+        {
+            c.name: _parse_column(
+                text[c.name].str.strip(), c, file, problems, non_negative=(table.name, c.name) in NON_NEGATIVE
+            )
+            for c in table.columns
+        }
     )
 
 
@@ -119,9 +163,10 @@ def read_folder(folder: Path) -> dict[str, pd.DataFrame]:
     for table in TABLES:
         if table.name in frames:
             _check_foreign_keys(table, frames, problems)
+    weekly = _read_weekly_file(folder, frames, problems)
     if problems:
         raise LoadError(problems)
-    frames[INVENTORY_BY_WEEK.name] = _weekly_inventory(folder, frames)
+    frames[INVENTORY_BY_WEEK.name] = _weekly_inventory(weekly, frames)
     return frames
 
 
@@ -152,10 +197,32 @@ def read_arrivals(folder: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-WEEKLY_FILE = "product_inventory_by_week.csv"
+def _read_weekly_file(
+    folder: Path, frames: dict[str, pd.DataFrame], problems: list[str]
+) -> pd.DataFrame | None:
+    """The folder's weekly file (None without one), validated like a course table: values,
+    weeks from 1 to MAX_WEEK, ``(week, product_id)`` once each, products that products.csv has."""
+    if not (folder / WEEKLY_FILE).is_file():
+        return None
+    weekly = _read_table(folder, WEEKLY_FILE_TABLE, problems)
+    if weekly is None:
+        return None
+    _check_primary_key(WEEKLY_FILE_TABLE, weekly, problems)
+    out_of_range = weekly["week"].notna() & ~weekly["week"].between(1, MAX_WEEK)
+    for index in weekly.index[out_of_range.fillna(False)][:MAX_PROBLEMS]:
+        problems.append(
+            f"{WEEKLY_FILE}, column week, line {_line(index)}: {weekly.at[index, 'week']} is not a week"
+            f" from 1 to {MAX_WEEK}"
+        )
+    _check_foreign_keys(
+        Table(WEEKLY_FILE_TABLE.name, (), (), (ForeignKey("product_id", "products", "product_id"),)),
+        {**frames, WEEKLY_FILE_TABLE.name: weekly},
+        problems,
+    )
+    return weekly
 
 
-def _weekly_inventory(folder: Path, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _weekly_inventory(weekly: pd.DataFrame | None, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Weekly product states for `greenery replay`.
 
     From the folder's weekly file when it has one (the course export does), else the
@@ -164,22 +231,12 @@ def _weekly_inventory(folder: Path, frames: dict[str, pd.DataFrame]) -> pd.DataF
     """
     products = frames["products"]
     week_1_at = frames["orders"]["created_at"].max().normalize() + pd.Timedelta(days=1)
-    path = folder / WEEKLY_FILE
-    if path.is_file():
-        weekly = pd.read_csv(path, usecols=["week", "product_id", "inventory"])
-        unknown = weekly[~weekly["product_id"].isin(products["product_id"])]
-        if len(unknown):
-            raise LoadError(
-                [
-                    f"{WEEKLY_FILE}, column product_id, line {_line(i)}: {unknown.at[i, 'product_id']!r} "
-                    "not found in products.product_id"
-                    for i in unknown.index
-                ]
-            )
+    if weekly is not None:
         weekly = weekly.merge(products[["product_id", "name", "price"]], on="product_id")
     elif set(products["product_id"]) == {p[0] for p in course.PRODUCTS}:
         return course.inventory_by_week(week_1_at)
     else:
         weekly = products.assign(week=1)
-    weekly["recorded_at"] = week_1_at + pd.to_timedelta((weekly["week"] - 1) * 7, unit="D")
+    days = (weekly["week"].astype("int64") - 1) * 7
+    weekly["recorded_at"] = week_1_at + pd.to_timedelta(days, unit="D")
     return weekly.astype({"recorded_at": "datetime64[us]"})

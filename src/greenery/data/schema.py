@@ -141,3 +141,20 @@ EVENT_TYPES = ("page_view", "add_to_cart", "checkout", "package_shipped")
 ORDER_STATUSES = ("preparing", "shipped", "delivered")
 SHIPPING_SERVICES = ("ups", "fedex", "usps", "dhl")
 PAGE_URL_PREFIX = "https://greenary.com"
+
+# Columns whose values cannot be below zero (prices, costs, counts): the loader refuses a row
+# with one, naming its file, line and column.
+NON_NEGATIVE: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("promos", "discount"),
+        ("products", "price"),
+        ("products", "inventory"),
+        ("orders", "order_cost"),
+        ("orders", "shipping_cost"),
+        ("orders", "order_total"),
+        ("order_items", "quantity"),
+        (INVENTORY_BY_WEEK.name, "inventory"),
+    }
+)
+# DuckDB's INTEGER (the raw tables' whole numbers): a value outside cannot be stored.
+INTEGER_RANGE = (-(2**31), 2**31 - 1)
