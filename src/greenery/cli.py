@@ -10,7 +10,10 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
+
+import duckdb
 
 from greenery.data.generate import DEFAULT_SEED, MAX_SCALE, generate
 from greenery.demo import DemoError, run_demo
@@ -21,14 +24,24 @@ from greenery.serve.run import serve
 from greenery.warehouse import store
 from greenery.warehouse.build import append_csv, build, fresh_raw
 from greenery.warehouse.dbt import DbtError
+from greenery.warehouse.lock import WarehouseBusy, exclusive
 from greenery.warehouse.publish import publish
 from greenery.warehouse.replay import parse_weeks, replay
 
 MAX_LOOKBACK_DAYS = 3650
+MAX_PORT = 65535
+# Commands that write the warehouse (or read its file, which blocks a writer): one at a time
+# per warehouse, under its lock (greenery.warehouse.lock); `serve` reads published copies.
+LOCKED_COMMANDS = {"load", "generate", "replay", "build", "export", "publish", "report", "demo"}
 
 
 class UserError(Exception):
     """A problem the user can fix; printed without a traceback."""
+
+
+# What a user can cause and fix (bad input, a busy or missing warehouse, a failed dbt step, a
+# file that cannot be written, a DuckDB file another program holds): one message, no traceback.
+USER_ERRORS = (UserError, ValueError, OSError, DbtError, DemoError, WarehouseBusy, duckdb.IOException)
 
 
 def _print_counts(counts: dict[str, int], seconds: float) -> None:
@@ -113,6 +126,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(args.host, args.port, args.flight_port, args.pg_port)
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port (0 lets the system pick one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port goes from 0 to {MAX_PORT} (got {text})")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greenery",
@@ -173,11 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="serve the semantic layer (GraphQL, Arrow Flight SQL, Postgres) and the dashboard"
     )
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    srv.add_argument("--port", type=int, default=8000, help="HTTP port: GraphQL and dashboard (default 8000)")
-    srv.add_argument("--flight-port", type=int, default=None, help="Arrow Flight SQL port (default: off)")
+    srv.add_argument(
+        "--port", type=port_number, default=8000, help="HTTP port: GraphQL and dashboard (default 8000)"
+    )
+    srv.add_argument(
+        "--flight-port", type=port_number, default=None, help="Arrow Flight SQL port (default: off)"
+    )
     srv.add_argument(
         "--pg-port",
-        type=int,
+        type=port_number,
         default=None,
         help="Postgres wire protocol port (default: off; password: the token)",
     )
@@ -189,11 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], None] = args.func
+    locked = args.command in LOCKED_COMMANDS
     try:
-        func(args)
-    except (UserError, ValueError, FileNotFoundError, DbtError, DemoError) as exc:
+        with exclusive(store.resolve(), args.command) if locked else nullcontext():
+            func(args)
+    except USER_ERRORS as exc:
         print(f"greenery {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"greenery {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -4,7 +4,9 @@ Each export of each saved query is compiled by a warm MetricFlow engine and mate
 the warehouse as a table or view (schema, alias and export_as from its config), optionally
 also as a Parquet file. A table is built aside and swapped in within one transaction, and a
 Parquet file is written aside and renamed, so a reader never sees half an export and a
-failing saved query leaves its previous export as it was.
+failing saved query leaves its previous export as it was. An export killed mid-run leaves
+its aside copies (``<alias>__building`` tables, ``.<alias>.parquet.tmp`` files); the next
+run removes them, holding the warehouse lock.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from pathlib import Path
 import duckdb
 
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
+from greenery.warehouse import store
+from greenery.warehouse.lock import exclusive, remove_leftovers
+
+STAGING_SUFFIX = "__building"  # a table export being built, before it is swapped in
+PARTIAL_PARQUET = ".*.parquet.tmp"  # a Parquet export being written, before it is renamed
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ def _materialize(layer: SemanticLayer, spec: ExportSpec, sql: str) -> int:
     if spec.export_as == "view":
         con.execute(f"create or replace view {spec.relation} as {sql}")
         return con.execute(f"select count(*) from {spec.relation}").fetchone()[0]
-    staging = f'"{spec.schema}"."{spec.alias}__building"'
+    staging = f'"{spec.schema}"."{spec.alias}{STAGING_SUFFIX}"'
     con.execute(f"create or replace table {staging} as {sql}")
     rows = con.execute(f"select count(*) from {staging}").fetchone()[0]
     con.execute("begin")
@@ -90,7 +97,7 @@ def _materialize(layer: SemanticLayer, spec: ExportSpec, sql: str) -> int:
 def _write_parquet(layer: SemanticLayer, spec: ExportSpec, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{spec.alias}.parquet"
-    partial = folder / f".{spec.alias}.parquet.tmp"
+    partial = folder / PARTIAL_PARQUET.replace("*", spec.alias)
     layer.client.connection.execute(f"copy (select * from {spec.relation}) to '{partial}' (format parquet)")
     os.replace(partial, final)
 
@@ -114,9 +121,27 @@ def run_exports(
     parquet_dir: Path | None = None,
 ) -> list[ExportResult]:
     """Run the exports with one warm engine writing to the warehouse; failures are in the results."""
-    layer = SemanticLayer(warehouse_file, read_only=False)
-    try:
-        results = [run_export(layer, spec, parquet_dir) for spec in export_specs(layer, select)]
-    finally:
-        layer.close()
+    with exclusive(store.resolve(warehouse_file), "export"):
+        layer = SemanticLayer(warehouse_file, read_only=False)
+        try:
+            specs = export_specs(layer, select)
+            _remove_leftovers(layer, parquet_dir)
+            results = [run_export(layer, spec, parquet_dir) for spec in specs]
+        finally:
+            layer.close()
     return results
+
+
+def _remove_leftovers(layer: SemanticLayer, parquet_dir: Path | None) -> None:
+    """What exports killed mid-run left: staging tables in the warehouse, partial Parquet files."""
+    con = layer.client.connection
+    staged = con.execute(
+        "select table_schema, table_name from information_schema.tables"
+        " where table_catalog = current_database() and table_type = 'BASE TABLE'"
+        " and ends_with(table_name, ?)",
+        [STAGING_SUFFIX],
+    ).fetchall()
+    for schema, name in staged:
+        con.execute(f'drop table if exists "{schema}"."{name}"')
+    if parquet_dir is not None:
+        remove_leftovers(parquet_dir, PARTIAL_PARQUET)

@@ -1,14 +1,22 @@
-"""The warehouse from raw data to marts: fresh raw data, the weekly replay, `greenery build`."""
+"""The warehouse from raw data to marts: fresh raw data, the weekly replay, `greenery build`.
+
+A build that does not finish (killed, or dbt failed) leaves its marker beside the warehouse
+(`build_marker_path`): its tables may be half-built, and `greenery publish` refuses to
+publish them until a `greenery build` succeeds.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 from greenery.data.generate import generate
 from greenery.data.load import read_arrivals, read_folder
 from greenery.warehouse import store
 from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.lock import exclusive
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
 
@@ -16,21 +24,42 @@ def fresh_raw(
     warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1
 ) -> dict[str, int]:
     """Replace the raw catalog: the course CSVs when given, else generated data at `scale`."""
-    if course_data is not None:
-        return store.write_raw(read_folder(course_data).items(), warehouse_file)
-    return store.write_raw(generate(scale=scale), warehouse_file)
+    with exclusive(store.resolve(warehouse_file), "load"):
+        if course_data is not None:
+            return store.write_raw(read_folder(course_data).items(), warehouse_file)
+        return store.write_raw(generate(scale=scale), warehouse_file)
 
 
 def append_csv(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:
     """Append a folder of new rows (some of the seven course CSVs) to the raw catalog, all or
     nothing; returns rows appended per table. The next `build` picks them up incrementally."""
-    return store.append_raw(read_arrivals(folder).items(), warehouse_file)
+    with exclusive(store.resolve(warehouse_file), "load"):
+        return store.append_raw(read_arrivals(folder).items(), warehouse_file)
 
 
 def built_from_path(warehouse_file: Path | None = None) -> Path:
     """Beside the warehouse: the id of the raw load its incremental models were built from."""
     path = store.resolve(warehouse_file)
     return path.with_name(f"{path.name}.built-from")
+
+
+def build_marker_path(warehouse_file: Path | None = None) -> Path:
+    """Beside the warehouse while a build runs, and after one that did not finish."""
+    path = store.resolve(warehouse_file)
+    return path.with_name(f"{path.name}.building")
+
+
+def unfinished_build(warehouse_file: Path | None = None) -> str | None:
+    """How the last build that did not finish started ("pid 12, 2026-01-02 03:04:05 UTC"), or
+    None when the last build finished (or none ever ran through `build`)."""
+    marker = build_marker_path(warehouse_file)
+    try:
+        started = json.loads(marker.read_text() or "{}")
+    except FileNotFoundError:
+        return None
+    except ValueError:  # killed while writing its marker
+        started = {}
+    return f"pid {started.get('pid', '?')}, {started.get('started_at', 'time unknown')}"
 
 
 def build(
@@ -48,6 +77,11 @@ def build(
     clock in the raw catalog (``raw.replay.clock``) and the snapshot reads it (see
     macros/snapshot_get_time.sql), so a plain `dbt build` is just as safe.
     """
+    with exclusive(store.resolve(warehouse_file), "build"):
+        return _build(warehouse_file, full_refresh=full_refresh, lookback_days=lookback_days)
+
+
+def _build(warehouse_file: Path | None, *, full_refresh: bool, lookback_days: float | None) -> bool:
     load_id = store.raw_load_id(warehouse_file)
     built_from = built_from_path(warehouse_file)
     previous = built_from.read_text() if built_from.is_file() else None
@@ -57,15 +91,20 @@ def build(
         args.append("--full-refresh")
     if lookback_days is not None:
         args += ["--vars", json.dumps({"incremental_lookback_days": lookback_days})]
+    marker = build_marker_path(warehouse_file)
+    started_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    marker.write_text(json.dumps({"pid": os.getpid(), "started_at": started_at}))
     built_from.unlink(missing_ok=True)  # a failed build leaves no claim behind
-    run_dbt(args, warehouse_file=warehouse_file)
+    run_dbt(args, warehouse_file=warehouse_file)  # on failure, the marker stays
     if load_id is not None:
         built_from.write_text(load_id)
+    marker.unlink()
     return full_refresh
 
 
 def rebuild(warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1) -> None:
     """Raw data, weeks 1–4 replayed into a fresh snapshot, `dbt build`: the demo's warehouse."""
-    fresh_raw(warehouse_file, course_data=course_data, scale=scale)
-    replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=warehouse_file)
-    build(warehouse_file)
+    with exclusive(store.resolve(warehouse_file), "build"):
+        fresh_raw(warehouse_file, course_data=course_data, scale=scale)
+        replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=warehouse_file)
+        build(warehouse_file)

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from greenery.warehouse import store
 
 TARGET_DIR = store.PROJECT_DIR / "target"
 MANIFEST_PATH = TARGET_DIR / "semantic_manifest.json"  # what `dbt parse` writes for MetricFlow
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class DbtError(RuntimeError):
     """A dbt command failed; the message names the command and what failed."""
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, what makes a child process get SIGKILL when the greenery process that started
+    it dies: a killed `greenery build` must not leave its dbt writing to the warehouse after
+    the warehouse lock (held by greenery) is released. Runs in the child before exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    return arm
 
 
 def run_tool(
@@ -24,7 +44,8 @@ def run_tool(
     """Run the venv's `dbt` or `mf` from the repo root against the warehouse; output captured.
 
     In a child process: dbt-duckdb keeps its DuckDB handles open for the life of the process,
-    which would lock the raw catalog against the replay's writes between two snapshots.
+    which would lock the raw catalog against the replay's writes between two snapshots. The
+    child dies with this process (`_die_with_parent`).
     """
     settings = store.duckdb_settings(warehouse_file)
     env = {
@@ -35,7 +56,12 @@ def run_tool(
     }
     executable = Path(sys.executable).with_name(tool)
     return subprocess.run(
-        [str(executable), *args], env=env, cwd=store.PROJECT_DIR, capture_output=True, text=True
+        [str(executable), *args],
+        env=env,
+        cwd=store.PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        preexec_fn=_die_with_parent(),  # prctl must run in the child, after fork
     )
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from greenery.data.load import MAX_WEEK
 from greenery.warehouse import store
 from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.lock import exclusive
 
 SNAPSHOT_RELATION = "snapshots.products_snapshot"
 SNAPSHOT_RUNS = "snapshots.snapshot_runs"  # written by macros/record_snapshot_run.sql
 REPLAY_WEEKS = range(1, 5)  # the course's weeks; what the demo, tests and benchmarks replay
-MAX_WEEK = 520  # ten years of weekly states: a larger --weeks is a typo
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,11 @@ def replay(
     re-running a week adds no versions. ``from_scratch`` drops the snapshot first.
     """
     warehouse_file = store.resolve(warehouse_file)
+    with exclusive(warehouse_file, "replay"):
+        return _replay(weeks, from_scratch, warehouse_file)
+
+
+def _replay(weeks: Sequence[int], from_scratch: bool, warehouse_file: Path) -> list[WeekResult]:
     raw = store.raw_path(warehouse_file)
     if not raw.exists():
         raise ValueError(f"no raw data at {raw}: run `greenery load` or `greenery generate` first")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from greenery.data.load import MAX_PROBLEMS, LoadError
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
+from greenery.warehouse.lock import exclusive, remove_leftovers
 
 ENV_VAR = "GREENERY_WAREHOUSE"
 # The repository root: dbt_project.yml and profiles.yml live there.
@@ -92,8 +93,18 @@ def connect(warehouse_file: Path | None = None, *, read_only: bool = False) -> d
 
 @contextmanager
 def _building_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to a fresh raw catalog that replaces the current one on success only."""
-    final = raw_path(warehouse_file)
+    """A connection to a fresh raw catalog that replaces the current one on success only.
+
+    Under the warehouse lock, which also makes it safe to remove the temporary catalogs (and
+    their WALs) of loads killed before.
+    """
+    with exclusive(resolve(warehouse_file), "load"):
+        final = raw_path(warehouse_file)
+        remove_leftovers(final.parent, f".{final.name}.*.tmp*")
+        yield from _fresh_raw_file(final, warehouse_file)
+
+
+def _fresh_raw_file(final: Path, warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
