@@ -82,6 +82,12 @@ def build(
 
 
 def _build(warehouse_file: Path | None, *, full_refresh: bool, lookback_days: float | None) -> bool:
+    raw = store.raw_path(warehouse_file)
+    if not raw.exists():
+        raise ValueError(
+            f"no raw data at {raw} to build from: first `greenery load --from-csv DIR`"
+            " or `greenery generate`, then `greenery replay`"
+        )
     load_id = store.raw_load_id(warehouse_file)
     built_from = built_from_path(warehouse_file)
     previous = built_from.read_text() if built_from.is_file() else None

@@ -72,7 +72,15 @@ def open_duckdb(
     database: Path | str = ":memory:", *, read_only: bool = False, warehouse_file: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection under `duckdb_settings` (the spill folder of `warehouse_file`'s warehouse)."""
-    return duckdb.connect(str(database), read_only=read_only, config=duckdb_settings(warehouse_file))
+    settings = duckdb_settings(warehouse_file)
+    try:
+        return duckdb.connect(str(database), read_only=read_only, config=settings)
+    except (duckdb.ParserException, duckdb.SyntaxException, duckdb.InvalidInputException) as exc:
+        # only the settings can be malformed here: they come from the environment
+        raise ValueError(
+            f"DuckDB refused its settings ({MEMORY_ENV}={settings['memory_limit']!r},"
+            f" {THREADS_ENV}={settings['threads']!r}): {exc}"
+        ) from None
 
 
 def raw_path(warehouse_file: Path | None = None) -> Path:

@@ -1,0 +1,107 @@
+"""User errors on the command line: the real `greenery` process exits 2 (arguments argparse
+refuses) or 1 (everything else) with one message naming the problem, and no traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greenery.warehouse import store
+
+GREENERY = Path(sys.executable).with_name("greenery")
+
+
+def _run(warehouse: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(GREENERY), *args],
+        env={**os.environ, store.ENV_VAR: str(warehouse), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _assert_refused(done: subprocess.CompletedProcess[str], code: int, message: str) -> None:
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["generate", "--scale", "1e9"], 2, "argument --scale: invalid int value: '1e9'"),
+        (["serve", "--port", "99999"], 2, "argument --port: a port goes from 0 to 65535 (got 99999)"),
+        (
+            ["replay", "--weeks", "99999999999999999999"],
+            1,
+            "greenery replay: error: --weeks '99999999999999999999': weeks go from 1 to 520",
+        ),
+        (
+            ["generate", "--scale", "99999999999999999999"],
+            1,
+            "greenery generate: error: --scale must be a whole number from 1",
+        ),
+        (["build", "--lookback-days", "1e400"], 1, "--lookback-days must be a number of days from 0 to 3650"),
+        (["build"], 1, "greenery build: error: no raw data at"),
+        (["publish"], 1, "greenery publish: error: no warehouse at"),
+    ],
+)
+def test_bad_arguments_and_missing_steps(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    warehouse = tmp_path / "warehouse" / "greenery.duckdb"
+    _assert_refused(_run(warehouse, args), code, message)
+    assert not warehouse.exists() and not store.raw_path(warehouse).exists()
+
+
+def _too_large_integer(folder: Path) -> None:
+    path = folder / "order_items.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    order_id, product_id, _ = lines[1].rstrip("\n").split(",")
+    lines[1] = f"{order_id},{product_id},99999999999999999999\n"
+    path.write_text("".join(lines))
+
+
+def _infinite_price(folder: Path) -> None:
+    path = folder / "products.csv"
+    path.write_text(path.read_text().replace("Pothos,30.5,", "Pothos,inf,", 1))
+
+
+def _repeated_week(folder: Path) -> None:
+    path = folder / "product_inventory_by_week.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([*lines, lines[5]]))
+
+
+def test_bad_csv_values_name_file_line_and_column(course_data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(course_data, bad)
+    for path in bad.iterdir():
+        path.chmod(0o644)
+    for corrupt in (_too_large_integer, _infinite_price, _repeated_week):
+        corrupt(bad)
+    warehouse = tmp_path / "warehouse" / "greenery.duckdb"
+
+    done = _run(warehouse, ["load", "--from-csv", str(bad)])
+
+    _assert_refused(
+        done, 1, "greenery load: error: the raw data was not loaded (the warehouse is unchanged):"
+    )
+    for problem in (
+        "order_items.csv, column quantity, line 2: '99999999999999999999' is out of range",
+        "products.csv, column price, line 2: 'inf' is not a finite number",
+        "product_inventory_by_week.csv, column week+product_id, line 122: duplicate primary key",
+    ):
+        assert f"\n  {problem}" in done.stderr
+    assert not store.raw_path(warehouse).exists()
+
+
+def test_malformed_duckdb_settings_are_named(course_data: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse" / "greenery.duckdb"
+    done = _run(warehouse, ["load", "--from-csv", str(course_data)], **{store.MEMORY_ENV: "lots"})
+    _assert_refused(done, 1, f"greenery load: error: DuckDB refused its settings ({store.MEMORY_ENV}='lots'")
+    assert not store.raw_path(warehouse).exists()
