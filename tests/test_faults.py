@@ -118,17 +118,26 @@ def temp_leftovers(*folders: Path) -> list[Path]:
     return [p for folder in folders for p in folder.rglob("*") if p.name.endswith((".tmp", ".tmp.wal"))]
 
 
-def processes_on(warehouse: Path) -> list[int]:
-    """Live processes started for this warehouse (their environment names it): greenery, dbt."""
-    needle = f"{store.ENV_VAR}={warehouse}".encode()
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (from /proc/<pid>/stat: after the name, state
+    and parent id)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and needle in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
-        except OSError:  # gone meanwhile, or not ours to read
+            if proc.name.isdigit():
+                state, parent = (proc / "stat").read_text().rpartition(")")[2].split()[:2]
+                if int(parent) == pid and state != "Z":
+                    found.append(int(proc.name))
+        except (OSError, ValueError):  # gone meanwhile
             continue
     return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_killed_load_keeps_the_raw_data_and_the_next_load_cleans_up(
@@ -154,13 +163,19 @@ def test_killed_build_is_never_published(warehouse: Path, reader: SemanticLayer)
     published = current_published(warehouse)
     building = start(warehouse, "build")
 
+    dbt: list[int] = []
+
+    def dbt_running() -> bool:
+        dbt[:] = children_of(building.pid)
+        return build_marker_path(warehouse).exists() and bool(dbt)
+
     # killed while its dbt is writing the warehouse (a full build takes ~20 s here)
-    kill_when(building, build_marker_path(warehouse).exists, delay_s=6)
+    kill_when(building, dbt_running, delay_s=6)
 
     deadline = time.monotonic() + 10
-    while processes_on(warehouse) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in dbt) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert processes_on(warehouse) == [], "dbt outlived the killed `greenery build`"
+    assert not any(alive(pid) for pid in dbt), "dbt outlived the killed `greenery build`"
     refused = greenery(warehouse, "publish")
     assert refused.returncode == 1
     assert "did not finish" in refused.stderr and "run `greenery build`" in refused.stderr
