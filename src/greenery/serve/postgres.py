@@ -59,6 +59,7 @@ from greenery.serve.postgres_catalog import (
     type_length,
     type_oid,
 )
+from greenery.serve.scheduler import as_client
 from greenery.serve.service import QueryFailed, QueryTimedOut, SemanticLayerService, ServerConfigError
 from greenery.serve.sql import (
     MAX_SQL_CHARS,
@@ -980,7 +981,9 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        PgConnection(self.server.postgres, self.request).serve()
+        host, port = self.client_address[:2]
+        with as_client(f"postgres:{host}:{port}"):  # each connection is a client of the scheduler
+            PgConnection(self.server.postgres, self.request).serve()
 
 
 class _TcpServer(socketserver.ThreadingTCPServer):
