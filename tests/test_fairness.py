@@ -20,6 +20,7 @@ from conftest import TOKEN, Served
 
 from greenery.serve import service
 from greenery.serve.scheduler import FairScheduler, QueueFull, as_client, current_client
+from greenery.serve.service import QueryRequest
 
 HEAVY_SECONDS = 12.0  # how long the heavy clients keep sending while the light one measures
 STATES = 85  # values in each heavy filter: 20 filters stay just under 20,000 characters together
@@ -80,6 +81,31 @@ def test_turns_alternate_between_waiting_clients() -> None:
     finally:
         gate.set()
         scheduler.shutdown()
+
+
+def test_large_jobs_leave_one_worker_to_ordinary_ones() -> None:
+    scheduler = FairScheduler(3)
+    release, started = threading.Event(), []
+    try:
+        for client in ("h1", "h2", "h3"):
+            scheduler.submit(blocking_job(release, started, client), client, large=True)
+        wait_until(lambda: len(started) == 2)
+        time.sleep(0.1)
+        assert len(started) == 2  # the third large job waits although a worker is free …
+        scheduler.submit(blocking_job(release, started, "small"), "s")
+        wait_until(lambda: len(started) == 3)
+        assert started[-1] == "small"  # … which an ordinary query gets at once
+        release.set()
+        wait_until(lambda: len(started) == 4)
+    finally:
+        release.set()
+        scheduler.shutdown()
+
+
+def test_a_request_with_long_filters_or_many_items_is_large() -> None:
+    assert not QueryRequest(saved_query="funnel_overall").large
+    assert QueryRequest(metrics=("sessions",), where=tuple(f["sql"] for f in heaviest_filters())).large
+    assert QueryRequest(metrics=tuple(f"m{i}" for i in range(service.LARGE_REQUEST_ITEMS))).large
 
 
 def test_a_client_with_too_many_queued_queries_is_refused_by_name() -> None:

@@ -6,14 +6,17 @@ answering the next request.
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
 import time
 from pathlib import Path
 
+import adbc_driver_flightsql.dbapi as flightsql
+import psycopg
 import pytest
 import requests
-from conftest import TOKEN, Served
+from conftest import TOKEN, Served, fetch
 
 from greenery.semantic.layer import QueryInterrupted, SemanticLayer
 from greenery.serve import connections, graphql, http, service
@@ -190,3 +193,39 @@ def test_too_many_or_too_large_headers_are_refused(served: Served) -> None:
             time.sleep(0.01)
         assert sock.recv(1024).startswith(b"HTTP/1.1 400 ")
     still_serving(served)
+
+
+# ---- input nested too deeply: the client's error, with a message, on every transport ----------
+
+DEEP_SQL = "select " + "(" * 1900 + "1" + ")" * 1900  # past Python's recursion limit in sqlglot
+DEEP_FILTER = "{{ Dimension('user__state') }} = " + "(" * 1900 + "'CA'" + ")" * 1900
+
+
+def test_deeply_nested_json_and_filters_are_input_errors_over_graphql(served: Served) -> None:
+    answer = post(served, '{"query": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["message"].startswith("the request body must be JSON")
+    compile_deep = {
+        "query": "mutation C($w: [WhereInput!]) { compileSql(environmentId: 1, "
+        'metrics: [{name: "sessions"}], where: $w) { sql } }',
+        "variables": {"w": [{"sql": DEEP_FILTER}]},
+    }
+    message = post(served, json.dumps(compile_deep)).json()["errors"][0]["message"]
+    assert message == f"a where filter: {service.TOO_COMPLEX}"
+    still_serving(served)
+
+
+def test_deeply_nested_sql_is_an_input_error_over_flight(adbc: flightsql.Connection) -> None:
+    with pytest.raises(flightsql.Error) as raised:
+        fetch(adbc, DEEP_SQL)
+    assert service.TOO_COMPLEX in str(raised.value) and "internal error" not in str(raised.value)
+    assert fetch(adbc, "select 1 as one").to_pylist() == [{"one": 1}]
+
+
+def test_deeply_nested_sql_is_an_input_error_over_postgres(served: Served) -> None:
+    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
+        with pytest.raises(psycopg.Error) as raised:
+            connection.execute(DEEP_SQL)
+        assert raised.value.sqlstate == "54001" and service.TOO_COMPLEX in str(raised.value)
+        connection.rollback()
+        assert connection.execute("select 1").fetchone() == (1,)

@@ -38,6 +38,7 @@ from greenery.semantic.layer import SemanticLayerError
 from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
+    TOO_COMPLEX,
     QueryJob,
     QueryNotFound,
     QueryTimedOut,
@@ -89,6 +90,8 @@ def _client_errors(call: Callable[[], T]) -> T:
         raise
     except (SemanticLayerError, ValueError) as exc:  # StatementError, FilterRejected, QueryNotFound …
         raise InvalidArgument(str(exc)) from None
+    except (RecursionError, MemoryError):  # input nested too deeply or too big: the client's to fix
+        raise InvalidArgument(TOO_COMPLEX) from None
     except Exception as exc:
         log.exception("flight call failed unexpectedly")
         raise flight.FlightInternalError(f"internal error ({type(exc).__name__}): {exc}") from None
@@ -445,6 +448,8 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
             return self._sql.run(text)
         except QueryTimedOut as exc:
             raise flight.FlightTimedOutError(str(exc)) from None
+        except RecursionError:  # a RuntimeError, but the input's fault
+            raise InvalidArgument(TOO_COMPLEX) from None
         except RuntimeError as exc:
             raise flight.FlightInternalError(str(exc)) from None
 

@@ -31,7 +31,7 @@ from graphql.language import FieldNode, IntValueNode, StringValueNode, ValueNode
 
 from greenery.semantic.cache import Lru
 from greenery.serve.catalog import Catalog, Json, page
-from greenery.serve.service import QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.service import TOO_COMPLEX, QueryJob, QueryRequest, SemanticLayerService
 
 log = logging.getLogger("greenery.serve")
 
@@ -373,6 +373,14 @@ def _parse_big_int_literal(node: ValueNode, _variables: Any = None) -> int:
     raise TypeError("environmentId must be an integer or a string of digits")
 
 
+def _formatted(error: GraphQLError) -> Json:
+    """The error as the client sees it; input too deep or too big says so (never a Python message)."""
+    formatted = error.formatted
+    if isinstance(error.original_error, (RecursionError, MemoryError)):
+        formatted["message"] = TOO_COMPLEX
+    return dict(formatted)
+
+
 class GraphQLApi:
     """Executes GraphQL requests against a SemanticLayerService."""
 
@@ -443,9 +451,11 @@ class GraphQLApi:
         )
         body: Json = {"data": result.data}
         if result.errors:
-            body["errors"] = [e.formatted for e in result.errors]
+            body["errors"] = [_formatted(e) for e in result.errors]
             for error in result.errors:
-                if error.original_error and not isinstance(error.original_error, (ValueError, TypeError)):
+                if error.original_error and not isinstance(
+                    error.original_error, (ValueError, TypeError, RecursionError, MemoryError)
+                ):
                     log.warning("graphql error: %r", error.original_error)
         operation = context.get("operation", "graphql")
         level = logging.INFO if operation == "compileSql" else logging.DEBUG

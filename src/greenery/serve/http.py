@@ -99,7 +99,7 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
             body = json.loads(raw)
         except BodyTooLarge:
             return _graphql_error(f"the request body is larger than {MAX_BODY_BYTES:,} bytes", 413)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError, MemoryError):  # not JSON, or nested deeper than json can read
             return _graphql_error("the request body must be JSON: {query, variables, operationName}", 400)
         if (
             not isinstance(body, dict)

@@ -4,7 +4,9 @@ A client is what a transport says it is (``as_client``): the HTTP connection, th
 a Flight call, the Postgres connection. Its jobs wait in its own bounded queue; whenever a
 worker is free it takes the next job of the client with the fewest jobs running (ties: the
 client whose turn came longest ago), and no client ever runs on more than ``workers - 1``
-workers, so one is always left for somebody else.
+workers, so one is always left for somebody else. Large jobs (the service marks requests with
+long filters or many items) share at most ``workers - 1`` workers between all clients, so
+ordinary queries never wait behind large ones only.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ class FairScheduler:
         self.workers = workers
         self.running_per_client = workers - 1
         self.queued_per_client = queued_per_client
-        self._turns: OrderedDict[str, deque[Job]] = OrderedDict()  # clients with jobs waiting, in turn order
+        # clients with jobs waiting, in turn order: (job, whether it is large)
+        self._turns: OrderedDict[str, deque[tuple[Job, bool]]] = OrderedDict()
         self._running: Counter[str] = Counter()
+        self._large_running = 0
         self._changed = threading.Condition()
         self._closed = False
         self._threads = [
@@ -65,7 +69,7 @@ class FairScheduler:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, job: Job, client: str | None = None) -> None:
+    def submit(self, job: Job, client: str | None = None, *, large: bool = False) -> None:
         """Queue `job` for `client` (default: the current one); QueueFull past its bound."""
         client = current_client() if client is None else client
         with self._changed:
@@ -77,7 +81,7 @@ class FairScheduler:
                     f"too many queued queries: this client already has {len(waiting)} waiting "
                     f"(at most {self.queued_per_client}); wait for some to finish"
                 )
-            waiting.append(job)
+            waiting.append((job, large))
             self._changed.notify()
 
     def queued(self, client: str) -> int:
@@ -88,21 +92,25 @@ class FairScheduler:
         with self._changed:
             return self._running[client]
 
-    def _take(self) -> tuple[str, Job] | None:
-        """The next job: of the client with the fewest running (first in turn order), if under its cap."""
+    def _take(self) -> tuple[str, Job, bool] | None:
+        """The next job: of the client with the fewest running (first in turn order), within the caps."""
         best: str | None = None
-        for client in self._turns:
+        large_full = self._large_running >= self.workers - 1
+        for client, waiting in self._turns.items():
             running = self._running[client]
-            if running < self.running_per_client and (best is None or running < self._running[best]):
+            if running >= self.running_per_client or (large_full and waiting[0][1]):
+                continue
+            if best is None or running < self._running[best]:
                 best = client
         if best is None:
             return None
         waiting = self._turns.pop(best)
-        job = waiting.popleft()
+        job, large = waiting.popleft()
         if waiting:
             self._turns[best] = waiting  # to the back of the line
         self._running[best] += 1
-        return best, job
+        self._large_running += large
+        return best, job, large
 
     def _work(self) -> None:
         while True:
@@ -111,13 +119,14 @@ class FairScheduler:
                     if self._closed:
                         return
                     self._changed.wait()
-            client, job = taken
+            client, job, large = taken
             try:
                 job()
             except Exception:  # a job reports its own failures; this is a bug, and the worker lives on
                 log.exception("a query job failed outside its own error handling")
             finally:
                 with self._changed:
+                    self._large_running -= large
                     self._running[client] -= 1
                     if self._running[client] <= 0:
                         del self._running[client]

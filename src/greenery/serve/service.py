@@ -50,7 +50,13 @@ TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "GREENERY_QUERY_TIMEOUT_S", 300.0  # DuckDB is 
 MAX_ITEMS = 100  # metrics, group-by or order-by items in one query
 MAX_FILTERS = 20  # where filters in one query …
 MAX_FILTER_TEXT = 20_000  # … and their characters together
+# A request this long (names and filters), or with this many items, is a large job: large jobs
+# share at most QUERY_WORKERS - 1 workers, so ordinary queries always have one.
+LARGE_REQUEST_CHARS, LARGE_REQUEST_ITEMS = 2_000, 20
 INTERNAL_ERROR = "internal error"  # how a job's error starts when the server, not the query, failed
+# What a client hears when its input nests too deeply or is too big to process (RecursionError,
+# MemoryError): its own error, never an internal one.
+TOO_COMPLEX = "the query is too large or too deeply nested to process: ask for less at once"
 QUERY_WORKERS = 4  # queries running at once (one client at most QUERY_WORKERS - 1)
 # MetricFlow plans in pure Python, holding the GIL for a second or more on a large query; a
 # request thread waits up to this long for its turn at each hand-over (Python's default: 5 ms).
@@ -141,12 +147,21 @@ class QueryRequest:
             raise ValueError(
                 "a query needs metrics, group-by items (a dimension-only query) or a saved query"
             )
-        return replace(self, where=tuple(filters.normalize_wheres(self.where)))
+        try:
+            return replace(self, where=tuple(filters.normalize_wheres(self.where)))
+        except (RecursionError, MemoryError):
+            raise ValueError(f"a where filter: {TOO_COMPLEX}") from None
 
     def text_size(self) -> int:
         """Characters of its names and filters (what keeping the request holds on to)."""
         texts = (*self.metrics, *self.group_by, *self.where, *self.order_by, self.saved_query or "")
         return sum(len(t) for t in texts)
+
+    @property
+    def large(self) -> bool:
+        """Whether it runs as a large job (see LARGE_REQUEST_CHARS)."""
+        items = len(self.metrics) + len(self.group_by) + len(self.where) + len(self.order_by)
+        return self.text_size() >= LARGE_REQUEST_CHARS or items >= LARGE_REQUEST_ITEMS
 
     def describe(self) -> str:
         if self.dimension_values:
@@ -472,7 +487,7 @@ class SemanticLayerService:
         if read_cache and self._answer_from_cache(job):
             return job
         try:
-            self.scheduler.submit(lambda: self._run(job))
+            self.scheduler.submit(lambda: self._run(job), large=request.large)
         except QueueFull as exc:
             job.finish(error=str(exc))
             self._done(job, time.perf_counter())
@@ -554,7 +569,7 @@ class SemanticLayerService:
         except (SemanticLayerError, ValueError) as exc:
             job.finish(error=str(exc))
         except (RecursionError, MemoryError):  # nesting or size the input should not have had
-            job.finish(error="the query is too large or too deeply nested to process: ask for less at once")
+            job.finish(error=TOO_COMPLEX)
         except Exception as exc:  # report, never leave a client polling forever
             log.exception("query %s failed unexpectedly", job.id)
             job.finish(error=f"{INTERNAL_ERROR} ({type(exc).__name__}): {exc}")
