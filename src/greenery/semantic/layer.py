@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -131,6 +132,17 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
+def _compile_key(
+    metrics: Sequence[str] = (),
+    group_by: Sequence[str] = (),
+    where: Sequence[str] = (),
+    order_by: Sequence[str] = (),
+    limit: int | None = None,
+    saved_query: str | None = None,
+) -> CompileKey:
+    return (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
+
+
 def _compiled_size(key: CompileKey, sql: str) -> int:
     """Characters a compiled query holds on to: its SQL and the text of its request."""
     metrics, group_by, where, order_by, _, saved_query = key
@@ -208,7 +220,7 @@ class SemanticLayer:
         Each distinct query is compiled once (MetricFlow takes 15–40 ms to plan one); a query
         compiled before is answered without waiting for the engine.
         """
-        key: CompileKey = (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
+        key = _compile_key(metrics, group_by, where, order_by, limit, saved_query)
         cached = self._compiled.get(key)
         if cached is not None:
             return cached
@@ -237,20 +249,9 @@ class SemanticLayer:
         self._compiled.put(key, sql)
         return sql
 
-    def compiled(
-        self,
-        *,
-        metrics: Sequence[str] = (),
-        group_by: Sequence[str] = (),
-        where: Sequence[str] = (),
-        order_by: Sequence[str] = (),
-        limit: int | None = None,
-        saved_query: str | None = None,
-    ) -> str | None:
-        """The SQL of a query compiled before (same arguments as compile), else None; never waits."""
-        return self._compiled.get(
-            (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
-        )
+    def compiled(self, **request: Any) -> str | None:
+        """The SQL of a query compiled before (compile's arguments), else None; never waits."""
+        return self._compiled.get(_compile_key(**request))
 
     def compile_dimension_values(self, group_by: str, metrics: Sequence[str] = ()) -> str:
         """The SQL MetricFlow writes for the distinct values of one dimension (for the metrics, if any)."""

@@ -353,6 +353,7 @@ class QueryJob:
 
     id: str
     request: QueryRequest
+    checked: QueryRequest | None = None  # the request checked, once it has been
     status: str = "PENDING"  # PENDING → RUNNING → SUCCESSFUL | FAILED
     sql: str | None = None
     error: str | None = None
@@ -543,9 +544,9 @@ class SemanticLayerService:
         """Finish the job now with an answer computed before, if there is one (no worker needed)."""
         start = time.perf_counter()
         try:
-            checked = job.request.checked()
+            job.checked = job.request.checked()
             with self.layers.use() as layer:
-                hit, version = layer.cached_answer(checked), layer.version
+                hit, version = layer.cached_answer(job.checked), layer.version
         except Exception:  # whatever it is, the worker meets it again and reports it
             return False
         if hit is None or not job.start():
@@ -561,7 +562,7 @@ class SemanticLayerService:
         if not job.start():
             return
         try:
-            checked = job.request.checked()
+            checked = job.checked or job.request.checked()
             with self.layers.use() as layer:
                 job.version = layer.version
                 job.sql, table, job.from_cache = layer.answer(checked, read_cache=job.read_cache)
