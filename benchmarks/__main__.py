@@ -2,7 +2,8 @@
 
 Generation time and memory, load time of the course CSVs, `dbt build` wall time, and each
 saved query through a warm MetricFlow engine vs `mf query`, at course scale and scales
-100 / 1000; then the server (GraphQL), Arrow Flight SQL and Postgres benchmarks.
+100 / 1000; then the server (GraphQL), Arrow Flight SQL and Postgres benchmarks, and the load
+figure (benchmarks.load: clients × 60 s of cached, uncached and heavy queries, per class).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from benchmarks import flight as bench_flight
 from benchmarks import generate as bench_generate
+from benchmarks import load as bench_load
 from benchmarks import server as bench_server
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse.build import build, fresh_raw
@@ -99,6 +101,12 @@ def run() -> None:
             print("== Arrow Flight SQL and Postgres vs GraphQL at scale 1000", flush=True)
             for line in bench_flight.run(built["1000"]):
                 print(line, flush=True)
+        loaded = "course" if "course" in built else sources[0]
+        if loaded != "course":
+            publish(built[loaded])
+        print(f"== load at {loaded}", flush=True)
+        for line in bench_load.run(built[loaded]):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from adbc_driver_flightsql import DatabaseOptions
 from starlette.applications import Starlette
 
 from greenery.semantic.layer import SemanticLayer
+from greenery.serve.connections import GuardedConfig
 from greenery.serve.flight import start_flight_server
 from greenery.serve.http import create_app
 from greenery.serve.postgres import start_postgres_server
@@ -84,7 +85,7 @@ def running(app: Starlette) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    uv = uvicorn.Server(GuardedConfig(app, log_level="warning"))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

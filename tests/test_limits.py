@@ -6,14 +6,20 @@ answering the next request.
 
 from __future__ import annotations
 
+import json
+import resource
+import socket
+import time
 from pathlib import Path
 
+import adbc_driver_flightsql.dbapi as flightsql
+import psycopg
 import pytest
 import requests
-from conftest import TOKEN, Served
+from conftest import TOKEN, Served, fetch
 
 from greenery.semantic.layer import QueryInterrupted, SemanticLayer
-from greenery.serve import graphql, http, service
+from greenery.serve import connections, graphql, http, service
 from greenery.serve.service import QueryRequest
 
 FUNNEL_QUERY = 'mutation { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }'
@@ -101,3 +107,125 @@ def test_the_time_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(service.TIMEOUT_ENV, "soon")
     with pytest.raises(service.ServerConfigError, match="must be a number of seconds"):
         service.query_timeout_s()
+
+
+# ---- connections and headers ------------------------------------------------------------------
+
+HALF_SENT = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # the blank line never comes
+
+
+def open_sockets(served: Served, count: int, first_bytes: bytes) -> list[socket.socket]:
+    host, port = served.http_host.split(":")
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(first_bytes)
+        sockets.append(sock)
+    return sockets
+
+
+def closed_by_server(sockets: list[socket.socket]) -> int:
+    closed = 0
+    for sock in sockets:
+        sock.setblocking(False)
+        try:
+            closed += sock.recv(1024) == b""
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            closed += 1
+    return closed
+
+
+def test_healthz_answers_while_2000_half_sent_requests_are_held(served: Served) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 6000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    cap = connections.connection_cap()
+    sockets = open_sockets(served, 2000, HALF_SENT)
+    try:
+        for _ in range(3):
+            start = time.perf_counter()
+            answer = requests.get(f"http://{served.http_host}/healthz", timeout=10)
+            assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+            assert time.perf_counter() - start < 2.0
+        deadline = time.monotonic() + 10
+        while (closed := closed_by_server(sockets)) < 2000 - cap and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(f"\n2000 half-sent requests: the server closed the {closed} oldest (cap {cap} connections)")
+        assert closed >= 2000 - cap  # never more open than the cap: the idlest made room
+        still_serving(served)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_request_slow_to_send_its_headers_is_closed(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connections, "HEADER_TIMEOUT_S", 0.5)
+    slow, silent = open_sockets(served, 1, HALF_SENT) + open_sockets(served, 1, b"")
+    try:
+        for sock in (slow, silent):
+            sock.settimeout(5)
+            start = time.perf_counter()
+            assert sock.recv(1024) == b""  # closed by the server, without an answer
+            assert time.perf_counter() - start < 3
+        still_serving(served)  # a request sent at once is not affected
+    finally:
+        slow.close()
+        silent.close()
+
+
+def test_too_many_or_too_large_headers_are_refused(served: Served) -> None:
+    many = {f"x-h{i}": "1" for i in range(connections.MAX_HEADERS + 1)}
+    answer = requests.get(f"http://{served.http_host}/healthz", headers=many, timeout=10)
+    assert answer.status_code == 431 and f"at most {connections.MAX_HEADERS}" in answer.text
+    large = {"x-large": "x" * (connections.MAX_HEADER_BYTES + 1)}
+    assert requests.get(f"http://{served.http_host}/healthz", headers=large, timeout=10).status_code == 431
+    (sock,) = open_sockets(served, 1, HALF_SENT)  # the same headers, arriving in pieces
+    with sock:
+        for _ in range(20):
+            try:
+                sock.sendall(b"x-piece: " + b"y" * 1000 + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):  # refused and closed past the limit
+                break
+            time.sleep(0.01)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 400 ")
+    still_serving(served)
+
+
+# ---- input nested too deeply: the client's error, with a message, on every transport ----------
+
+DEEP_SQL = "select " + "(" * 1900 + "1" + ")" * 1900  # past Python's recursion limit in sqlglot
+DEEP_FILTER = "{{ Dimension('user__state') }} = " + "(" * 1900 + "'CA'" + ")" * 1900
+
+
+def test_deeply_nested_json_and_filters_are_input_errors_over_graphql(served: Served) -> None:
+    answer = post(served, '{"query": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["message"].startswith("the request body must be JSON")
+    compile_deep = {
+        "query": "mutation C($w: [WhereInput!]) { compileSql(environmentId: 1, "
+        'metrics: [{name: "sessions"}], where: $w) { sql } }',
+        "variables": {"w": [{"sql": DEEP_FILTER}]},
+    }
+    message = post(served, json.dumps(compile_deep)).json()["errors"][0]["message"]
+    assert message == f"a where filter: {service.TOO_COMPLEX}"
+    still_serving(served)
+
+
+def test_deeply_nested_sql_is_an_input_error_over_flight(adbc: flightsql.Connection) -> None:
+    with pytest.raises(flightsql.Error) as raised:
+        fetch(adbc, DEEP_SQL)
+    assert service.TOO_COMPLEX in str(raised.value) and "internal error" not in str(raised.value)
+    assert fetch(adbc, "select 1 as one").to_pylist() == [{"one": 1}]
+
+
+def test_deeply_nested_sql_is_an_input_error_over_postgres(served: Served) -> None:
+    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
+        with pytest.raises(psycopg.Error) as raised:
+            connection.execute(DEEP_SQL)
+        assert raised.value.sqlstate == "54001" and service.TOO_COMPLEX in str(raised.value)
+        connection.rollback()
+        assert connection.execute("select 1").fetchone() == (1,)

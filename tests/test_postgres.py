@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -23,6 +24,7 @@ from pygwire import FrontendConnection
 from pygwire import messages as wire
 
 from greenery.semantic.layer import SemanticLayer
+from greenery.serve import postgres
 from greenery.serve.postgres import PostgresServer
 from greenery.serve.service import ServerConfigError
 
@@ -287,3 +289,37 @@ def test_psql_lists_and_describes(served: Served, course_sl: SemanticLayer) -> N
     assert 'Table "semantic_layer.sessions"' in described
     assert "view_to_checkout_rate" in described and "double precision" in described
     assert "metric_time__week" in described and "timestamp without time zone" in described
+
+
+def test_a_client_that_does_not_authenticate_in_time_is_closed(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "STARTUP_TIMEOUT_S", 0.5)
+    client = FrontendConnection()
+    with socket.create_connection(("127.0.0.1", served.pg_port), timeout=10) as sock:
+        sock.sendall(client.send(wire.StartupMessage(params={"user": "u", "database": "d"})))
+        received: list[wire.PGMessage] = []
+        while data := sock.recv(4096):  # the SASL challenge, never answered, then the end
+            received += list(client.receive(data))
+    errors = [m for m in received if isinstance(m, wire.ErrorResponse)]
+    assert errors and errors[-1].code == "08P01"
+    assert "not authenticated within 0.5 s" in errors[-1].message
+    with socket.create_connection(("127.0.0.1", served.pg_port), timeout=10) as silent:
+        start = time.monotonic()
+        while silent.recv(4096):  # a client that never sends its startup message is closed too
+            pass
+        assert time.monotonic() - start < 5
+
+
+def test_sockets_past_the_cap_are_closed_at_once(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres, "MAX_SOCKETS", 3)
+    held = [socket.create_connection(("127.0.0.1", served.pg_port), timeout=10) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", served.pg_port), timeout=10) as extra:
+            assert extra.recv(4096) == b""  # closed before any thread served it
+    finally:
+        for sock in held:
+            sock.close()
+        monkeypatch.undo()
+    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
+        assert connection.execute("select 1").fetchone() == (1,)

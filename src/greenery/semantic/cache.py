@@ -12,9 +12,14 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
-    """A thread-safe least-recently-used map bounded in entries and (optionally) in bytes."""
+    """A thread-safe least-recently-used map bounded in entries and (optionally) in bytes.
 
-    def __init__(self, max_items: int, max_bytes: int = 0, size: Callable[[V], int] = lambda _: 0) -> None:
+    `size(key, value)` is what one entry holds on to, in bytes (or characters, for text).
+    """
+
+    def __init__(
+        self, max_items: int, max_bytes: int = 0, size: Callable[[K, V], int] = lambda _k, _v: 0
+    ) -> None:
         self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
         self._max_items, self._max_bytes, self._size = max_items, max_bytes, size
@@ -31,17 +36,25 @@ class Lru(Generic[K, V]):
         with self._lock:
             value = self._items.pop(key, None)
             if value is not None:
-                self._bytes -= self._size(value)
+                self._bytes -= self._size(key, value)
             return value
 
     def put(self, key: K, value: V) -> None:
-        size = self._size(value)
+        size = self._size(key, value)
         if self._max_bytes and size > self._max_bytes:
             return
         with self._lock:
             old = self._items.pop(key, None)
-            self._bytes += size - (self._size(old) if old is not None else 0)
+            self._bytes += size - (self._size(key, old) if old is not None else 0)
             self._items[key] = value
             while len(self._items) > self._max_items or (self._max_bytes and self._bytes > self._max_bytes):
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= self._size(evicted)
+                evicted_key, evicted = self._items.popitem(last=False)
+                self._bytes -= self._size(evicted_key, evicted)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def held(self) -> int:
+        """What the entries hold on to together (in the unit of `size`)."""
+        return self._bytes

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -32,7 +33,9 @@ from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
 
 NO_PARAMS = SqlBindParameterSet()
-KEEP_COMPILED = 1024  # compiled SQL kept per engine
+KEEP_COMPILED = 1024  # compiled SQL kept per engine …
+KEEP_COMPILED_CHARS = 32 * 1024 * 1024  # … within this many characters of SQL and query text
+CompileKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...], int | None, str | None]
 
 
 class SemanticLayerError(ValueError):
@@ -129,6 +132,23 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
+def _compile_key(
+    metrics: Sequence[str] = (),
+    group_by: Sequence[str] = (),
+    where: Sequence[str] = (),
+    order_by: Sequence[str] = (),
+    limit: int | None = None,
+    saved_query: str | None = None,
+) -> CompileKey:
+    return (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
+
+
+def _compiled_size(key: CompileKey, sql: str) -> int:
+    """Characters a compiled query holds on to: its SQL and the text of its request."""
+    metrics, group_by, where, order_by, _, saved_query = key
+    return len(sql) + sum(len(t) for t in (*metrics, *group_by, *where, *order_by, saved_query or ""))
+
+
 class SemanticLayer:
     """A warm MetricFlow engine over a DuckDB warehouse, read-only unless asked otherwise.
 
@@ -160,7 +180,8 @@ class SemanticLayer:
         self.client = DuckDbClient(con)
         self.lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest_json))
         self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
-        self._compiled: Lru[tuple[object, ...], str] = Lru(KEEP_COMPILED)
+        self.engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe
+        self._compiled: Lru[CompileKey, str] = Lru(KEEP_COMPILED, KEEP_COMPILED_CHARS, _compiled_size)
         manifest = self.lookup.semantic_manifest
         self._reserved_names = reserved_words(
             element.name
@@ -196,9 +217,10 @@ class SemanticLayer:
     ) -> str:
         """The SQL MetricFlow writes for the query (raises SemanticLayerError with its message).
 
-        Each distinct query is compiled once (MetricFlow takes 15–40 ms to plan one).
+        Each distinct query is compiled once (MetricFlow takes 15–40 ms to plan one); a query
+        compiled before is answered without waiting for the engine.
         """
-        key = (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
+        key = _compile_key(metrics, group_by, where, order_by, limit, saved_query)
         cached = self._compiled.get(key)
         if cached is not None:
             return cached
@@ -215,19 +237,29 @@ class SemanticLayer:
                 order_by=order_by,
                 limit=limit,
             )
-            sql = self.engine.explain(request).sql_statement.without_descriptions.sql
+            with self.engine_lock:
+                sql = self.engine.explain(request).sql_statement.without_descriptions.sql
+        except (RecursionError, MemoryError):
+            raise SemanticLayerError(
+                "the query is too large or too deeply nested to compile: ask for less at once"
+            ) from None
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
         sql = quote_reserved_identifiers(sql, self._reserved_names)
         self._compiled.put(key, sql)
         return sql
 
+    def compiled(self, **request: Any) -> str | None:
+        """The SQL of a query compiled before (compile's arguments), else None; never waits."""
+        return self._compiled.get(_compile_key(**request))
+
     def compile_dimension_values(self, group_by: str, metrics: Sequence[str] = ()) -> str:
         """The SQL MetricFlow writes for the distinct values of one dimension (for the metrics, if any)."""
         try:
-            explained = self.engine.explain_get_dimension_values(
-                metric_names=list(metrics) or None, get_group_by_values=group_by
-            )
+            with self.engine_lock:
+                explained = self.engine.explain_get_dimension_values(
+                    metric_names=list(metrics) or None, get_group_by_values=group_by
+                )
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
         return quote_reserved_identifiers(

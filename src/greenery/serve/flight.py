@@ -36,7 +36,9 @@ import pyarrow.flight as flight
 from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayerError
 from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal
+from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
+    TOO_COMPLEX,
     QueryJob,
     QueryNotFound,
     QueryTimedOut,
@@ -49,7 +51,8 @@ from greenery.serve.tables import SCHEMA, SqlTable, SqlTables
 log = logging.getLogger("greenery.serve")
 
 SQL_TYPE_PREFIX = "type.googleapis.com/arrow.flight.protocol.sql."
-MAX_PREPARED = 1024  # open prepared statements kept (the oldest are closed first)
+MAX_PREPARED = 1024  # open prepared statements kept (the oldest are closed first) …
+PREPARED_BYTES = 16 * 1024 * 1024  # … within about this many bytes of statement text and schemas
 BATCH_BYTES = 4 * 1024 * 1024  # record batches are cut to about this size (gRPC's default limit)
 _JOB = b"job:"  # ticket handles: a finished query job
 T = TypeVar("T")
@@ -87,6 +90,8 @@ def _client_errors(call: Callable[[], T]) -> T:
         raise
     except (SemanticLayerError, ValueError) as exc:  # StatementError, FilterRejected, QueryNotFound …
         raise InvalidArgument(str(exc)) from None
+    except (RecursionError, MemoryError):  # input nested too deeply or too big: the client's to fix
+        raise InvalidArgument(TOO_COMPLEX) from None
     except Exception as exc:
         log.exception("flight call failed unexpectedly")
         raise flight.FlightInternalError(f"internal error ({type(exc).__name__}): {exc}") from None
@@ -371,19 +376,21 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         super().__init__(location, middleware=middleware)
         self._service = service
         self._sql = SqlApi(service, transport="flight")
-        self._prepared: Lru[bytes, _Prepared] = Lru(MAX_PREPARED)
+        self._prepared: Lru[bytes, _Prepared] = Lru(MAX_PREPARED, PREPARED_BYTES, _prepared_size)
 
     # -- RPCs --
 
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        return _client_errors(lambda: self._flight_info(descriptor))
+        with as_client(_client(context)):
+            return _client_errors(lambda: self._flight_info(descriptor))
 
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
-        return _client_errors(lambda: flight.SchemaResult(self._schema(descriptor)))
+        with as_client(_client(context)):
+            return _client_errors(lambda: flight.SchemaResult(self._schema(descriptor)))
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         table = _client_errors(lambda: self._ticket_table(ticket.ticket))
@@ -391,7 +398,8 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
         body = action.body.to_pybytes() if action.body is not None else b""
-        return iter(_client_errors(lambda: self._action(action.type, body)))
+        with as_client(_client(context)):
+            return iter(_client_errors(lambda: self._action(action.type, body)))
 
     def do_put(
         self,
@@ -440,6 +448,8 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
             return self._sql.run(text)
         except QueryTimedOut as exc:
             raise flight.FlightTimedOutError(str(exc)) from None
+        except RecursionError:  # a RuntimeError, but the input's fault
+            raise InvalidArgument(TOO_COMPLEX) from None
         except RuntimeError as exc:
             raise flight.FlightInternalError(str(exc)) from None
 
@@ -517,6 +527,15 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         self._prepared.put(handle, _Prepared(text, schema, job.id))
         result = encode_message([(1, handle), (2, schema.serialize().to_pybytes())])
         return pack_any("ActionCreatePreparedStatementResult", result)
+
+
+def _prepared_size(handle: bytes, prepared: _Prepared) -> int:
+    return len(handle) + len(prepared.text) + prepared.schema.serialize().size
+
+
+def _client(context: flight.ServerCallContext) -> str:
+    """Who a call's queries are counted against: its gRPC peer (one client connection)."""
+    return f"flight:{context.peer()}"
 
 
 def _info(descriptor: flight.FlightDescriptor, ticket: bytes, table: pa.Table) -> flight.FlightInfo:

@@ -31,7 +31,7 @@ from graphql.language import FieldNode, IntValueNode, StringValueNode, ValueNode
 
 from greenery.semantic.cache import Lru
 from greenery.serve.catalog import Catalog, Json, page
-from greenery.serve.service import QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.service import TOO_COMPLEX, QueryJob, QueryRequest, SemanticLayerService
 
 log = logging.getLogger("greenery.serve")
 
@@ -210,7 +210,8 @@ type Mutation {
 """
 
 DOCUMENT_CACHE_ITEMS = 128  # parsed documents kept, by query text …
-DOCUMENT_CACHE_BYTES = 4 * 1024 * 1024  # … within this many characters of query text
+DOCUMENT_CACHE_BYTES = 32 * 1024 * 1024  # … within about this many bytes of memory
+BYTES_PER_TOKEN = 400  # a parsed token with its AST node (measured: 310–390 bytes with graphql-core 3.2)
 # Bounds on one document: what a client may send before anything runs.
 MAX_TOKENS = 5_000
 MAX_DEPTH = 12
@@ -218,9 +219,12 @@ MAX_ALIASES = 20
 MAX_FIELDS = 500
 
 
-def _query_size(document: DocumentNode) -> int:
-    """The characters of the query text a parsed document came from (what the cache holds on to)."""
-    return len(document.loc.source.body) if document.loc is not None else 0
+def _document_size(query: str, document: DocumentNode) -> int:
+    """About the bytes a parsed document holds on to: its query text, and its tokens with their nodes."""
+    tokens, token = 0, document.loc.start_token if document.loc is not None else None
+    while token is not None:
+        tokens, token = tokens + 1, token.next
+    return len(query) + BYTES_PER_TOKEN * tokens
 
 
 def _shape_errors(document: DocumentNode) -> list[GraphQLError]:
@@ -369,13 +373,23 @@ def _parse_big_int_literal(node: ValueNode, _variables: Any = None) -> int:
     raise TypeError("environmentId must be an integer or a string of digits")
 
 
+def _formatted(error: GraphQLError) -> Json:
+    """The error as the client sees it; input too deep or too big says so (never a Python message)."""
+    formatted = error.formatted
+    if isinstance(error.original_error, (RecursionError, MemoryError)):
+        formatted["message"] = TOO_COMPLEX
+    return dict(formatted)
+
+
 class GraphQLApi:
     """Executes GraphQL requests against a SemanticLayerService."""
 
     def __init__(self, service: SemanticLayerService) -> None:
         self._service = service
         self.schema = self._build_schema()
-        self._documents: Lru[str, DocumentNode] = Lru(DOCUMENT_CACHE_ITEMS, DOCUMENT_CACHE_BYTES, _query_size)
+        self._documents: Lru[str, DocumentNode] = Lru(
+            DOCUMENT_CACHE_ITEMS, DOCUMENT_CACHE_BYTES, _document_size
+        )
 
     def _build_schema(self) -> GraphQLSchema:
         schema = build_schema(SCHEMA_SDL)
@@ -437,9 +451,11 @@ class GraphQLApi:
         )
         body: Json = {"data": result.data}
         if result.errors:
-            body["errors"] = [e.formatted for e in result.errors]
+            body["errors"] = [_formatted(e) for e in result.errors]
             for error in result.errors:
-                if error.original_error and not isinstance(error.original_error, (ValueError, TypeError)):
+                if error.original_error and not isinstance(
+                    error.original_error, (ValueError, TypeError, RecursionError, MemoryError)
+                ):
                     log.warning("graphql error: %r", error.original_error)
         operation = context.get("operation", "graphql")
         level = logging.INFO if operation == "compileSql" else logging.DEBUG

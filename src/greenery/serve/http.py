@@ -23,7 +23,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, configured_token, host_name, is_loopback
+from greenery.serve.catalog import Json
 from greenery.serve.graphql import GraphQLApi
+from greenery.serve.scheduler import as_client
 from greenery.serve.service import SemanticLayerService
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -63,6 +65,17 @@ def _authorized(request: Request, token: str | None) -> bool:
     return token is None or bearer_matches(request.headers.get("authorization", ""), token)
 
 
+def _client(request: Request) -> str:
+    """Who a request's queries are counted against: its connection (see greenery.serve.scheduler)."""
+    peer = request.client
+    return f"http:{peer.host}:{peer.port}" if peer is not None else "http"
+
+
+def _execute(api: GraphQLApi, body: Json, client: str) -> Json:
+    with as_client(client):
+        return api.execute(body["query"], body.get("variables"), body.get("operationName"))
+
+
 def _graphql_error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"data": None, "errors": [{"message": message}]}, status_code=status)
 
@@ -86,7 +99,7 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
             body = json.loads(raw)
         except BodyTooLarge:
             return _graphql_error(f"the request body is larger than {MAX_BODY_BYTES:,} bytes", 413)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError, MemoryError):  # not JSON, or nested deeper than json can read
             return _graphql_error("the request body must be JSON: {query, variables, operationName}", 400)
         if (
             not isinstance(body, dict)
@@ -98,10 +111,7 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
                 "the request body must be a JSON object: query (string), variables (object), operationName",
                 400,
             )
-        result = await run_in_threadpool(
-            api.execute, body["query"], body.get("variables"), body.get("operationName")
-        )
-        return JSONResponse(result)
+        return JSONResponse(await run_in_threadpool(_execute, api, body, _client(request)))
 
     async def healthz(request: Request) -> JSONResponse:
         if not _authorized(request, token):

@@ -35,6 +35,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -59,7 +60,14 @@ from greenery.serve.postgres_catalog import (
     type_length,
     type_oid,
 )
-from greenery.serve.service import QueryFailed, QueryTimedOut, SemanticLayerService, ServerConfigError
+from greenery.serve.scheduler import as_client
+from greenery.serve.service import (
+    TOO_COMPLEX,
+    QueryFailed,
+    QueryTimedOut,
+    SemanticLayerService,
+    ServerConfigError,
+)
 from greenery.serve.sql import (
     MAX_SQL_CHARS,
     ReadOnlySql,
@@ -78,8 +86,11 @@ log = logging.getLogger("greenery.serve")
 
 MAX_MESSAGE_BYTES = 4 * MAX_SQL_CHARS  # a message still incomplete past this many bytes ends the connection
 MAX_RESULT_ROWS = 1_000_000  # larger answers are refused (54000): aggregate or add a LIMIT
-MAX_CONNECTIONS = 64
-MAX_PREPARED = 512  # named statements and portals per connection
+MAX_CONNECTIONS = 64  # clients past their startup message …
+MAX_SOCKETS = 2 * MAX_CONNECTIONS  # … and open sockets (a thread each): more are closed at once
+STARTUP_TIMEOUT_S = 10.0  # from connecting to authenticated: a client slower than this is closed
+MAX_PREPARED = 512  # named statements and portals per connection …
+MAX_PREPARED_CHARS = 4 * MAX_SQL_CHARS  # … and characters of prepared statements per connection
 SCRAM = "SCRAM-SHA-256"
 RECV_BYTES = 64 * 1024
 _TEMPLATE = re.compile(r"\{\{|\bsemantic_layer\s*\.\s*(\w+)\s*\(", re.I)
@@ -114,6 +125,10 @@ def _error_for(exc: Exception) -> PgError:
     """A user error as Postgres reports it (SQLSTATE and message); unexpected failures are XX000."""
     if isinstance(exc, PgError):
         return exc
+    if isinstance(exc, RecursionError):  # input nested too deeply: Postgres's "stack depth limit exceeded"
+        return PgError("54001", TOO_COMPLEX)
+    if isinstance(exc, MemoryError):
+        return PgError("53200", TOO_COMPLEX)
     codes: list[tuple[type[Exception], str]] = [
         (SqlSyntaxError, "42601"),
         (SqlTooLarge, "54000"),
@@ -657,8 +672,19 @@ class PgConnection:
 
     def _loop(self) -> None:
         pending = 0
+        startup_deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
-            data = self._sock.recv(RECV_BYTES)
+            if self._session is None:  # not authenticated yet: only so long to get there
+                remaining = startup_deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fatal("08P01", f"not authenticated within {STARTUP_TIMEOUT_S:g} s: closing")
+                self._sock.settimeout(remaining)
+            else:
+                self._sock.settimeout(None)
+            try:
+                data = self._sock.recv(RECV_BYTES)
+            except TimeoutError:
+                continue  # the deadline check above ends it
             if not data:
                 raise _Closed
             pending += len(data)
@@ -863,6 +889,11 @@ class PgConnection:
             raise PgError("42P05", f'prepared statement "{message.statement}" already exists')
         if len(session.prepared) >= MAX_PREPARED:
             raise PgError("53400", f"at most {MAX_PREPARED} prepared statements per connection")
+        held = sum(len(p.text) for name, p in session.prepared.items() if name) + len(message.query)
+        if message.statement and held > MAX_PREPARED_CHARS:
+            raise PgError(
+                "53400", f"at most {MAX_PREPARED_CHARS:,} characters of prepared statements per connection"
+            )
         count = max(parameter_count(message.query), len(message.param_types))
         types = [*message.param_types, *([0] * (count - len(message.param_types)))]
         session.prepared[message.statement] = Prepared(message.query, types)
@@ -980,16 +1011,35 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        PgConnection(self.server.postgres, self.request).serve()
+        host, port = self.client_address[:2]
+        with as_client(f"postgres:{host}:{port}"):  # each connection is a client of the scheduler
+            PgConnection(self.server.postgres, self.request).serve()
 
 
 class _TcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], postgres: PostgresServer) -> None:
         self.postgres = postgres
+        self._sockets: set[socket.socket] = set()
+        self._sockets_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """At most MAX_SOCKETS open: a socket past that is closed before it gets a thread."""
+        with self._sockets_lock:
+            if len(self._sockets) >= MAX_SOCKETS:
+                log.warning("postgres: %d sockets open, closing a new one", len(self._sockets))
+                return False
+            self._sockets.add(request)
+            return True
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        with self._sockets_lock:
+            self._sockets.discard(request)
 
 
 class PostgresServer:

@@ -9,6 +9,7 @@ import uvicorn
 from pyarrow.lib import ArrowException
 
 from greenery.serve.auth import TOKEN_ENV, bind_refusal, configured_token
+from greenery.serve.connections import GuardedConfig, raise_open_file_limit
 from greenery.serve.flight import SemanticLayerFlightServer, flight_location, start_flight_server
 from greenery.serve.http import RedactTokenFilter, create_app
 from greenery.serve.postgres import PostgresServer, start_postgres_server
@@ -48,7 +49,8 @@ def serve(host: str, port: int, flight_port: int | None, pg_port: int | None = N
     print(f"greenery serve: dashboard at http://{host}:{port}/dashboard")
     if token is None:
         print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures logging
+    raise_open_file_limit()  # room for the connection caps (see greenery.serve.connections)
+    config = GuardedConfig(app, host=host, port=port, log_level="info")  # configures logging
     logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
     flight = None
     if flight_port is not None:

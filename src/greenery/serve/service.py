@@ -4,8 +4,10 @@ It loads the semantic manifest once and keeps a warm MetricFlow engine over the 
 published copy of the warehouse (it never opens the warehouse dbt writes); when a new version
 is published it switches to it without a restart, while requests already running finish on
 the old one. A query is a `QueryRequest` (names as MetricFlow spells them), checked by
-`greenery.semantic.filters` before MetricFlow sees it, run as a `QueryJob` on a worker pool,
-and kept for polling; compiled SQL and answers are cached per published version.
+`greenery.semantic.filters` before MetricFlow sees it, run as a `QueryJob` on a worker pool
+shared fairly between clients (`greenery.serve.scheduler`), and kept for polling; compiled SQL
+and answers are cached per published version, and an answer in the cache is served at once,
+never queued behind running queries.
 
 The GraphQL API, Arrow Flight SQL and HTTP modules beside this one are adapters on
 `SemanticLayerService`; none of them is imported here.
@@ -18,11 +20,11 @@ import math
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +36,7 @@ from greenery.semantic import filters
 from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.serve.catalog import Catalog
+from greenery.serve.scheduler import FairScheduler, QueueFull
 from greenery.serve.tables import SqlTables
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
@@ -47,8 +50,17 @@ TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "GREENERY_QUERY_TIMEOUT_S", 300.0  # DuckDB is 
 MAX_ITEMS = 100  # metrics, group-by or order-by items in one query
 MAX_FILTERS = 20  # where filters in one query …
 MAX_FILTER_TEXT = 20_000  # … and their characters together
+# A request this long (names and filters), or with this many items, is a large job: large jobs
+# share at most QUERY_WORKERS - 1 workers, so ordinary queries always have one.
+LARGE_REQUEST_CHARS, LARGE_REQUEST_ITEMS = 2_000, 20
 INTERNAL_ERROR = "internal error"  # how a job's error starts when the server, not the query, failed
-QUERY_WORKERS = 4
+# What a client hears when its input nests too deeply or is too big to process (RecursionError,
+# MemoryError): its own error, never an internal one.
+TOO_COMPLEX = "the query is too large or too deeply nested to process: ask for less at once"
+QUERY_WORKERS = 4  # queries running at once (one client at most QUERY_WORKERS - 1)
+# MetricFlow plans in pure Python, holding the GIL for a second or more on a large query; a
+# request thread waits up to this long for its turn at each hand-over (Python's default: 5 ms).
+GIL_SWITCH_INTERVAL_S = 0.0005
 KEEP_RESULTS = 256  # finished results kept for polling …
 KEEP_RESULT_BYTES = 256 * 1024 * 1024  # … within this many bytes of Arrow data
 CACHE_RESULTS = 128  # answers kept per published version for readCache …
@@ -135,7 +147,21 @@ class QueryRequest:
             raise ValueError(
                 "a query needs metrics, group-by items (a dimension-only query) or a saved query"
             )
-        return replace(self, where=tuple(filters.normalize_wheres(self.where)))
+        try:
+            return replace(self, where=tuple(filters.normalize_wheres(self.where)))
+        except (RecursionError, MemoryError):
+            raise ValueError(f"a where filter: {TOO_COMPLEX}") from None
+
+    def text_size(self) -> int:
+        """Characters of its names and filters (what keeping the request holds on to)."""
+        texts = (*self.metrics, *self.group_by, *self.where, *self.order_by, self.saved_query or "")
+        return sum(len(t) for t in texts)
+
+    @property
+    def large(self) -> bool:
+        """Whether it runs as a large job (see LARGE_REQUEST_CHARS)."""
+        items = len(self.metrics) + len(self.group_by) + len(self.where) + len(self.order_by)
+        return self.text_size() >= LARGE_REQUEST_CHARS or items >= LARGE_REQUEST_ITEMS
 
     def describe(self) -> str:
         if self.dimension_values:
@@ -155,12 +181,9 @@ class PublishedLayer:
     def __init__(self, layer: SemanticLayer, version: str) -> None:
         self.layer = layer
         self.version = version
-        self._engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe
-        self.catalog = Catalog(layer, self._engine_lock)
+        self.catalog = Catalog(layer, layer.engine_lock)
         self.tables = SqlTables(self.catalog, self._describe)
-        self._answers: Lru[QueryRequest, pa.Table] = Lru(
-            CACHE_RESULTS, CACHE_RESULT_BYTES, lambda t: t.nbytes
-        )
+        self._answers: Lru[QueryRequest, pa.Table] = Lru(CACHE_RESULTS, CACHE_RESULT_BYTES, _answer_size)
         self._users = 0
         self._retired = False
         self._state_lock = threading.Lock()
@@ -172,9 +195,16 @@ class PublishedLayer:
 
     def compile(self, request: QueryRequest) -> str:
         """MetricFlow's SQL for a checked request (the layer compiles each distinct query once)."""
-        write_sql = self._dimension_values_sql if request.dimension_values else self._query_sql
-        with self._engine_lock:
-            return write_sql(request)
+        if request.dimension_values:
+            return self.layer.compile_dimension_values(request.group_by[0], request.metrics)
+        return self.layer.compile(**_compile_arguments(request))
+
+    def cached_answer(self, request: QueryRequest) -> tuple[str, pa.Table] | None:
+        """(SQL, rows) of a checked request answered before on this version, else None; never waits."""
+        if request.dimension_values or (sql := self.layer.compiled(**_compile_arguments(request))) is None:
+            return None
+        table = self._answers.get(request)
+        return None if table is None else (sql, table)
 
     def _describe(self, metrics: list[str], group_by: list[str]) -> pa.Schema:
         """The Arrow schema of MetricFlow's answer, from a zero-row run of its SQL.
@@ -197,19 +227,6 @@ class PublishedLayer:
     def _zero_rows(self, metrics: list[str], group_by: list[str]) -> pa.Schema:
         request = QueryRequest(metrics=tuple(metrics), group_by=tuple(group_by))
         return self.execute(f"select * from ({self.compile(request)}) limit 0", request).schema
-
-    def _query_sql(self, request: QueryRequest) -> str:
-        return self.layer.compile(
-            metrics=request.metrics,
-            group_by=request.group_by,
-            where=request.where,
-            order_by=request.order_by,
-            limit=request.limit,
-            saved_query=request.saved_query,
-        )
-
-    def _dimension_values_sql(self, request: QueryRequest) -> str:
-        return self.layer.compile_dimension_values(request.group_by[0], request.metrics)
 
     def answer(self, request: QueryRequest, *, read_cache: bool = True) -> tuple[str, pa.Table, bool]:
         """(SQL, rows, whether they came from the cache) for a checked request."""
@@ -248,6 +265,22 @@ class PublishedLayer:
             close = self._users == 0
         if close:
             self.layer.close()
+
+
+def _compile_arguments(request: QueryRequest) -> dict[str, Any]:
+    return {
+        "metrics": request.metrics,
+        "group_by": request.group_by,
+        "where": request.where,
+        "order_by": request.order_by,
+        "limit": request.limit,
+        "saved_query": request.saved_query,
+    }
+
+
+def _answer_size(request: QueryRequest, table: pa.Table) -> int:
+    """Bytes a cached answer holds on to: its Arrow data and the text of its request."""
+    return table.nbytes + request.text_size()
 
 
 class LayerHolder:
@@ -320,6 +353,7 @@ class QueryJob:
 
     id: str
     request: QueryRequest
+    checked: QueryRequest | None = None  # the request checked, once it has been
     status: str = "PENDING"  # PENDING → RUNNING → SUCCESSFUL | FAILED
     sql: str | None = None
     error: str | None = None
@@ -426,7 +460,8 @@ class SemanticLayerService:
         self.warehouse_file = store.resolve(warehouse_file)
         self.layers = LayerHolder(self.warehouse_file)
         self.queries = QueryStore()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="greenery-query")
+        self.scheduler = FairScheduler(workers)
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
 
     def compile_sql(self, request: QueryRequest) -> str:
         checked = request.checked()
@@ -443,12 +478,21 @@ class SemanticLayerService:
     ) -> QueryJob:
         """Start the query; return once it is done or after `wait_s` (then the client polls).
 
-        With `read_cache`, an answer already computed on the same published version is reused.
+        With `read_cache`, an answer already computed on the same published version is reused
+        at once. Otherwise the query waits its turn among the current client's (see
+        `greenery.serve.scheduler`); a client with too many waiting gets a FAILED job saying so.
         """
         job = self.queries.add(request)
         job.read_cache = read_cache
         job.transport = transport
-        self._pool.submit(self._run, job)
+        if read_cache and self._answer_from_cache(job):
+            return job
+        try:
+            self.scheduler.submit(lambda: self._run(job), large=request.large)
+        except QueueFull as exc:
+            job.finish(error=str(exc))
+            self._done(job, time.perf_counter())
+            return job
         job.done.wait(wait_s)
         return job
 
@@ -496,12 +540,29 @@ class SemanticLayerService:
             job.done.set()
         return job
 
+    def _answer_from_cache(self, job: QueryJob) -> bool:
+        """Finish the job now with an answer computed before, if there is one (no worker needed)."""
+        start = time.perf_counter()
+        try:
+            job.checked = job.request.checked()
+            with self.layers.use() as layer:
+                hit, version = layer.cached_answer(job.checked), layer.version
+        except Exception:  # whatever it is, the worker meets it again and reports it
+            return False
+        if hit is None or not job.start():
+            return False
+        job.version, job.from_cache = version, True
+        job.sql, table = hit
+        job.finish(table=table)
+        self._done(job, start)
+        return True
+
     def _run(self, job: QueryJob) -> None:
         start = time.perf_counter()
         if not job.start():
             return
         try:
-            checked = job.request.checked()
+            checked = job.checked or job.request.checked()
             with self.layers.use() as layer:
                 job.version = layer.version
                 job.sql, table, job.from_cache = layer.answer(checked, read_cache=job.read_cache)
@@ -509,15 +570,19 @@ class SemanticLayerService:
         except (SemanticLayerError, ValueError) as exc:
             job.finish(error=str(exc))
         except (RecursionError, MemoryError):  # nesting or size the input should not have had
-            job.finish(error="the query is too large or too deeply nested to process: ask for less at once")
+            job.finish(error=TOO_COMPLEX)
         except Exception as exc:  # report, never leave a client polling forever
             log.exception("query %s failed unexpectedly", job.id)
             job.finish(error=f"{INTERNAL_ERROR} ({type(exc).__name__}): {exc}")
         finally:
-            job.millis = (time.perf_counter() - start) * 1000
-            self._log(job)
-            self.queries.finished(job)  # count its bytes before it can be evicted
-            job.done.set()
+            self._done(job, start)
+
+    def _done(self, job: QueryJob, start: float) -> None:
+        """Log a finished job, count its bytes, wake whoever waits for it."""
+        job.millis = (time.perf_counter() - start) * 1000
+        self._log(job)
+        self.queries.finished(job)  # count its bytes before it can be evicted
+        job.done.set()
 
     @staticmethod
     def _log(job: QueryJob) -> None:
@@ -547,5 +612,5 @@ class SemanticLayerService:
             }
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.scheduler.shutdown(wait=True)
         self.layers.close()
