@@ -4,7 +4,8 @@ Each export of each saved query is compiled by a warm MetricFlow engine and mate
 the warehouse as a table or view (schema, alias and export_as from its config), optionally
 also as a Parquet file. A table is built aside and swapped in within one transaction, and a
 Parquet file is written aside and renamed, so a reader never sees half an export and a
-failing saved query leaves its previous export as it was.
+failing saved query leaves its previous export as it was. Each export notes which build it was
+computed from (greenery.semantic.declarative), so the server can answer from it while current.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from greenery.semantic.declarative import manifest_hash, record_export
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 
 
@@ -101,6 +103,13 @@ def run_export(layer: SemanticLayer, spec: ExportSpec, parquet_dir: Path | None 
     try:
         sql = layer.compile(saved_query=spec.saved_query)
         rows = _materialize(layer, spec, sql)
+        record_export(
+            layer.client.connection,
+            saved_query=spec.saved_query,
+            export=spec.name,
+            relation=spec.relation,
+            manifest_sha256=manifest_hash(layer.manifest_path),
+        )
         if parquet_dir is not None:
             _write_parquet(layer, spec, parquet_dir)
     except (SemanticLayerError, duckdb.Error, OSError) as exc:

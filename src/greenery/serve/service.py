@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from greenery.semantic import filters
 from greenery.semantic.cache import Lru
+from greenery.semantic.declarative import ExportCache, export_of, manifest_hash
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.serve.catalog import Catalog
 from greenery.serve.tables import SqlTables
@@ -158,6 +159,7 @@ class PublishedLayer:
         self._engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe
         self.catalog = Catalog(layer, self._engine_lock)
         self.tables = SqlTables(self.catalog, self._describe)
+        self.exports = _export_cache(layer, version)
         self._answers: Lru[QueryRequest, pa.Table] = Lru(
             CACHE_RESULTS, CACHE_RESULT_BYTES, lambda t: t.nbytes
         )
@@ -170,11 +172,25 @@ class PublishedLayer:
         layer = SemanticLayer(folder / warehouse_name, folder / MANIFEST_PATH.name)
         return cls(layer, folder.name)
 
-    def compile(self, request: QueryRequest) -> str:
-        """MetricFlow's SQL for a checked request (the layer compiles each distinct query once)."""
+    def compile(self, request: QueryRequest, *, read_cache: bool = True) -> str:
+        """The SQL for a checked request: MetricFlow's (compiled once per distinct request), or,
+        with `read_cache`, SQL over a current export table when that answers it exactly."""
         write_sql = self._dimension_values_sql if request.dimension_values else self._query_sql
         with self._engine_lock:
-            return write_sql(request)
+            sql = write_sql(request)
+        if read_cache and not request.dimension_values:
+            cached = self.exports.rewrite(
+                metrics=request.metrics,
+                group_by=request.group_by,
+                where=request.where,
+                order_by=request.order_by,
+                limit=request.limit,
+                saved_query=request.saved_query,
+                compiled_sql=sql,
+            )
+            if cached is not None:
+                return cached.sql
+        return sql
 
     def _describe(self, metrics: list[str], group_by: list[str]) -> pa.Schema:
         """The Arrow schema of MetricFlow's answer, from a zero-row run of its SQL.
@@ -213,7 +229,7 @@ class PublishedLayer:
 
     def answer(self, request: QueryRequest, *, read_cache: bool = True) -> tuple[str, pa.Table, bool]:
         """(SQL, rows, whether they came from the cache) for a checked request."""
-        sql = self.compile(request)
+        sql = self.compile(request, read_cache=read_cache)
         if read_cache and (table := self._answers.get(request)) is not None:
             return sql, table, True
         table = self.execute(sql, request)
@@ -248,6 +264,19 @@ class PublishedLayer:
             close = self._users == 0
         if close:
             self.layer.close()
+
+
+def _export_cache(layer: SemanticLayer, version: str) -> ExportCache:
+    """The export tables this version may answer from (none if they cannot be read)."""
+    manifest = layer.lookup.semantic_manifest
+    try:
+        cache = ExportCache(layer.client.connection, manifest, manifest_hash(layer.manifest_path))
+    except Exception as exc:  # the cache is an optimization: without it every query still runs
+        log.error("published version %s: export tables not usable as a cache: %s", version, exc)
+        return ExportCache(None, manifest, "")
+    current = ", ".join(e.relation for e in cache.exports) or "none"
+    log.info("version %s (build %s) answers from export tables: %s", version, cache.build_id, current)
+    return cache
 
 
 class LayerHolder:
@@ -522,7 +551,7 @@ class SemanticLayerService:
     @staticmethod
     def _log(job: QueryJob) -> None:
         log.info(
-            "%s %s %s %s rows=%s ms=%.0f%s%s%s",
+            "%s %s %s %s rows=%s ms=%.0f%s%s%s%s",
             "createQuery" if job.statement is None else "statement",
             job.id[:8],
             job.status,
@@ -532,6 +561,7 @@ class SemanticLayerService:
             job.rows if job.rows is not None else "-",
             job.millis,
             " cache=hit" if job.from_cache else "",
+            f" cache=export:{export}" if job.sql and (export := export_of(job.sql)) else "",
             f" via={job.transport}" if job.transport != "graphql" else "",
             f" error={job.error.splitlines()[0][:160]!r}" if job.error else "",
         )
