@@ -14,20 +14,23 @@ Same metrics on both sides: funnel_by_week is asked without its week-over-week m
 compared with sidemantic's own conversion metric over the same events (a second query on
 its side, timed together with the first).
 
-    python -m benchmarks.peer [WAREHOUSE_FILE]   # built and published; default: build scale 1000
+    python -m benchmarks.peer [WAREHOUSE_FILE] [--runs N] [--only q1,q2]
+    # WAREHOUSE_FILE built and published; default: build scale 1000 in /tmp
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import datetime
+import http.client
 import math
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -277,6 +280,15 @@ def _flight_statement(case: Case) -> str:
 class GraphQL(GraphQLClient):
     """createQuery (any arguments) + polls, Arrow pages decoded: benchmarks.server's client, generalized."""
 
+    def _post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Once more on a fresh connection when the server closed an idle keep-alive one (after 5 s
+        idle, as between two rounds of the slowest queries)."""
+        try:
+            return super()._post(query, variables)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            self._connection.close()
+            return super()._post(query, variables)
+
     def ask(self, query: str, variables: dict[str, Any]) -> pa.Table:
         query_id = self._post(query, variables)["createQuery"]["queryId"]
         page = self._poll(query_id)
@@ -342,7 +354,28 @@ def _timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def run(warehouse_file: Path, runs: int = RUNS) -> list[str]:
+def _case_lines(case: Case, calls: dict[str, Callable[[], pa.Table]], runs: int) -> list[str]:
+    """One query: each contender once (its answer, checked), then `runs` rounds, round-robin."""
+    answers = {name: call() for name, call in calls.items()}
+    timings: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    for _ in range(runs):
+        for name, call in calls.items():
+            timings[name].append(_timed(call))
+    ms = {name: _median_ms(timings[name]) for name in CONTENDERS}
+    vs_peer = " ".join(f"{ms[n] / ms['sidemantic']:5.2f}" for n in ("engine", "graphql", "flight"))
+    vs_hand = " ".join(f"{ms[n] / ms['hand SQL']:5.2f}" for n in ("graphql", "flight"))
+    others = (n for n in CONTENDERS if n != "engine")
+    verdicts = (f"{n} {_agree(answers['engine'], answers[n], case.keys)}" for n in others)
+    return [
+        f"  {case.saved_query:<38}"
+        + "".join(f"{ms[name]:11.1f}" for name in CONTENDERS)
+        + f"   {vs_peer}          {vs_hand}",
+        "      same answer as the engine: " + "; ".join(verdicts),
+    ]
+
+
+def run(warehouse_file: Path, runs: int = RUNS, only: Sequence[str] = ()) -> Iterator[str]:
+    """The printed lines, each query's as soon as it is measured."""
     folder = current_published(warehouse_file)
     if folder is None:
         raise SystemExit(f"nothing published next to {warehouse_file}: build and publish first")
@@ -353,47 +386,28 @@ def run(warehouse_file: Path, runs: int = RUNS) -> list[str]:
     server = ServerProcess(warehouse_file, flight=True)
     graphql = GraphQL(server.port, server.token, read_cache=False)
     flight = FlightClient(server.flight_uri, server.token)
-    lines = [f"== saved queries vs sidemantic 0.13 at {warehouse_file.parent.name} (median of {runs}, ms)"]
     try:
-        calls: dict[str, dict[str, Callable[[], pa.Table]]] = {}
-        answers: dict[str, dict[str, pa.Table]] = {}
+        yield f"== saved queries vs sidemantic 0.13 at {warehouse_file.parent.name} (median of {runs}, ms)"
+        header = f"  {'saved query':<38}" + "".join(f"{name:>11}" for name in CONTENDERS)
+        header += "   ours/peer (engine graphql flight)   ours/hand (graphql flight)"
+        yield header
+        yield "  " + "-" * len(header)
         for case in CASES:
+            if only and case.saved_query not in only:
+                continue
             gql_query, gql_variables = _graphql_variables(case)
             statement = _flight_statement(case)
             sql = HAND_SQL[case.saved_query]
-            calls[case.saved_query] = {
+            calls: dict[str, Callable[[], pa.Table]] = {
                 "sidemantic": lambda c=case: _peer_answer(peer, c.peer, c.peer_columns),
                 "engine": lambda c=case: engine.query(**c.request()).table,
                 "graphql": lambda q=gql_query, v=gql_variables: graphql.ask(q, v),
                 "flight": lambda s=statement: flight.run(s),
                 "hand SQL": lambda s=sql: hand.cursor().sql(s).to_arrow_table(),
             }
-            answers[case.saved_query] = {name: call() for name, call in calls[case.saved_query].items()}
-        timings = {case.saved_query: {name: [] for name in CONTENDERS} for case in CASES}
-        for _ in range(runs):  # round-robin: every contender of every query once per round
-            for case in CASES:
-                for name, call in calls[case.saved_query].items():
-                    timings[case.saved_query][name].append(_timed(call))
-        header = f"  {'saved query':<38}" + "".join(f"{name:>11}" for name in CONTENDERS)
-        header += "   ours/peer (engine graphql flight)   ours/hand (graphql flight)"
-        lines += [header, "  " + "-" * len(header)]
-        for case in CASES:
-            ms = {name: _median_ms(timings[case.saved_query][name]) for name in CONTENDERS}
-            vs_peer = " ".join(f"{ms[n] / ms['sidemantic']:5.2f}" for n in ("engine", "graphql", "flight"))
-            vs_hand = " ".join(f"{ms[n] / ms['hand SQL']:5.2f}" for n in ("graphql", "flight"))
-            lines.append(
-                f"  {case.saved_query:<38}"
-                + "".join(f"{ms[name]:11.1f}" for name in CONTENDERS)
-                + f"   {vs_peer}          {vs_hand}"
-            )
-        lines.append("  values agree (ours = engine):")
-        for case in CASES:
-            got = answers[case.saved_query]
-            others = (n for n in CONTENDERS if n != "engine")
-            verdicts = (f"{n} {_agree(got['engine'], got[n], case.keys)}" for n in others)
-            lines.append(f"    {case.saved_query:<38} " + "; ".join(verdicts))
+            yield from _case_lines(case, calls, runs)
         stats = engine.compile_stats
-        lines.append(
+        yield (
             f"  compile cache (warm engine): {stats.compiled} compiled in {stats.seconds * 1000:.0f} ms,"
             f" {stats.hits} hits, ≈ {stats.saved_seconds * 1000:.0f} ms of compiling saved"
         )
@@ -403,20 +417,25 @@ def run(warehouse_file: Path, runs: int = RUNS) -> list[str]:
         server.stop()
         hand.close()
         engine.close()
-    return lines
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        sys.exit("usage: python -m benchmarks.peer [WAREHOUSE_FILE (built and published)]")
-    if argv:
-        print("\n".join(run(Path(argv[0]).resolve())), flush=True)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peer", description=__doc__.splitlines()[0])
+    parser.add_argument("warehouse", nargs="?", type=Path, help="a built and published warehouse file")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"rounds per query (default {RUNS})")
+    parser.add_argument("--only", default="", help="comma-separated saved queries (default: all)")
+    args = parser.parse_args(argv)
+    only = [name for name in args.only.split(",") if name]
+    if args.warehouse is not None:
+        for line in run(args.warehouse.resolve(), args.runs, only):
+            print(line, flush=True)
         return
     with tempfile.TemporaryDirectory(prefix="bench-peer-1000-") as tmp:
         start = time.perf_counter()
         warehouse_file = build_scale_1000(Path(tmp) / "scale1000")
         print(f"built and published scale 1000 in {time.perf_counter() - start:.0f} s", flush=True)
-        print("\n".join(run(warehouse_file)), flush=True)
+        for line in run(warehouse_file, args.runs, only):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
