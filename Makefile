@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COURSE_DATA ?= $(abspath ../shared/greenery-course-data)
 
-.PHONY: venv demo test lint bench clean check-superset
+.PHONY: venv demo test lint bench bench-peer clean check-superset
 
 venv: $(STAMP)
 
@@ -72,8 +72,14 @@ check-superset: $(STAMP) $(SUPERSET_STAMP)
 		GREENERY_SUPERSET_PYTHON=$(abspath $(SUPERSET_VENV))/bin/python $(BIN)/pytest -q tests/test_superset.py
 
 # Benchmarks live outside the package (benchmarks/); they print figures, never assert them.
+# `make bench` ends with the peer comparison below, on the scale-1000 warehouse it built.
 bench: $(STAMP)
 	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m benchmarks
+
+# Every saved query vs sidemantic (the open peer) on the same warehouse: a built and published
+# BENCH_WAREHOUSE, or a fresh scale-1000 one (benchmarks/peer.py).
+bench-peer: $(STAMP)
+	$(BIN)/python -m benchmarks.peer $(BENCH_WAREHOUSE)
 
 clean:
 	rm -rf warehouse output target logs

@@ -2,8 +2,9 @@
 
 Generation time and memory, load time of the course CSVs, `dbt build` wall time, and each
 saved query through a warm MetricFlow engine vs `mf query`, at course scale and scales
-100 / 1000; then the server (GraphQL), Arrow Flight SQL and Postgres benchmarks, and the load
-figure (benchmarks.load: clients × 60 s of cached, uncached and heavy queries, per class).
+100 / 1000; then the server (GraphQL), Arrow Flight SQL and Postgres benchmarks, every saved
+query against the open peer, sidemantic (benchmarks/peer.py), and the load figure
+(benchmarks.load: clients × 60 s of cached, uncached and heavy queries, per class).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from benchmarks import flight as bench_flight
 from benchmarks import generate as bench_generate
 from benchmarks import load as bench_load
+from benchmarks import peer as bench_peer
 from benchmarks import server as bench_server
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse.build import build, fresh_raw
@@ -100,6 +102,8 @@ def run() -> None:
         if "1000" in built:
             print("== Arrow Flight SQL and Postgres vs GraphQL at scale 1000", flush=True)
             for line in bench_flight.run(built["1000"]):
+                print(line, flush=True)
+            for line in bench_peer.run(built["1000"]):
                 print(line, flush=True)
         loaded = "course" if "course" in built else sources[0]
         if loaded != "course":

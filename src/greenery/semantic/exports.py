@@ -6,7 +6,8 @@ also as a Parquet file. A table is built aside and swapped in within one transac
 Parquet file is written aside and renamed, so a reader never sees half an export and a
 failing saved query leaves its previous export as it was. An export killed mid-run leaves
 its aside copies (``<alias>__building`` tables, ``.<alias>.parquet.tmp`` files); the next
-run removes them, holding the warehouse lock.
+run removes them, holding the warehouse lock. Each export notes which build it was
+computed from (greenery.semantic.declarative), so the server can answer from it while current.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from greenery.semantic.declarative import manifest_hash, record_export
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
 from greenery.warehouse.lock import exclusive, remove_leftovers
@@ -108,6 +110,13 @@ def run_export(layer: SemanticLayer, spec: ExportSpec, parquet_dir: Path | None 
     try:
         sql = layer.compile(saved_query=spec.saved_query)
         rows = _materialize(layer, spec, sql)
+        record_export(
+            layer.client.connection,
+            saved_query=spec.saved_query,
+            export=spec.name,
+            relation=spec.relation,
+            manifest_sha256=manifest_hash(layer.manifest_path),
+        )
         if parquet_dir is not None:
             _write_parquet(layer, spec, parquet_dir)
     except (SemanticLayerError, duckdb.Error, OSError) as exc:

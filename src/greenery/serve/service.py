@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from greenery.semantic import filters
 from greenery.semantic.cache import Lru
+from greenery.semantic.declarative import ExportCache, export_of, manifest_hash
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.serve.catalog import Catalog
 from greenery.serve.scheduler import FairScheduler, QueueFull
@@ -183,6 +184,7 @@ class PublishedLayer:
         self.version = version
         self.catalog = Catalog(layer, layer.engine_lock)
         self.tables = SqlTables(self.catalog, self._describe)
+        self.exports = _export_cache(layer, version)
         self._answers: Lru[QueryRequest, pa.Table] = Lru(CACHE_RESULTS, CACHE_RESULT_BYTES, _answer_size)
         self._users = 0
         self._retired = False
@@ -193,11 +195,17 @@ class PublishedLayer:
         layer = SemanticLayer(folder / warehouse_name, folder / MANIFEST_PATH.name)
         return cls(layer, folder.name)
 
-    def compile(self, request: QueryRequest) -> str:
-        """MetricFlow's SQL for a checked request (the layer compiles each distinct query once)."""
+    def compile(self, request: QueryRequest, *, read_cache: bool = True) -> str:
+        """The SQL for a checked request: MetricFlow's (the layer compiles each distinct query
+        once), or, with `read_cache`, SQL over a current export table when that answers it exactly."""
         if request.dimension_values:
             return self.layer.compile_dimension_values(request.group_by[0], request.metrics)
-        return self.layer.compile(**_compile_arguments(request))
+        sql = self.layer.compile(**_compile_arguments(request))
+        if read_cache:
+            cached = self.exports.rewrite(**_compile_arguments(request), compiled_sql=sql)
+            if cached is not None:
+                return cached.sql
+        return sql
 
     def cached_answer(self, request: QueryRequest) -> tuple[str, pa.Table] | None:
         """(SQL, rows) of a checked request answered before on this version, else None; never waits."""
@@ -230,7 +238,7 @@ class PublishedLayer:
 
     def answer(self, request: QueryRequest, *, read_cache: bool = True) -> tuple[str, pa.Table, bool]:
         """(SQL, rows, whether they came from the cache) for a checked request."""
-        sql = self.compile(request)
+        sql = self.compile(request, read_cache=read_cache)
         if read_cache and (table := self._answers.get(request)) is not None:
             return sql, table, True
         table = self.execute(sql, request)
@@ -281,6 +289,19 @@ def _compile_arguments(request: QueryRequest) -> dict[str, Any]:
 def _answer_size(request: QueryRequest, table: pa.Table) -> int:
     """Bytes a cached answer holds on to: its Arrow data and the text of its request."""
     return table.nbytes + request.text_size()
+
+
+def _export_cache(layer: SemanticLayer, version: str) -> ExportCache:
+    """The export tables this version may answer from (none if they cannot be read)."""
+    manifest = layer.lookup.semantic_manifest
+    try:
+        cache = ExportCache(layer.client.connection, manifest, manifest_hash(layer.manifest_path))
+    except Exception as exc:  # the cache is an optimization: without it every query still runs
+        log.error("published version %s: export tables not usable as a cache: %s", version, exc)
+        return ExportCache(None, manifest, "")
+    current = ", ".join(e.relation for e in cache.exports) or "none"
+    log.info("version %s (build %s) answers from export tables: %s", version, cache.build_id, current)
+    return cache
 
 
 class LayerHolder:
@@ -587,7 +608,7 @@ class SemanticLayerService:
     @staticmethod
     def _log(job: QueryJob) -> None:
         log.info(
-            "%s %s %s %s rows=%s ms=%.0f%s%s%s",
+            "%s %s %s %s rows=%s ms=%.0f%s%s%s%s",
             "createQuery" if job.statement is None else "statement",
             job.id[:8],
             job.status,
@@ -597,6 +618,7 @@ class SemanticLayerService:
             job.rows if job.rows is not None else "-",
             job.millis,
             " cache=hit" if job.from_cache else "",
+            f" cache=export:{export}" if job.sql and (export := export_of(job.sql)) else "",
             f" via={job.transport}" if job.transport != "graphql" else "",
             f" error={job.error.splitlines()[0][:160]!r}" if job.error else "",
         )
