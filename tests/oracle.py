@@ -177,3 +177,87 @@ def inventory_on_hand_by_week(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
         }
     )
     return out.sort_values("metric_time__week").groupby(["product__product_name", "metric_time__week"]).last()
+
+
+CONVERSION_KEYS = (
+    "metric_time__day",
+    "metric_time__week",
+    "product__product_name",
+    "session__visitor_type",
+    "user__buyer_segment",
+)
+USER_WINDOW = pd.Timedelta(days=7)
+
+
+def _latest_view_credited(
+    views: pd.DataFrame, conversions: pd.DataFrame, entity: str, window: pd.Timedelta | None
+) -> pd.Series:
+    """Per page view: whether it is the latest page view of its `entity` at or before some
+    conversion event (and within `window` before it): MetricFlow's conversion join, literally."""
+    pairs = views.merge(conversions[[entity, "event_id", "at"]], on=entity, suffixes=("", "_conversion"))
+    pairs = pairs[pairs["at"] <= pairs["at_conversion"]]
+    if window is not None:
+        pairs = pairs[pairs["at"] > pairs["at_conversion"] - window]
+    latest = pairs.sort_values(["at", "event_id"]).groupby("event_id_conversion").tail(1)
+    return views["event_id"].isin(latest["event_id"])
+
+
+def credited_page_views(raw: dict[str, pd.DataFrame], *, to_minute: bool = False) -> pd.DataFrame:
+    """One row per page view with the conversions credited to it: each add_to_cart and checkout
+    to the latest page view at or before it in its session, each checkout to the user's latest
+    page view at or before it and less than 7 days earlier. Times exact, or truncated to the
+    minute as the conversion metrics compared them until fct_page_views (`to_minute`); among
+    page views at the same time the larger event_id is the latest."""
+    events = raw["events"].assign(at=lambda e: pd.to_datetime(e["created_at"]))
+    if to_minute:
+        events["at"] = events["at"].dt.floor("min")
+    views = events[events["event_type"] == "page_view"][
+        ["event_id", "session_id", "user_id", "product_id", "at"]
+    ]
+    of_type = {kind: events[events["event_type"] == kind] for kind in ("add_to_cart", "checkout")}
+    return views.assign(
+        is_credited_with_add_to_cart=_latest_view_credited(views, of_type["add_to_cart"], "session_id", None),
+        is_credited_with_checkout=_latest_view_credited(views, of_type["checkout"], "session_id", None),
+        is_credited_with_user_checkout_7d=_latest_view_credited(
+            views, of_type["checkout"], "user_id", USER_WINDOW
+        ),
+    ).reset_index(drop=True)
+
+
+def _buyer_segment(orders: int) -> str:
+    return "no orders" if orders == 0 else "one-time buyer" if orders == 1 else "repeat buyer"
+
+
+def conversion_rates(
+    raw: dict[str, pd.DataFrame], by: list[str] | None = None, *, to_minute: bool = False
+) -> pd.DataFrame:
+    """The three conversion metrics, overall or grouped by some of CONVERSION_KEYS (the page
+    view's day, week, product, session visitor type, user buyer segment)."""
+    views = credited_page_views(raw, to_minute=to_minute)
+    first_session = sessions(raw).set_index("session_id")["is_first_session"]
+    segment = users(raw)["orders"].map(_buyer_segment)
+    views = views.assign(
+        metric_time__day=views["at"].dt.floor("D"),
+        metric_time__week=week_start(views["at"]),
+        product__product_name=views["product_id"].map(raw["products"].set_index("product_id")["name"]),
+        session__visitor_type=views["session_id"].map(first_session).map({True: "new", False: "returning"}),
+        user__buyer_segment=views["user_id"].map(segment),
+        overall=0,
+    )
+    keys = list(by) if by else ["overall"]
+
+    def distinct(column: str, flag: str | None = None) -> pd.Series:
+        kept = views if flag is None else views[views[flag]]
+        return kept.groupby(keys)[column].nunique().reindex(views.groupby(keys).size().index, fill_value=0)
+
+    out = pd.DataFrame(
+        {
+            "session_view_to_checkout_conversion": distinct("session_id", "is_credited_with_checkout")
+            / distinct("session_id"),
+            "session_view_to_add_to_cart_conversion": distinct("session_id", "is_credited_with_add_to_cart")
+            / distinct("session_id"),
+            "user_view_to_checkout_conversion_7d": distinct("user_id", "is_credited_with_user_checkout_7d")
+            / distinct("user_id"),
+        }
+    )
+    return out.reset_index(drop=not by)

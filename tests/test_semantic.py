@@ -55,7 +55,7 @@ def test_course_funnel(course_sl: SemanticLayer) -> None:
     assert round(overall["view_to_checkout_rate"], 4) == 0.6246
     assert overall[LOST].tolist() == [111, 106]
     assert overall["view_to_checkout_drop_off_rate"] == pytest.approx(1 - 361 / 578)
-    # MetricFlow's conversion metric over the event stream agrees with the session flags
+    # the conversion metric over the page views (fct_page_views) agrees with the session flags
     assert overall["session_view_to_checkout_conversion"] == pytest.approx(361 / 578)
 
 

@@ -130,10 +130,10 @@ def test_sdk_lists_every_metric_with_its_type_and_grains(
 ) -> None:
     metrics = {m.name: m for m in course_client.metrics()}
     assert sorted(metrics) == sorted(m.name for m in course_sl.engine.list_metrics(include_dimensions=False))
-    assert len(metrics) == 35
+    assert len(metrics) == 40
     assert metrics["sessions_with_page_view"].type.value == "SIMPLE"
     assert metrics["view_to_checkout_rate"].type.value == "RATIO"
-    assert metrics["session_view_to_checkout_conversion"].type.value == "CONVERSION"
+    assert metrics["session_view_to_checkout_conversion"].type.value == "RATIO"
     wow = metrics["view_to_checkout_rate_wow_change"]
     assert (wow.type.value, wow.requires_metric_time) == ("DERIVED", True)
     assert metrics["sessions_with_checkout"].requires_metric_time is False
@@ -484,7 +484,7 @@ def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_pat
     with running(create_app(copy, token=TOKEN)) as host:
         auth = {"authorization": f"Bearer {TOKEN}"}  # without the token /healthz says only "ok"
         health = requests.get(f"http://{host}/healthz", headers=auth).json()
-        assert (health["status"], health["published_version"], health["metrics"]) == ("ok", first.name, 35)
+        assert (health["status"], health["published_version"], health["metrics"]) == ("ok", first.name, 40)
         client = sdk(host)
         with client.session():
             assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 578

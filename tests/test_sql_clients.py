@@ -67,7 +67,7 @@ def test_the_inspector_lists_schemas_tables_and_columns(
     assert browsed["schemas"] == ["semantic_layer"]
     tables = browsed["tables"]["semantic_layer"]
     assert set(course_sl.saved_query_names) <= set(tables)
-    assert {"sessions", "orders", "product_sessions", "session_events"} <= set(tables)
+    assert {"sessions", "orders", "product_sessions", "page_views"} <= set(tables)
     week = dict(browsed["columns"]["semantic_layer.funnel_by_week"])
     assert week["metric_time__week"] == "TIMESTAMP" and week["view_to_checkout_rate"] == "FLOAT"
     sessions = dict(browsed["columns"]["semantic_layer.sessions"])

@@ -237,8 +237,9 @@ def funnel_blocks(a: Answers) -> list[Block]:
             f"**{counts[2]:,}** checked out: an overall conversion of "
             f"**{pct(f['view_to_checkout_rate'], 2)}** "
             "(saved query `funnel_overall`; metrics `view_to_cart_rate`, `cart_to_checkout_rate`, "
-            "`view_to_checkout_rate`, `sessions_lost_before_*`). MetricFlow's conversion metric on the event "
-            "stream, `session_view_to_checkout_conversion`, agrees: "
+            "`view_to_checkout_rate`, `sessions_lost_before_*`). The conversion metric on the page "
+            "views, `session_view_to_checkout_conversion` (a checkout at or after a page view of its "
+            "session), agrees: "
             f"{pct(f['session_view_to_checkout_conversion'], 2)}."
         ),
         Table(steps),
