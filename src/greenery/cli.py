@@ -54,7 +54,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if not 1 <= args.scale <= MAX_SCALE:
         raise UserError(f"--scale must be a whole number from 1 to {MAX_SCALE:,} (got {args.scale})")
     if args.dirty and args.scale > MAX_DIRTY_SCALE:
-        raise UserError(f"--dirty holds the tables in memory: --scale from 1 to {MAX_DIRTY_SCALE} (got {args.scale})")
+        raise UserError(
+            f"--dirty holds the tables in memory: --scale from 1 to {MAX_DIRTY_SCALE} (got {args.scale})"
+        )
     start = time.perf_counter()
     if not args.dirty:
         counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
@@ -149,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--dirty",
         action="store_true",
-        help="inject the anomalies of the course's dirty export (duplicate, untimed, future, unknown, late and"
-        " orphan events, two-user sessions, orders without items, a product delisted in week 4)",
+        help="inject the anomalies of the course's dirty export (duplicate, untimed, future, unknown, late"
+        " and orphan events, two-user sessions, orders without items, a product delisted in week 4)",
     )
     gen.set_defaults(func=cmd_generate)
 

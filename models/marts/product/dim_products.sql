@@ -14,7 +14,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by product_id order by valid_from desc, product_version_id
+            partition by product_id order by valid_from desc, product_version_id asc
         ) as recency,
         min(valid_from) over (partition by product_id) as first_seen_at
 

@@ -60,7 +60,7 @@ kinds as (
     select
         '{{ kind }}' as anomaly_kind,
         '{{ source_table }}' as source_table,
-        '{{ policy }}' as policy,
+        '{{ policy }}' as anomaly_policy,
         {{ loop.index }} as kind_order
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
@@ -169,7 +169,7 @@ final as (
         kinds.anomaly_kind,
         ----------  strings
         kinds.source_table,
-        kinds.policy,
+        kinds.anomaly_policy,
         ----------  numerics
         cast(coalesce(counted.anomaly_count, 0) as integer) as anomaly_count,
         cast(kinds.kind_order as integer) as kind_order,

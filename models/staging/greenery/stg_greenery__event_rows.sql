@@ -1,4 +1,4 @@
-{%- set event_types = ['page_view', 'add_to_cart', 'checkout', 'package_shipped'] -%}
+{%- set event_types = "'page_view', 'add_to_cart', 'checkout', 'package_shipped'" -%}
 
 -- every raw event row, renamed and cast, with the anomaly that keeps it out of
 -- stg_greenery__events (null: kept); the first that applies, in this order
@@ -52,7 +52,8 @@ numbered as (
         *,
         row_number() over (
             partition by event_id order by event_at, session_id, event_type
-        ) as copy_number
+        ) as copy_number,
+        coalesce(event_type in ({{ event_types }}), false) as is_known_type
 
     from renamed
 
@@ -67,9 +68,7 @@ classified as (
             when numbered.event_at is null then 'events_without_timestamp'
             when numbered.event_at > cast({{ dbt.current_timestamp() }} as {{ dbt.type_timestamp() }})
                 then 'events_in_future'
-            when numbered.event_type is null
-                or numbered.event_type not in ('{{ event_types | join("', '") }}')
-                then 'unknown_event_types'
+            when not numbered.is_known_type then 'unknown_event_types'
             when users.user_id is null then 'orphan_user_events'
             when numbered.product_id is not null and products_seen.product_id is null
                 then 'orphan_product_events'

@@ -84,7 +84,9 @@ def _copies(rows: pd.DataFrame, rng: np.random.Generator, **changes: object) -> 
 
 def _second_user(events: pd.DataFrame, sessions: np.ndarray, users: pd.Series) -> pd.DataFrame:
     """Each session's last event (strictly after its first) with another existing user's id."""
-    in_sessions = events[events["session_id"].isin(sessions)].sort_values(["session_id", "created_at", "event_id"])
+    in_sessions = events[events["session_id"].isin(sessions)].sort_values(
+        ["session_id", "created_at", "event_id"]
+    )
     last = in_sessions.drop_duplicates("session_id", keep="last")
     known = users.to_numpy()
     position = {u: i for i, u in enumerate(known)}
@@ -98,7 +100,9 @@ def _sessions_for(events: pd.DataFrame, n_kinds: int, n: int, rng: np.random.Gen
     viewed = set(events.loc[events["event_type"] == "page_view", "session_id"])
     eligible = np.array(sorted(s for s in span.index[span["max"] > span["min"]] if s in viewed))
     if len(eligible) < n_kinds * n:
-        raise ValueError(f"the clean data has too few sessions ({len(eligible)}) to inject {n} of each anomaly")
+        raise ValueError(
+            f"the clean data has too few sessions ({len(eligible)}) to inject {n} of each anomaly"
+        )
     drawn = rng.choice(eligible, size=n_kinds * n, replace=False)
     return [drawn[k * n : (k + 1) * n] for k in range(n_kinds)]
 
