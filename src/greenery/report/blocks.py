@@ -274,7 +274,8 @@ def _anomalies_found(a: Answers) -> str:
     if found.empty:
         return "no anomaly in the raw data."
     listed = ", ".join(
-        f"{r.anomaly__anomaly_kind.replace('_', ' ')} ({r.data_quality_anomalies:,})" for r in found.itertuples()
+        f"{r.anomaly__anomaly_kind.replace('_', ' ')} ({r.data_quality_anomalies:,})"
+        for r in found.itertuples()
     )
     return f"{int(found['data_quality_anomalies'].sum()):,} anomalies, each handled by its policy: {listed}."
 
