@@ -148,6 +148,15 @@ delisted as (
 
 ),
 
+-- the time the counts describe: deterministic, so a rebuild of the same data writes the same rows
+data_through as (
+
+    select max(event_at) as data_through_at
+
+    from events
+
+),
+
 counted as (
 
     select * from set_aside
@@ -174,9 +183,10 @@ final as (
         cast(coalesce(counted.anomaly_count, 0) as integer) as anomaly_count,
         cast(kinds.kind_order as integer) as kind_order,
         ----------  timestamps
-        cast({{ dbt.current_timestamp() }} as {{ dbt.type_timestamp() }}) as checked_at
+        cast(data_through.data_through_at as {{ dbt.type_timestamp() }}) as data_through_at
 
     from kinds
+    cross join data_through
     left join counted
         on kinds.anomaly_kind = counted.anomaly_kind
 
