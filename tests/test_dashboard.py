@@ -120,6 +120,8 @@ def test_dashboard_shows_the_course_funnel(
     assert "String of pearls" in dom  # product ranking (the best converter, first)
     assert "Returning · repeat" in dom  # segments
     assert "2 of 30 products ran out of stock" in dom  # inventory with stockouts
+    assert "No anomaly found in the raw data (10 kinds checked)." in dom  # data quality
+    assert dom.count("data-anomaly=") == 10
     assert "Could not load" not in dom
     assert re.search(r'id="version"[^>]*>published v\d+<', dom)  # /healthz answered with the token
     assert TOKEN not in dom  # taken from the URL into sessionStorage, then removed

@@ -137,7 +137,7 @@ def test_metricflow_sql_for_every_saved_query_is_valid_snowflake(course_warehous
     lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest))
     engine = MetricFlowEngine(semantic_manifest_lookup=lookup, sql_client=_SnowflakeRenderer())  # type: ignore[arg-type]
     names = [q.name for q in lookup.semantic_manifest.saved_queries]
-    assert len(names) == 7
+    assert len(names) == 8
     for name in names:
         request = MetricFlowQueryRequest.create(saved_query_name=name)
         sql = engine.explain(request).sql_statement.without_descriptions.sql

@@ -194,7 +194,7 @@ def test_the_sdk_finds_the_server_through_its_environment_variables(served: Serv
     )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.strip().splitlines()[-1])
-    assert answer["metrics"] == 40
+    assert answer["metrics"] == 41
     assert answer["funnel"] == [578, 467, 361]
     assert answer["states"] > 30
 
@@ -236,7 +236,7 @@ def test_adbc_cursor_fetches_rows_and_describes_them(adbc: flightsql.Connection)
 
 def test_adbc_metadata_statements(adbc: flightsql.Connection, course_sl: SemanticLayer) -> None:
     metrics = fetch(adbc, "select * from {{ semantic_layer.metrics() }}")
-    assert metrics.num_rows == 40
+    assert metrics.num_rows == 41
     assert metrics.column_names[:4] == ["NAME", "DESCRIPTION", "TYPE", "LABEL"]
     by_name = {r["NAME"]: r for r in metrics.to_pylist()}
     assert by_name["view_to_checkout_rate"]["TYPE"] == "RATIO"

@@ -130,7 +130,7 @@ def test_sdk_lists_every_metric_with_its_type_and_grains(
 ) -> None:
     metrics = {m.name: m for m in course_client.metrics()}
     assert sorted(metrics) == sorted(m.name for m in course_sl.engine.list_metrics(include_dimensions=False))
-    assert len(metrics) == 40
+    assert len(metrics) == 41
     assert metrics["sessions_with_page_view"].type.value == "SIMPLE"
     assert metrics["view_to_checkout_rate"].type.value == "RATIO"
     assert metrics["session_view_to_checkout_conversion"].type.value == "RATIO"

@@ -31,6 +31,7 @@ dbt = SimpleNamespace(
     split_part=lambda string, delimiter, part: f"split_part({string}, {delimiter}, {part})",
     length=lambda expression: f"length({expression})",
     date_spine=_date_spine,
+    current_timestamp=lambda: "now()",
 )
 
 # `adapter.get_relation(...)` finds nothing: the templates take their no-warehouse branch.

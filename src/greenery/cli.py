@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from greenery.data.dirty import gather, inject
 from greenery.data.generate import DEFAULT_SEED, MAX_SCALE, generate
 from greenery.demo import DemoError, run_demo
 from greenery.report.render import ReportPaths, write_report
@@ -33,6 +34,7 @@ MAX_PORT = 65535
 # Commands that write the warehouse (or read its file, which blocks a writer): one at a time
 # per warehouse, under its lock (greenery.warehouse.lock); `serve` reads published copies.
 LOCKED_COMMANDS = {"load", "generate", "replay", "build", "export", "publish", "report", "demo"}
+MAX_DIRTY_SCALE = 100  # the dirty scenario gathers the generated tables in memory
 
 
 class UserError(Exception):
@@ -64,9 +66,21 @@ def cmd_load(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     if not 1 <= args.scale <= MAX_SCALE:
         raise UserError(f"--scale must be a whole number from 1 to {MAX_SCALE:,} (got {args.scale})")
+    if args.dirty and args.scale > MAX_DIRTY_SCALE:
+        raise UserError(
+            f"--dirty holds the tables in memory: --scale from 1 to {MAX_DIRTY_SCALE} (got {args.scale})"
+        )
     start = time.perf_counter()
-    counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
+    if not args.dirty:
+        counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
+        _print_counts(counts, time.perf_counter() - start)
+        return
+    dirty = inject(gather(generate(scale=args.scale, seed=args.seed)), args.seed)
+    counts = store.write_raw(dirty.tables.items())
     _print_counts(counts, time.perf_counter() - start)
+    print("anomalies injected (counted by marts.data_quality_anomalies after `greenery build`):")
+    for kind, injected in dirty.injected.items():
+        print(f"  {kind:<28} {injected:>8,}")
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -158,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate synthetic source data of the course's shape")
     gen.add_argument("--scale", type=int, default=1, help="1 reproduces the course's aggregates (default 1)")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    gen.add_argument(
+        "--dirty",
+        action="store_true",
+        help="inject the anomalies of the course's dirty export (duplicate, untimed, future, unknown, late"
+        " and orphan events, two-user sessions, orders without items, a product delisted in week 4)",
+    )
     gen.set_defaults(func=cmd_generate)
 
     rep = sub.add_parser("replay", help="replay weekly inventory into the products snapshot")

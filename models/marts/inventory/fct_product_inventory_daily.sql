@@ -41,7 +41,8 @@ daily as (
         versions.product_id,
         versions.product_version_id,
         versions.product_name,
-        versions.inventory
+        versions.inventory,
+        versions.is_deleted
 
     from days
     inner join bounds
@@ -67,7 +68,9 @@ final as (
         ----------  numerics
         cast(inventory as integer) as inventory_on_hand,
         ----------  booleans
-        inventory = 0 as is_out_of_stock,
+        -- a delisted product has nothing on hand, but is not "out of stock": it is gone
+        inventory = 0 and not is_deleted as is_out_of_stock,
+        is_deleted as is_delisted,
         ----------  timestamps
         inventory_date
 

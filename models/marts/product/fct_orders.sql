@@ -64,6 +64,8 @@ final as (
         ) as hours_to_delivery,
         ----------  booleans
         orders.promo_id is not null as has_promo,
+        -- an order whose items never arrived is kept, flagged (data_quality_anomalies counts it)
+        items_per_order.order_id is not null as has_items,
         orders.order_status = 'delivered' as is_delivered,
         ----------  timestamps
         orders.ordered_at,

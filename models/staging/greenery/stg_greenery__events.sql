@@ -1,31 +1,43 @@
+-- the website events the models use: stg_greenery__event_rows without the rows an anomaly
+-- sets aside (duplicate copies, no or future time, unknown type, orphan user or product),
+-- each session attributed to its first user (docs/dbt-project.md, "Dirty data")
 with
 
-source as (
+event_rows as (
 
-    select * from {{ source('greenery', 'events') }}
+    select * from {{ ref('stg_greenery__event_rows') }}
 
 ),
 
-renamed as (
+kept as (
+
+    select * from event_rows
+    where anomaly is null
+
+),
+
+attributed as (
 
     select
         ----------  ids
-        cast(event_id as {{ dbt.type_string() }}) as event_id,
-        cast(session_id as {{ dbt.type_string() }}) as session_id,
-        cast(user_id as {{ dbt.type_string() }}) as user_id,
-        cast(product_id as {{ dbt.type_string() }}) as product_id,
-        cast(order_id as {{ dbt.type_string() }}) as order_id,
+        event_id,
+        session_id,
+        -- a session touching two users belongs to the user of its first event
+        first_value(user_id) over (
+            partition by session_id order by event_at, event_id
+        ) as user_id,
+        product_id,
+        order_id,
         ----------  strings
         event_type,
         page_url,
-        -- https://greenary.com/<page type>/<id>: product, checkout or shipping
-        {{ dbt.split_part('page_url', "'/'", 4) }} as page_type,
-        {{ dbt.split_part('page_url', "'/'", 5) }} as page_target_id,
+        page_type,
+        page_target_id,
         ----------  timestamps (UTC)
-        cast(created_at as {{ dbt.type_timestamp() }}) as event_at
+        event_at
 
-    from source
+    from kept
 
 )
 
-select * from renamed
+select * from attributed

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from greenery.data.dirty import ANOMALY_KINDS
 from greenery.semantic.layer import SemanticLayer
 
 STEPS = [
@@ -25,6 +26,7 @@ class Answers:
     inventory: pd.DataFrame  # product × week number: inventory on hand at the end of the week
     week_starts: list[pd.Timestamp]
     changes: pd.DataFrame  # per product: changes, units moved, net change, stockouts, restocks
+    quality: pd.DataFrame  # per anomaly kind (ANOMALY_KINDS order): source table, count found, policy
 
 
 def _saved(layer: SemanticLayer, name: str) -> pd.DataFrame:
@@ -44,6 +46,11 @@ def collect(layer: SemanticLayer) -> Answers:
         metrics=["inventory_changes", "units_moved", "net_inventory_change", "stockouts", "restocks"],
         group_by=["product__product_name"],
     ).table.to_pandas()
+    quality = _saved(layer, "data_quality_anomalies")
+    order = {kind: i for i, kind in enumerate(ANOMALY_KINDS)}
+    quality = quality.sort_values(
+        "anomaly__anomaly_kind", key=lambda kinds: kinds.map(lambda k: order.get(k, len(order)))
+    ).reset_index(drop=True)
     return Answers(
         funnel=_saved(layer, "funnel_overall").iloc[0],
         by_day=_saved(layer, "funnel_by_day").sort_values("metric_time__day").reset_index(drop=True),
@@ -57,6 +64,7 @@ def collect(layer: SemanticLayer) -> Answers:
         inventory=inventory.astype(int),
         week_starts=[pd.Timestamp(w) for w in week_starts],
         changes=changes.set_index("product__product_name").fillna(0).astype({"inventory_changes": int}),
+        quality=quality.astype({"data_quality_anomalies": int}),
     )
 
 

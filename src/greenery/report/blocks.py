@@ -270,12 +270,46 @@ def funnel_blocks(a: Answers) -> list[Block]:
     ]
 
 
+def _anomalies_found(a: Answers) -> str:
+    found = a.quality[a.quality["data_quality_anomalies"] > 0]
+    if found.empty:
+        return "no anomaly in the raw data."
+    listed = ", ".join(
+        f"{r.anomaly__anomaly_kind.replace('_', ' ')} ({r.data_quality_anomalies:,})"
+        for r in found.itertuples()
+    )
+    return f"{int(found['data_quality_anomalies'].sum()):,} anomalies, each handled by its policy: {listed}."
+
+
+def quality_blocks(a: Answers) -> list[Block]:
+    table = pd.DataFrame(
+        {
+            "anomaly": a.quality["anomaly__anomaly_kind"],
+            "in table": a.quality["anomaly__source_table"],
+            "found": a.quality["data_quality_anomalies"].astype(int),
+            "policy": a.quality["anomaly__anomaly_policy"],
+        }
+    )
+    return [
+        Heading("Data quality: what the raw data carried"),
+        Text(
+            f"The build found {_anomalies_found(a)} (Metric `data_quality_anomalies` by "
+            "`anomaly__anomaly_kind`, saved query `data_quality_anomalies`, from the mart "
+            "`data_quality_anomalies`.) Each kind has a stated policy, chosen so that the answers above "
+            "stand on the data that can be trusted and do not move when anomalies are added:"
+        ),
+        Table(table),
+    ]
+
+
 def blocks(a: Answers) -> list[Block]:
     return [
         Heading("Part 1 — Inventory history: the products snapshot", 2),
         *inventory_blocks(a),
         Heading("Part 2 — The product funnel", 2),
         *funnel_blocks(a),
+        Heading("Part 3 — Data quality", 2),
+        *quality_blocks(a),
     ]
 
 
@@ -348,6 +382,7 @@ def headline_blocks(a: Answers) -> list[Block]:
                 "**Product conversion** (view → purchase) ranges from "
                 f"{pct(best['product_view_to_purchase_rate'], 2)} ({best['product__product_name']}) to "
                 f"{pct(worst['product_view_to_purchase_rate'], 2)} ({worst['product__product_name']}).",
+                f"**Data quality:** {_anomalies_found(a)}",
             )
         )
     ]

@@ -185,7 +185,7 @@ def _append_problems(con: duckdb.DuckDBPyConnection, table: Table, chunk: pd.Dat
     for (index,) in loaded:
         value = ", ".join(str(chunk.at[index, k]) for k in key)
         problems.append(f"{_row_place(table, chunk, index)}: {key_name} {value!r} is already loaded")
-    for fk in table.foreign_keys:
+    for fk in (fk for fk in table.foreign_keys if fk.enforced):
         orphans = con.execute(
             f"SELECT row_index FROM chunk WHERE chunk.{fk.column} IS NOT NULL AND NOT EXISTS"
             f" (SELECT 1 FROM {RAW_SCHEMA}.{fk.table} AS parent"

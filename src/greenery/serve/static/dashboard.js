@@ -397,6 +397,27 @@
     );
   }
 
+  function renderQuality(container, summary, rows) {
+    const found = (r) => num(r.data_quality_anomalies) || 0;
+    const sorted = [...rows].sort((a, b) => found(b) - found(a) || a.anomaly__anomaly_kind.localeCompare(b.anomaly__anomaly_kind));
+    const total = sorted.reduce((sum, r) => sum + found(r), 0);
+    const kinds = sorted.filter((r) => found(r) > 0).length;
+    if (total) {
+      summary.replaceChildren(el("strong", { text: `${fmtCount(total)} anomalies of ${kinds} kinds` }),
+        " found in the raw data; each is handled by the policy below.");
+    } else {
+      summary.textContent = `No anomaly found in the raw data (${sorted.length} kinds checked).`;
+    }
+    const head = el("tr", {}, ["Anomaly", "In table", "Found", "Policy"].map((text, i) => el("th", { class: i === 2 ? "num" : "", text })));
+    const body = sorted.map((r) => el("tr", { "data-anomaly": r.anomaly__anomaly_kind }, [
+      el("td", { text: capitalize(r.anomaly__anomaly_kind.replaceAll("_", " ")) }),
+      el("td", { text: r.anomaly__source_table }),
+      el("td", { class: found(r) ? "num flagged" : "num", text: fmtCount(found(r)) }),
+      el("td", { text: r.anomaly__anomaly_policy }),
+    ]));
+    container.replaceChildren(el("table", { class: "data quality" }, [el("thead", {}, [head]), el("tbody", {}, body)]));
+  }
+
   const capitalize = (text) => (text ? text[0].toUpperCase() + text.slice(1) : "");
 
   // ---- loading it all ---------------------------------------------------------------------------
@@ -475,6 +496,8 @@
       section("inventory", () => Promise.all([
         saved("inventory_on_hand_by_product_by_week"), saved("inventory_changes_by_product_by_week"),
       ]), (container, [onHand, changes]) => renderInventory(container, document.getElementById("stockout-summary"), onHand, changes)),
+      section("quality", () => saved("data_quality_anomalies"),
+        (container, rows) => renderQuality(container, document.getElementById("quality-summary"), rows)),
     ]);
     const failures = results.filter((r) => r.status === "rejected").map((r) => r.reason);
     if (failures.some((e) => e instanceof AuthRequired)) {
