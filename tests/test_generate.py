@@ -25,10 +25,10 @@ COURSE_DATA = Path(
 
 
 def frames(scale: int, seed: int) -> dict[str, pd.DataFrame]:
-    """Generator output as one frame per table."""
+    """Generator output (Arrow tables, block by block) as one pandas frame per table."""
     parts: dict[str, list[pd.DataFrame]] = {}
     for name, chunk in generate(scale, seed):
-        parts.setdefault(name, []).append(chunk)
+        parts.setdefault(name, []).append(chunk.to_pandas())
     return {name: pd.concat(chunks, ignore_index=True) for name, chunks in parts.items()}
 
 
