@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -732,9 +731,7 @@ class Block:
     order_ids: pa.Array
 
 
-def _block(
-    plan: Plan, ids: Ids, block: Block, rng: np.random.Generator
-) -> Iterator[tuple[str, pa.Table]]:
+def _block(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> Iterator[tuple[str, pa.Table]]:
     """Orders, order items and events of one block of sessions."""
     s, o = plan.sessions, plan.orders
     orders = slice(block.o_lo, block.o_hi)
