@@ -32,6 +32,7 @@ DEFAULT_SEED: int = 2021
 START = np.datetime64("2021-02-10T00:00:00", "s")  # the course's first order day
 DAY, HOUR = 86_400, 3_600
 BLOCK_SESSIONS = 20_000  # sessions per yielded block of events, orders and order items
+MIN_DAYS = 28  # from scale 2: weeks 1-4 of inventory each recorded after a week of sales
 
 # ---- facts of the course dataset (computed once from its CSVs) -------------------------
 USERS, ADDRESSES, COURSE_DAYS = 130, 150, 2
@@ -220,8 +221,15 @@ class Timeline:
 
     @classmethod
     def for_scale(cls, scale: int) -> Timeline:
-        """The course's 2 days at scale 1, about 3 * scale**0.7 days beyond; at least 4 weeks."""
+        """The course's 2 days at scale 1, about 3 * scale**0.7 days beyond; from scale 2 at least
+        MIN_DAYS, so that every weekly inventory record follows a week of sales and the sessions
+        span several calendar weeks (week-over-week answers, inventory changes in weeks 1-4)."""
         days = round(COURSE_DAYS + 3 * (scale**0.7 - 1))
+        return cls.of_days(days if scale == 1 else max(days, MIN_DAYS))
+
+    @classmethod
+    def of_days(cls, days: int) -> Timeline:
+        """`days` of data: week 1 recorded after the first (up to) 7 days, then every 7 days."""
         first = min(7, days)
         return cls(days, max(4, 1 + math.ceil((days - first) / 7)), first)
 
@@ -448,6 +456,12 @@ def _scaled_sessions(scale: int, timeline: Timeline, people: People, rng: np.ran
     """578 * scale sessions: seasonal times, drifting funnel, users who already signed up."""
     n = 578 * scale
     end = np.sort(_spread(n, _hourly_weights(timeline, rng), rng))
+    return _sessions_ending(end, timeline, people, rng)
+
+
+def _sessions_ending(end: np.ndarray, timeline: Timeline, people: People, rng: np.random.Generator) -> Sessions:
+    """Sessions ending at `end` (sorted): the day's funnel mix, products, users already signed up."""
+    n = len(end)
     day = (end // DAY).astype(np.int32)
     types, buy, view = _drifts(timeline, rng)
     prob = np.exp(types - types.max(axis=1, keepdims=True))
