@@ -19,12 +19,14 @@ from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.run import serve
 from greenery.warehouse import store
+from greenery.warehouse.arrivals import write_next_days
 from greenery.warehouse.build import append_csv, build, fresh_raw
 from greenery.warehouse.dbt import DbtError
 from greenery.warehouse.publish import publish
 from greenery.warehouse.replay import parse_weeks, replay
 
 MAX_LOOKBACK_DAYS = 3650
+MAX_NEXT_DAYS = 366
 
 
 class UserError(Exception):
@@ -52,8 +54,26 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if not 1 <= args.scale <= MAX_SCALE:
         raise UserError(f"--scale must be a whole number from 1 to {MAX_SCALE:,} (got {args.scale})")
     start = time.perf_counter()
+    if args.next_days is not None:
+        _generate_next_days(args)
+        return
     counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
     _print_counts(counts, time.perf_counter() - start)
+
+
+def _generate_next_days(args: argparse.Namespace) -> None:
+    if not args.out:
+        raise UserError("--next-days needs --out DIR: the folder to write the new days' CSVs into")
+    if not 1 <= args.next_days <= MAX_NEXT_DAYS:
+        raise UserError(
+            f"--next-days must be a whole number from 1 to {MAX_NEXT_DAYS} (got {args.next_days})"
+        )
+    out = Path(args.out)
+    first_day, counts = write_next_days(out, args.next_days, scale=args.scale, seed=args.seed)
+    print(f"the {args.next_days} day(s) from {first_day} (and some late events of the day before):")
+    for name, rows in counts.items():
+        print(f"  {out / (name + '.csv')!s:<60} {rows:>10,} rows")
+    print(f"append them with: greenery load --append --from-csv {out}")
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -134,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate synthetic source data of the course's shape")
     gen.add_argument("--scale", type=int, default=1, help="1 reproduces the course's aggregates (default 1)")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    gen.add_argument(
+        "--next-days",
+        type=int,
+        metavar="K",
+        help="instead: the K days after the warehouse's latest event (same --scale and --seed as it"
+        " was generated with), as CSVs in --out for `greenery load --append`",
+    )
+    gen.add_argument("--out", metavar="DIR", help="with --next-days: the folder for the new days' CSVs")
     gen.set_defaults(func=cmd_generate)
 
     rep = sub.add_parser("replay", help="replay weekly inventory into the products snapshot")

@@ -459,7 +459,9 @@ def _scaled_sessions(scale: int, timeline: Timeline, people: People, rng: np.ran
     return _sessions_ending(end, timeline, people, rng)
 
 
-def _sessions_ending(end: np.ndarray, timeline: Timeline, people: People, rng: np.random.Generator) -> Sessions:
+def _sessions_ending(
+    end: np.ndarray, timeline: Timeline, people: People, rng: np.random.Generator
+) -> Sessions:
     """Sessions ending at `end` (sorted): the day's funnel mix, products, users already signed up."""
     n = len(end)
     day = (end // DAY).astype(np.int32)
@@ -893,3 +895,97 @@ def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
         o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
         block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
         yield from _block(plan, ids, block, block_rng)
+
+
+# ---- the next days of an existing warehouse ------------------------------------------------
+
+LATE_SESSION_SHARE = 0.05  # of a new day's sessions, arriving a day late (dated the day before)
+LATE_EVENT_SHARE = 0.1  # of the last day's sessions without a checkout, given one more page view
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a warehouse already holds, for `next_days` to continue (times in seconds since START)."""
+
+    user_ids: pa.Array  # in order of creation
+    user_created: np.ndarray  # ascending
+    user_address: np.ndarray  # index into address_ids
+    address_ids: pa.Array
+    last_event: int  # the latest event's time, shipping aside (it comes hours after its day)
+    open_sessions: pa.Array  # sessions of the last day without a checkout (late events go there)
+    open_users: pa.Array
+    open_last: np.ndarray  # their last event's time
+
+
+def first_new_day(loaded: Loaded) -> int:
+    """The day after the latest event (days since START)."""
+    return int(loaded.last_event // DAY) + 1
+
+
+def next_days(
+    loaded: Loaded, days: int, scale: int = 1, seed: int = DEFAULT_SEED
+) -> Iterator[tuple[str, pa.Table]]:
+    """Orders, order items and events of the `days` days after the warehouse's latest event.
+
+    The same seed and the warehouse's state give the same rows. Traffic continues the scale's
+    rate and seasonality (`_hourly_weights` over the extended timeline) and the funnel its
+    drift; sessions belong to the loaded users. Some arrive late: LATE_SESSION_SHARE of the
+    sessions are dated a day earlier, and LATE_EVENT_SHARE of the last loaded day's sessions
+    without a checkout get one more page view, a little after their last event.
+    """
+    if days < 1:
+        raise ValueError("days must be a whole number >= 1")
+    first = first_new_day(loaded)
+    rng = _rng(seed, 3, first)
+    timeline = Timeline.of_days(first + days)
+    base = Timeline.for_scale(scale)
+    weights = _hourly_weights(Timeline.of_days(max(first + days, base.days)), rng)
+    rate = 578 * scale / weights[: base.days * 24].sum()
+    new_hours = weights[first * 24 : (first + days) * 24]
+    n = int(rng.poisson(rate * new_hours.sum()))
+    end = first * DAY + _spread(n, new_hours, rng)
+    end = np.sort(np.where(rng.random(n) < LATE_SESSION_SHARE, end - DAY, end))
+    n_users = len(loaded.user_created)
+    people = People(
+        created=loaded.user_created,
+        updated=loaded.user_created,
+        address=loaded.user_address,
+        n_addresses=len(loaded.address_ids),
+        weight=rng.lognormal(0, 1.0, n_users),
+    )
+    sessions = _sessions_ending(end, timeline, people, rng)
+    plan = Plan(scale, timeline, people, sessions, _orders(sessions, people, timeline, rng))
+    ids = Ids(
+        users=loaded.user_ids,
+        addresses=loaded.address_ids,
+        products=pa.array([p[0] for p in course.PRODUCTS]),
+        promos=pa.array([p[0] for p in PROMOS]),
+    )
+    order_start = plan.order_start
+    for number, lo in enumerate(range(0, n, BLOCK_SESSIONS)):
+        hi = min(lo + BLOCK_SESSIONS, n)
+        block_rng = _rng(seed, 4, first, number)
+        o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
+        block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
+        yield from _block(plan, ids, block, block_rng)
+    yield "events", _late_page_views(loaded, rng)
+
+
+def _late_page_views(loaded: Loaded, rng: np.random.Generator) -> pa.Table:
+    """One more page view for LATE_EVENT_SHARE of the open sessions, 15 s to 2.5 min after their last."""
+    late = np.flatnonzero(rng.random(len(loaded.open_sessions)) < LATE_EVENT_SHARE)
+    products = _take(
+        pa.array([p[0] for p in course.PRODUCTS]), rng.integers(0, len(course.PRODUCTS), len(late))
+    )
+    return _frame(
+        {
+            "event_id": _uuids(len(late), rng),
+            "session_id": _take(loaded.open_sessions, late),
+            "user_id": _take(loaded.open_users, late),
+            "page_url": _url("product", products),
+            "created_at": _timestamps(loaded.open_last[late] + rng.integers(15, 150, len(late))),
+            "event_type": _labels(np.zeros(len(late)), EVENT_TYPES),
+            "order_id": pa.nulls(len(late), pa.string()),
+            "product_id": products,
+        }
+    )
