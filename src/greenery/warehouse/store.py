@@ -132,20 +132,24 @@ def _prefetched(items: Iterable[tuple[str, Chunk]]) -> Iterator[tuple[str, Chunk
     ahead: queue.Queue[object] = queue.Queue(maxsize=PREFETCH)
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        """Queue `item` unless the consumer has stopped; whether it was queued."""
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        ahead.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            ahead.put(done)
+            offer(done)
         except BaseException as exc:  # re-raised in the consumer
-            ahead.put(exc)
+            offer(exc)
 
     thread = threading.Thread(target=produce, name="raw-producer", daemon=True)
     thread.start()
