@@ -198,7 +198,13 @@ def run(scale: int, json_path: Path, keep: Path | None = None) -> dict[str, obje
     try:
         for step in pipeline(scale, folder):
             steps.append(run_step(step, env))
-            print(f"  done: {step.name} in {step.seconds:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"  done: {step.name} in {step.seconds:.1f} s (cpu {step.cpu_seconds:.1f} s, peak RSS"
+                f" {step.peak_process_mib:.0f} MiB largest process, {step.peak_tree_mib:.0f} MiB tree,"
+                f" load {step.load_before:.1f} → {step.load_after:.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
