@@ -94,6 +94,13 @@ snowflake-emulated: $(STAMP)
 
 # Arrow Flight SQL against GraphQL: funnel_by_week latency per client, and rows/s of a large
 # result (daily funnel by product), on a scale-1000 warehouse built in /tmp (about a minute).
+# The whole pipeline at one scale (generate → replay → build → exports → publish → one appended
+# day built incrementally), wall time, CPU and peak memory per step: a table, and JSON in output/.
+SCALE ?= 1000
+.PHONY: bench-scale
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --scale $(SCALE)
+
 .PHONY: bench-flight
 bench-flight: $(STAMP)
 	$(BIN)/python -m benchmarks.flight

@@ -1,15 +1,19 @@
--- fct_sessions' funnel flags and counts say exactly what the session's events say.
+-- fct_sessions' funnel flags and counts say exactly what the session's events say (on an
+-- incremental run, for the sessions it recomputed: macros/incremental_lookback.sql).
+{%- set window = test_window_filter(ref('fct_sessions')) | trim %}
 with
 
 sessions as (
 
     select * from {{ ref('fct_sessions') }}
+    {% if window %}where {{ window }}{% endif %}
 
 ),
 
 events as (
 
     select * from {{ ref('fct_session_events') }}
+    {% if window %}where session_id in (select sessions.session_id from sessions){% endif %}
 
 ),
 

@@ -25,10 +25,10 @@ COURSE_DATA = Path(
 
 
 def frames(scale: int, seed: int) -> dict[str, pd.DataFrame]:
-    """Generator output as one frame per table."""
+    """Generator output (Arrow tables, block by block) as one pandas frame per table."""
     parts: dict[str, list[pd.DataFrame]] = {}
     for name, chunk in generate(scale, seed):
-        parts.setdefault(name, []).append(chunk)
+        parts.setdefault(name, []).append(chunk.to_pandas())
     return {name: pd.concat(chunks, ignore_index=True) for name, chunks in parts.items()}
 
 
@@ -354,8 +354,10 @@ def test_time_span_grows_with_scale() -> None:
         orders = collect(scale)["orders"].created_at
         return orders.max() - orders.min()
 
-    assert span(1) < span(3) < span(LARGER)
+    assert span(1) < span(3) < span(100)
     assert Timeline.for_scale(1).days == 2 and Timeline.for_scale(1000).days >= 365
+    # from scale 2: four weekly inventory records, each after a week of sales
+    assert all(Timeline.for_scale(s).days >= 28 for s in (2, 3, 10))
     assert all(Timeline.for_scale(s).weeks >= 4 for s in (1, 2, 10, 100, 1000))
 
 

@@ -60,6 +60,18 @@ def test_everything_the_emulated_build_ran_is_snowflake_sql(snowflake_run: Emula
     assert check_target(snowflake_run.target_path) == []
 
 
+def test_the_large_facts_are_clustered_by_day_on_snowflake(snowflake_run: EmulatedRun) -> None:
+    # what dbt sent to (emulated) Snowflake; the emulation unwraps it, Snowflake would not
+    for model, key in [
+        ("fct_session_events", "event_date"),
+        ("fct_sessions", "session_date"),
+        ("fct_product_sessions", "session_date"),
+    ]:
+        sql = " ".join(next((snowflake_run.target_path / "run").rglob(f"{model}.sql")).read_text().split())
+        assert f"alter table analytics.marts.{model} cluster by ({key});" in sql
+        assert f"order by ( {key} )" in sql
+
+
 def test_emulation_leaves_no_dummy_credentials_behind(snowflake_run: EmulatedRun) -> None:
     leaked = {k: v for k, v in DUMMY_CREDENTIALS.items() if v and os.environ.get(k) == v}
     assert leaked == {}

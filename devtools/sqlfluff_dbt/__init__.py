@@ -39,3 +39,6 @@ adapter = SimpleNamespace(get_relation=lambda *args, **kwargs: None)
 
 # dbt's parse phase: macros that query the warehouse return early.
 execute = False
+
+# a --full-refresh run: the data tests read every row (macros/incremental_lookback.sql)
+flags = SimpleNamespace(FULL_REFRESH=True)

@@ -23,6 +23,7 @@ from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.run import serve
 from greenery.warehouse import store
+from greenery.warehouse.arrivals import write_next_days
 from greenery.warehouse.build import append_csv, build, fresh_raw
 from greenery.warehouse.dbt import DbtError
 from greenery.warehouse.lock import WarehouseBusy, exclusive
@@ -35,6 +36,7 @@ MAX_PORT = 65535
 # per warehouse, under its lock (greenery.warehouse.lock); `serve` reads published copies.
 LOCKED_COMMANDS = {"load", "generate", "replay", "build", "export", "publish", "report", "demo"}
 MAX_DIRTY_SCALE = 100  # the dirty scenario gathers the generated tables in memory
+MAX_NEXT_DAYS = 366
 
 
 class UserError(Exception):
@@ -71,6 +73,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
             f"--dirty holds the tables in memory: --scale from 1 to {MAX_DIRTY_SCALE} (got {args.scale})"
         )
     start = time.perf_counter()
+    if args.next_days is not None:
+        _generate_next_days(args)
+        return
     if not args.dirty:
         counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
         _print_counts(counts, time.perf_counter() - start)
@@ -81,6 +86,21 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print("anomalies injected (counted by marts.data_quality_anomalies after `greenery build`):")
     for kind, injected in dirty.injected.items():
         print(f"  {kind:<28} {injected:>8,}")
+
+
+def _generate_next_days(args: argparse.Namespace) -> None:
+    if not args.out:
+        raise UserError("--next-days needs --out DIR: the folder to write the new days' CSVs into")
+    if not 1 <= args.next_days <= MAX_NEXT_DAYS:
+        raise UserError(
+            f"--next-days must be a whole number from 1 to {MAX_NEXT_DAYS} (got {args.next_days})"
+        )
+    out = Path(args.out)
+    first_day, counts = write_next_days(out, args.next_days, scale=args.scale, seed=args.seed)
+    print(f"the {args.next_days} day(s) from {first_day} (and some late events of the day before):")
+    for name, rows in counts.items():
+        print(f"  {out / (name + '.csv')!s:<60} {rows:>10,} rows")
+    print(f"append them with: greenery load --append --from-csv {out}")
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -178,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject the anomalies of the course's dirty export (duplicate, untimed, future, unknown, late"
         " and orphan events, two-user sessions, orders without items, a product delisted in week 4)",
     )
+    gen.add_argument(
+        "--next-days",
+        type=int,
+        metavar="K",
+        help="instead: the K days after the warehouse's latest event (same --scale and --seed as it"
+        " was generated with), as CSVs in --out for `greenery load --append`",
+    )
+    gen.add_argument("--out", metavar="DIR", help="with --next-days: the folder for the new days' CSVs")
     gen.set_defaults(func=cmd_generate)
 
     rep = sub.add_parser("replay", help="replay weekly inventory into the products snapshot")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from greenery.data.schema import PAGE_URL_PREFIX
 
@@ -59,11 +60,11 @@ def per_kind(events: int) -> int:
     return max(3, events // 500)
 
 
-def gather(chunks: Iterable[tuple[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
-    """The generator's chunks as one frame per table."""
+def gather(chunks: Iterable[tuple[str, pa.Table | pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """The generator's chunks (Arrow tables or frames) as one frame per table."""
     parts: dict[str, list[pd.DataFrame]] = {}
     for name, chunk in chunks:
-        parts.setdefault(name, []).append(chunk)
+        parts.setdefault(name, []).append(chunk.to_pandas() if isinstance(chunk, pa.Table) else chunk)
     return {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
 
 

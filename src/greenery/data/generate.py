@@ -7,8 +7,10 @@ users and sessions over a longer timeline (about 3 * N**0.7 days) with daily, we
 yearly seasonality, funnel rates that drift over time and differ by product, and weekly
 inventory that sales draw down and restocks bring back.
 
-Everything numeric is planned first as small arrays; the string-heavy frames (ids, urls)
-are built and yielded per block of sessions, so memory stays bounded as the scale grows.
+Everything numeric is planned first as compact arrays (small integer types, no per-session
+temporaries wider than a block); the string-heavy tables (ids, urls) are built and yielded as
+Arrow tables per block of sessions, never as Python objects, so what a block costs does not
+grow with the scale.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -31,6 +32,7 @@ DEFAULT_SEED: int = 2021
 START = np.datetime64("2021-02-10T00:00:00", "s")  # the course's first order day
 DAY, HOUR = 86_400, 3_600
 BLOCK_SESSIONS = 20_000  # sessions per yielded block of events, orders and order items
+MIN_DAYS = 28  # from scale 2: weeks 1-4 of inventory each recorded after a week of sales
 
 # ---- facts of the course dataset (computed once from its CSVs) -------------------------
 USERS, ADDRESSES, COURSE_DAYS = 130, 150, 2
@@ -199,11 +201,11 @@ def _timestamps(seconds: np.ndarray, null: np.ndarray | None = None) -> np.ndarr
     return stamps
 
 
-def _frame(columns: dict[str, pa.Array | np.ndarray]) -> pd.DataFrame:
-    """A frame of Arrow-backed strings and numpy numbers/timestamps."""
+def _frame(columns: dict[str, pa.Array | np.ndarray]) -> pa.Table:
+    """An Arrow table of the columns (numpy numbers and timestamps converted without copies)."""
     return pa.table(
         {name: pa.array(col) if isinstance(col, np.ndarray) else col for name, col in columns.items()}
-    ).to_pandas()
+    )
 
 
 # ---- the plan: every number of the dataset --------------------------------------------
@@ -219,8 +221,15 @@ class Timeline:
 
     @classmethod
     def for_scale(cls, scale: int) -> Timeline:
-        """The course's 2 days at scale 1, about 3 * scale**0.7 days beyond; at least 4 weeks."""
+        """The course's 2 days at scale 1, about 3 * scale**0.7 days beyond; from scale 2 at least
+        MIN_DAYS, so that every weekly inventory record follows a week of sales and the sessions
+        span several calendar weeks (week-over-week answers, inventory changes in weeks 1-4)."""
         days = round(COURSE_DAYS + 3 * (scale**0.7 - 1))
+        return cls.of_days(days if scale == 1 else max(days, MIN_DAYS))
+
+    @classmethod
+    def of_days(cls, days: int) -> Timeline:
+        """`days` of data: week 1 recorded after the first (up to) 7 days, then every 7 days."""
         first = min(7, days)
         return cls(days, max(4, 1 + math.ceil((days - first) / 7)), first)
 
@@ -447,11 +456,24 @@ def _scaled_sessions(scale: int, timeline: Timeline, people: People, rng: np.ran
     """578 * scale sessions: seasonal times, drifting funnel, users who already signed up."""
     n = 578 * scale
     end = np.sort(_spread(n, _hourly_weights(timeline, rng), rng))
-    day = end // DAY
+    return _sessions_ending(end, timeline, people, rng)
+
+
+def _sessions_ending(
+    end: np.ndarray, timeline: Timeline, people: People, rng: np.random.Generator
+) -> Sessions:
+    """Sessions ending at `end` (sorted): the day's funnel mix, products, users already signed up."""
+    n = len(end)
+    day = (end // DAY).astype(np.int32)
     types, buy, view = _drifts(timeline, rng)
     prob = np.exp(types - types.max(axis=1, keepdims=True))
-    cumulative = np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[day]
-    kind = (rng.random(n)[:, None] > cumulative[:, :2]).sum(axis=1)
+    cumulative = np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[:, :2]  # per day
+    draw = rng.random(n)
+    kind = np.empty(n, dtype=np.int8)
+    for lo in range(0, n, BLOCK_SESSIONS):  # block by block: no (sessions x 3) temporaries
+        part = slice(lo, lo + BLOCK_SESSIONS)
+        kind[part] = (draw[part, None] > cumulative[day[part]]).sum(axis=1)
+    del draw
     shapes = _shapes()
     shape_kind, counts = _shape_kinds()
     shape = np.empty((n, 5), dtype=shapes.dtype)
@@ -461,7 +483,10 @@ def _scaled_sessions(scale: int, timeline: Timeline, people: People, rng: np.ran
         shape[kind == k] = shapes[picked]
     eligible = np.searchsorted(people.created, end - HOUR, side="right")
     cumulative_weight = np.cumsum(people.weight)
-    user = np.searchsorted(cumulative_weight, rng.random(n) * cumulative_weight[eligible - 1], side="right")
+    user = np.searchsorted(
+        cumulative_weight, rng.random(n) * cumulative_weight[eligible - 1], side="right"
+    ).astype(np.int32)
+    del eligible
     blocks = []
     for lo in range(0, n, BLOCK_SESSIONS):
         part = slice(lo, lo + BLOCK_SESSIONS)
@@ -510,54 +535,56 @@ def _orders(sessions: Sessions, people: People, timeline: Timeline, rng: np.rand
     """Orders of the checkout sessions: items = the carted products; course proportions for the rest."""
     checkout_session = np.flatnonzero(sessions.checkout)
     n = len(checkout_session)
-    visit_session = np.repeat(np.arange(len(sessions.end)), np.diff(sessions.visit_start))
+    visit_session = np.repeat(np.arange(len(sessions.end), dtype=np.int32), np.diff(sessions.visit_start))
     is_item = sessions.carted & ~sessions.repeat & sessions.checkout[visit_session]
-    order_of_session = np.cumsum(sessions.checkout) - 1
+    order_of_session = np.cumsum(sessions.checkout, dtype=np.int32) - 1
     item_order = order_of_session[visit_session[is_item]]
-    item_product = sessions.product[is_item].astype(np.int64)
-    quantity = 1 + _deal(len(item_order), QUANTITIES, rng)
+    del visit_session, order_of_session
+    item_product = sessions.product[is_item]
+    quantity = (1 + _deal(len(item_order), QUANTITIES, rng)).astype(np.int8)
     prices = np.array([round(p[2] * 100) for p in course.PRODUCTS], dtype=np.int64)
     cost = (
         np.bincount(item_order, weights=quantity * prices[item_product], minlength=n).round().astype(np.int64)
     )
     created = sessions.end[checkout_session] + 1
+    user = sessions.user[checkout_session]
+    del checkout_session, is_item
 
-    status = np.full(n, 2, dtype=np.int64)
+    status = np.full(n, 2, dtype=np.int8)
     preparing, shipped, _ = _allocate(n, STATUS_ORDERS)
     tau = max(1.0, timeline.days / 8) * DAY
     status[_recent_first(preparing, created, tau, np.arange(n), rng)] = 0
     status[_recent_first(shipped, created, 2 * tau, np.flatnonzero(status == 2), rng)] = 1
     sent = np.flatnonzero(status > 0)
     delivered = np.flatnonzero(status == 2)
-    service, estimate, delivery = (np.full(n, -1, dtype=np.int64) for _ in range(3))
+    service, estimate, delivery = (np.full(n, -1, dtype=np.int8) for _ in range(3))
     service[sent] = _deal(len(sent), SERVICE_ORDERS, rng)
     estimate_code = _deal(len(sent), ESTIMATE_DAYS, rng)
     estimate[sent] = np.where(estimate_code < 5, estimate_code + 1, -1)
     delivery[delivered] = 1 + _deal(len(delivered), DELIVERY_DAYS, rng)
 
-    promo = np.full(n, -1, dtype=np.int64)
+    promo = np.full(n, -1, dtype=np.int8)
     codes = _deal(n, PROMO_ORDERS, rng)
     codes = codes[codes < len(PROMOS)]
     eligible = np.flatnonzero(cost > 100 * max(d for _, d, _ in PROMOS))
     promo[rng.permutation(eligible)[: len(codes)]] = codes[: len(eligible)]
 
-    user = sessions.user[checkout_session]
     elsewhere = rng.random(n) < 0.15
     address = np.where(elsewhere, rng.integers(0, people.n_addresses, n), people.address[user])
     return Orders(
         created=created,
         address=address.astype(np.int32),
-        promo=promo.astype(np.int8),
-        status=status.astype(np.int8),
-        service=service.astype(np.int8),
+        promo=promo,
+        status=status,
+        service=service,
         ship_hours=rng.integers(SHIP_HOURS[0], SHIP_HOURS[1] + 1, n, dtype=np.int8),
-        estimate_days=estimate.astype(np.int8),
-        delivery_days=delivery.astype(np.int8),
+        estimate_days=estimate,
+        delivery_days=delivery,
         shipping_cents=rng.integers(100, 1000, n, dtype=np.int16),
         cost_cents=cost,
         item_start=_segment_offsets(np.bincount(item_order, minlength=n)),
         item_product=item_product.astype(np.int16),
-        item_quantity=quantity.astype(np.int8),
+        item_quantity=quantity,
     )
 
 
@@ -576,11 +603,11 @@ def build_plan(scale: int, seed: int) -> Plan:
 # ---- inventory ----------------------------------------------------------------------------
 
 
-def _inventory(plan: Plan, rng: np.random.Generator) -> pd.DataFrame:
+def _inventory(plan: Plan, rng: np.random.Generator) -> pa.Table:
     """Weekly product states: week 1 is the course's; sales draw stock down, restocks refill it."""
     timeline, orders = plan.timeline, plan.orders
     if plan.scale == 1:
-        return course.inventory_by_week()
+        return pa.Table.from_pandas(course.inventory_by_week(), preserve_index=False)
     m, weeks = len(course.PRODUCTS), timeline.weeks
     recorded = timeline.recorded_at()
     item_created = np.repeat(orders.created, np.diff(orders.item_start))
@@ -628,7 +655,7 @@ class Ids:
     promos: pa.Array
 
 
-def _addresses(ids: Ids, rng: np.random.Generator) -> pd.DataFrame:
+def _addresses(ids: Ids, rng: np.random.Generator) -> pa.Table:
     """Street addresses; states in the course's proportions, zips within the state's range."""
     n = len(ids.addresses)
     state = _deal(n, [s[1] for s in STATES], rng)
@@ -652,7 +679,7 @@ def _addresses(ids: Ids, rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
-def _users(ids: Ids, people: People, rng: np.random.Generator) -> pd.DataFrame:
+def _users(ids: Ids, people: People, rng: np.random.Generator) -> pa.Table:
     """Names, unique emails (initial + last name + row number) and phone numbers."""
     n = len(ids.users)
     first = _labels(rng.integers(0, len(FIRST_NAMES), n), FIRST_NAMES)
@@ -679,7 +706,7 @@ def _users(ids: Ids, people: People, rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
-def _reference_frames(ids: Ids) -> Iterator[tuple[str, pd.DataFrame]]:
+def _reference_frames(ids: Ids) -> Iterator[tuple[str, pa.Table]]:
     yield (
         "promos",
         _frame(
@@ -720,9 +747,7 @@ class Block:
     order_ids: pa.Array
 
 
-def _block(
-    plan: Plan, ids: Ids, block: Block, rng: np.random.Generator
-) -> Iterator[tuple[str, pd.DataFrame]]:
+def _block(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> Iterator[tuple[str, pa.Table]]:
     """Orders, order items and events of one block of sessions."""
     s, o = plan.sessions, plan.orders
     orders = slice(block.o_lo, block.o_hi)
@@ -790,7 +815,7 @@ def _browse_times(
     return (last_step - duration)[session] + elapsed
 
 
-def _events(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> pd.DataFrame:
+def _events(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> pa.Table:
     """page_view (and add_to_cart) per visit, then checkout, then package_shipped hours later."""
     s, o = plan.sessions, plan.orders
     visits = slice(s.visit_start[block.lo], s.visit_start[block.hi])
@@ -837,8 +862,8 @@ def _events(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> pd.
 MAX_SCALE = 100_000  # about 360 M events: beyond it the timeline and ids no longer fit the plan
 
 
-def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pd.DataFrame]]:
-    """Yields (table_name, chunk) for the seven raw tables plus 'product_inventory_by_week'."""
+def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pa.Table]]:
+    """Yields (table_name, Arrow table) chunks for the seven raw tables plus 'product_inventory_by_week'."""
     try:
         scale = operator.index(scale)
     except TypeError:
@@ -848,7 +873,7 @@ def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pd
     return _chunks(scale, int(seed))
 
 
-def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pd.DataFrame]]:
+def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
     """Addresses, users, promos, products and weekly inventory, then block after block of sessions."""
     plan = build_plan(scale, seed)
     rng = _rng(seed, 1)
@@ -870,3 +895,97 @@ def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pd.DataFrame]]:
         o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
         block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
         yield from _block(plan, ids, block, block_rng)
+
+
+# ---- the next days of an existing warehouse ------------------------------------------------
+
+LATE_SESSION_SHARE = 0.05  # of a new day's sessions, arriving a day late (dated the day before)
+LATE_EVENT_SHARE = 0.1  # of the last day's sessions without a checkout, given one more page view
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a warehouse already holds, for `next_days` to continue (times in seconds since START)."""
+
+    user_ids: pa.Array  # in order of creation
+    user_created: np.ndarray  # ascending
+    user_address: np.ndarray  # index into address_ids
+    address_ids: pa.Array
+    last_event: int  # the latest event's time, shipping aside (it comes hours after its day)
+    open_sessions: pa.Array  # sessions of the last day without a checkout (late events go there)
+    open_users: pa.Array
+    open_last: np.ndarray  # their last event's time
+
+
+def first_new_day(loaded: Loaded) -> int:
+    """The day after the latest event (days since START)."""
+    return int(loaded.last_event // DAY) + 1
+
+
+def next_days(
+    loaded: Loaded, days: int, scale: int = 1, seed: int = DEFAULT_SEED
+) -> Iterator[tuple[str, pa.Table]]:
+    """Orders, order items and events of the `days` days after the warehouse's latest event.
+
+    The same seed and the warehouse's state give the same rows. Traffic continues the scale's
+    rate and seasonality (`_hourly_weights` over the extended timeline) and the funnel its
+    drift; sessions belong to the loaded users. Some arrive late: LATE_SESSION_SHARE of the
+    sessions are dated a day earlier, and LATE_EVENT_SHARE of the last loaded day's sessions
+    without a checkout get one more page view, a little after their last event.
+    """
+    if days < 1:
+        raise ValueError("days must be a whole number >= 1")
+    first = first_new_day(loaded)
+    rng = _rng(seed, 3, first)
+    timeline = Timeline.of_days(first + days)
+    base = Timeline.for_scale(scale)
+    weights = _hourly_weights(Timeline.of_days(max(first + days, base.days)), rng)
+    rate = 578 * scale / weights[: base.days * 24].sum()
+    new_hours = weights[first * 24 : (first + days) * 24]
+    n = int(rng.poisson(rate * new_hours.sum()))
+    end = first * DAY + _spread(n, new_hours, rng)
+    end = np.sort(np.where(rng.random(n) < LATE_SESSION_SHARE, end - DAY, end))
+    n_users = len(loaded.user_created)
+    people = People(
+        created=loaded.user_created,
+        updated=loaded.user_created,
+        address=loaded.user_address,
+        n_addresses=len(loaded.address_ids),
+        weight=rng.lognormal(0, 1.0, n_users),
+    )
+    sessions = _sessions_ending(end, timeline, people, rng)
+    plan = Plan(scale, timeline, people, sessions, _orders(sessions, people, timeline, rng))
+    ids = Ids(
+        users=loaded.user_ids,
+        addresses=loaded.address_ids,
+        products=pa.array([p[0] for p in course.PRODUCTS]),
+        promos=pa.array([p[0] for p in PROMOS]),
+    )
+    order_start = plan.order_start
+    for number, lo in enumerate(range(0, n, BLOCK_SESSIONS)):
+        hi = min(lo + BLOCK_SESSIONS, n)
+        block_rng = _rng(seed, 4, first, number)
+        o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
+        block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
+        yield from _block(plan, ids, block, block_rng)
+    yield "events", _late_page_views(loaded, rng)
+
+
+def _late_page_views(loaded: Loaded, rng: np.random.Generator) -> pa.Table:
+    """One more page view for LATE_EVENT_SHARE of the open sessions, 15 s to 2.5 min after their last."""
+    late = np.flatnonzero(rng.random(len(loaded.open_sessions)) < LATE_EVENT_SHARE)
+    products = _take(
+        pa.array([p[0] for p in course.PRODUCTS]), rng.integers(0, len(course.PRODUCTS), len(late))
+    )
+    return _frame(
+        {
+            "event_id": _uuids(len(late), rng),
+            "session_id": _take(loaded.open_sessions, late),
+            "user_id": _take(loaded.open_users, late),
+            "page_url": _url("product", products),
+            "created_at": _timestamps(loaded.open_last[late] + rng.integers(15, 150, len(late))),
+            "event_type": _labels(np.zeros(len(late)), EVENT_TYPES),
+            "order_id": pa.nulls(len(late), pa.string()),
+            "product_id": products,
+        }
+    )

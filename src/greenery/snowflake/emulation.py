@@ -15,7 +15,8 @@ its duration, then restored); nothing leaves the process.
 
 fakesnow 0.12 lacks a few things dbt-snowflake 1.12 uses; each has the smallest workaround
 here, in the harness only (the project and the real Snowflake path are unchanged):
-see `FAKESNOW_NOPS`, `_for_fakesnow` and `create_databases`.
+see `FAKESNOW_NOPS`, `_for_fakesnow` (with `_CLUSTERED_CTAS`: the clustering keys) and
+`create_databases`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ FAKESNOW_NOPS: tuple[str, ...] = (
     # persist_docs, column comments of tables: fakesnow parses only one column per
     # `alter table … alter "A" comment $$…$$, "B" comment $$…$$`.
     r'\s*alter\s+table\s+\S+\s+alter\s+"[^"]+"\s+comment\s',
+    # cluster_by (the large facts on Snowflake): fakesnow has no clustering keys to set.
+    r"\s*alter\s+table\s+\S+\s+(cluster\s+by|resume\s+recluster)\b",
 )
 
 # fakesnow lacks TEMPORARY tables and views with a database.schema-qualified name (DuckDB keeps
@@ -93,6 +96,15 @@ _QUALIFIED_TEMPORARY = re.compile(
     r"^(\s*create\s+(?:or\s+replace\s+)?)temporary\s+(?=(?:table|view)\s+\S+\.)", re.IGNORECASE
 )
 _MERGE = re.compile(r"\s*merge\s+into\s", re.IGNORECASE)
+# With cluster_by, dbt-snowflake's CTAS sorts by the clustering key: `as (select * from (<the
+# model>) order by (<keys>))`; fakesnow's translation of some models fails inside that wrapper
+# (datediff in fct_sessions), so the emulation runs the model unwrapped (the order of a table's
+# rows means nothing to it). The dialect check still reads the statement as dbt sent it.
+_CLUSTERED_CTAS = re.compile(
+    r"(?P<head>\bas\s*\()\s*select\s+\*\s+from\s+\(\s*(?P<model>.*)\)\s*order\s+by\s+\("
+    r"[^()]*\)\s*\)",
+    re.IGNORECASE | re.DOTALL,
+)
 _NODE_ID = re.compile(r'"node_id":\s*"([^"]+)"')
 
 
@@ -121,8 +133,10 @@ def _qualify_merge_insert_values(command: str) -> str:
 
 
 def _for_fakesnow(command: str) -> str:
-    """The statement as fakesnow can run it (see _QUALIFIED_TEMPORARY and the MERGE note)."""
+    """The statement as fakesnow can run it (see _QUALIFIED_TEMPORARY, _CLUSTERED_CTAS and the MERGE note)."""
     command = _QUALIFIED_TEMPORARY.sub(r"\1", command)
+    if command.lstrip().lower().startswith("create"):
+        command = _CLUSTERED_CTAS.sub(r"\g<head>\g<model>)", command, count=1)
     if _MERGE.match(command):
         command = _qualify_merge_insert_values(command)
     return command

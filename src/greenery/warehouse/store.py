@@ -15,6 +15,8 @@ to it in one transaction (`append_raw`), all or nothing.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from greenery.data.load import MAX_PROBLEMS, LoadError
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
@@ -134,27 +137,95 @@ def _fresh_raw_file(final: Path, warehouse_file: Path | None) -> Iterator[duckdb
         raise
 
 
-def write_raw(
-    chunks: Iterable[tuple[str, pd.DataFrame]], warehouse_file: Path | None = None
-) -> dict[str, int]:
+Chunk = pd.DataFrame | pa.Table
+WRITE_BATCH_ROWS = 300_000  # rows of one table written per INSERT: several row groups, so DuckDB
+# compresses them on both threads, yet a bounded batch whatever the scale
+WRITE_MEMORY = "256MB"  # what the raw writer's DuckDB may hold: it only appends, the rest spills
+PREFETCH = 2  # chunks made ahead by the producer thread while DuckDB writes the previous batch
+
+
+def _prefetched(items: Iterable[tuple[str, Chunk]]) -> Iterator[tuple[str, Chunk]]:
+    """`items`, produced in a background thread at most PREFETCH ahead (the generator's numpy
+    and Arrow work and DuckDB's writing both release the GIL, so they overlap)."""
+    done = object()
+    ahead: queue.Queue[object] = queue.Queue(maxsize=PREFETCH)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        """Queue `item` unless the consumer has stopped; whether it was queued."""
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(done)
+        except BaseException as exc:  # re-raised in the consumer
+            offer(exc)
+
+    thread = threading.Thread(target=produce, name="raw-producer", daemon=True)
+    thread.start()
+    try:
+        while (item := ahead.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _batched(chunks: Iterable[tuple[str, Chunk]]) -> Iterator[tuple[str, Chunk]]:
+    """Consecutive Arrow chunks of a table gathered into batches of about WRITE_BATCH_ROWS
+    (frames pass through); a table's batch is written once it is full, the rest at the end."""
+    pending: dict[str, list[pa.Table]] = {}
+    rows: dict[str, int] = {}
+    for name, chunk in chunks:
+        if not isinstance(chunk, pa.Table):
+            yield name, chunk
+            continue
+        pending.setdefault(name, []).append(chunk)
+        rows[name] = rows.get(name, 0) + chunk.num_rows
+        if rows[name] >= WRITE_BATCH_ROWS:
+            yield name, pa.concat_tables(pending.pop(name))
+            rows[name] = 0
+    for name, parts in pending.items():
+        yield name, pa.concat_tables(parts)
+
+
+def write_raw(chunks: Iterable[tuple[str, Chunk]], warehouse_file: Path | None = None) -> dict[str, int]:
     """Replace the whole raw catalog from ``(table, rows)`` chunks; returns rows per table.
 
-    Chunks of different tables may come interleaved (the generator writes sessions, their
-    orders and events together). Each frame has the table's columns, in any order, with
-    values already of the right kind. Nothing is visible until every chunk is written.
+    Chunks (pandas frames or Arrow tables) of different tables may come interleaved (the
+    generator writes sessions, their orders and events together). Each has the table's
+    columns, in any order, with values already of the right kind. Nothing is visible until
+    every chunk is written. Memory stays bounded whatever the number of chunks: they are
+    consumed as they come, in batches (`_batched`), by a DuckDB held to WRITE_MEMORY.
     """
     counts = dict.fromkeys(RAW_TABLES, 0)
     with _building_raw(warehouse_file) as con:
-        for name, chunk in chunks:
+        con.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
+        for name, chunk in _batched(_prefetched(chunks)):
             if name not in RAW_TABLES:
                 raise ValueError(f"unknown raw table {name!r} (known: {', '.join(RAW_TABLES)})")
             schema, _ = RAW_TABLES[name]
-            columns = ", ".join(chunk.columns)
+            columns = ", ".join(_column_names(chunk))
             con.register("chunk", chunk)
             con.execute(f"INSERT INTO {schema}.{name} ({columns}) SELECT {columns} FROM chunk")
             con.unregister("chunk")
             counts[name] += len(chunk)
     return counts
+
+
+def _column_names(chunk: pd.DataFrame | pa.Table) -> list[str]:
+    return list(chunk.column_names if isinstance(chunk, pa.Table) else chunk.columns)
 
 
 def _row_place(table: Table, chunk: pd.DataFrame, index: object) -> str:

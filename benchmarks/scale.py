@@ -1,0 +1,241 @@
+"""`make bench-scale SCALE=N`: the whole pipeline at one scale, each step timed and measured.
+
+Every step is one `greenery` command in a child process against a warehouse in a temporary
+folder: generate (and write raw) → replay weeks 1–4 → build (full) → exports → publish → the
+next day (generated, appended, built incrementally). Per step: wall time, CPU time (the
+child and every process it waited for, dbt included), the peak resident memory of the largest
+process (wait4's ru_maxrss) and of the whole process tree (sampled from /proc every 0.2 s),
+and the load average of the machine while it ran (other work competes for the same cores).
+The exports step also reports each saved query's export time as `greenery export` prints it.
+
+Printed as a table and as JSON, which is also written to a file (--json, default
+output/bench-scale-<N>.json). Figures, never assertions: the targets are printed beside them.
+
+    python -m benchmarks.scale --scale 1000 [--keep DIR] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from greenery.warehouse import store
+
+SAMPLE_SECONDS = 0.2
+GIB = 2**30
+TARGETS = {
+    "end to end": "≤ 300 s",
+    "peak RSS per step": "≤ 4 GiB",
+    "generate + write raw": "≤ 90 s, ≤ 1 GiB",
+    "daily incremental build": "≤ 10 % of the full build",
+    "funnel_overall export": "≤ 10 s",
+}
+_EXPORT_LINE = re.compile(r"^\s+(\S+)\s+→ .*?([\d,]+) rows\s+(\d+) ms$")
+
+
+@dataclass
+class Step:
+    name: str
+    command: list[str]
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_process_mib: float = 0.0  # the largest single process (wait4 ru_maxrss)
+    peak_tree_mib: float = 0.0  # the process tree's sum, sampled
+    load_before: float = 0.0  # 1-minute load average when the step started
+    load_after: float = 0.0
+    exports_ms: dict[str, int] = field(default_factory=dict)
+    output: str = ""
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc/<pid>/task/*/children."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                found += [int(child) for child in file.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and all its descendants now."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        total += _rss_bytes(current)
+        pending += _children(current)
+    return total
+
+
+def run_step(step: Step, env: dict[str, str]) -> Step:
+    """Run the step's command as a child; fill in its figures. Raises when it fails."""
+    step.load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    child = subprocess.Popen(
+        step.command,
+        env=env,
+        cwd=store.PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(SAMPLE_SECONDS):
+            peak[0] = max(peak[0], tree_rss(child.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = child.stdout.read() if child.stdout else ""
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    sampler.join()
+    step.seconds = time.perf_counter() - start
+    step.cpu_seconds = usage.ru_utime + usage.ru_stime
+    step.peak_process_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    step.peak_tree_mib = max(peak[0], usage.ru_maxrss * 1024) / 2**20
+    step.load_after = os.getloadavg()[0]
+    step.output = output
+    if child.returncode != 0:
+        raise RuntimeError(f"step {step.name!r} failed (exit {child.returncode}):\n{output}")
+    if step.name == "exports":
+        for line in output.splitlines():
+            if match := _EXPORT_LINE.match(line):
+                step.exports_ms[match.group(1)] = int(match.group(3))
+    return step
+
+
+def pipeline(scale: int, folder: Path) -> list[Step]:
+    """The steps, in order, as `greenery` commands."""
+    greenery = str(Path(sys.executable).with_name("greenery"))
+    day = folder / "next-day"
+    return [
+        Step("generate + write raw", [greenery, "generate", "--scale", str(scale)]),
+        Step("replay weeks 1-4", [greenery, "replay", "--weeks", "1-4", "--from-scratch"]),
+        Step("build (full)", [greenery, "build", "--full-refresh"]),
+        Step("exports", [greenery, "export"]),
+        Step("publish", [greenery, "publish"]),
+        Step(
+            "next day: generate",
+            [greenery, "generate", "--scale", str(scale), "--next-days", "1", "--out", str(day)],
+        ),
+        Step("next day: load --append", [greenery, "load", "--append", "--from-csv", str(day)]),
+        Step("next day: build (incremental)", [greenery, "build"]),
+    ]
+
+
+def summary(steps: list[Step]) -> dict[str, float]:
+    by_name = {s.name: s for s in steps}
+    full, incremental = by_name["build (full)"].seconds, by_name["next day: build (incremental)"].seconds
+    daily = sum(s.seconds for s in steps if s.name.startswith("next day"))
+    return {
+        "end_to_end_seconds": sum(s.seconds for s in steps if not s.name.startswith("next day")),
+        "daily_run_seconds": daily,
+        "incremental_build_share_of_full": incremental / full if full else float("nan"),
+        "peak_tree_mib": max(s.peak_tree_mib for s in steps),
+        "funnel_overall_export_seconds": by_name["exports"].exports_ms.get("funnel_overall", -1) / 1000,
+    }
+
+
+def table(scale: int, steps: list[Step], totals: dict[str, float]) -> str:
+    lines = [
+        f"bench-scale at scale {scale} ({os.cpu_count()} cores; load = 1-min load average before → after)",
+        f"  {'step':<32} {'wall s':>8} {'cpu s':>8} {'RSS max proc':>13} {'RSS tree':>10}  load",
+    ]
+    for s in steps:
+        lines.append(
+            f"  {s.name:<32} {s.seconds:>8.1f} {s.cpu_seconds:>8.1f} {s.peak_process_mib:>9.0f} MiB"
+            f" {s.peak_tree_mib:>6.0f} MiB  {s.load_before:.1f} → {s.load_after:.1f}"
+        )
+        for name, ms in s.exports_ms.items():
+            lines.append(f"      export {name:<36} {ms / 1000:>8.1f} s")
+    lines += [
+        f"  end to end (generate → publish): {totals['end_to_end_seconds']:.1f} s"
+        f"   (target {TARGETS['end to end']})",
+        f"  daily run (next day generated, appended, built): {totals['daily_run_seconds']:.1f} s;"
+        f" incremental build = {100 * totals['incremental_build_share_of_full']:.1f} % of the full build"
+        f"   (target {TARGETS['daily incremental build']})",
+        f"  largest process tree: {totals['peak_tree_mib']:.0f} MiB"
+        f"   (target {TARGETS['peak RSS per step']})",
+        f"  funnel_overall export: {totals['funnel_overall_export_seconds']:.1f} s"
+        f"   (target {TARGETS['funnel_overall export']})",
+    ]
+    return "\n".join(lines)
+
+
+def run(scale: int, json_path: Path, keep: Path | None = None) -> dict[str, object]:
+    folder = keep or Path(tempfile.mkdtemp(prefix=f"greenery-scale{scale}-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, store.ENV_VAR: str(folder / "warehouse" / "greenery.duckdb")}
+    steps: list[Step] = []
+    try:
+        for step in pipeline(scale, folder):
+            steps.append(run_step(step, env))
+            print(
+                f"  done: {step.name} in {step.seconds:.1f} s (cpu {step.cpu_seconds:.1f} s, peak RSS"
+                f" {step.peak_process_mib:.0f} MiB largest process, {step.peak_tree_mib:.0f} MiB tree,"
+                f" load {step.load_before:.1f} → {step.load_after:.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    totals = summary(steps)
+    print(table(scale, steps, totals))
+    report = {
+        "scale": scale,
+        "cores": os.cpu_count(),
+        "steps": [{k: v for k, v in asdict(s).items() if k != "output"} for s in steps],
+        "totals": totals,
+        "targets": TARGETS,
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
+    print(f"(JSON written to {json_path})")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=int, default=1000, help="generator scale (default 1000)")
+    parser.add_argument(
+        "--json", type=Path, help="where to write the JSON (default output/bench-scale-<N>.json)"
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="build in this folder and keep it (default: a temporary one)"
+    )
+    args = parser.parse_args()
+    run(args.scale, args.json or store.OUTPUT_DIR / f"bench-scale-{args.scale}.json", args.keep)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The next days of a generated warehouse, as a folder of CSVs for `greenery load --append`.
+
+`greenery generate --scale N --next-days K --out DIR` reads what the raw catalog holds (its
+users and addresses, its latest event, the last day's sessions without a checkout), has the
+generator continue that timeline for K days (`generate.next_days`, same seed and scale as the
+warehouse was generated with), and writes the new orders, order items and events into DIR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from greenery.data.generate import DAY, DEFAULT_SEED, START, Loaded, first_new_day, next_days
+from greenery.data.schema import TABLES
+from greenery.warehouse import store
+
+
+def _seconds(times: pa.Array) -> np.ndarray:
+    """Seconds since the generator's START of an Arrow timestamp column."""
+    stamps = times.to_numpy(zero_copy_only=False).astype("datetime64[s]")
+    return (stamps - START).astype(np.int64)
+
+
+def loaded_state(warehouse_file: Path | None = None) -> Loaded:
+    """What the raw catalog holds that the next days continue."""
+    raw = store.raw_path(warehouse_file)
+    if not raw.exists():
+        raise ValueError(f"no raw data at {raw}: run `greenery generate --scale N` first")
+    con = store.open_duckdb(raw, read_only=True, warehouse_file=warehouse_file)
+    try:
+        schema = store.RAW_SCHEMA
+        # the latest browsing or checkout: shipping events come hours after their day
+        last = con.sql(
+            f"select max(created_at) from {schema}.events where event_type <> 'package_shipped'"
+        ).to_arrow_table()
+        if last.column(0)[0].as_py() is None:
+            raise ValueError(f"no events in {raw} to continue")
+        addresses = con.sql(f"select address_id from {schema}.addresses order by address_id").to_arrow_table()
+        users = con.sql(
+            f"""
+            select users.user_id, users.created_at, coalesce(address_index.i, 0) as address
+            from {schema}.users as users
+            left join (
+                select address_id, row_number() over (order by address_id) - 1 as i
+                from {schema}.addresses
+            ) as address_index on users.address_id = address_index.address_id
+            order by users.created_at, users.user_id
+            """
+        ).to_arrow_table()
+        last_seconds = int(_seconds(last.column(0).combine_chunks())[0])
+        day_start = np.datetime64(START + np.timedelta64(last_seconds // DAY * DAY, "s"), "us")
+        open_sessions = con.sql(
+            f"""
+            select session_id, any_value(user_id) as user_id, max(created_at) as last_at
+            from {schema}.events
+            where created_at >= ?
+            group by session_id
+            having count(order_id) = 0
+            order by session_id
+            """,
+            params=[day_start.item()],
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return Loaded(
+        user_ids=users.column("user_id").combine_chunks(),
+        user_created=_seconds(users.column("created_at").combine_chunks()),
+        user_address=users.column("address").to_numpy().astype(np.int32),
+        address_ids=addresses.column("address_id").combine_chunks(),
+        last_event=last_seconds,
+        open_sessions=open_sessions.column("session_id").combine_chunks(),
+        open_users=open_sessions.column("user_id").combine_chunks(),
+        open_last=_seconds(open_sessions.column("last_at").combine_chunks()),
+    )
+
+
+def write_next_days(
+    out: Path, days: int, *, scale: int = 1, seed: int = DEFAULT_SEED, warehouse_file: Path | None = None
+) -> tuple[np.datetime64, dict[str, int]]:
+    """The `days` days after the warehouse's latest event as CSVs in `out` (which must not hold
+    any of the course tables yet); returns the first new day and rows per file."""
+    existing = [f"{t.name}.csv" for t in TABLES if (out / f"{t.name}.csv").exists()]
+    if existing:
+        raise ValueError(f"{out} already holds {', '.join(existing)}: give an empty or new folder")
+    loaded = loaded_state(warehouse_file)
+    parts: dict[str, list[pa.Table]] = {}
+    for name, chunk in next_days(loaded, days, scale=scale, seed=seed):
+        parts.setdefault(name, []).append(chunk)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, chunks in parts.items():
+        frame = pa.concat_tables(chunks).to_pandas()
+        frame.to_csv(out / f"{name}.csv", index=False)
+        counts[name] = len(frame)
+    first_day = START + np.timedelta64(first_new_day(loaded) * DAY, "s")
+    return first_day.astype("datetime64[D]"), counts
