@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing pinned dependencies into $(VENV) (first run only)…"
-	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 \
+	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,orchestrate]' > $(VENV)/pip.log 2>&1 \
 		|| { grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
