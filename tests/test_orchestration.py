@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import oracle
 import pytest
+from conftest import read_sql
 from dagster import (
     AssetKey,
     DagsterInstance,
@@ -34,8 +36,6 @@ from greenery.orchestration.schedules import (
 )
 from greenery.warehouse import store
 from greenery.warehouse.dbt import run_dbt
-from tests import oracle
-from tests.conftest import read_sql
 
 # The course's weekly snapshots ran on Fridays at midnight: week 1 on 2021-02-12.
 WEEK_TICKS = [datetime(2021, 2, 12, tzinfo=UTC) + timedelta(weeks=w) for w in range(4)]
