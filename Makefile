@@ -6,19 +6,31 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COURSE_DATA ?= $(abspath ../shared/greenery-course-data)
 
-.PHONY: venv demo test lint bench bench-peer clean check-superset
+.PHONY: venv demo test lint bench bench-peer clean check-superset orchestrate
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing pinned dependencies into $(VENV) (first run only)…"
-	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 \
+	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,orchestrate]' > $(VENV)/pip.log 2>&1 \
 		|| { grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/greenery demo
+
+# The Dagster code location (src/greenery/orchestration) in `dagster dev` on the embedded
+# warehouse: the asset graph, jobs, schedules and checks at http://127.0.0.1:$(DAGSTER_PORT).
+# Its instance (runs, event log, schedules) lives in warehouse/dagster/.
+DAGSTER_PORT ?= 3000
+DAGSTER_HOME_DIR := $(abspath warehouse/dagster)
+
+orchestrate: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME_DIR)
+	@cp src/greenery/orchestration/dagster.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} \
+		$(BIN)/dagster dev -m greenery.orchestration.definitions -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # Python style (ruff) and the package's shape: its import graph, printed, fails on a cycle,
 # an upward import between rooms, or an import hidden in a function. Then the SQL style

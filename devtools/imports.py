@@ -31,6 +31,7 @@ FLOORS = {
     "greenery.snowflake": 4,
     "greenery.demo": 5,
     "greenery.cli": 6,
+    "greenery.orchestration": 6,  # the Dagster code location, beside the cli
 }
 # Protocol adapters on the query service; `http` hosts GraphQL, `run` wires them all.
 ADAPTERS = {"greenery.serve.graphql", "greenery.serve.flight", "greenery.serve.postgres"}
