@@ -115,7 +115,7 @@ def test_every_asset_materialized_on_the_course_data(orchestrated: Orchestrated)
     assert steps.iloc[0].tolist() == [578, 467, 361]
     assert _metadata(result, FUNNEL_KEY)["dagster/row_count"] == 1
     dashboard = _metadata(result, AssetKey("product_funnel_dashboard"))["rows_by_saved_query"]
-    assert dashboard["funnel_overall"] == 1 and len(dashboard) == 7
+    assert dashboard["funnel_overall"] == 1 and len(dashboard) == 8  # every saved query the exposure lists
 
 
 def test_run_metadata_answers_what_ran_and_how_long(orchestrated: Orchestrated) -> None:
