@@ -173,7 +173,7 @@ def test_queries_an_export_cannot_answer_exactly_run_on_the_marts(
 def test_count_distinct_is_never_summed_over_dropped_dimensions(exported: Path) -> None:
     """An export of distinct sessions by day and visitor type: by visitor type alone it would
     count a session once per day — so only the export's own group-by is answered from it."""
-    metric, group_by = "page_view_event_sessions", ("session__visitor_type", "metric_time__day")
+    metric, group_by = "page_view_sessions", ("session__visitor_type", "metric_time__day")
     writer = SemanticLayer(exported, read_only=False)
     try:
         con = writer.client.connection

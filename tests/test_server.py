@@ -484,7 +484,7 @@ def test_a_new_publish_is_served_without_restart(course_warehouse: Path, tmp_pat
     with running(create_app(copy, token=TOKEN)) as host:
         auth = {"authorization": f"Bearer {TOKEN}"}  # without the token /healthz says only "ok"
         health = requests.get(f"http://{host}/healthz", headers=auth).json()
-        assert (health["status"], health["published_version"], health["metrics"]) == ("ok", first.name, 40)
+        assert (health["status"], health["published_version"], health["metrics"]) == ("ok", first.name, 41)
         client = sdk(host)
         with client.session():
             assert client.query(metrics=FUNNEL)["sessions_with_page_view"][0].as_py() == 578
