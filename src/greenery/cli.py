@@ -10,7 +10,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import duckdb
@@ -32,9 +31,6 @@ from greenery.warehouse.replay import parse_weeks, replay
 
 MAX_LOOKBACK_DAYS = 3650
 MAX_PORT = 65535
-# Commands that write the warehouse (or read its file, which blocks a writer): one at a time
-# per warehouse, under its lock (greenery.warehouse.lock); `serve` reads published copies.
-LOCKED_COMMANDS = {"load", "generate", "replay", "build", "export", "publish", "report", "demo"}
 MAX_DIRTY_SCALE = 100  # the dirty scenario gathers the generated tables in memory
 MAX_NEXT_DAYS = 366
 
@@ -141,11 +137,12 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     paths = ReportPaths.course()
-    layer = SemanticLayer()
-    try:
-        write_report(layer, paths)
-    finally:
-        layer.close()
+    with exclusive(store.resolve(), "report"):  # its reads would block a writer
+        layer = SemanticLayer()
+        try:
+            write_report(layer, paths)
+        finally:
+            layer.close()
     print(
         f"wrote the answers into {paths.answers}, their headline into {paths.headline},"
         f" charts into {paths.images}, and {paths.html}"
@@ -265,10 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], None] = args.func
-    locked = args.command in LOCKED_COMMANDS
     try:
-        with exclusive(store.resolve(), args.command) if locked else nullcontext():
-            func(args)
+        func(args)
     except USER_ERRORS as exc:
         print(f"greenery {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.build import build, fresh_raw
 from greenery.warehouse.dbt import run_tool
+from greenery.warehouse.lock import exclusive
 from greenery.warehouse.publish import publish
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
@@ -117,14 +118,16 @@ Try next (from the repo root, with .venv/bin on PATH):
 
 
 def run_demo(steps: list[Step] = STEPS) -> None:
+    """The steps in order, holding the warehouse lock throughout (no other step in between)."""
     started = time.perf_counter()
-    for number, step in enumerate(steps, start=1):
-        print(f"[{number}/{len(steps)}] {step.name} …", flush=True)
-        t0 = time.perf_counter()
-        try:
-            result = step.run()
-        except Exception as exc:
-            raise DemoError(f"step {number} ({step.name}) failed: {exc}") from exc
-        note = f" — {result}" if result else ""
-        print(f"      ok in {time.perf_counter() - t0:.1f} s{note}", flush=True)
+    with exclusive(store.resolve(), "demo"):
+        for number, step in enumerate(steps, start=1):
+            print(f"[{number}/{len(steps)}] {step.name} …", flush=True)
+            t0 = time.perf_counter()
+            try:
+                result = step.run()
+            except Exception as exc:
+                raise DemoError(f"step {number} ({step.name}) failed: {exc}") from exc
+            note = f" — {result}" if result else ""
+            print(f"      ok in {time.perf_counter() - t0:.1f} s{note}", flush=True)
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.{NEXT}")

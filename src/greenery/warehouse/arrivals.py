@@ -16,6 +16,7 @@ import pyarrow as pa
 from greenery.data.generate import DAY, DEFAULT_SEED, START, Loaded, first_new_day, next_days
 from greenery.data.schema import TABLES
 from greenery.warehouse import store
+from greenery.warehouse.lock import exclusive
 
 
 def _seconds(times: pa.Array) -> np.ndarray:
@@ -85,7 +86,8 @@ def write_next_days(
     existing = [f"{t.name}.csv" for t in TABLES if (out / f"{t.name}.csv").exists()]
     if existing:
         raise ValueError(f"{out} already holds {', '.join(existing)}: give an empty or new folder")
-    loaded = loaded_state(warehouse_file)
+    with exclusive(store.resolve(warehouse_file), "generate"):  # its reads would block a writer
+        loaded = loaded_state(warehouse_file)
     parts: dict[str, list[pa.Table]] = {}
     for name, chunk in next_days(loaded, days, scale=scale, seed=seed):
         parts.setdefault(name, []).append(chunk)

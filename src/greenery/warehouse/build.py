@@ -24,17 +24,15 @@ def fresh_raw(
     warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1
 ) -> dict[str, int]:
     """Replace the raw catalog: the course CSVs when given, else generated data at `scale`."""
-    with exclusive(store.resolve(warehouse_file), "load"):
-        if course_data is not None:
-            return store.write_raw(read_folder(course_data).items(), warehouse_file)
-        return store.write_raw(generate(scale=scale), warehouse_file)
+    if course_data is not None:
+        return store.write_raw(read_folder(course_data).items(), warehouse_file)
+    return store.write_raw(generate(scale=scale), warehouse_file)
 
 
 def append_csv(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:
     """Append a folder of new rows (some of the seven course CSVs) to the raw catalog, all or
     nothing; returns rows appended per table. The next `build` picks them up incrementally."""
-    with exclusive(store.resolve(warehouse_file), "load"):
-        return store.append_raw(read_arrivals(folder).items(), warehouse_file)
+    return store.append_raw(read_arrivals(folder).items(), warehouse_file)
 
 
 def built_from_path(warehouse_file: Path | None = None) -> Path:

@@ -2,9 +2,12 @@
 
 DuckDB allows one writer per file (and a reader in another process blocks it), so two steps
 on the same warehouse — a build and a publish, two loads — would fail half-way with a
-``duckdb.IOException``. Every step that writes the warehouse or its raw catalog (load,
-generate, replay, build, export, publish; report and demo too) holds an exclusive
-``fcntl.flock`` on ``greenery.lock`` in the warehouse folder for its whole run.
+``duckdb.IOException``. Every step that writes the warehouse or its raw catalog holds an
+exclusive ``fcntl.flock`` on ``greenery.lock`` in the warehouse folder for its whole run. The
+functions that do the writing take it, so every caller (the CLI, the orchestrator, tests) is
+covered: the raw catalog's writers in `store` (load, generate, the week's products),
+`replay`, `build`, `run_exports` and `publish`; the report and the demo, which read or chain
+them, at their entry points.
 
 Fail fast, not wait: a second step is refused at once with a message naming the step that
 holds the lock and its pid. A build takes minutes; a command that sits silently behind

@@ -289,6 +289,11 @@ def append_raw(
             known = ", ".join(t.name for t in TABLES)
             raise ValueError(f"cannot append to raw table {name!r} (appendable: {known})")
         by_table.setdefault(name, []).append(chunk)
+    with exclusive(resolve(warehouse_file), "load"):
+        return _append(by_table, warehouse_file)
+
+
+def _append(by_table: dict[str, list[pd.DataFrame]], warehouse_file: Path | None) -> dict[str, int]:
     path = raw_path(warehouse_file)
     if not path.exists():
         raise ValueError(f"no raw data at {path} to append to: first `greenery load --from-csv DIR`")
@@ -325,20 +330,21 @@ def replace_products(
     One transaction: the products and ``raw.replay.clock`` always describe the same moment,
     which is the time the products snapshot records (macros/snapshot_get_time.sql).
     """
-    con = open_duckdb(raw_path(warehouse_file), warehouse_file=warehouse_file)
-    try:
-        con.execute("BEGIN")
-        con.execute(f"DELETE FROM {RAW_SCHEMA}.products")
-        con.register("rows", rows)
-        con.execute(
-            f"INSERT INTO {RAW_SCHEMA}.products (product_id, name, price, inventory)"
-            " SELECT product_id, name, price, inventory FROM rows"
-        )
-        con.execute(f"CREATE OR REPLACE TABLE {REPLAY_CLOCK} (recorded_at TIMESTAMP NOT NULL)")
-        con.execute(f"INSERT INTO {REPLAY_CLOCK} VALUES (?)", [recorded_at.to_pydatetime()])
-        con.execute("COMMIT")
-    finally:
-        con.close()
+    with exclusive(resolve(warehouse_file), "replay"):
+        con = open_duckdb(raw_path(warehouse_file), warehouse_file=warehouse_file)
+        try:
+            con.execute("BEGIN")
+            con.execute(f"DELETE FROM {RAW_SCHEMA}.products")
+            con.register("rows", rows)
+            con.execute(
+                f"INSERT INTO {RAW_SCHEMA}.products (product_id, name, price, inventory)"
+                " SELECT product_id, name, price, inventory FROM rows"
+            )
+            con.execute(f"CREATE OR REPLACE TABLE {REPLAY_CLOCK} (recorded_at TIMESTAMP NOT NULL)")
+            con.execute(f"INSERT INTO {REPLAY_CLOCK} VALUES (?)", [recorded_at.to_pydatetime()])
+            con.execute("COMMIT")
+        finally:
+            con.close()
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
