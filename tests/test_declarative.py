@@ -15,9 +15,9 @@ import pytest
 from conftest import TOKEN, running
 from dbtsl import SemanticLayerClient
 
-from greenery.semantic.declarative import CACHE_MARK, ExportCache, ExportTable, manifest_hash
+from greenery.semantic.declarative import CACHE_MARK, ExportCache, ExportTable
 from greenery.semantic.exports import run_exports
-from greenery.semantic.layer import SemanticLayer
+from greenery.semantic.layer import MetricQuery, SemanticLayer
 from greenery.serve.http import create_app
 from greenery.serve.service import CHECK_EVERY_S, QueryRequest, SemanticLayerService
 from greenery.warehouse import store
@@ -185,7 +185,7 @@ def test_count_distinct_is_never_summed_over_dropped_dimensions(exported: Path) 
     layer = SemanticLayer(exported)
     try:
         cache = ExportCache(
-            layer.client.connection, layer.lookup.semantic_manifest, manifest_hash(layer.manifest_path)
+            layer.client.connection, layer.lookup.semantic_manifest, layer.manifest_sha256
         )
         described = layer.client.connection.sql("select * from exports.distinct_sessions")
         columns = {c: str(t) for c, t in zip(described.columns, described.types, strict=True)}
@@ -201,8 +201,8 @@ def test_count_distinct_is_never_summed_over_dropped_dimensions(exported: Path) 
         ]
 
         def rewrite(group: tuple[str, ...]) -> str | None:
-            request = {"metrics": (metric,), "group_by": group, "where": (), "order_by": (), "limit": None}
-            found = cache.rewrite(**request, saved_query=None, compiled_sql=layer.compile(**request))
+            query = MetricQuery.of(metrics=(metric,), group_by=group)
+            found = cache.rewrite(query, layer.compile(**query._asdict()))
             return found.sql if found else None
 
         full = rewrite(group_by)

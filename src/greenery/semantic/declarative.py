@@ -26,11 +26,9 @@ never read.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 from metricflow_semantic_interfaces.protocols.metric import Metric
@@ -40,6 +38,7 @@ from metricflow_semantic_interfaces.type_enums.time_granularity import TimeGranu
 
 from greenery.semantic import filters
 from greenery.semantic.cache import Lru
+from greenery.semantic.layer import MetricQuery
 
 META_SCHEMA = "greenery_meta"
 BUILD_RELATION = f'"{META_SCHEMA}"."build"'  # written by macros/record_build.sql
@@ -55,10 +54,6 @@ _REAGGREGATE = {
     AggregationType.MAX: "max",
 }
 _EXACT_SUM_TYPE = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|U\w*INT|DECIMAL\(\d+,\d+\))$")
-
-
-def manifest_hash(manifest_path: Path) -> str:
-    return hashlib.sha256(manifest_path.read_bytes()).hexdigest()
 
 
 def current_build_id(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -122,7 +117,7 @@ class ExportCache:
         }
         self.build_id = current_build_id(con) if con is not None else None
         self.exports = self._current_exports(con, manifest, manifest_sha256) if con is not None else []
-        self._rewrites: Lru[tuple[object, ...], CachedSql | bool] = Lru(KEEP_REWRITES)
+        self._rewrites: Lru[MetricQuery, CachedSql | bool] = Lru(KEEP_REWRITES)
 
     def _current_exports(
         self, con: duckdb.DuckDBPyConnection, manifest: object, manifest_sha256: str
@@ -266,17 +261,7 @@ class ExportCache:
 
     # -- the rewrite ------------------------------------------------------------------------
 
-    def rewrite(
-        self,
-        *,
-        metrics: Sequence[str],
-        group_by: Sequence[str],
-        where: Sequence[str],
-        order_by: Sequence[str],
-        limit: int | None,
-        saved_query: str | None,
-        compiled_sql: str,
-    ) -> CachedSql | None:
+    def rewrite(self, query: MetricQuery, compiled_sql: str) -> CachedSql | None:
         """SQL over an export table giving exactly MetricFlow's answer to the query, or None.
 
         `compiled_sql` is MetricFlow's SQL for the same (already validated) query: its output
@@ -284,24 +269,14 @@ class ExportCache:
         """
         if not self.exports:
             return None
-        key = (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
-        known = self._rewrites.get(key)
+        known = self._rewrites.get(query)
         if known is None:
-            found = self._rewrite(metrics, group_by, where, order_by, limit, saved_query, compiled_sql)
-            known = found or False
-            self._rewrites.put(key, known)
+            known = self._rewrite(query, compiled_sql) or False
+            self._rewrites.put(query, known)
         return known or None
 
-    def _rewrite(
-        self,
-        metrics: Sequence[str],
-        group_by: Sequence[str],
-        where: Sequence[str],
-        order_by: Sequence[str],
-        limit: int | None,
-        saved_query: str | None,
-        compiled_sql: str,
-    ) -> CachedSql | None:
+    def _rewrite(self, query: MetricQuery, compiled_sql: str) -> CachedSql | None:
+        metrics, group_by, where, order_by, limit, saved_query = query
         if saved_query is not None:
             if metrics or group_by:
                 return None

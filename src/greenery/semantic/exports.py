@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from greenery.semantic.declarative import manifest_hash, record_export
+from greenery.semantic.declarative import record_export
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
 from greenery.warehouse.lock import exclusive, remove_leftovers
@@ -115,7 +115,7 @@ def run_export(layer: SemanticLayer, spec: ExportSpec, parquet_dir: Path | None 
             saved_query=spec.saved_query,
             export=spec.name,
             relation=spec.relation,
-            manifest_sha256=manifest_hash(layer.manifest_path),
+            manifest_sha256=layer.manifest_sha256,
         )
         if parquet_dir is not None:
             _write_parquet(layer, spec, parquet_dir)

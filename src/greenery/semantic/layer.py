@@ -7,13 +7,14 @@ results come back as Arrow tables.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -35,7 +36,7 @@ from greenery.warehouse.publish import current_published
 NO_PARAMS = SqlBindParameterSet()
 KEEP_COMPILED = 1024  # compiled SQL kept per engine …
 KEEP_COMPILED_CHARS = 32 * 1024 * 1024  # … within this many characters of SQL and query text
-CompileKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...], int | None, str | None]
+TOO_DEEP = "the query is too large or too deeply nested to compile: ask for less at once"
 
 
 class SemanticLayerError(ValueError):
@@ -146,15 +147,28 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
-def _compile_key(
-    metrics: Sequence[str] = (),
-    group_by: Sequence[str] = (),
-    where: Sequence[str] = (),
-    order_by: Sequence[str] = (),
-    limit: int | None = None,
-    saved_query: str | None = None,
-) -> CompileKey:
-    return (tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
+class MetricQuery(NamedTuple):
+    """A query as MetricFlow takes it, its lists as tuples: the key its compiled SQL is cached
+    under (here, and by whatever else decides per query, e.g. the declarative cache)."""
+
+    metrics: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()
+    where: tuple[str, ...] = ()
+    order_by: tuple[str, ...] = ()
+    limit: int | None = None
+    saved_query: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        metrics: Sequence[str] = (),
+        group_by: Sequence[str] = (),
+        where: Sequence[str] = (),
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+        saved_query: str | None = None,
+    ) -> MetricQuery:
+        return cls(tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
 
 
 def _compiled_size(key: tuple[object, ...], sql: str) -> int:
@@ -190,6 +204,7 @@ class SemanticLayer:
             _lock_down(con)
         self.path = path
         self.manifest_path = manifest_path
+        self.manifest_sha256 = hashlib.sha256(manifest_json.encode()).hexdigest()
         self.client = DuckDbClient(con)
         self.lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest_json))
         self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
@@ -235,17 +250,12 @@ class SemanticLayer:
         caller (the server's transports, exports, benchmarks) shares the cache of its layer; a
         query compiled before is answered without waiting for the engine.
         """
-        key = _compile_key(metrics, group_by, where, order_by, limit, saved_query)
-        cached = self._compiled.get(key)
-        if cached is not None:
-            self.compile_stats.hits += 1
-            return cached
-        start = time.perf_counter()
-        if saved_query is not None and saved_query not in self.saved_query_names:
-            raise SemanticLayerError(
-                f"unknown saved query {saved_query!r} (known: {', '.join(self.saved_query_names)})"
-            )
-        try:
+        query = MetricQuery.of(metrics, group_by, where, order_by, limit, saved_query)
+
+        def plan() -> str:
+            if saved_query is not None and saved_query not in self.saved_query_names:
+                known = ", ".join(self.saved_query_names)
+                raise SemanticLayerError(f"unknown saved query {saved_query!r} (known: {known})")
             request = query_request(
                 saved_query=saved_query,
                 metrics=metrics,
@@ -254,28 +264,28 @@ class SemanticLayer:
                 order_by=order_by,
                 limit=limit,
             )
-            with self.engine_lock:
-                sql = self.engine.explain(request).sql_statement.without_descriptions.sql
-        except (RecursionError, MemoryError):
-            raise SemanticLayerError(
-                "the query is too large or too deeply nested to compile: ask for less at once"
-            ) from None
-        except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
-            raise SemanticLayerError(str(exc)) from exc
-        sql = quote_reserved_identifiers(sql, self._reserved_names)
-        self._compiled.put(key, sql)
-        self.compile_stats.compiled += 1
-        self.compile_stats.seconds += time.perf_counter() - start
-        return sql
+            return self.engine.explain(request).sql_statement.without_descriptions.sql
 
-    def compiled(self, **request: Any) -> str | None:
-        """The SQL of a query compiled before (compile's arguments), else None; never waits."""
-        return self._compiled.get(_compile_key(**request))
+        return self._compile_once(query, plan)
+
+    def compiled(self, query: MetricQuery) -> str | None:
+        """The SQL of a query compiled before, else None; never waits."""
+        return self._compiled.get(query)
 
     def compile_dimension_values(self, group_by: str, metrics: Sequence[str] = ()) -> str:
         """The SQL MetricFlow writes for the distinct values of one dimension (for the metrics, if any),
         compiled once per distinct request like `compile`."""
-        key = ("dimension values", group_by, tuple(metrics))
+
+        def plan() -> str:
+            explained = self.engine.explain_get_dimension_values(
+                metric_names=list(metrics) or None, get_group_by_values=group_by
+            )
+            return explained.sql_statement.without_descriptions.sql
+
+        return self._compile_once(("dimension values", group_by, tuple(metrics)), plan)
+
+    def _compile_once(self, key: tuple[object, ...], plan: Callable[[], str]) -> str:
+        """The SQL cached under `key`, else what MetricFlow `plan`s (under the engine lock), cached."""
         cached = self._compiled.get(key)
         if cached is not None:
             self.compile_stats.hits += 1
@@ -283,12 +293,13 @@ class SemanticLayer:
         start = time.perf_counter()
         try:
             with self.engine_lock:
-                explained = self.engine.explain_get_dimension_values(
-                    metric_names=list(metrics) or None, get_group_by_values=group_by
-                )
+                sql = plan()
+        except SemanticLayerError:
+            raise
+        except (RecursionError, MemoryError):
+            raise SemanticLayerError(TOO_DEEP) from None
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
-        sql = explained.sql_statement.without_descriptions.sql
         sql = quote_reserved_identifiers(sql, self._reserved_names)
         self._compiled.put(key, sql)
         self.compile_stats.compiled += 1

@@ -34,8 +34,8 @@ import pyarrow as pa
 
 from greenery.semantic import filters
 from greenery.semantic.cache import Lru
-from greenery.semantic.declarative import ExportCache, export_of, manifest_hash
-from greenery.semantic.layer import SemanticLayer, SemanticLayerError
+from greenery.semantic.declarative import ExportCache, export_of
+from greenery.semantic.layer import MetricQuery, SemanticLayer, SemanticLayerError
 from greenery.serve.catalog import Catalog
 from greenery.serve.scheduler import FairScheduler, QueueFull
 from greenery.serve.tables import SqlTables
@@ -153,6 +153,13 @@ class QueryRequest:
         except (RecursionError, MemoryError):
             raise ValueError(f"a where filter: {TOO_COMPLEX}") from None
 
+    @property
+    def query(self) -> MetricQuery:
+        """What MetricFlow is asked (the key its compiled SQL is cached under)."""
+        return MetricQuery(
+            self.metrics, self.group_by, self.where, self.order_by, self.limit, self.saved_query
+        )
+
     def text_size(self) -> int:
         """Characters of its names and filters (what keeping the request holds on to)."""
         texts = (*self.metrics, *self.group_by, *self.where, *self.order_by, self.saved_query or "")
@@ -200,16 +207,16 @@ class PublishedLayer:
         once), or, with `read_cache`, SQL over a current export table when that answers it exactly."""
         if request.dimension_values:
             return self.layer.compile_dimension_values(request.group_by[0], request.metrics)
-        sql = self.layer.compile(**_compile_arguments(request))
+        sql = self.layer.compile(**request.query._asdict())
         if read_cache:
-            cached = self.exports.rewrite(**_compile_arguments(request), compiled_sql=sql)
+            cached = self.exports.rewrite(request.query, sql)
             if cached is not None:
                 return cached.sql
         return sql
 
     def cached_answer(self, request: QueryRequest) -> tuple[str, pa.Table] | None:
         """(SQL, rows) of a checked request answered before on this version, else None; never waits."""
-        if request.dimension_values or (sql := self.layer.compiled(**_compile_arguments(request))) is None:
+        if request.dimension_values or (sql := self.layer.compiled(request.query)) is None:
             return None
         table = self._answers.get(request)
         return None if table is None else (sql, table)
@@ -275,17 +282,6 @@ class PublishedLayer:
             self.layer.close()
 
 
-def _compile_arguments(request: QueryRequest) -> dict[str, Any]:
-    return {
-        "metrics": request.metrics,
-        "group_by": request.group_by,
-        "where": request.where,
-        "order_by": request.order_by,
-        "limit": request.limit,
-        "saved_query": request.saved_query,
-    }
-
-
 def _answer_size(request: QueryRequest, table: pa.Table) -> int:
     """Bytes a cached answer holds on to: its Arrow data and the text of its request."""
     return table.nbytes + request.text_size()
@@ -295,7 +291,7 @@ def _export_cache(layer: SemanticLayer, version: str) -> ExportCache:
     """The export tables this version may answer from (none if they cannot be read)."""
     manifest = layer.lookup.semantic_manifest
     try:
-        cache = ExportCache(layer.client.connection, manifest, manifest_hash(layer.manifest_path))
+        cache = ExportCache(layer.client.connection, manifest, layer.manifest_sha256)
     except Exception as exc:  # the cache is an optimization: without it every query still runs
         log.error("published version %s: export tables not usable as a cache: %s", version, exc)
         return ExportCache(None, manifest, "")
