@@ -6,7 +6,6 @@ carries what dbt's ``run_results.json`` says of its node (status, timing, adapte
 the table's row count, and for the snapshot the number of versions the run wrote.
 """
 
-import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -33,7 +32,7 @@ from dagster_dbt import (
 
 from greenery.orchestration.manifest import MANIFEST_PATH, load_manifest
 from greenery.warehouse import store
-from greenery.warehouse.build import built_from_path
+from greenery.warehouse.build import dbt_build
 from greenery.warehouse.replay import SNAPSHOT_RELATION
 
 SNAPSHOT_NAME = SNAPSHOT_RELATION.split(".")[1]
@@ -126,35 +125,28 @@ def _node_result(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dbt_args(config: BuildConfig, incremental: bool) -> tuple[list[str], bool]:
-    """`dbt build` arguments, and whether the build is a full refresh.
-
-    As in `greenery build`: when the run builds the incremental models, also a full refresh
-    when the raw data was replaced since they were built (the raw load's id differs from the
-    one they were built from).
-    """
-    load_id = store.raw_load_id()
-    built_from = built_from_path()
-    previous = built_from.read_text() if built_from.is_file() else None
-    stale = incremental and (load_id is None or load_id != previous)
-    full_refresh = config.full_refresh or stale
-    args = ["build", *(["--full-refresh"] if full_refresh else [])]
-    if config.lookback_days is not None:
-        args += ["--vars", json.dumps({"incremental_lookback_days": config.lookback_days})]
-    return args, full_refresh
-
-
 @dbt_assets(manifest=MANIFEST_PATH, project=PROJECT, dagster_dbt_translator=TRANSLATOR, name="greenery_dbt")
 def greenery_dbt(
     context: AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig
 ) -> Iterator[DbtEvent]:
-    """`dbt build` of what the run selects: models, the snapshot, their tests."""
+    """`dbt build` of what the run selects: models, the snapshot, their tests.
+
+    Around it, what `greenery build` does (`dbt_build`): the warehouse lock, the full-refresh
+    rule of the incremental models, and the build marker that keeps a failed build unpublished.
+    """
     incremental = bool(INCREMENTAL_KEYS & context.selected_asset_keys)
-    args, full_refresh = _dbt_args(config, incremental)
+    with dbt_build(
+        full_refresh=config.full_refresh, lookback_days=config.lookback_days, incremental=incremental
+    ) as plan:
+        yield from _run_dbt_build(context, dbt, plan.args, plan.full_refresh)
+
+
+def _run_dbt_build(
+    context: AssetExecutionContext, dbt: DbtCliResource, args: list[str], full_refresh: bool
+) -> Iterator[DbtEvent]:
+    """Run `dbt build` with `args`; its events, with run metadata; Failure when a node failed."""
     versions_before = snapshot_versions() or 0
     started = time.perf_counter()
-    if incremental:
-        built_from_path().unlink(missing_ok=True)  # a failed build leaves no claim behind
     invocation = dbt.cli(args, context=context, raise_on_error=False)
     events = list(invocation.stream())  # dbt-duckdb is done with the warehouse when this returns
     seconds = time.perf_counter() - started
@@ -193,6 +185,3 @@ def greenery_dbt(
             if r["status"] in ("error", "fail")
         ]
         raise Failure(description=f"`dbt {' '.join(args)}` failed: " + "; ".join(failed), metadata=summary)
-    load_id = store.raw_load_id()
-    if incremental and load_id is not None:
-        built_from_path().write_text(load_id)

@@ -29,7 +29,7 @@ from dagster import (
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES
 from greenery.warehouse import store
 from greenery.warehouse.build import fresh_raw
-from greenery.warehouse.replay import last_snapshot_run
+from greenery.warehouse.replay import last_snapshot_run, week_rows, weekly_states
 
 COURSE_DATA_ENV = "GREENERY_COURSE_DATA"
 SCHEDULED_TIME_TAG = "dagster/scheduled_execution_time"
@@ -104,15 +104,6 @@ def run_time(context: AssetExecutionContext, config: WeekConfig) -> pd.Timestamp
     return moment.tz_convert(None) if moment.tzinfo else moment
 
 
-def weekly_states() -> pd.DataFrame:
-    con = store.open_duckdb(store.raw_path(), read_only=True)
-    try:
-        relation = f"{store.REPLAY_SCHEMA}.{INVENTORY_BY_WEEK.name}"
-        return con.execute(f"select * from {relation} order by week, product_id").df()
-    finally:
-        con.close()
-
-
 def week_at(states: pd.DataFrame, moment: pd.Timestamp) -> int:
     """The newest week recorded at or before `moment` (a clear error before the first)."""
     weeks = states.loc[states["recorded_at"] <= moment, "week"]
@@ -139,13 +130,13 @@ def raw_products(context: AssetExecutionContext, config: WeekConfig) -> Material
     moment = run_time(context, config)
     states = weekly_states()
     week = week_at(states, moment)
+    rows, recorded_at = week_rows(states, week)
     last = last_snapshot_run()
-    if last is not None and states.loc[states["week"] == week, "recorded_at"].iloc[0] < last:
+    if last is not None and recorded_at < last:
         context.log.warning(f"week {week} is older than the snapshot's last run ({last}): keeping that week")
         week = week_at(states, last)
-    rows = states[states["week"] == week]
-    recorded_at = pd.Timestamp(rows["recorded_at"].iloc[0])
-    store.replace_products(rows[["product_id", "name", "price", "inventory"]], recorded_at)
+        rows, recorded_at = week_rows(states, week)
+    store.replace_products(rows, recorded_at)
     return MaterializeResult(
         metadata={
             "dagster/row_count": len(rows),

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from greenery.data.generate import generate
@@ -60,6 +63,58 @@ def unfinished_build(warehouse_file: Path | None = None) -> str | None:
     return f"pid {started.get('pid', '?')}, {started.get('started_at', 'time unknown')}"
 
 
+@dataclass(frozen=True)
+class DbtBuild:
+    """The `dbt build` to run: its arguments, and whether it is a full refresh."""
+
+    args: list[str]
+    full_refresh: bool
+
+
+@contextmanager
+def dbt_build(
+    warehouse_file: Path | None = None,
+    *,
+    full_refresh: bool = False,
+    lookback_days: float | None = None,
+    incremental: bool = True,
+) -> Iterator[DbtBuild]:
+    """Everything around a `dbt build` but running it, for whoever runs it (`build`, the
+    orchestrator): the warehouse lock, the full-refresh rule, the build marker.
+
+    When the build includes the incremental models (`incremental`), it is a full refresh if
+    asked or if the raw data was replaced since they were built (the raw load's id differs
+    from the one they were built from). The block runs dbt; only when it ends without an
+    exception is the build recorded as finished (marker removed, raw load id noted), so a
+    killed or failed build stays unpublishable.
+    """
+    with exclusive(store.resolve(warehouse_file), "build"):
+        raw = store.raw_path(warehouse_file)
+        if not raw.exists():
+            raise ValueError(
+                f"no raw data at {raw} to build from: first `greenery load --from-csv DIR`"
+                " or `greenery generate`, then `greenery replay`"
+            )
+        load_id = store.raw_load_id(warehouse_file)
+        built_from = built_from_path(warehouse_file)
+        previous = built_from.read_text() if built_from.is_file() else None
+        full_refresh = full_refresh or (incremental and (load_id is None or load_id != previous))
+        args = ["build"]
+        if full_refresh:
+            args.append("--full-refresh")
+        if lookback_days is not None:
+            args += ["--vars", json.dumps({"incremental_lookback_days": lookback_days})]
+        marker = build_marker_path(warehouse_file)
+        started_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        marker.write_text(json.dumps({"pid": os.getpid(), "started_at": started_at}))
+        if incremental:
+            built_from.unlink(missing_ok=True)  # a failed build leaves no claim behind
+        yield DbtBuild(args, full_refresh)  # on an exception here, the marker stays
+        if incremental and load_id is not None:
+            built_from.write_text(load_id)
+        marker.unlink()
+
+
 def build(
     warehouse_file: Path | None = None, *, full_refresh: bool = False, lookback_days: float | None = None
 ) -> bool:
@@ -75,35 +130,9 @@ def build(
     clock in the raw catalog (``raw.replay.clock``) and the snapshot reads it (see
     macros/snapshot_get_time.sql), so a plain `dbt build` is just as safe.
     """
-    with exclusive(store.resolve(warehouse_file), "build"):
-        return _build(warehouse_file, full_refresh=full_refresh, lookback_days=lookback_days)
-
-
-def _build(warehouse_file: Path | None, *, full_refresh: bool, lookback_days: float | None) -> bool:
-    raw = store.raw_path(warehouse_file)
-    if not raw.exists():
-        raise ValueError(
-            f"no raw data at {raw} to build from: first `greenery load --from-csv DIR`"
-            " or `greenery generate`, then `greenery replay`"
-        )
-    load_id = store.raw_load_id(warehouse_file)
-    built_from = built_from_path(warehouse_file)
-    previous = built_from.read_text() if built_from.is_file() else None
-    full_refresh = full_refresh or load_id is None or load_id != previous
-    args = ["build"]
-    if full_refresh:
-        args.append("--full-refresh")
-    if lookback_days is not None:
-        args += ["--vars", json.dumps({"incremental_lookback_days": lookback_days})]
-    marker = build_marker_path(warehouse_file)
-    started_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    marker.write_text(json.dumps({"pid": os.getpid(), "started_at": started_at}))
-    built_from.unlink(missing_ok=True)  # a failed build leaves no claim behind
-    run_dbt(args, warehouse_file=warehouse_file)  # on failure, the marker stays
-    if load_id is not None:
-        built_from.write_text(load_id)
-    marker.unlink()
-    return full_refresh
+    with dbt_build(warehouse_file, full_refresh=full_refresh, lookback_days=lookback_days) as plan:
+        run_dbt(plan.args, warehouse_file=warehouse_file)
+    return plan.full_refresh
 
 
 def rebuild(warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1) -> None:

@@ -54,7 +54,8 @@ def _week(number: str, text: str) -> int:
     return week
 
 
-def _weekly_states(warehouse_file: Path) -> pd.DataFrame:
+def weekly_states(warehouse_file: Path | None = None) -> pd.DataFrame:
+    """Every product's state week by week, as the loader stored it (``raw.replay``)."""
     con = store.open_duckdb(store.raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
         return con.execute(
@@ -82,7 +83,8 @@ def last_snapshot_run(
         con.close()
 
 
-def _week_rows(states: pd.DataFrame, week: int) -> tuple[pd.DataFrame, pd.Timestamp]:
+def week_rows(states: pd.DataFrame, week: int) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """One week's products (the columns of raw products) and the time they were recorded."""
     rows = states[states["week"] == week]
     return rows[["product_id", "name", "price", "inventory"]], pd.Timestamp(rows["recorded_at"].iloc[0])
 
@@ -104,7 +106,7 @@ def _replay(weeks: Sequence[int], from_scratch: bool, warehouse_file: Path) -> l
     raw = store.raw_path(warehouse_file)
     if not raw.exists():
         raise ValueError(f"no raw data at {raw}: run `greenery load` or `greenery generate` first")
-    states = _weekly_states(warehouse_file)
+    states = weekly_states(warehouse_file)
     known = sorted(states["week"].unique())
     missing = [w for w in weeks if w not in known]
     if missing:
@@ -115,7 +117,7 @@ def _replay(weeks: Sequence[int], from_scratch: bool, warehouse_file: Path) -> l
     last = last_snapshot_run(warehouse_file, from_scratch=from_scratch)
     results = []
     for week in weeks:
-        rows, recorded_at = _week_rows(states, week)
+        rows, recorded_at = week_rows(states, week)
         if last is not None and recorded_at <= last:
             results.append(WeekResult(week, recorded_at, replayed=False))
             continue
@@ -142,4 +144,4 @@ def _settle_raw_products(
     newest = int(seen["week"].max())
     if results and results[-1].replayed and results[-1].week == newest:
         return  # the loop just wrote it
-    store.replace_products(*_week_rows(states, newest), warehouse_file)
+    store.replace_products(*week_rows(states, newest), warehouse_file)
