@@ -881,17 +881,27 @@ def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
     ids = Ids(
         users=_uuids(len(people.created), rng),
         addresses=_uuids(people.n_addresses, rng),
-        products=pa.array([p[0] for p in course.PRODUCTS]),
+        products=_product_ids(),
         promos=pa.array([p[0] for p in PROMOS]),
     )
     yield "addresses", _addresses(ids, rng)
     yield "users", _users(ids, people, rng)
     yield from _reference_frames(ids)
     yield "product_inventory_by_week", _inventory(plan, rng)
+    yield from _session_blocks(plan, ids, seed, 2)
+
+
+def _product_ids() -> pa.Array:
+    return pa.array([p[0] for p in course.PRODUCTS])
+
+
+def _session_blocks(plan: Plan, ids: Ids, *stream: int) -> Iterator[tuple[str, pa.Table]]:
+    """Orders, order items and events, block after block of BLOCK_SESSIONS sessions; block
+    number i draws from its own random stream, ``_rng(*stream, i)``."""
     n, order_start = len(plan.sessions.end), plan.order_start
     for number, lo in enumerate(range(0, n, BLOCK_SESSIONS)):
         hi = min(lo + BLOCK_SESSIONS, n)
-        block_rng = _rng(seed, 2, number)
+        block_rng = _rng(*stream, number)
         o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
         block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
         yield from _block(plan, ids, block, block_rng)
@@ -958,25 +968,17 @@ def next_days(
     ids = Ids(
         users=loaded.user_ids,
         addresses=loaded.address_ids,
-        products=pa.array([p[0] for p in course.PRODUCTS]),
+        products=_product_ids(),
         promos=pa.array([p[0] for p in PROMOS]),
     )
-    order_start = plan.order_start
-    for number, lo in enumerate(range(0, n, BLOCK_SESSIONS)):
-        hi = min(lo + BLOCK_SESSIONS, n)
-        block_rng = _rng(seed, 4, first, number)
-        o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
-        block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
-        yield from _block(plan, ids, block, block_rng)
+    yield from _session_blocks(plan, ids, seed, 4, first)
     yield "events", _late_page_views(loaded, rng)
 
 
 def _late_page_views(loaded: Loaded, rng: np.random.Generator) -> pa.Table:
     """One more page view for LATE_EVENT_SHARE of the open sessions, 15 s to 2.5 min after their last."""
     late = np.flatnonzero(rng.random(len(loaded.open_sessions)) < LATE_EVENT_SHARE)
-    products = _take(
-        pa.array([p[0] for p in course.PRODUCTS]), rng.integers(0, len(course.PRODUCTS), len(late))
-    )
+    products = _take(_product_ids(), rng.integers(0, len(course.PRODUCTS), len(late)))
     return _frame(
         {
             "event_id": _uuids(len(late), rng),
