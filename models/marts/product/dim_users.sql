@@ -14,13 +14,7 @@ addresses as (
 
 orders as (
 
-    select * from {{ ref('stg_greenery__orders') }}
-
-),
-
-order_items as (
-
-    select * from {{ ref('stg_greenery__order_items') }}
+    select * from {{ ref('fct_orders') }}
 
 ),
 
@@ -28,7 +22,7 @@ order_items as (
 orders_with_items as (
 
     select * from orders
-    where order_id in (select order_items.order_id from order_items)
+    where has_items
 
 ),
 

@@ -38,13 +38,7 @@ events as (
 
 orders as (
 
-    select * from {{ ref('stg_greenery__orders') }}
-
-),
-
-order_items as (
-
-    select * from {{ ref('stg_greenery__order_items') }}
+    select * from {{ ref('fct_orders') }}
 
 ),
 
@@ -133,7 +127,7 @@ without_items as (
         count(*) as anomaly_count
 
     from orders
-    where order_id not in (select order_items.order_id from order_items)
+    where not has_items
 
 ),
 

@@ -16,7 +16,7 @@ kept as (
 
 ),
 
-attributed as (
+final as (
 
     select
         ----------  ids
@@ -40,4 +40,4 @@ attributed as (
 
 )
 
-select * from attributed
+select * from final
