@@ -12,9 +12,8 @@ so they are done here, on copies in a temporary folder, never in the project's Y
 
 Model tables point at the marts (``marts.<table>``), where dbt built them; MetricFlow's
 agg_time_dimension is not made sidemantic's default time dimension (which it would group
-every query by, asked or not); the MetricFlow
-conversion metric (which sidemantic does not import) is replaced by sidemantic's own
-conversion metric over the same events.
+every query by, asked or not). For the peer's own conversion logic, sidemantic's conversion
+metric over the session events is added beside the project's (a ratio over page views).
 """
 
 from __future__ import annotations
@@ -75,7 +74,6 @@ def project_yaml(project_dir: Path, into: Path) -> Path:
         semantic_models += yaml.safe_load(path.read_text()).get("semantic_models") or []
     for path in sorted((project_dir / "metrics").glob("*.yml")):
         metrics += yaml.safe_load(path.read_text()).get("metrics") or []
-    metrics = [m for m in metrics if m.get("type") != "conversion"]
     _rename_measures(semantic_models, metrics)
     into.mkdir(parents=True, exist_ok=True)
     (into / "semantic_models.yml").write_text(yaml.safe_dump({"semantic_models": semantic_models}))

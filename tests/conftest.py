@@ -27,7 +27,8 @@ from greenery.serve.connections import GuardedConfig
 from greenery.serve.flight import start_flight_server
 from greenery.serve.http import create_app
 from greenery.serve.postgres import start_postgres_server
-from greenery.warehouse.build import rebuild
+from greenery.warehouse import store
+from greenery.warehouse.build import built_from_path, rebuild
 from greenery.warehouse.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +60,17 @@ def read_sql(database: Path, sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
     finally:
         con.close()
+
+
+def copy_warehouse(source: Path, destination: Path, *, built_from: bool = False) -> Path:
+    """A built warehouse copied to `destination` with its raw catalog (and, with `built_from`,
+    the record of the raw load its incremental models were built from); returns `destination`."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, destination)
+    shutil.copy(store.raw_path(source), store.raw_path(destination))
+    if built_from and built_from_path(source).exists():
+        shutil.copy(built_from_path(source), built_from_path(destination))
+    return destination
 
 
 def build_warehouse(warehouse_file: Path, *, course_data: Path | None = None, scale: int = 1) -> Path:

@@ -5,13 +5,12 @@ Runs the real CLI on a copy of the course warehouse (weeks 1–4 replayed, built
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import oracle
 import pandas as pd
 import pytest
-from conftest import read_sql
+from conftest import copy_warehouse, read_sql
 
 from greenery.cli import main
 from greenery.warehouse import store
@@ -23,10 +22,7 @@ SNAPSHOT = "select * from snapshots.products_snapshot order by product_id, dbt_v
 @pytest.fixture
 def copied(course_warehouse: Path, warehouse_file: Path) -> Path:
     """The course warehouse and its raw catalog copied to this test's $GREENERY_WAREHOUSE."""
-    warehouse_file.parent.mkdir(parents=True)
-    shutil.copy(course_warehouse, warehouse_file)
-    shutil.copy(store.raw_path(course_warehouse), store.raw_path(warehouse_file))
-    return warehouse_file
+    return copy_warehouse(course_warehouse, warehouse_file)
 
 
 def _raw_products(warehouse_file: Path) -> list[tuple[str, int]]:

@@ -18,7 +18,6 @@ today's metrics do not count it.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import oracle
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_warehouse
 
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
@@ -103,10 +103,7 @@ class Definitions:
     """Today's metrics and the legacy ones (minute, second) over one copy of a warehouse."""
 
     def __init__(self, warehouse_file: Path, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        copy = folder / warehouse_file.name
-        shutil.copy(warehouse_file, copy)
-        shutil.copy(store.raw_path(warehouse_file), store.raw_path(copy))
+        copy = copy_warehouse(warehouse_file, folder / warehouse_file.name)
         self.raw = oracle.raw_frames(copy)
         self.today = SemanticLayer(copy)
         self.minute = SemanticLayer(copy, legacy_manifest(folder, "minute"))

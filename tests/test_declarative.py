@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import dbtsl.env
 import duckdb
 import pyarrow as pa
 import pytest
-from conftest import TOKEN, running
+from conftest import TOKEN, copy_warehouse, running
 from dbtsl import SemanticLayerClient
 
 from greenery.semantic.declarative import CACHE_MARK, ExportCache, ExportTable
@@ -43,11 +42,7 @@ DASHBOARD = QueryRequest(metrics=SEGMENT_METRICS, group_by=SEGMENTS, where=(REPE
 @pytest.fixture
 def exported(course_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the course warehouse (and its raw catalog) with every export run, published."""
-    folder = tmp_path / "warehouse"
-    folder.mkdir()
-    copy = folder / course_warehouse.name
-    shutil.copy(course_warehouse, copy)
-    shutil.copy(store.raw_path(course_warehouse), store.raw_path(copy))
+    copy = copy_warehouse(course_warehouse, tmp_path / "warehouse" / course_warehouse.name)
     monkeypatch.setenv(store.ENV_VAR, str(copy))
     results = run_exports(copy)
     assert [r.error for r in results] == [None] * len(results)

@@ -12,7 +12,6 @@ published. While one step runs, another is refused with a message naming it (the
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +21,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import read_sql
+from conftest import copy_warehouse, read_sql
 from test_server import FUNNEL
 
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
-from greenery.warehouse.build import build_marker_path, built_from_path
+from greenery.warehouse.build import build_marker_path
 from greenery.warehouse.publish import current_published, publish
 
 GREENERY = Path(sys.executable).with_name("greenery")
@@ -40,12 +39,7 @@ WAIT_S = 180  # at most, for a step to reach the point where it is killed
 @pytest.fixture
 def warehouse(course_warehouse: Path, tmp_path: Path) -> Path:
     """A copy of the built course warehouse (with its raw catalog), published once."""
-    folder = tmp_path / "warehouse"
-    folder.mkdir()
-    for source in (course_warehouse, store.raw_path(course_warehouse), built_from_path(course_warehouse)):
-        if source.exists():
-            shutil.copy(source, folder / source.name)
-    copy = folder / course_warehouse.name
+    copy = copy_warehouse(course_warehouse, tmp_path / "warehouse" / course_warehouse.name, built_from=True)
     publish(copy)
     return copy
 

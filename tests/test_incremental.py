@@ -8,13 +8,12 @@ sessions alone, and an event is late by at most one batch, the promise the lookb
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from conftest import read_sql
+from conftest import copy_warehouse, read_sql
 
 from greenery.cli import main
 from greenery.data.load import read_folder
@@ -22,7 +21,7 @@ from greenery.data.schema import INVENTORY_BY_WEEK, TABLES
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
-from greenery.warehouse.build import build, built_from_path, fresh_raw, rebuild
+from greenery.warehouse.build import build, fresh_raw, rebuild
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
 PERIOD = pd.Timedelta(hours=12)  # one batch of arrivals
@@ -157,10 +156,7 @@ def test_split_sends_late_events_and_sessions_in_later_batches(course_data: Path
 @pytest.fixture(scope="module")
 def full_build(course_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the course warehouse (all the data built at once) with its exports run."""
-    folder = tmp_path_factory.mktemp("full")
-    copy = folder / course_warehouse.name
-    shutil.copy(course_warehouse, copy)
-    shutil.copy(store.raw_path(course_warehouse), store.raw_path(copy))
+    copy = copy_warehouse(course_warehouse, tmp_path_factory.mktemp("full") / course_warehouse.name)
     results = run_exports(copy)
     assert [r.error for r in results if r.error] == []
     return copy
@@ -258,9 +254,7 @@ def test_small_generated_data_answers_week_over_week_and_inventory_changes(small
 def test_generated_next_days_built_incrementally_equal_a_full_refresh(
     small_generated: Path, warehouse_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    warehouse_file.parent.mkdir(parents=True)
-    for source in (small_generated, store.raw_path(small_generated), built_from_path(small_generated)):
-        shutil.copy(source, warehouse_file.with_name(source.name))
+    copy_warehouse(small_generated, warehouse_file, built_from=True)
     events_before = store.raw_counts(warehouse_file)["events"]
     late = 0
     for day in range(1, NEXT_DAYS + 1):

@@ -383,14 +383,12 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        with as_client(_client(context)):
-            return _client_errors(lambda: self._flight_info(descriptor))
+        return _for_client(context, lambda: self._flight_info(descriptor))
 
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
-        with as_client(_client(context)):
-            return _client_errors(lambda: flight.SchemaResult(self._schema(descriptor)))
+        return _for_client(context, lambda: flight.SchemaResult(self._schema(descriptor)))
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         table = _client_errors(lambda: self._ticket_table(ticket.ticket))
@@ -398,8 +396,7 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
         body = action.body.to_pybytes() if action.body is not None else b""
-        with as_client(_client(context)):
-            return iter(_client_errors(lambda: self._action(action.type, body)))
+        return iter(_for_client(context, lambda: self._action(action.type, body)))
 
     def do_put(
         self,
@@ -533,9 +530,11 @@ def _prepared_size(handle: bytes, prepared: _Prepared) -> int:
     return len(handle) + len(prepared.text) + prepared.schema.serialize().size
 
 
-def _client(context: flight.ServerCallContext) -> str:
-    """Who a call's queries are counted against: its gRPC peer (one client connection)."""
-    return f"flight:{context.peer()}"
+def _for_client(context: flight.ServerCallContext, call: Callable[[], T]) -> T:
+    """`call` with its queries counted against the RPC's client, its gRPC peer (one client
+    connection; see greenery.serve.scheduler), and client errors mapped (`_client_errors`)."""
+    with as_client(f"flight:{context.peer()}"):
+        return _client_errors(call)
 
 
 def _info(descriptor: flight.FlightDescriptor, ticket: bytes, table: pa.Table) -> flight.FlightInfo:
