@@ -104,8 +104,6 @@ snowflake-emulated: $(STAMP)
 	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.snowflake.emulation pipeline
 	$(BIN)/python -m greenery.snowflake.emulation dialect
 
-# Arrow Flight SQL against GraphQL: funnel_by_week latency per client, and rows/s of a large
-# result (daily funnel by product), on a scale-1000 warehouse built in /tmp (about a minute).
 # The whole pipeline at one scale (generate → replay → build → exports → publish → one appended
 # day built incrementally), wall time, CPU and peak memory per step: a table, and JSON in output/.
 SCALE ?= 1000
@@ -113,6 +111,8 @@ SCALE ?= 1000
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale --scale $(SCALE)
 
+# Arrow Flight SQL against GraphQL: funnel_by_week latency per client, and rows/s of a large
+# result (daily funnel by product), on a scale-1000 warehouse built in /tmp (about a minute).
 .PHONY: bench-flight
 bench-flight: $(STAMP)
 	$(BIN)/python -m benchmarks.flight
