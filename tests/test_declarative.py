@@ -196,7 +196,7 @@ def test_count_distinct_is_never_summed_over_dropped_dimensions(exported: Path) 
         ]
 
         def rewrite(group: tuple[str, ...]) -> str | None:
-            query = MetricQuery.of(metrics=(metric,), group_by=group)
+            query = MetricQuery(metrics=(metric,), group_by=group)
             found = cache.rewrite(query, layer.compile(**query._asdict()))
             return found.sql if found else None
 

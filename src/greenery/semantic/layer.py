@@ -158,18 +158,6 @@ class MetricQuery(NamedTuple):
     limit: int | None = None
     saved_query: str | None = None
 
-    @classmethod
-    def of(
-        cls,
-        metrics: Sequence[str] = (),
-        group_by: Sequence[str] = (),
-        where: Sequence[str] = (),
-        order_by: Sequence[str] = (),
-        limit: int | None = None,
-        saved_query: str | None = None,
-    ) -> MetricQuery:
-        return cls(tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query)
-
 
 def _compiled_size(key: tuple[object, ...], sql: str) -> int:
     """Characters a compiled query holds on to: its SQL and (about) the text of its request."""
@@ -250,7 +238,9 @@ class SemanticLayer:
         caller (the server's transports, exports, benchmarks) shares the cache of its layer; a
         query compiled before is answered without waiting for the engine.
         """
-        query = MetricQuery.of(metrics, group_by, where, order_by, limit, saved_query)
+        query = MetricQuery(
+            tuple(metrics), tuple(group_by), tuple(where), tuple(order_by), limit, saved_query
+        )
 
         def plan() -> str:
             if saved_query is not None and saved_query not in self.saved_query_names:
