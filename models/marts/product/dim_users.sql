@@ -14,7 +14,13 @@ addresses as (
 
 orders as (
 
-    select * from {{ ref('fct_orders') }}
+    select * from {{ ref('stg_greenery__orders') }}
+
+),
+
+order_items as (
+
+    select * from {{ ref('stg_greenery__order_items') }}
 
 ),
 
@@ -22,7 +28,7 @@ orders as (
 orders_with_items as (
 
     select * from orders
-    where has_items
+    where order_id in (select order_items.order_id from order_items)
 
 ),
 

@@ -38,7 +38,13 @@ events as (
 
 orders as (
 
-    select * from {{ ref('fct_orders') }}
+    select * from {{ ref('stg_greenery__orders') }}
+
+),
+
+order_items as (
+
+    select * from {{ ref('stg_greenery__order_items') }}
 
 ),
 
@@ -127,7 +133,7 @@ without_items as (
         count(*) as anomaly_count
 
     from orders
-    where not has_items
+    where order_id not in (select order_items.order_id from order_items)
 
 ),
 
