@@ -16,7 +16,6 @@ and demos at small scales, not for the streaming scale runs.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from greenery.data.generate import uuids
 from greenery.data.schema import PAGE_URL_PREFIX
 
 # The kinds the mart `data_quality_anomalies` counts, in its order (one row each).
@@ -68,10 +68,6 @@ def gather(chunks: Iterable[tuple[str, pa.Table | pd.DataFrame]]) -> dict[str, p
     return {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
 
 
-def _ids(rng: np.random.Generator, n: int) -> list[str]:
-    return [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
-
-
 def _one_event_per_session(events: pd.DataFrame, sessions: np.ndarray) -> pd.DataFrame:
     """For each session given, its first page_view event (every session has one)."""
     views = events[(events["event_type"] == "page_view") & events["session_id"].isin(sessions)]
@@ -80,7 +76,7 @@ def _one_event_per_session(events: pd.DataFrame, sessions: np.ndarray) -> pd.Dat
 
 def _copies(rows: pd.DataFrame, rng: np.random.Generator, **changes: object) -> pd.DataFrame:
     """The rows again under new event ids, with `changes` applied."""
-    return rows.assign(event_id=_ids(rng, len(rows)), **changes)
+    return rows.assign(event_id=uuids(len(rows), rng).to_pylist(), **changes)
 
 
 def _second_user(events: pd.DataFrame, sessions: np.ndarray, users: pd.Series) -> pd.DataFrame:
@@ -114,7 +110,7 @@ def _orders_without_items(orders: pd.DataFrame, n: int, rng: np.random.Generator
     source = orders.iloc[np.sort(rng.choice(len(orders), size=n, replace=False))]
     empty = pd.Series([None] * n, index=source.index, dtype=object)
     return source.assign(
-        order_id=_ids(rng, n),
+        order_id=uuids(n, rng).to_pylist(),
         promo_id=empty,
         order_total=source["order_cost"] + source["shipping_cost"],
         tracking_id=empty,
@@ -137,7 +133,7 @@ def inject(tables: dict[str, pd.DataFrame], seed: int) -> DirtyData:
     session_end = events.groupby("session_id")["created_at"].max()
     late = one["late_events"]
     late_days = rng.integers(*LATE_DAYS, size=n)
-    unknown_products = _ids(rng, n)
+    unknown_products = uuids(n, rng).to_pylist()
     added = [
         events[events["event_id"].isin(one["duplicate_events"]["event_id"])],  # delivered twice
         _copies(one["events_without_timestamp"], rng, created_at=pd.NaT),
@@ -159,7 +155,7 @@ def inject(tables: dict[str, pd.DataFrame], seed: int) -> DirtyData:
             product_id=unknown_products,
             page_url=[f"{PAGE_URL_PREFIX}/product/{p}" for p in unknown_products],
         ),
-        _copies(one["orphan_user_events"], rng, user_id=_ids(rng, n)),
+        _copies(one["orphan_user_events"], rng, user_id=uuids(n, rng).to_pylist()),
     ]
     second_user = _second_user(events, draws["sessions_with_two_users"], tables["users"]["user_id"])
     dirty_events = events.copy()

@@ -167,8 +167,8 @@ def _fixed_strings(chars: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
-def _uuids(n: int, rng: np.random.Generator) -> pa.Array:
-    """n uuid4-style strings from the generator's bytes."""
+def uuids(n: int, rng: np.random.Generator) -> pa.Array:
+    """n uuid4 strings from the generator's bytes (also the dirty scenario's new ids)."""
     raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
@@ -766,7 +766,7 @@ def _block(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> Iter
                 "shipping_cost": o.shipping_cents[orders] / 100,
                 "order_total": o.total_cents(orders) / 100,
                 "tracking_id": pc.if_else(
-                    pa.array(o.status[orders] > 0), _uuids(n, rng), pa.nulls(n, pa.string())
+                    pa.array(o.status[orders] > 0), uuids(n, rng), pa.nulls(n, pa.string())
                 ),
                 "shipping_service": _labels(o.service[orders], SHIPPING_SERVICES),
                 "estimated_delivery_at": _after_days(created, o.estimate_days[orders]),
@@ -839,7 +839,7 @@ def _events(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> pa.
     kind = np.concatenate([is_cart.astype(np.int64), np.full(n_checkout, 2), np.full(n_sent, 3)])
     return _frame(
         {
-            "event_id": _uuids(len(event_session), rng),
+            "event_id": uuids(len(event_session), rng),
             "session_id": _take(block.session_ids, event_session),
             "user_id": _take(ids.users, s.user[block.lo : block.hi][event_session]),
             "page_url": pa.concat_arrays(
@@ -879,8 +879,8 @@ def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
     rng = _rng(seed, 1)
     people = plan.people
     ids = Ids(
-        users=_uuids(len(people.created), rng),
-        addresses=_uuids(people.n_addresses, rng),
+        users=uuids(len(people.created), rng),
+        addresses=uuids(people.n_addresses, rng),
         products=_product_ids(),
         promos=pa.array([p[0] for p in PROMOS]),
     )
@@ -903,7 +903,7 @@ def _session_blocks(plan: Plan, ids: Ids, *stream: int) -> Iterator[tuple[str, p
         hi = min(lo + BLOCK_SESSIONS, n)
         block_rng = _rng(*stream, number)
         o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
-        block = Block(lo, hi, o_lo, o_hi, _uuids(hi - lo, block_rng), _uuids(o_hi - o_lo, block_rng))
+        block = Block(lo, hi, o_lo, o_hi, uuids(hi - lo, block_rng), uuids(o_hi - o_lo, block_rng))
         yield from _block(plan, ids, block, block_rng)
 
 
@@ -981,7 +981,7 @@ def _late_page_views(loaded: Loaded, rng: np.random.Generator) -> pa.Table:
     products = _take(_product_ids(), rng.integers(0, len(course.PRODUCTS), len(late)))
     return _frame(
         {
-            "event_id": _uuids(len(late), rng),
+            "event_id": uuids(len(late), rng),
             "session_id": _take(loaded.open_sessions, late),
             "user_id": _take(loaded.open_users, late),
             "page_url": _url("product", products),
