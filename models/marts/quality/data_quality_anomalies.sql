@@ -30,12 +30,6 @@ event_rows as (
 
 ),
 
-events as (
-
-    select * from {{ ref('stg_greenery__events') }}
-
-),
-
 orders as (
 
     select * from {{ ref('stg_greenery__orders') }}
@@ -80,49 +74,29 @@ set_aside as (
 
 ),
 
-session_starts as (
-
-    select
-        session_id,
-        min(event_at) as session_started_at
-
-    from events
-    group by session_id
-
-),
-
+-- kept events more than a day after their session's first kept event
 late as (
 
     select
         'late_events' as anomaly_kind,
         count(*) as anomaly_count
 
-    from events
-    inner join session_starts
-        on events.session_id = session_starts.session_id
-    where events.event_at > {{ dbt.dateadd('day', 1, 'session_starts.session_started_at') }}
-
-),
-
--- before attribution: the users the kept events name, per session
-users_per_session as (
-
-    select session_id
-
     from event_rows
-    where anomaly is null
-    group by session_id
-    having count(distinct user_id) > 1
+    where
+        anomaly is null
+        and event_at > {{ dbt.dateadd('day', 1, 'session_started_at') }}
 
 ),
 
+-- before attribution: sessions whose kept events name two users
 two_users as (
 
     select
         'sessions_with_two_users' as anomaly_kind,
-        count(*) as anomaly_count
+        count(distinct session_id) as anomaly_count
 
-    from users_per_session
+    from event_rows
+    where anomaly is null and is_in_two_user_session
 
 ),
 
@@ -153,7 +127,8 @@ data_through as (
 
     select max(event_at) as data_through_at
 
-    from events
+    from event_rows
+    where anomaly is null
 
 ),
 

@@ -9,13 +9,6 @@ event_rows as (
 
 ),
 
-kept as (
-
-    select * from event_rows
-    where anomaly is null
-
-),
-
 final as (
 
     select
@@ -23,9 +16,7 @@ final as (
         event_id,
         session_id,
         -- a session touching two users belongs to the user of its first event
-        first_value(user_id) over (
-            partition by session_id order by event_at, event_id
-        ) as user_id,
+        session_user_id as user_id,
         product_id,
         order_id,
         ----------  strings
@@ -36,7 +27,8 @@ final as (
         ----------  timestamps (UTC)
         event_at
 
-    from kept
+    from event_rows
+    where anomaly is null
 
 )
 
