@@ -47,6 +47,17 @@ def run_tool(
     which would lock the raw catalog against the replay's writes between two snapshots. The
     child dies with this process (`_die_with_parent`).
     """
+    return _run_child([str(Path(sys.executable).with_name(tool)), *args], warehouse_file)
+
+
+def run_module(
+    module: str, args: Sequence[str], *, warehouse_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m module args` like `run_tool`: a child against the warehouse, output captured."""
+    return _run_child([sys.executable, "-m", module, *args], warehouse_file)
+
+
+def _run_child(command: list[str], warehouse_file: Path | None) -> subprocess.CompletedProcess[str]:
     settings = store.duckdb_settings(warehouse_file)
     env = {
         **os.environ,
@@ -54,9 +65,8 @@ def run_tool(
         store.MEMORY_ENV: settings["memory_limit"],
         store.THREADS_ENV: settings["threads"],
     }
-    executable = Path(sys.executable).with_name(tool)
     return subprocess.run(
-        [str(executable), *args],
+        command,
         env=env,
         cwd=store.PROJECT_DIR,
         capture_output=True,
@@ -65,10 +75,12 @@ def run_tool(
     )
 
 
+PROJECT_FLAGS = ("--project-dir", str(store.PROJECT_DIR), "--profiles-dir", str(store.PROJECT_DIR))
+
+
 def run_dbt(args: Sequence[str], *, warehouse_file: Path | None = None) -> None:
     """Run one dbt command against the project and its profiles.yml; raise DbtError on failure."""
-    flags = ["--project-dir", str(store.PROJECT_DIR), "--profiles-dir", str(store.PROJECT_DIR)]
-    done = run_tool("dbt", ["--quiet", *args, *flags], warehouse_file=warehouse_file)
+    done = run_tool("dbt", ["--quiet", *args, *PROJECT_FLAGS], warehouse_file=warehouse_file)
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()
         raise DbtError(f"`dbt {' '.join(args)}` failed (exit {done.returncode})\n{output}")

@@ -17,11 +17,12 @@ import pandas as pd
 
 from greenery.data.load import MAX_WEEK
 from greenery.warehouse import store
-from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.dbt import DbtError, run_module
 from greenery.warehouse.lock import exclusive
 
 SNAPSHOT_RELATION = "snapshots.products_snapshot"
 SNAPSHOT_RUNS = "snapshots.snapshot_runs"  # written by macros/record_snapshot_run.sql
+WORKER = "greenery.warehouse.replay_worker"  # the child process that snapshots the weeks
 REPLAY_WEEKS = range(1, 5)  # the course's weeks; what the demo, tests and benchmarks replay
 
 
@@ -117,16 +118,24 @@ def _replay(weeks: Sequence[int], from_scratch: bool, warehouse_file: Path) -> l
     last = last_snapshot_run(warehouse_file, from_scratch=from_scratch)
     results = []
     for week in weeks:
-        rows, recorded_at = week_rows(states, week)
-        if last is not None and recorded_at <= last:
-            results.append(WeekResult(week, recorded_at, replayed=False))
-            continue
-        store.replace_products(rows, recorded_at, warehouse_file)
-        run_dbt(["snapshot"], warehouse_file=warehouse_file)
-        last = recorded_at
-        results.append(WeekResult(week, recorded_at, replayed=True))
+        _, recorded_at = week_rows(states, week)
+        replayed = last is None or recorded_at > last
+        last = recorded_at if replayed else last
+        results.append(WeekResult(week, recorded_at, replayed))
+    _snapshot([r.week for r in results if r.replayed], warehouse_file)
     _settle_raw_products(states, last, results, warehouse_file)
     return results
+
+
+def _snapshot(weeks: list[int], warehouse_file: Path) -> None:
+    """Each week's products then `dbt snapshot`, in one child process (`replay_worker`)."""
+    if not weeks:
+        return
+    done = run_module(WORKER, [str(week) for week in weeks], warehouse_file=warehouse_file)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip()
+        weeks_text = ", ".join(map(str, weeks))
+        raise DbtError(f"`dbt snapshot` of week(s) {weeks_text} failed (exit {done.returncode})\n{output}")
 
 
 def _settle_raw_products(

@@ -331,20 +331,26 @@ def replace_products(
     which is the time the products snapshot records (macros/snapshot_get_time.sql).
     """
     with exclusive(resolve(warehouse_file), "replay"):
-        con = open_duckdb(raw_path(warehouse_file), warehouse_file=warehouse_file)
-        try:
-            con.execute("BEGIN")
-            con.execute(f"DELETE FROM {RAW_SCHEMA}.products")
-            con.register("rows", rows)
-            con.execute(
-                f"INSERT INTO {RAW_SCHEMA}.products (product_id, name, price, inventory)"
-                " SELECT product_id, name, price, inventory FROM rows"
-            )
-            con.execute(f"CREATE OR REPLACE TABLE {REPLAY_CLOCK} (recorded_at TIMESTAMP NOT NULL)")
-            con.execute(f"INSERT INTO {REPLAY_CLOCK} VALUES (?)", [recorded_at.to_pydatetime()])
-            con.execute("COMMIT")
-        finally:
-            con.close()
+        write_products(rows, recorded_at, warehouse_file)
+
+
+def write_products(rows: pd.DataFrame, recorded_at: pd.Timestamp, warehouse_file: Path | None = None) -> None:
+    """`replace_products` without taking the lock: for the replay's child process, which runs
+    while its parent holds it (`greenery.warehouse.replay_worker`)."""
+    con = open_duckdb(raw_path(warehouse_file), warehouse_file=warehouse_file)
+    try:
+        con.execute("BEGIN")
+        con.execute(f"DELETE FROM {RAW_SCHEMA}.products")
+        con.register("rows", rows)
+        con.execute(
+            f"INSERT INTO {RAW_SCHEMA}.products (product_id, name, price, inventory)"
+            " SELECT product_id, name, price, inventory FROM rows"
+        )
+        con.execute(f"CREATE OR REPLACE TABLE {REPLAY_CLOCK} (recorded_at TIMESTAMP NOT NULL)")
+        con.execute(f"INSERT INTO {REPLAY_CLOCK} VALUES (?)", [recorded_at.to_pydatetime()])
+        con.execute("COMMIT")
+    finally:
+        con.close()
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
