@@ -29,6 +29,7 @@ from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 
 from greenery.semantic.cache import Lru
 from greenery.semantic.compat import query_request, quote_reserved_identifiers, reserved_words
+from greenery.semantic.optimize import merge_twin_aggregations
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
@@ -290,7 +291,7 @@ class SemanticLayer:
             raise SemanticLayerError(TOO_DEEP) from None
         except Exception as exc:  # MetricFlow raises many error types; all mean "bad query"
             raise SemanticLayerError(str(exc)) from exc
-        sql = quote_reserved_identifiers(sql, self._reserved_names)
+        sql = merge_twin_aggregations(quote_reserved_identifiers(sql, self._reserved_names))
         self._compiled.put(key, sql)
         self.compile_stats.compiled += 1
         self.compile_stats.seconds += time.perf_counter() - start
