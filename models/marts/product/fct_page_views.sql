@@ -33,6 +33,7 @@ funnel_events as (
         user_id,
         product_id,
         event_type,
+        position_in_session,
         event_at,
         -- at the same instant the page view comes first: a conversion at or after it counts
         case when event_type = 'page_view' then 0 else 1 end as same_instant_order
@@ -42,14 +43,13 @@ funnel_events as (
 
 ),
 
--- page views numbered in time order, per session and per user (exact timestamps)
+-- page views numbered in time order per user (exact timestamps); in a session, a page view's
+-- position_in_session (event time, then event_id) already tells it apart, in the same order
 numbered as (
 
     select
         *,
-        case when event_type = 'page_view' then row_number() over (
-            partition by session_id, event_type order by event_at, event_id
-        ) end as view_in_session,
+        case when event_type = 'page_view' then position_in_session end as view_in_session,
         case when event_type = 'page_view' then row_number() over (
             partition by user_id, event_type order by event_at, event_id
         ) end as view_of_user
