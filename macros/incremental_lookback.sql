@@ -18,6 +18,9 @@
     On an incremental run, keep only the rows whose `key` (a session, a user) has a row of
     `source` in the lookback window: those keys are recomputed whole. On a full build, nothing.
     `time_column` is the source's time; `target_column` the target's, for the cutoff.
+    `source` is a relation (`ref(...)`), not the model's import CTE: DuckDB materializes a CTE
+    that a query reads twice, every column of every row (29 s instead of 1.4 s for
+    fct_session_events' daily run at scale 10000).
 -#}
 {% macro where_touched_in_lookback(key, source, time_column, target_column) -%}
     {%- if is_incremental() -%}

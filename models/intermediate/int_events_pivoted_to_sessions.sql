@@ -23,7 +23,7 @@ events_to_pivot as (
 
     select *
     from events
-    {{ where_touched_in_lookback('session_id', 'events', 'event_at', 'session_ended_at') }}
+    {{ where_touched_in_lookback('session_id', ref('stg_greenery__events'), 'event_at', 'session_ended_at') }}
 
 ),
 

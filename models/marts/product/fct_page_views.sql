@@ -21,7 +21,7 @@ events_to_match as (
 
     select *
     from events
-    {{ where_touched_in_lookback('user_id', 'events', 'event_at', 'viewed_at') }}
+    {{ where_touched_in_lookback('user_id', ref('fct_session_events'), 'event_at', 'viewed_at') }}
 
 ),
 

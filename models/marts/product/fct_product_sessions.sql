@@ -33,7 +33,7 @@ sessions_to_match as (
 
     select *
     from sessions
-    {{ where_touched_in_lookback('user_id', 'sessions', 'session_ended_at', 'session_started_at') }}
+    {{ where_touched_in_lookback('user_id', ref('fct_sessions'), 'session_ended_at', 'session_started_at') }}
 
 ),
 
@@ -41,7 +41,7 @@ events_to_match as (
 
     select *
     from events
-    {{ where_touched_in_lookback('user_id', 'sessions', 'session_ended_at', 'session_started_at') }}
+    {{ where_touched_in_lookback('user_id', ref('fct_sessions'), 'session_ended_at', 'session_started_at') }}
 
 ),
 

@@ -21,7 +21,7 @@ events_to_sequence as (
 
     select *
     from events
-    {{ where_touched_in_lookback('session_id', 'events', 'event_at', 'event_at') }}
+    {{ where_touched_in_lookback('session_id', ref('stg_greenery__events'), 'event_at', 'event_at') }}
 
 ),
 

@@ -21,7 +21,9 @@ sessions_to_number as (
 
     select *
     from sessions
-    {{ where_touched_in_lookback('user_id', 'sessions', 'session_ended_at', 'session_ended_at') }}
+    {{ where_touched_in_lookback(
+        'user_id', ref('int_events_pivoted_to_sessions'), 'session_ended_at', 'session_ended_at'
+    ) }}
 
 ),
 

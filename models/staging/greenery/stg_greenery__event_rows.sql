@@ -50,7 +50,7 @@ arrived as (
     where
         source.session_id in (
             select in_lookback.session_id
-            from source as in_lookback
+            from {{ source('greenery', 'events') }} as in_lookback
             where
                 in_lookback.created_at is null
                 or cast(in_lookback.created_at as {{ dbt.type_timestamp() }})
