@@ -1,19 +1,21 @@
 -- fct_sessions' funnel flags and counts say exactly what the session's events say (on an
 -- incremental run, for the sessions it recomputed: macros/incremental_lookback.sql).
-{%- set window = test_window_filter(ref('fct_sessions')) | trim %}
+{%- set window = test_window_join(ref('fct_sessions')) | trim %}
 with
 
 sessions as (
 
-    select * from {{ ref('fct_sessions') }}
-    {% if window %}where {{ window }}{% endif %}
+    select tested.* from {{ ref('fct_sessions') }} as tested
+    {{ window }}
 
 ),
 
 events as (
 
-    select * from {{ ref('fct_session_events') }}
-    {% if window %}where session_id in (select sessions.session_id from sessions){% endif %}
+    select session_events.* from {{ ref('fct_session_events') }} as session_events
+    {% if window -%}
+    inner join sessions on session_events.session_id = sessions.session_id
+    {%- endif %}
 
 ),
 

@@ -21,9 +21,12 @@ events as (
 -- is pivoted whole (docs/dbt-project.md)
 events_to_pivot as (
 
-    select *
+    select events.*
     from events
-    {{ where_touched_in_lookback('session_id', ref('stg_greenery__events'), 'event_at', 'session_ended_at') }}
+    {{ join_touched_in_lookback(
+        'events', 'session_id', ref('stg_greenery__events'),
+        'event_at', 'session_ended_at'
+    ) }}
 
 ),
 

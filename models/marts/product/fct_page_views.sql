@@ -19,9 +19,12 @@ events as (
 -- credits a page view up to 7 days before it, in any of the user's sessions (docs/dbt-project.md)
 events_to_match as (
 
-    select *
+    select events.*
     from events
-    {{ where_touched_in_lookback('user_id', ref('fct_session_events'), 'event_at', 'viewed_at') }}
+    {{ join_touched_in_lookback(
+        'events', 'user_id', ref('fct_session_events'),
+        'event_at', 'viewed_at'
+    ) }}
 
 ),
 

@@ -31,17 +31,23 @@ order_items as (
 -- may have renumbered them), and its events (docs/dbt-project.md)
 sessions_to_match as (
 
-    select *
+    select sessions.*
     from sessions
-    {{ where_touched_in_lookback('user_id', ref('fct_sessions'), 'session_ended_at', 'session_started_at') }}
+    {{ join_touched_in_lookback(
+        'sessions', 'user_id', ref('fct_sessions'),
+        'session_ended_at', 'session_started_at'
+    ) }}
 
 ),
 
 events_to_match as (
 
-    select *
+    select events.*
     from events
-    {{ where_touched_in_lookback('user_id', ref('fct_sessions'), 'session_ended_at', 'session_started_at') }}
+    {{ join_touched_in_lookback(
+        'events', 'user_id', ref('fct_sessions'),
+        'session_ended_at', 'session_started_at'
+    ) }}
 
 ),
 

@@ -19,9 +19,12 @@ events as (
 -- position_in_session numbers the whole session (docs/dbt-project.md)
 events_to_sequence as (
 
-    select *
+    select events.*
     from events
-    {{ where_touched_in_lookback('session_id', ref('stg_greenery__events'), 'event_at', 'event_at') }}
+    {{ join_touched_in_lookback(
+        'events', 'session_id', ref('stg_greenery__events'),
+        'event_at', 'event_at'
+    ) }}
 
 ),
 

@@ -19,10 +19,11 @@ sessions as (
 -- late, earlier session renumbers the user's later ones (docs/dbt-project.md)
 sessions_to_number as (
 
-    select *
+    select sessions.*
     from sessions
-    {{ where_touched_in_lookback(
-        'user_id', ref('int_events_pivoted_to_sessions'), 'session_ended_at', 'session_ended_at'
+    {{ join_touched_in_lookback(
+        'sessions', 'user_id', ref('int_events_pivoted_to_sessions'),
+        'session_ended_at', 'session_ended_at'
     ) }}
 
 ),

@@ -40,22 +40,28 @@ products_seen as (
 ),
 
 -- incremental: the raw rows of every session with a row in the lookback window (measured on
--- the kept rows: a future event must not move the window) or a row without a time
+-- the kept rows: a future event must not move the window) or a row without a time; joined
+-- to the distinct sessions, not `in (select …)` (macros/incremental_lookback.sql says why)
 {%- set kept_times = '(select event_at from ' ~ this ~ ' where anomaly is null) as kept' %}
+{%- if is_incremental() %}
+touched as (
+
+    select distinct in_lookback.session_id
+    from {{ source('greenery', 'events') }} as in_lookback
+    where
+        in_lookback.created_at is null
+        or cast(in_lookback.created_at as {{ dbt.type_timestamp() }})
+        >= {{ incremental_cutoff('event_at', kept_times) }}
+
+),
+{%- endif %}
+
 arrived as (
 
     select source.*
     from source
     {% if is_incremental() -%}
-    where
-        source.session_id in (
-            select in_lookback.session_id
-            from {{ source('greenery', 'events') }} as in_lookback
-            where
-                in_lookback.created_at is null
-                or cast(in_lookback.created_at as {{ dbt.type_timestamp() }})
-                >= {{ incremental_cutoff('event_at', kept_times) }}
-        )
+    inner join touched on source.session_id = touched.session_id
     {%- endif %}
 
 ),
