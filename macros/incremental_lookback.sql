@@ -19,23 +19,23 @@
     `source` in the lookback window: those keys are recomputed whole. On a full build, nothing.
     `time_column` is the source's time; `target_column` the target's, for the cutoff.
     Placed after `from <rows>` (select `<rows>.*`): an inner join to the distinct keys. Not
-    `key in (select …)`: DuckDB cannot estimate the
-    window's rows and builds its semi join's hash table from the large side (fct_page_views'
-    daily select at scale 10000: 30 s instead of a few). `source` is a relation (`ref(...)`),
-    not the model's import CTE: DuckDB materializes a CTE that a query reads twice.
+    `key in (select …)`: DuckDB cannot estimate the window's rows and builds its semi join's
+    hash table from the large side (fct_page_views' daily select at scale 10000: 30 s instead
+    of a few). `source` is a relation (`ref(...)`), not the model's import CTE: DuckDB
+    materializes a CTE that a query reads twice.
 -#}
 {% macro join_touched_in_lookback(rows, key, source, time_column, target_column) -%}
     {%- if is_incremental() -%}
-    {{ join_touched(rows, key, source, time_column, incremental_cutoff(target_column)) }}
+    {{ join_touched(rows, key, source, time_column ~ ' >= ' ~ incremental_cutoff(target_column)) }}
     {%- endif -%}
 {%- endmacro %}
 
-{#- `rows` joined to the distinct `key`s of `source` whose `time_column` is at or after `cutoff`. -#}
-{% macro join_touched(rows, key, source, time_column, cutoff) -%}
+{#- `rows` joined to the distinct `key`s of the rows of `source` where `condition` holds. -#}
+{% macro join_touched(rows, key, source, condition) -%}
     inner join (
         select distinct {{ key }}
         from {{ source }}
-        where {{ time_column }} >= {{ cutoff }}
+        where {{ condition }}
     ) as touched on {{ rows }}.{{ key }} = touched.{{ key }}
 {%- endmacro %}
 
@@ -53,7 +53,7 @@
     {%- set windows = {} if flags.FULL_REFRESH else var('incremental_test_windows', {}) -%}
     {%- set window = windows.get(relation.identifier | lower) -%}
     {%- if window -%}
-    {{ join_touched('tested', window['key'], relation, window['time'], incremental_cutoff(window['time'], relation)) }}
+    {{ join_touched('tested', window['key'], relation, window['time'] ~ ' >= ' ~ incremental_cutoff(window['time'], relation)) }}
     {%- endif -%}
 {%- endmacro %}
 

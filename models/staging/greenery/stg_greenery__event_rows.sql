@@ -40,28 +40,16 @@ products_seen as (
 ),
 
 -- incremental: the raw rows of every session with a row in the lookback window (measured on
--- the kept rows: a future event must not move the window) or a row without a time; joined
--- to the distinct sessions, not `in (select …)` (macros/incremental_lookback.sql says why)
+-- the kept rows: a future event must not move the window) or a row without a time
 {%- set kept_times = '(select event_at from ' ~ this ~ ' where anomaly is null) as kept' %}
-{%- if is_incremental() %}
-touched as (
-
-    select distinct in_lookback.session_id
-    from {{ source('greenery', 'events') }} as in_lookback
-    where
-        in_lookback.created_at is null
-        or cast(in_lookback.created_at as {{ dbt.type_timestamp() }})
-        >= {{ incremental_cutoff('event_at', kept_times) }}
-
-),
-{%- endif %}
-
+{%- set in_lookback = 'created_at is null or cast(created_at as ' ~ dbt.type_timestamp() ~ ') >= '
+    ~ incremental_cutoff('event_at', kept_times) %}
 arrived as (
 
     select source.*
     from source
     {% if is_incremental() -%}
-    inner join touched on source.session_id = touched.session_id
+    {{ join_touched('source', 'session_id', source('greenery', 'events'), in_lookback) }}
     {%- endif %}
 
 ),
@@ -167,19 +155,17 @@ sessions as (
 first_users as (
 
     select distinct
-        session_id,
-        first_value(user_id) over (
-            partition by session_id order by event_at, event_id
+        classified.session_id,
+        first_value(classified.user_id) over (
+            partition by classified.session_id order by classified.event_at, classified.event_id
         ) as first_user_id
 
     from classified
+    inner join sessions
+        on classified.session_id = sessions.session_id
     where
-        anomaly is null
-        and session_id in (
-            select sessions.session_id
-            from sessions
-            where sessions.has_two_users
-        )
+        classified.anomaly is null
+        and sessions.has_two_users
 
 ),
 
