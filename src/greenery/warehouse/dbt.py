@@ -15,6 +15,7 @@ from greenery.warehouse import store
 TARGET_DIR = store.PROJECT_DIR / "target"
 MANIFEST_PATH = TARGET_DIR / "semantic_manifest.json"  # what `dbt parse` writes for MetricFlow
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PROJECT_FLAGS = ("--project-dir", str(store.PROJECT_DIR), "--profiles-dir", str(store.PROJECT_DIR))
 
 
 class DbtError(RuntimeError):
@@ -50,11 +51,12 @@ def run_tool(
     return _run_child([str(Path(sys.executable).with_name(tool)), *args], warehouse_file)
 
 
-def run_module(
-    module: str, args: Sequence[str], *, warehouse_file: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m module args` like `run_tool`: a child against the warehouse, output captured."""
-    return _run_child([sys.executable, "-m", module, *args], warehouse_file)
+def run_dbt_module(
+    module: str, args: Sequence[str], *, what: str, warehouse_file: Path | None = None
+) -> None:
+    """Run `python -m module args`, a program that drives dbt in-process (dbtRunner), in a child
+    like `run_tool`; raise DbtError naming `what` on failure."""
+    _raise_on_failure(_run_child([sys.executable, "-m", module, *args], warehouse_file), what)
 
 
 def _run_child(command: list[str], warehouse_file: Path | None) -> subprocess.CompletedProcess[str]:
@@ -75,12 +77,13 @@ def _run_child(command: list[str], warehouse_file: Path | None) -> subprocess.Co
     )
 
 
-PROJECT_FLAGS = ("--project-dir", str(store.PROJECT_DIR), "--profiles-dir", str(store.PROJECT_DIR))
-
-
 def run_dbt(args: Sequence[str], *, warehouse_file: Path | None = None) -> None:
     """Run one dbt command against the project and its profiles.yml; raise DbtError on failure."""
     done = run_tool("dbt", ["--quiet", *args, *PROJECT_FLAGS], warehouse_file=warehouse_file)
+    _raise_on_failure(done, f"`dbt {' '.join(args)}`")
+
+
+def _raise_on_failure(done: subprocess.CompletedProcess[str], what: str) -> None:
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()
-        raise DbtError(f"`dbt {' '.join(args)}` failed (exit {done.returncode})\n{output}")
+        raise DbtError(f"{what} failed (exit {done.returncode})\n{output}")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from greenery.data.load import MAX_WEEK
 from greenery.warehouse import store
-from greenery.warehouse.dbt import DbtError, run_module
+from greenery.warehouse.dbt import run_dbt_module
 from greenery.warehouse.lock import exclusive
 
 SNAPSHOT_RELATION = "snapshots.products_snapshot"
@@ -87,7 +87,12 @@ def last_snapshot_run(
 def week_rows(states: pd.DataFrame, week: int) -> tuple[pd.DataFrame, pd.Timestamp]:
     """One week's products (the columns of raw products) and the time they were recorded."""
     rows = states[states["week"] == week]
-    return rows[["product_id", "name", "price", "inventory"]], pd.Timestamp(rows["recorded_at"].iloc[0])
+    return rows[["product_id", "name", "price", "inventory"]], week_recorded_at(states, week)
+
+
+def week_recorded_at(states: pd.DataFrame, week: int) -> pd.Timestamp:
+    """When one week's inventory was recorded."""
+    return pd.Timestamp(states.loc[states["week"] == week, "recorded_at"].iloc[0])
 
 
 def replay(
@@ -118,7 +123,7 @@ def _replay(weeks: Sequence[int], from_scratch: bool, warehouse_file: Path) -> l
     last = last_snapshot_run(warehouse_file, from_scratch=from_scratch)
     results = []
     for week in weeks:
-        _, recorded_at = week_rows(states, week)
+        recorded_at = week_recorded_at(states, week)
         replayed = last is None or recorded_at > last
         last = recorded_at if replayed else last
         results.append(WeekResult(week, recorded_at, replayed))
@@ -129,13 +134,9 @@ def _replay(weeks: Sequence[int], from_scratch: bool, warehouse_file: Path) -> l
 
 def _snapshot(weeks: list[int], warehouse_file: Path) -> None:
     """Each week's products then `dbt snapshot`, in one child process (`replay_worker`)."""
-    if not weeks:
-        return
-    done = run_module(WORKER, [str(week) for week in weeks], warehouse_file=warehouse_file)
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()
-        weeks_text = ", ".join(map(str, weeks))
-        raise DbtError(f"`dbt snapshot` of week(s) {weeks_text} failed (exit {done.returncode})\n{output}")
+    if weeks:
+        what = f"`dbt snapshot` of week(s) {', '.join(map(str, weeks))}"
+        run_dbt_module(WORKER, [str(week) for week in weeks], what=what, warehouse_file=warehouse_file)
 
 
 def _settle_raw_products(
