@@ -45,19 +45,18 @@ def _merge(outer: exp.Select) -> bool:
     if twins is None:
         return False
     (left, left_alias), (right, right_alias) = twins
-    left_columns = {_key(expression): name for name, expression in _outputs(left).items()}
-    right_columns = {name: _key(expression) for name, expression in _outputs(right).items()}
     if not _joined_on_group_keys(outer, left, right, left_alias, right_alias):
         return False
-    used = {c.name for c in outer.find_all(exp.Column) if c.table == right_alias and c.name in right_columns}
-    for alias, expression in right_columns.items():
-        if alias in used and expression not in left_columns:
-            name = f"{alias}__{right_alias}"
-            left.append("expressions", exp.alias_(_outputs(right)[alias].copy(), name))
-            left_columns[expression] = name
-    for column in list(outer.find_all(exp.Column)):
-        if column.table == right_alias and column.name in right_columns:
-            column.replace(exp.column(left_columns[right_columns[column.name]], table=left_alias))
+    left_columns = {_key(expression): name for name, expression in _outputs(left).items()}
+    right_outputs = _outputs(right)
+    read = [c for c in outer.find_all(exp.Column) if c.table == right_alias and c.name in right_outputs]
+    for column in read:  # each right-side column the outer query reads, computed on the left
+        expression = right_outputs[column.name]
+        if _key(expression) not in left_columns:
+            name = f"{column.name}__{right_alias}"
+            left.append("expressions", exp.alias_(expression.copy(), name))
+            left_columns[_key(expression)] = name
+        column.replace(exp.column(left_columns[_key(expression)], table=left_alias))
     outer.set("joins", None)
     return True
 
