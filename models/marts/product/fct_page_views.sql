@@ -46,31 +46,19 @@ funnel_events as (
 
 ),
 
--- page views numbered in time order per user (exact timestamps); in a session, a page view's
--- position_in_session (event time, then event_id) already tells it apart, in the same order
-numbered as (
-
-    select
-        *,
-        case when event_type = 'page_view' then position_in_session end as view_in_session,
-        case when event_type = 'page_view' then row_number() over (
-            partition by user_id, event_type order by event_at, event_id
-        ) end as view_of_user
-
-    from funnel_events
-
-),
-
--- for each event: the latest page view at or before it, in its session and of its user
+-- for each event: the latest page view at or before it, in its session (a page view's
+-- position_in_session, event time then event_id, tells it apart) and of its user (the user's
+-- page views counted in time order: a page view's own number, for any other event the number
+-- of the latest one before it; one window ordered like the session's, no second sort)
 latest_view as (
 
     select
         *,
-        max(view_in_session) over (
+        max(case when event_type = 'page_view' then position_in_session end) over (
             partition by session_id order by event_at, same_instant_order, event_id
             rows between unbounded preceding and current row
         ) as latest_view_in_session,
-        max(view_of_user) over (
+        sum(case when event_type = 'page_view' then 1 else 0 end) over (
             partition by user_id order by event_at, same_instant_order, event_id
             rows between unbounded preceding and current row
         ) as latest_view_of_user,
@@ -79,7 +67,7 @@ latest_view as (
             rows between unbounded preceding and current row
         ) as latest_viewed_at_by_user
 
-    from numbered
+    from funnel_events
 
 ),
 
@@ -134,10 +122,11 @@ final as (
     from latest_view
     left join session_credits
         on latest_view.session_id = session_credits.session_id
-        and latest_view.view_in_session = session_credits.view_in_session
+        and latest_view.latest_view_in_session = session_credits.view_in_session
     left join user_credits
         on latest_view.user_id = user_credits.user_id
-        and latest_view.view_of_user = user_credits.view_of_user
+        and latest_view.latest_view_of_user = user_credits.view_of_user
+    -- a page view's latest view is itself
     where latest_view.event_type = 'page_view'
 
 )
