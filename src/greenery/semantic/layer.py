@@ -30,6 +30,7 @@ from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 from greenery.semantic.cache import Lru
 from greenery.semantic.compat import query_request, quote_reserved_identifiers, reserved_words
 from greenery.semantic.optimize import merge_twin_aggregations
+from greenery.semantic.watchdog import WATCHDOG
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
@@ -70,16 +71,11 @@ class DuckDbClient:
     def arrow(self, stmt: str, timeout_s: float | None = None) -> pa.Table:
         """The rows of one statement; after `timeout_s` DuckDB is interrupted (QueryInterrupted)."""
         with self._con.cursor() as cursor:
-            timer = threading.Timer(timeout_s, cursor.interrupt) if timeout_s is not None else None
-            if timer is not None:
-                timer.start()
             try:
-                return cursor.sql(stmt).to_arrow_table()
+                with WATCHDOG.limit(timeout_s, cursor.interrupt):
+                    return cursor.sql(stmt).to_arrow_table()
             except duckdb.InterruptException:
                 raise QueryInterrupted(f"the query ran longer than {timeout_s:g} s and was stopped") from None
-            finally:
-                if timer is not None:
-                    timer.cancel()
 
     def query(
         self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS
