@@ -1,12 +1,15 @@
 -- fct_sessions' funnel flags and counts say exactly what the session's events say (on an
 -- incremental run, for the sessions it recomputed: macros/incremental_lookback.sql).
-{%- set window = test_window_join(ref('fct_sessions')) | trim %}
+{%- set window = test_window(ref('fct_sessions')) %}
 with
 
 sessions as (
 
     select tested.* from {{ ref('fct_sessions') }} as tested
-    {{ window }}
+    {% if window -%}
+    {{ window['join'] }}
+    where {{ window['condition'] }}
+    {%- endif %}
 
 ),
 

@@ -45,24 +45,31 @@
     `incremental_test_windows` (dbt_project.yml) names, per incremental model, the key its
     incremental run recomputes whole and the time column of its lookback window. Unless the
     run is a --full-refresh, a test on such a model reads only the rows whose key has a row in
-    the window (the join below; '' otherwise): that is the scan a daily run saves, and
-    delete+insert on the unique key keeps the untouched rows as they were when tested.
-    A full refresh (every `greenery build` after a new raw load) tests every row.
+    the window, and every row without a key (no key is recomputed whole there: a not_null test
+    on the key must still see them): that is the scan a daily run saves, and delete+insert on
+    the unique key keeps the untouched rows as they were when tested. A full refresh (every
+    `greenery build` after a new raw load) tests every row. Returns the join and its
+    condition, or none.
 -#}
-{% macro test_window_join(relation) -%}
+{% macro test_window(relation) -%}
     {%- set windows = {} if flags.FULL_REFRESH else var('incremental_test_windows', {}) -%}
     {%- set window = windows.get(relation.identifier | lower) -%}
     {%- if window -%}
-    {{ join_touched('tested', window['key'], relation, window['time'] ~ ' >= ' ~ incremental_cutoff(window['time'], relation)) }}
+        {%- set key = window['key'] -%}
+        {%- set cutoff = incremental_cutoff(window['time'], relation) -%}
+        {%- set join = 'left join (select distinct ' ~ key ~ ' from ' ~ relation ~ ' where ' ~ window['time'] ~ ' >= ' ~ cutoff ~ ') as touched on tested.' ~ key ~ ' = touched.' ~ key -%}
+        {%- do return({'join': join, 'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)'}) -%}
     {%- endif -%}
+    {%- do return(none) -%}
 {%- endmacro %}
 
-{#- dbt's own get_where_subquery (what a generic test reads as `model`), plus test_window_join. -#}
+{#- dbt's own get_where_subquery (what a generic test reads as `model`), plus test_window. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
-    {%- set window = test_window_join(relation) | trim -%}
+    {%- set window = test_window(relation) -%}
     {%- if where or window -%}
-        {%- set filtered = 'select tested.* from ' ~ relation ~ ' as tested ' ~ window ~ (' where ' ~ where if where else '') -%}
+        {%- set conditions = ([window['condition']] if window else []) + (['(' ~ where ~ ')'] if where else []) -%}
+        {%- set filtered = 'select tested.* from ' ~ relation ~ ' as tested ' ~ (window['join'] if window else '') ~ ' where ' ~ conditions | join(' and ') -%}
         {%- do return('(' ~ filtered ~ ') dbt_subquery') -%}
     {%- endif -%}
     {%- do return(relation) -%}

@@ -8,6 +8,7 @@ sessions alone, and an event is late by at most one batch, the promise the lookb
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -22,6 +23,7 @@ from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.build import build, fresh_raw, rebuild
+from greenery.warehouse.dbt import DbtError, run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
 PERIOD = pd.Timedelta(hours=12)  # one batch of arrivals
@@ -222,6 +224,36 @@ def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
     fresh_raw(warehouse_file, course_data=course_data)
     assert build(warehouse_file, lookback_days=LOOKBACK_DAYS)
     assert int(read_sql(warehouse_file, query)["events"][0]) == events
+
+
+def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
+    course_warehouse: Path, warehouse_file: Path
+) -> None:
+    """On an incremental run a test on fct_sessions (key: user_id) reads the users with a session
+    in the window, and every row with no user: a row outside the window with a bad value
+    waits for the next full refresh, a row with no user fails its not_null test at once."""
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
+    hours = int(LOOKBACK_DAYS * 24)
+    outside = f"""
+        select session_id from marts.fct_sessions where user_id in (
+            select user_id from marts.fct_sessions group by user_id
+            having max(session_ended_at) < (select max(session_ended_at) from marts.fct_sessions)
+                - interval {hours} hour
+        )
+        order by session_id limit 2"""
+    con = duckdb.connect(str(warehouse_file))
+    try:
+        bogus, keyless = (row[0] for row in con.execute(outside).fetchall())
+        con.execute("update marts.fct_sessions set visitor_type = 'bogus' where session_id = ?", [bogus])
+        con.execute("update marts.fct_sessions set user_id = null where session_id = ?", [keyless])
+    finally:
+        con.close()
+    window = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})
+    tests = ["accepted_values_fct_sessions_visitor_type__new__returning", "not_null_fct_sessions_user_id"]
+    with pytest.raises(DbtError) as failed:
+        run_dbt(["test", "--select", *tests, "--vars", window], warehouse_file=warehouse_file)
+    assert "FAIL 1 not_null_fct_sessions_user_id" in str(failed.value)
+    assert "FAIL 1 accepted_values" not in str(failed.value)
 
 
 # ---- generated data: the next days, appended and built incrementally -----------------------
