@@ -42,22 +42,26 @@
 {#-
     The data tests of an incremental run look at what the run recomputed, not at every row.
 
-    `incremental_test_windows` (dbt_project.yml) names, per incremental model, the key its
-    incremental run recomputes whole and the time column of its lookback window. Unless the
-    run is a --full-refresh, a test on such a model reads only the rows whose key has a row in
-    the window, and every row without a key (no key is recomputed whole there: a not_null test
-    on the key must still see them): that is the scan a daily run saves, and delete+insert on
-    the unique key keeps the untouched rows as they were when tested. A full refresh (every
-    `greenery build` after a new raw load) tests every row. Returns the join and its
-    condition, or none.
+    `incremental_test_windows` (dbt_project.yml) names, per incremental model (and the raw
+    events, which only grow), the key its incremental run recomputes whole and the time column
+    of its lookback window. Unless the run is a --full-refresh, a test on such a relation reads
+    only the rows whose key has a row in the window or a row with no time, and every row
+    without a key (a not_null test on the key must still see them): that is the scan a daily
+    run saves, and delete+insert on the unique key keeps the untouched rows as they were when
+    tested. The window ends at the latest time not in the future (an event dated a century
+    ahead must not move it). A full refresh (every `greenery build` after a new raw load)
+    tests every row. Returns the join and its condition, or none.
 -#}
 {% macro test_window(relation) -%}
     {%- set windows = {} if flags.FULL_REFRESH else var('incremental_test_windows', {}) -%}
     {%- set window = windows.get(relation.identifier | lower) -%}
     {%- if window -%}
         {%- set key = window['key'] -%}
-        {%- set cutoff = incremental_cutoff(window['time'], relation) -%}
-        {%- set join = 'left join (select distinct ' ~ key ~ ' from ' ~ relation ~ ' where ' ~ window['time'] ~ ' >= ' ~ cutoff ~ ') as touched on tested.' ~ key ~ ' = touched.' ~ key -%}
+        {%- set time = 'cast(' ~ window['time'] ~ ' as ' ~ dbt.type_timestamp() ~ ')' -%}
+        {%- set now = 'cast(' ~ dbt.current_timestamp() ~ ' as ' ~ dbt.type_timestamp() ~ ')' -%}
+        {%- set times = '(select ' ~ time ~ ' as window_time from ' ~ relation ~ ' where ' ~ time ~ ' <= ' ~ now ~ ') as window_times' -%}
+        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff('window_time', times) -%}
+        {%- set join = 'left join (select distinct ' ~ key ~ ' from ' ~ relation ~ ' where ' ~ in_window ~ ') as touched on tested.' ~ key ~ ' = touched.' ~ key -%}
         {%- do return({'join': join, 'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)'}) -%}
     {%- endif -%}
     {%- do return(none) -%}

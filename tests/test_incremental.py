@@ -23,7 +23,7 @@ from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.build import build, fresh_raw, rebuild
-from greenery.warehouse.dbt import DbtError, run_dbt
+from greenery.warehouse.dbt import TARGET_DIR, DbtError, run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
 PERIOD = pd.Timedelta(hours=12)  # one batch of arrivals
@@ -230,8 +230,9 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
     course_warehouse: Path, warehouse_file: Path
 ) -> None:
     """On an incremental run a test on fct_sessions (key: user_id) reads the users with a session
-    in the window, and every row with no user: a row outside the window with a bad value
-    waits for the next full refresh, a row with no user fails its not_null test at once."""
+    in the window, and every row with no user; a test on the raw events reads the events whose
+    id arrived in the window. A row outside the window with a bad value waits for the next full
+    refresh; a row with no user, or an event arriving again under an old id, is caught at once."""
     copy_warehouse(course_warehouse, warehouse_file, built_from=True)
     hours = int(LOOKBACK_DAYS * 24)
     outside = f"""
@@ -241,20 +242,34 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
                 - interval {hours} hour
         )
         order by session_id limit 2"""
-    con = duckdb.connect(str(warehouse_file))
-    try:
+    with duckdb.connect(str(warehouse_file)) as con:
         bogus, keyless = (row[0] for row in con.execute(outside).fetchall())
         con.execute("update marts.fct_sessions set visitor_type = 'bogus' where session_id = ?", [bogus])
         con.execute("update marts.fct_sessions set user_id = null where session_id = ?", [keyless])
-    finally:
-        con.close()
+    with duckdb.connect(str(store.raw_path(warehouse_file))) as raw:
+        oldest, second = (row[0] for row in raw.execute(OLDEST_EVENTS).fetchall())
+        raw.execute(
+            "insert into public.events select * replace ((select max(created_at) from public.events)"
+            " as created_at) from public.events where event_id = ?",
+            [oldest],
+        )
+        raw.execute("update public.events set event_type = 'bogus' where event_id = ?", [second])
     window = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})
-    tests = ["accepted_values_fct_sessions_visitor_type__new__returning", "not_null_fct_sessions_user_id"]
-    with pytest.raises(DbtError) as failed:
-        run_dbt(["test", "--select", *tests, "--vars", window], warehouse_file=warehouse_file)
-    assert "FAIL 1 not_null_fct_sessions_user_id" in str(failed.value)
-    assert "FAIL 1 accepted_values" not in str(failed.value)
+    with pytest.raises(DbtError):
+        run_dbt(["test", "--select", *WINDOWED_TESTS, "--vars", window], warehouse_file=warehouse_file)
+    results = json.loads((TARGET_DIR / "run_results.json").read_text())["results"]
+    tests = [r for r in results if r["unique_id"].startswith("test.")]
+    assert {r["unique_id"].split(".")[2]: r["status"] for r in tests} == WINDOWED_TESTS
 
+
+OLDEST_EVENTS = "select event_id from public.events order by created_at, event_id limit 2"
+WINDOWED_TESTS = {  # each test's outcome on the incremental run above
+    "accepted_values_fct_sessions_visitor_type__new__returning": "pass",  # the bad row: outside
+    "not_null_fct_sessions_user_id": "fail",
+    "source_accepted_values_greenery_events_event_type"
+    "__page_view__add_to_cart__checkout__package_shipped": "pass",  # the bad event: outside
+    "source_unique_greenery_events_event_id": "warn",  # its severity (staging keeps one copy)
+}
 
 # ---- generated data: the next days, appended and built incrementally -----------------------
 
