@@ -468,9 +468,14 @@ def test_query_store_evicts_the_oldest_finished_results() -> None:
         job.finish(table=pa.table({"orders": [1]}))
         store.finished(job)
         job.done.set()
-    store.add(service.QueryRequest(metrics=("orders",)))  # unfinished: never evicted
+    running = store.add(service.QueryRequest(metrics=("orders",)))  # unfinished: never evicted
     with pytest.raises(service.QueryNotFound, match="evicted"):
         store.get(jobs[0].id)
+    assert len(store) == 2
+    store.add(service.QueryRequest(metrics=("orders",)))  # the oldest finished goes, not the running
+    assert store.get(running.id) is running
+    with pytest.raises(service.QueryNotFound):
+        store.get(jobs[2].id)
     assert len(store) == 2
 
 

@@ -458,12 +458,13 @@ class QueryStore:
             self._evict()
 
     def _evict(self) -> None:
-        if len(self._jobs) <= self._max_jobs and self._bytes <= self._max_bytes:
-            return
-        for query_id in [i for i, j in self._jobs.items() if j.done.is_set()]:
-            if len(self._jobs) <= self._max_jobs and self._bytes <= self._max_bytes:
+        """Drop the oldest finished jobs while over a bound. A full store evicts on every add:
+        the search stops at the first finished job (the oldest, as a rule), never lists them all."""
+        while len(self._jobs) > self._max_jobs or self._bytes > self._max_bytes:
+            oldest = next((i for i, j in self._jobs.items() if j.done.is_set()), None)
+            if oldest is None:
                 return
-            job = self._jobs.pop(query_id)
+            job = self._jobs.pop(oldest)
             self._bytes -= job.table.nbytes if job.table is not None else 0
 
     def __len__(self) -> int:
