@@ -1,22 +1,17 @@
 -- fct_sessions' funnel flags and counts say exactly what the session's events say (on an
 -- incremental run, for the sessions it recomputed: macros/incremental_lookback.sql).
-{%- set window = test_window(ref('fct_sessions')) %}
 with
 
 sessions as (
 
-    select tested.* from {{ ref('fct_sessions') }} as tested
-    {% if window -%}
-    {{ window['join'] }}
-    where {{ window['condition'] }}
-    {%- endif %}
+    select * from {{ tested_rows(ref('fct_sessions')) }}
 
 ),
 
 events as (
 
     select session_events.* from {{ ref('fct_session_events') }} as session_events
-    {% if window -%}
+    {% if test_window(ref('fct_sessions')) -%}
     inner join sessions on session_events.session_id = sessions.session_id
     {%- endif %}
 

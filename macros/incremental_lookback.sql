@@ -1,15 +1,23 @@
+{#- The current time as a naive timestamp, the type of every time column here (UTC). -#}
+{% macro now_timestamp() -%}
+    cast({{ dbt.current_timestamp() }} as {{ dbt.type_timestamp() }})
+{%- endmacro %}
+
 {#-
     Where an incremental run of the session facts starts looking again.
 
     `incremental_lookback_days` (default 3, fractions allowed) before the latest `column`
-    already in the target ({{ this }}, or `relation`): events that arrive late, but no later than that, are
-    still picked up. Everything before it is assumed final. An empty target starts at the
-    beginning. docs/dbt-project.md ("Incremental session facts") explains the whole strategy.
+    already in the target ({{ this }}, or `relation`) that is not in the future: events that
+    arrive late, but no later than that, are still picked up, and an event dated a century
+    ahead (kept as an anomaly) cannot move the window. Everything before it is assumed
+    final. An empty target starts at the beginning. docs/dbt-project.md ("Incremental
+    session facts") explains the whole strategy.
 -#}
 {% macro incremental_cutoff(column, relation=none) -%}
     {%- set hours = (var('incremental_lookback_days', 3) | float * 24) | round | int -%}
+    {%- set latest = '(select max(' ~ column ~ ') from ' ~ (relation or this) ~ ' where ' ~ column ~ ' <= ' ~ now_timestamp() ~ ')' -%}
     coalesce(
-        {{ dbt.dateadd('hour', -hours, '(select max(' ~ column ~ ') from ' ~ (relation or this) ~ ')') }},
+        {{ dbt.dateadd('hour', -hours, latest) }},
         cast('1900-01-01' as timestamp)
     )
 {%- endmacro %}
@@ -30,9 +38,12 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- `rows` joined to the distinct `key`s of the rows of `source` where `condition` holds. -#}
-{% macro join_touched(rows, key, source, condition) -%}
-    inner join (
+{#-
+    `rows` joined (`kind`: inner, or left) to the distinct `key`s of the rows of `source`
+    where `condition` holds, as `touched`.
+-#}
+{% macro join_touched(rows, key, source, condition, kind='inner') -%}
+    {{ kind }} join (
         select distinct {{ key }}
         from {{ source }}
         where {{ condition }}
@@ -48,28 +59,28 @@
     only the rows whose key has a row in the window or a row with no time, and every row
     without a key (a not_null test on the key must still see them): that is the scan a daily
     run saves, and delete+insert on the unique key keeps the untouched rows as they were when
-    tested. The window ends at the latest time not in the future (an event dated a century
-    ahead must not move it). A full refresh (every `greenery build` after a new raw load)
-    tests every row. Returns the join and its condition, or none.
+    tested. A full refresh (every `greenery build` after a new raw load) tests every row.
+    Returns the join and its condition, or none.
 -#}
 {% macro test_window(relation) -%}
     {%- set windows = {} if flags.FULL_REFRESH else var('incremental_test_windows', {}) -%}
     {%- set window = windows.get(relation.identifier | lower) -%}
     {%- if window -%}
-        {%- set key = window['key'] -%}
-        {%- set time = 'cast(' ~ window['time'] ~ ' as ' ~ dbt.type_timestamp() ~ ')' -%}
-        {%- set now = 'cast(' ~ dbt.current_timestamp() ~ ' as ' ~ dbt.type_timestamp() ~ ')' -%}
-        {%- set times = '(select ' ~ time ~ ' as window_time from ' ~ relation ~ ' where ' ~ time ~ ' <= ' ~ now ~ ') as window_times' -%}
-        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff('window_time', times) -%}
-        {%- set join = 'left join (select distinct ' ~ key ~ ' from ' ~ relation ~ ' where ' ~ in_window ~ ') as touched on tested.' ~ key ~ ' = touched.' ~ key -%}
-        {%- do return({'join': join, 'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)'}) -%}
+        {%- set key, time = window['key'], window['time'] -%}
+        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff(time, relation) -%}
+        {%- do return({
+            'join': join_touched('tested', key, relation, in_window, kind='left'),
+            'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)',
+        }) -%}
     {%- endif -%}
     {%- do return(none) -%}
 {%- endmacro %}
 
-{#- dbt's own get_where_subquery (what a generic test reads as `model`), plus test_window. -#}
-{% macro get_where_subquery(relation) -%}
-    {%- set where = config.get('where', '') -%}
+{#-
+    What a test reads of `relation`: all of it, or, with a `where` or a test window
+    (test_window), a subquery of the rows that pass both.
+-#}
+{% macro tested_rows(relation, where='') -%}
     {%- set window = test_window(relation) -%}
     {%- if where or window -%}
         {%- set conditions = ([window['condition']] if window else []) + (['(' ~ where ~ ')'] if where else []) -%}
@@ -77,4 +88,9 @@
         {%- do return('(' ~ filtered ~ ') dbt_subquery') -%}
     {%- endif -%}
     {%- do return(relation) -%}
+{%- endmacro %}
+
+{#- dbt's own get_where_subquery (what a generic test reads as `model`), plus test_window. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- do return(tested_rows(relation, config.get('where', ''))) -%}
 {%- endmacro %}

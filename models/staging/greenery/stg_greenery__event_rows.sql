@@ -39,11 +39,10 @@ products_seen as (
 
 ),
 
--- incremental: the raw rows of every session with a row in the lookback window (measured on
--- the kept rows: a future event must not move the window) or a row without a time
-{%- set kept_times = '(select event_at from ' ~ this ~ ' where anomaly is null) as kept' %}
+-- incremental: the raw rows of every session with a row in the lookback window or a row
+-- without a time
 {%- set in_lookback = 'created_at is null or cast(created_at as ' ~ dbt.type_timestamp() ~ ') >= '
-    ~ incremental_cutoff('event_at', kept_times) %}
+    ~ incremental_cutoff('event_at') %}
 arrived as (
 
     select source.*
@@ -120,8 +119,7 @@ classified as (
         case
             when numbered.copy_number > 1 then 'duplicate_events'
             when numbered.event_at is null then 'events_without_timestamp'
-            when numbered.event_at > cast({{ dbt.current_timestamp() }} as {{ dbt.type_timestamp() }})
-                then 'events_in_future'
+            when numbered.event_at > {{ now_timestamp() }} then 'events_in_future'
             when not coalesce(numbered.event_type in ({{ event_types }}), false) then 'unknown_event_types'
             when users.user_id is null then 'orphan_user_events'
             when numbered.product_id is not null and products_seen.product_id is null
