@@ -30,7 +30,7 @@ from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 from greenery.semantic.cache import Lru
 from greenery.semantic.compat import query_request, quote_reserved_identifiers, reserved_words
 from greenery.semantic.optimize import merge_twin_aggregations
-from greenery.semantic.watchdog import WATCHDOG
+from greenery.semantic.prepared import StatementRunner
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
@@ -55,6 +55,7 @@ class DuckDbClient:
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._con = connection
         self._renderer = DuckDbSqlPlanRenderer()
+        self._statements = StatementRunner(connection)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -70,12 +71,10 @@ class DuckDbClient:
 
     def arrow(self, stmt: str, timeout_s: float | None = None) -> pa.Table:
         """The rows of one statement; after `timeout_s` DuckDB is interrupted (QueryInterrupted)."""
-        with self._con.cursor() as cursor:
-            try:
-                with WATCHDOG.limit(timeout_s, cursor.interrupt):
-                    return cursor.sql(stmt).to_arrow_table()
-            except duckdb.InterruptException:
-                raise QueryInterrupted(f"the query ran longer than {timeout_s:g} s and was stopped") from None
+        try:
+            return self._statements.arrow(stmt, timeout_s)
+        except duckdb.InterruptException:
+            raise QueryInterrupted(f"the query ran longer than {timeout_s:g} s and was stopped") from None
 
     def query(
         self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS
@@ -94,6 +93,7 @@ class DuckDbClient:
             cursor.execute(f"EXPLAIN {stmt}")
 
     def close(self) -> None:
+        self._statements.close()
         self._con.close()
 
     def render_bind_parameter_key(self, bind_parameter_key: str) -> str:
@@ -129,9 +129,12 @@ def _manifest_database(manifest_json: str) -> str:
     return models[0]["node_relation"]["database"]
 
 
-# A reader's DuckDB, once its warehouse is attached: no files, no network, no extensions, and
-# no way to change that (or anything else) later. Only the queries MetricFlow writes run there.
-LOCKED_DOWN = (
+# A reader's DuckDB, once its warehouse is attached: answers in no order but the one a query
+# asks for (so a prepared statement's scan runs in parallel too: see greenery.semantic.prepared);
+# no files, no network, no extensions, and no way to change that (or anything else) later. Only
+# the queries MetricFlow writes run there.
+READER_SETTINGS = (
+    "SET preserve_insertion_order = false",
     "SET enable_external_access = false",
     "SET autoinstall_known_extensions = false",
     "SET autoload_known_extensions = false",
@@ -139,8 +142,8 @@ LOCKED_DOWN = (
 )
 
 
-def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in LOCKED_DOWN:
+def _configure_reader(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in READER_SETTINGS:
         con.execute(statement)
 
 
@@ -186,7 +189,7 @@ class SemanticLayer:
         con.execute(f"ATTACH '{path}' AS \"{database}\"{' (READ_ONLY)' if read_only else ''}")
         con.execute(f'USE "{database}"')
         if read_only:
-            _lock_down(con)
+            _configure_reader(con)
         self.path = path
         self.manifest_path = manifest_path
         self.manifest_sha256 = hashlib.sha256(manifest_json.encode()).hexdigest()
