@@ -191,7 +191,7 @@ def test_too_many_or_too_large_headers_are_refused(served: Served) -> None:
             except (BrokenPipeError, ConnectionResetError):  # refused and closed past the limit
                 break
             time.sleep(0.01)
-        assert sock.recv(1024).startswith(b"HTTP/1.1 400 ")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 431 ")
     still_serving(served)
 
 

@@ -1,4 +1,4 @@
-"""Connection and header limits for the HTTP server (uvicorn, h11), so a socket flood cannot take it down.
+"""Connection and header limits for the HTTP server (uvicorn, httptools): a socket flood cannot take it down.
 
 - at most `max_connections` open connections; one more closes the connection that has been
   idle longest (between requests, or still sending its headers), or is refused with a 503
@@ -21,11 +21,10 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-import h11
 import uvicorn
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 MAX_CONNECTIONS = 1024  # open HTTP connections (lower when the open-file limit is low)
@@ -64,8 +63,7 @@ class GuardedConfig(uvicorn.Config):
         kwargs.setdefault("timeout_keep_alive", KEEP_ALIVE_S)
         super().__init__(
             HeaderLimits(app),
-            http=GuardedH11Protocol,
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            http=GuardedHttpProtocol,
             **kwargs,
         )
         self.max_connections = connection_cap(max_connections)
@@ -74,7 +72,8 @@ class GuardedConfig(uvicorn.Config):
 class HeaderLimits:
     """Refuses a request with more than MAX_HEADERS headers or MAX_HEADER_BYTES of them (431).
 
-    (h11 refuses larger headers still arriving in pieces; this catches them sent in one go.)
+    (GuardedHttpProtocol refuses headers still arriving past MAX_HEADER_BYTES; this catches
+    them sent in one go, and too many of them.)
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -91,20 +90,21 @@ class HeaderLimits:
 
 
 # The open connections of each server, least recently active first.
-_connections: weakref.WeakKeyDictionary[ServerState, OrderedDict[GuardedH11Protocol, None]] = (
+_connections: weakref.WeakKeyDictionary[ServerState, OrderedDict[GuardedHttpProtocol, None]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a connection cap and request deadlines (see the module docstring)."""
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a connection cap and request deadlines (see the module docstring)."""
 
     def __init__(self, config: Any, server_state: ServerState, app_state: dict[str, Any], _loop: Any = None):
         super().__init__(config, server_state, app_state, _loop)
         self._open = _connections.setdefault(server_state, OrderedDict())
         self._cap: int = getattr(config, "max_connections", MAX_CONNECTIONS)
         self._deadline: asyncio.TimerHandle | None = None
-        self._deadline_for: str | None = None  # "headers" or "body"
+        self._in_headers = True  # until a request's headers are complete (or between requests)
+        self._header_bytes = 0  # bytes of the request's headers so far
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -124,12 +124,38 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self in self._open:
             self._open.move_to_end(self)  # most recently active last
+        if self._in_headers:
+            self._header_bytes += len(data)
         super().data_received(data)
-        self._watch_request()
+        if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self._refuse_headers()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+        if self._deadline is None:
+            self._arm("headers", HEADER_TIMEOUT_S)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._in_headers, self._header_bytes = False, 0
+        self._arm("body", BODY_TIMEOUT_S)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()  # the app has the request: its own limits apply
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._watch_request()
+        self._in_headers = True  # what arrives next starts a request (uvicorn's keep-alive timeout runs)
+
+    def _refuse_headers(self) -> None:
+        message = f"the request headers are over {MAX_HEADER_BYTES:,} bytes"
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            + f"connection: close\r\ncontent-length: {len(message)}\r\n\r\n{message}".encode()
+        )
+        self._close("(its headers were too large)")
 
     def _idle(self) -> bool:
         """Between requests, or still sending headers: nothing of the app's is running."""
@@ -150,27 +176,11 @@ class GuardedH11Protocol(H11Protocol):
             log.debug("HTTP: closing %s %s", self.client, why)
             self.transport.close()
 
-    def _watch_request(self) -> None:
-        """Keep the deadline of the request arriving now, if any, in step with how far it got."""
-        state = self.conn.their_state
-        if state is h11.IDLE and self._idle():
-            started = bool(self.conn.trailing_data[0])  # part of the next request's headers is here
-            if started and self._deadline_for != "headers":
-                self._arm("headers", HEADER_TIMEOUT_S)
-            elif not started and self._deadline_for == "headers" and self.cycle is not None:
-                self._disarm()  # back between requests: the keep-alive timeout applies
-        elif state is h11.SEND_BODY:
-            if self._deadline_for != "body":
-                self._arm("body", BODY_TIMEOUT_S)
-        else:
-            self._disarm()
-
     def _arm(self, what: str, seconds: float) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(seconds, self._close, f"(its request {what} took too long)")
-        self._deadline_for = what
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        self._deadline, self._deadline_for = None, None
+        self._deadline = None
