@@ -127,6 +127,41 @@ def test_a_client_with_too_many_queued_queries_is_refused_by_name() -> None:
     assert sorted(started) == ["other", "q1", "q2", "run"]
 
 
+def test_a_caller_runs_its_job_itself_only_where_a_worker_would() -> None:
+    scheduler = FairScheduler(3)
+    release, started, ran = threading.Event(), [], []
+    try:
+        here = threading.current_thread()
+        assert scheduler.run_here(lambda: ran.append(threading.current_thread()), "c")
+        assert ran == [here] and scheduler.running("c") == 0  # its place is given back
+        scheduler.submit(blocking_job(release, started, "w0"), "c")
+        scheduler.submit(blocking_job(release, started, "w1"), "c")
+        wait_until(lambda: len(started) == 2)
+        assert not scheduler.run_here(lambda: ran.append("c again"), "c")  # c is at its cap (2 of 3)
+        held, inline_started = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            inline_started.set()
+            held.wait(10)
+
+        caller = threading.Thread(target=lambda: scheduler.run_here(hold, "d"))
+        caller.start()
+        inline_started.wait(5)
+        assert scheduler.running("d") == 1  # the third place, taken by the caller
+        scheduler.submit(blocking_job(release, started, "e0"), "e")  # every place taken: e waits …
+        assert not scheduler.run_here(lambda: ran.append("e"), "e")
+        time.sleep(0.2)
+        assert started == ["w0", "w1"] and scheduler.queued("e") == 1
+        held.set()  # … until the caller gives its place back
+        caller.join(5)
+        wait_until(lambda: started == ["w0", "w1", "e0"])
+    finally:
+        release.set()
+        held.set()
+        scheduler.shutdown()
+    assert ran == [here]
+
+
 def test_the_client_is_set_per_request() -> None:
     assert current_client() == "local"
     with as_client("http:127.0.0.1:5000"):

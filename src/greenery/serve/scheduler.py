@@ -84,6 +84,31 @@ class FairScheduler:
             waiting.append((job, large))
             self._changed.notify()
 
+    def run_here(self, job: Job, client: str | None = None, *, large: bool = False) -> bool:
+        """Run `job` in the calling thread when a worker is free and no job is waiting, within the
+        same caps as a worker's job; False, having run nothing, otherwise (then `submit` it).
+
+        For a caller that waits for its job anyway (a one-call transport): it saves the hand-over
+        to a worker thread and back, about 0.4 ms of a 5 ms query here.
+        """
+        client = current_client() if client is None else client
+        with self._changed:
+            if (
+                self._closed
+                or self._turns
+                or self._busy() >= self.workers
+                or self._running[client] >= self.running_per_client
+                or (large and self._large_running >= self.workers - 1)
+            ):
+                return False
+            self._running[client] += 1
+            self._large_running += large
+        try:
+            job()
+        finally:
+            self._release(client, large)
+        return True
+
     def queued(self, client: str) -> int:
         with self._changed:
             return len(self._turns.get(client, ()))
@@ -94,6 +119,8 @@ class FairScheduler:
 
     def _take(self) -> tuple[str, Job, bool] | None:
         """The next job: of the client with the fewest running (first in turn order), within the caps."""
+        if self._busy() >= self.workers:  # jobs run by their callers hold workers' places
+            return None
         best: str | None = None
         large_full = self._large_running >= self.workers - 1
         for client, waiting in self._turns.items():
@@ -125,12 +152,18 @@ class FairScheduler:
             except Exception:  # a job reports its own failures; this is a bug, and the worker lives on
                 log.exception("a query job failed outside its own error handling")
             finally:
-                with self._changed:
-                    self._large_running -= large
-                    self._running[client] -= 1
-                    if self._running[client] <= 0:
-                        del self._running[client]
-                    self._changed.notify_all()  # a client below its cap again may have jobs waiting
+                self._release(client, large)
+
+    def _busy(self) -> int:
+        return sum(self._running.values())
+
+    def _release(self, client: str, large: bool) -> None:
+        with self._changed:
+            self._large_running -= large
+            self._running[client] -= 1
+            if self._running[client] <= 0:
+                del self._running[client]
+            self._changed.notify_all()  # a client below its cap again may have jobs waiting
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Stop: jobs still waiting are dropped, running ones finish (waited for with `wait`)."""

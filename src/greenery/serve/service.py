@@ -500,18 +500,10 @@ class SemanticLayerService:
         at once. Otherwise the query waits its turn among the current client's (see
         `greenery.serve.scheduler`); a client with too many waiting gets a FAILED job saying so.
         """
-        job = self.queries.add(request)
-        job.read_cache = read_cache
-        job.transport = transport
-        if read_cache and self._answer_from_cache(job):
-            return job
-        try:
-            self.scheduler.submit(lambda: self._run(job), large=request.large)
-        except QueueFull as exc:
-            job.finish(error=str(exc))
-            self._done(job, time.perf_counter())
-            return job
-        job.done.wait(wait_s)
+        job = self._new_job(request, read_cache, transport)
+        if not job.done.is_set():
+            self._submit(job)
+            job.done.wait(wait_s)
         return job
 
     def run_query(
@@ -519,10 +511,14 @@ class SemanticLayerService:
     ) -> QueryJob:
         """Run the query to the end; the finished job, or QueryFailed / QueryTimedOut / RuntimeError.
 
-        For transports that answer in one call (Flight SQL, the SQL API): a user error is a
-        QueryFailed with its message, an unexpected failure a RuntimeError.
+        For transports that answer in one call (Flight SQL, the SQL API): the calling thread runs
+        the query itself when a worker is free, and waits for its turn otherwise. A user error
+        is a QueryFailed with its message, an unexpected failure a RuntimeError.
         """
-        job = self.create_query(request, read_cache=read_cache, wait_s=wait_s, transport=transport)
+        job = self._new_job(request, read_cache, transport)
+        if not job.done.is_set() and not self.scheduler.run_here(lambda: self._run(job), large=request.large):
+            self._submit(job)
+            job.done.wait(wait_s)
         if not job.done.is_set():
             self.cancel_query(job.id)
             raise QueryTimedOut(f"the query took longer than {wait_s:.0f} s")
@@ -530,6 +526,23 @@ class SemanticLayerService:
             error = job.error or f"the query ended {job.status}"
             raise (RuntimeError if error.startswith(INTERNAL_ERROR) else QueryFailed)(error)
         return job
+
+    def _new_job(self, request: QueryRequest, read_cache: bool, transport: str) -> QueryJob:
+        """A job for the request, kept for polling; finished already if its answer was cached."""
+        job = self.queries.add(request)
+        job.read_cache = read_cache
+        job.transport = transport
+        if read_cache:
+            self._answer_from_cache(job)
+        return job
+
+    def _submit(self, job: QueryJob) -> None:
+        """Queue the job for a worker; a client with too many waiting gets it FAILED, saying so."""
+        try:
+            self.scheduler.submit(lambda: self._run(job), large=job.request.large)
+        except QueueFull as exc:
+            job.finish(error=str(exc))
+            self._done(job, time.perf_counter())
 
     def keep(self, table: pa.Table, *, statement: str, transport: str, millis: float) -> QueryJob:
         """A finished job holding an answer computed elsewhere (SQL, metadata), for the client to fetch."""
@@ -558,7 +571,7 @@ class SemanticLayerService:
             job.done.set()
         return job
 
-    def _answer_from_cache(self, job: QueryJob) -> bool:
+    def _answer_from_cache(self, job: QueryJob) -> None:
         """Finish the job now with an answer computed before, if there is one (no worker needed)."""
         start = time.perf_counter()
         try:
@@ -566,14 +579,13 @@ class SemanticLayerService:
             with self.layers.use() as layer:
                 hit, version = layer.cached_answer(job.checked), layer.version
         except Exception:  # whatever it is, the worker meets it again and reports it
-            return False
+            return
         if hit is None or not job.start():
-            return False
+            return
         job.version, job.from_cache = version, True
         job.sql, table = hit
         job.finish(table=table)
         self._done(job, start)
-        return True
 
     def _run(self, job: QueryJob) -> None:
         start = time.perf_counter()
