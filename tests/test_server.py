@@ -36,6 +36,7 @@ from greenery.semantic import filters
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import service
 from greenery.serve.auth import TOKEN_ENV
+from greenery.serve.graphql import GraphQLApi
 from greenery.serve.http import create_app
 from greenery.serve.run import serve
 from greenery.warehouse.publish import current_published, publish
@@ -477,6 +478,30 @@ def test_query_store_evicts_the_oldest_finished_results() -> None:
     with pytest.raises(service.QueryNotFound):
         store.get(jobs[2].id)
     assert len(store) == 2
+
+
+def test_only_polls_of_kept_queries_are_answered_without_a_thread(course_copy: Path) -> None:
+    layer_service = service.SemanticLayerService(course_copy)
+    api = GraphQLApi(layer_service)
+    poll = "query Poll($id: String!) { query(environmentId: 1, queryId: $id) { status totalPages } }"
+    try:
+        assert not api.only_polls(poll, None)  # never parsed: parsing may take a while
+        job = layer_service.create_query(service.QueryRequest(saved_query="funnel_overall"))
+        answer = api.execute(poll, {"id": job.id}, None)
+        assert answer["data"]["query"] == {"status": "SUCCESSFUL", "totalPages": 1}
+        assert api.only_polls(poll, None) and api.only_polls(poll, "Poll")
+        assert not api.only_polls(poll, "Other")
+        for document in (
+            'mutation { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }',
+            'query { query(environmentId: 1, queryId: "x") { status } compileSql(environmentId: 1, '
+            'savedQuery: "funnel_overall") { sql } }',
+            'query A { query(environmentId: 1, queryId: "x") { status } } query B { environmentInfo('
+            "environmentId: 1) { dialect } }",
+        ):
+            api.execute(document, None, "A" if "query A" in document else None)
+            assert not api.only_polls(document, None)  # waits, compiles, or names no one operation
+    finally:
+        layer_service.close()
 
 
 # ---- refresh -------------------------------------------------------------------------------

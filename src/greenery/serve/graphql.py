@@ -27,7 +27,7 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.language import FieldNode, IntValueNode, StringValueNode, ValueNode
+from graphql.language import FieldNode, IntValueNode, OperationDefinitionNode, StringValueNode, ValueNode
 
 from greenery.semantic.cache import Lru
 from greenery.serve.catalog import Catalog, Json, page
@@ -463,6 +463,23 @@ class GraphQLApi:
             level, "%s%s ms=%.0f", operation, context.get("detail", ""), (time.perf_counter() - start) * 1000
         )
         return body
+
+    def only_polls(self, query: str, operation_name: str | None) -> bool:
+        """Whether the request only reads kept queries' pages (root field `query`, document seen
+        before): it never waits or compiles, so the HTTP server answers it without a thread."""
+        document = self._documents.get(query)
+        if document is None:
+            return False
+        operations = [
+            d
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode)
+            and (operation_name is None or (d.name is not None and d.name.value == operation_name))
+        ]
+        if len(operations) != 1:
+            return False
+        fields = operations[0].selection_set.selections
+        return all(isinstance(field, FieldNode) and field.name.value == "query" for field in fields)
 
     def _document(self, query: str) -> DocumentNode | list[GraphQLError]:
         """The parsed, bounded and validated document (the same few query texts come again and again)."""

@@ -111,6 +111,8 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
                 "the request body must be a JSON object: query (string), variables (object), operationName",
                 400,
             )
+        if api.only_polls(body["query"], body.get("operationName")):  # no thread hand-over: ~0.4 ms less
+            return JSONResponse(_execute(api, body, _client(request)))
         return JSONResponse(await run_in_threadpool(_execute, api, body, _client(request)))
 
     async def healthz(request: Request) -> JSONResponse:
