@@ -573,7 +573,7 @@ def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: 
     env = {**os.environ, TOKEN_ENV: TOKEN, store.ENV_VAR: str(course_copy)}
     greenery = Path(sys.executable).with_name("greenery")
     process = subprocess.Popen(
-        [str(greenery), "serve", "--port", str(http_port), "--flight-port", str(flight_port)],
+        [str(greenery), "serve", "--port", str(http_port), "--flight-port", str(flight_port), "--access-log"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -600,7 +600,8 @@ def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: 
         stdout, stderr = process.communicate(timeout=30)
     assert f"Arrow Flight SQL at grpc://127.0.0.1:{flight_port}" in stdout
     assert "createQuery" in stderr and "via=flight" in stderr  # the shared query log
-    assert "/dashboard?token=[redacted]" in stdout + stderr  # uvicorn's access log
+    assert "/dashboard?token=[redacted]" in stdout + stderr  # uvicorn's access log, asked for
+    assert "GET /healthz" in stdout + stderr
     assert TOKEN not in stdout + stderr
 
 

@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    serve(args.host, args.port, args.flight_port, args.pg_port)
+    serve(args.host, args.port, args.flight_port, args.pg_port, access_log=args.access_log)
 
 
 def port_number(text: str) -> int:
@@ -253,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=port_number,
         default=None,
         help="Postgres wire protocol port (default: off; password: the token)",
+    )
+    srv.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every HTTP request too (the query log already has a line per query)",
     )
     srv.set_defaults(func=cmd_serve)
     sub.add_parser("demo", help="the main job end to end (what `make demo` runs)").set_defaults(func=cmd_demo)
