@@ -347,6 +347,17 @@ def test_environment_id_may_be_a_string_and_compile_sql_a_query(course_host: str
     assert graphql(course_host, "query { metrics(environmentId: 1.5) { name } }")["errors"]
 
 
+def test_create_query_answers_once_its_query_is_done(course_host: str) -> None:
+    create = (
+        "mutation { createQuery(environmentId: 1, savedQuery: \"funnel_by_product\", readCache: false) "
+        "{ queryId } }"
+    )
+    poll = "query($id: String!) { query(environmentId: 1, queryId: $id) { status } }"
+    for _ in range(3):  # computed each time: the poll right after finds it done
+        query_id = graphql(course_host, create)["data"]["createQuery"]["queryId"]
+        assert graphql(course_host, poll, {"id": query_id})["data"]["query"]["status"] == "SUCCESSFUL"
+
+
 def test_cancel_query(course_host: str) -> None:
     create = 'mutation { createQuery(environmentId: 1, metrics: [{name: "orders"}]) { queryId } }'
     query_id = graphql(course_host, create)["data"]["createQuery"]["queryId"]

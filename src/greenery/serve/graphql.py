@@ -31,7 +31,7 @@ from graphql.language import FieldNode, IntValueNode, OperationDefinitionNode, S
 
 from greenery.semantic.cache import Lru
 from greenery.serve.catalog import Catalog, Json, page
-from greenery.serve.service import TOO_COMPLEX, QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.service import SYNC_WAIT_S, TOO_COMPLEX, QueryJob, QueryRequest, SemanticLayerService
 
 log = logging.getLogger("greenery.serve")
 
@@ -436,12 +436,24 @@ class GraphQLApi:
         return schema
 
     def execute(self, query: str, variables: Json | None, operation_name: str | None) -> Json:
-        """Run one GraphQL request; the answer as the JSON body ({data, errors})."""
+        """Run one GraphQL request; the answer as the JSON body ({data, errors}). A createQuery
+        returns once its query is done, or after SYNC_WAIT_S (then the client polls)."""
+        body, started = self.start(query, variables, operation_name)
+        deadline = time.monotonic() + SYNC_WAIT_S
+        for job in started:
+            job.done.wait(max(0.0, deadline - time.monotonic()))
+        return body
+
+    def start(
+        self, query: str, variables: Json | None, operation_name: str | None
+    ) -> tuple[Json, list[QueryJob]]:
+        """Like `execute`, without waiting for the queries its createQuery fields started: those
+        come back with the body, for the caller to wait for (the HTTP server does, on its loop)."""
         start = time.perf_counter()
         document = self._document(query)
         if isinstance(document, list):
-            return {"data": None, "errors": [e.formatted for e in document]}
-        context: Json = {}
+            return {"data": None, "errors": [e.formatted for e in document]}, []
+        context: Json = {"started": []}
         result = execute_sync(
             self.schema,
             document,
@@ -462,7 +474,7 @@ class GraphQLApi:
         log.log(
             level, "%s%s ms=%.0f", operation, context.get("detail", ""), (time.perf_counter() - start) * 1000
         )
-        return body
+        return body, context["started"]
 
     def only_polls(self, query: str, operation_name: str | None) -> bool:
         """Whether the request only reads kept queries' pages (root field `query`, document seen
@@ -580,9 +592,11 @@ class GraphQLApi:
         except ValueError as exc:
             job = self._service.failed_query(QueryRequest(), str(exc))
         else:
-            job = self._service.create_query(request, read_cache=args.get("readCache") is not False)
+            read_cache = args.get("readCache") is not False
+            job = self._service.create_query(request, read_cache=read_cache, wait_s=0)
+            info.context["started"].append(job)
         info.context["operation"] = "createQuery"
-        info.context["detail"] = f" id={job.id[:8]} status={job.status}"
+        info.context["detail"] = f" id={job.id[:8]}"
         return {"queryId": job.id}
 
     def _query(self, _root: Any, info: Any, queryId: str, pageNum: int | None = None, **_: Any) -> PageView:

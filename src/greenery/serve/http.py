@@ -7,6 +7,7 @@ API like any other.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -26,7 +27,7 @@ from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, configured_token
 from greenery.serve.catalog import Json
 from greenery.serve.graphql import GraphQLApi
 from greenery.serve.scheduler import as_client
-from greenery.serve.service import SemanticLayerService
+from greenery.serve.service import SYNC_WAIT_S, QueryJob, SemanticLayerService
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The dashboard loads only its own files and talks only to this server; it never sends its
@@ -71,9 +72,28 @@ def _client(request: Request) -> str:
     return f"http:{peer.host}:{peer.port}" if peer is not None else "http"
 
 
-def _execute(api: GraphQLApi, body: Json, client: str) -> Json:
+def _start(api: GraphQLApi, body: Json, client: str) -> tuple[Json, list[QueryJob]]:
     with as_client(client):
-        return api.execute(body["query"], body.get("variables"), body.get("operationName"))
+        return api.start(body["query"], body.get("variables"), body.get("operationName"))
+
+
+async def _all_done(jobs: list[QueryJob], timeout_s: float) -> None:
+    """Until every job is done, or `timeout_s` has passed (then the client polls): awaited on the
+    event loop, so the thread that started them is free at once and no thread hands the answer back."""
+    if not jobs:
+        return
+    loop = asyncio.get_running_loop()
+    waits = []
+    for job in jobs:
+        done = loop.create_future()
+        job.on_done(lambda done=done: loop.call_soon_threadsafe(_resolve, done))
+        waits.append(done)
+    await asyncio.wait(waits, timeout=timeout_s)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _graphql_error(message: str, status: int) -> JSONResponse:
@@ -112,8 +132,11 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
                 400,
             )
         if api.only_polls(body["query"], body.get("operationName")):  # no thread hand-over: ~0.4 ms less
-            return JSONResponse(_execute(api, body, _client(request)))
-        return JSONResponse(await run_in_threadpool(_execute, api, body, _client(request)))
+            answer, _ = _start(api, body, _client(request))
+            return JSONResponse(answer)
+        answer, started = await run_in_threadpool(_start, api, body, _client(request))
+        await _all_done(started, SYNC_WAIT_S)
+        return JSONResponse(answer)
 
     async def healthz(request: Request) -> JSONResponse:
         if not _authorized(request, token):

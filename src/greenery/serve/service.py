@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -384,6 +384,23 @@ class QueryJob:
     done: threading.Event = field(default_factory=threading.Event)  # set once finished and logged
     _finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _when_done: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the job is done: now if it is, else in the thread that ends it."""
+        with self._lock:
+            if not self.done.is_set():
+                self._when_done.append(callback)
+                return
+        callback()
+
+    def set_done(self) -> None:
+        """The job is finished and logged: wake whoever waits for it."""
+        with self._lock:
+            self.done.set()
+            callbacks, self._when_done = self._when_done, []
+        for callback in callbacks:
+            callback()
 
     @property
     def rows(self) -> int | None:
@@ -551,7 +568,7 @@ class SemanticLayerService:
         job.finish(table=table)
         self._log(job)
         self.queries.finished(job)
-        job.done.set()
+        job.set_done()
         return job
 
     def failed_query(self, request: QueryRequest, message: str) -> QueryJob:
@@ -559,7 +576,7 @@ class SemanticLayerService:
         job = self.queries.add(request)
         job.finish(error=message)
         self.queries.finished(job)
-        job.done.set()
+        job.set_done()
         return job
 
     def get_query(self, query_id: str) -> QueryJob:
@@ -568,7 +585,7 @@ class SemanticLayerService:
     def cancel_query(self, query_id: str) -> QueryJob:
         job = self.queries.get(query_id)
         if job.finish(error="cancelled by the client"):
-            job.done.set()
+            job.set_done()
         return job
 
     def _answer_from_cache(self, job: QueryJob) -> None:
@@ -612,7 +629,7 @@ class SemanticLayerService:
         job.millis = (time.perf_counter() - start) * 1000
         self._log(job)
         self.queries.finished(job)  # count its bytes before it can be evicted
-        job.done.set()
+        job.set_done()
 
     @staticmethod
     def _log(job: QueryJob) -> None:
