@@ -349,7 +349,7 @@ def test_environment_id_may_be_a_string_and_compile_sql_a_query(course_host: str
 
 def test_create_query_answers_once_its_query_is_done(course_host: str) -> None:
     create = (
-        "mutation { createQuery(environmentId: 1, savedQuery: \"funnel_by_product\", readCache: false) "
+        'mutation { createQuery(environmentId: 1, savedQuery: "funnel_by_product", readCache: false) '
         "{ queryId } }"
     )
     poll = "query($id: String!) { query(environmentId: 1, queryId: $id) { status } }"
@@ -498,8 +498,9 @@ def test_only_polls_of_kept_queries_are_answered_without_a_thread(course_copy: P
     try:
         assert not api.only_polls(poll, None)  # never parsed: parsing may take a while
         job = layer_service.create_query(service.QueryRequest(saved_query="funnel_overall"))
-        answer = api.execute(poll, {"id": job.id}, None)
-        assert answer["data"]["query"] == {"status": "SUCCESSFUL", "totalPages": 1}
+        assert job.done.wait(60)
+        answer, started = api.execute(poll, {"id": job.id}, None)
+        assert answer["data"]["query"] == {"status": "SUCCESSFUL", "totalPages": 1} and started == []
         assert api.only_polls(poll, None) and api.only_polls(poll, "Poll")
         assert not api.only_polls(poll, "Other")
         for document in (

@@ -31,7 +31,7 @@ from graphql.language import FieldNode, IntValueNode, OperationDefinitionNode, S
 
 from greenery.semantic.cache import Lru
 from greenery.serve.catalog import Catalog, Json, page
-from greenery.serve.service import SYNC_WAIT_S, TOO_COMPLEX, QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.service import TOO_COMPLEX, QueryJob, QueryRequest, SemanticLayerService
 
 log = logging.getLogger("greenery.serve")
 
@@ -435,20 +435,11 @@ class GraphQLApi:
                 graphql_type.fields[field_name].resolve = resolver  # type: ignore[attr-defined]
         return schema
 
-    def execute(self, query: str, variables: Json | None, operation_name: str | None) -> Json:
-        """Run one GraphQL request; the answer as the JSON body ({data, errors}). A createQuery
-        returns once its query is done, or after SYNC_WAIT_S (then the client polls)."""
-        body, started = self.start(query, variables, operation_name)
-        deadline = time.monotonic() + SYNC_WAIT_S
-        for job in started:
-            job.done.wait(max(0.0, deadline - time.monotonic()))
-        return body
-
-    def start(
+    def execute(
         self, query: str, variables: Json | None, operation_name: str | None
     ) -> tuple[Json, list[QueryJob]]:
-        """Like `execute`, without waiting for the queries its createQuery fields started: those
-        come back with the body, for the caller to wait for (the HTTP server does, on its loop)."""
+        """Run one GraphQL request: the JSON body ({data, errors}), and the queries its createQuery
+        fields started, which the caller waits for before answering (see greenery.serve.http)."""
         start = time.perf_counter()
         document = self._document(query)
         if isinstance(document, list):
@@ -593,7 +584,7 @@ class GraphQLApi:
             job = self._service.failed_query(QueryRequest(), str(exc))
         else:
             read_cache = args.get("readCache") is not False
-            job = self._service.create_query(request, read_cache=read_cache, wait_s=0)
+            job = self._service.create_query(request, read_cache=read_cache)
             info.context["started"].append(job)
         info.context["operation"] = "createQuery"
         info.context["detail"] = f" id={job.id[:8]}"

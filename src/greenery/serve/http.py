@@ -8,6 +8,7 @@ API like any other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -27,7 +28,7 @@ from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, configured_token
 from greenery.serve.catalog import Json
 from greenery.serve.graphql import GraphQLApi
 from greenery.serve.scheduler import as_client
-from greenery.serve.service import SYNC_WAIT_S, QueryJob, SemanticLayerService
+from greenery.serve.service import QueryJob, SemanticLayerService
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The dashboard loads only its own files and talks only to this server; it never sends its
@@ -40,6 +41,7 @@ DASHBOARD_HEADERS = {
     "cache-control": "no-cache",
 }
 MAX_BODY_BYTES = 256 * 1024  # a GraphQL request: a few KB in practice
+SYNC_WAIT_S = 5.0  # createQuery answers once its query is done, or after this long (then clients poll)
 _TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s]*", re.I)
 
 
@@ -72,9 +74,9 @@ def _client(request: Request) -> str:
     return f"http:{peer.host}:{peer.port}" if peer is not None else "http"
 
 
-def _start(api: GraphQLApi, body: Json, client: str) -> tuple[Json, list[QueryJob]]:
+def _execute(api: GraphQLApi, body: Json, client: str) -> tuple[Json, list[QueryJob]]:
     with as_client(client):
-        return api.start(body["query"], body.get("variables"), body.get("operationName"))
+        return api.execute(body["query"], body.get("variables"), body.get("operationName"))
 
 
 async def _all_done(jobs: list[QueryJob], timeout_s: float) -> None:
@@ -86,9 +88,15 @@ async def _all_done(jobs: list[QueryJob], timeout_s: float) -> None:
     waits = []
     for job in jobs:
         done = loop.create_future()
-        job.on_done(lambda done=done: loop.call_soon_threadsafe(_resolve, done))
+        job.on_done(lambda done=done: _resolve_soon(loop, done))
         waits.append(done)
     await asyncio.wait(waits, timeout=timeout_s)
+
+
+def _resolve_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    """From the thread that ended a job: resolve its future on the loop (gone at shutdown: nothing to do)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_resolve, future)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -132,9 +140,9 @@ def create_app(warehouse_file: Path | None = None, token: str | None = None) -> 
                 400,
             )
         if api.only_polls(body["query"], body.get("operationName")):  # no thread hand-over: ~0.4 ms less
-            answer, _ = _start(api, body, _client(request))
+            answer, _ = _execute(api, body, _client(request))
             return JSONResponse(answer)
-        answer, started = await run_in_threadpool(_start, api, body, _client(request))
+        answer, started = await run_in_threadpool(_execute, api, body, _client(request))
         await _all_done(started, SYNC_WAIT_S)
         return JSONResponse(answer)
 

@@ -45,7 +45,6 @@ from greenery.warehouse.publish import current_published
 
 PAGE_ROWS = 1024
 CHECK_EVERY_S = 1.0  # how often a request may look at published/CURRENT
-SYNC_WAIT_S = 5.0  # createQuery answers once the query is done, or after this long
 QUERY_WAIT_S = 600.0  # one-call transports (Flight SQL, the SQL API) wait this long for a query
 TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "GREENERY_QUERY_TIMEOUT_S", 300.0  # DuckDB is interrupted after this
 MAX_ITEMS = 100  # metrics, group-by or order-by items in one query
@@ -504,14 +503,9 @@ class SemanticLayerService:
             return layer.compile(checked)
 
     def create_query(
-        self,
-        request: QueryRequest,
-        *,
-        read_cache: bool = True,
-        wait_s: float = SYNC_WAIT_S,
-        transport: str = "graphql",
+        self, request: QueryRequest, *, read_cache: bool = True, transport: str = "graphql"
     ) -> QueryJob:
-        """Start the query; return once it is done or after `wait_s` (then the client polls).
+        """Start the query; its job, for the client to poll (finished already if answered from the cache).
 
         With `read_cache`, an answer already computed on the same published version is reused
         at once. Otherwise the query waits its turn among the current client's (see
@@ -520,7 +514,6 @@ class SemanticLayerService:
         job = self._new_job(request, read_cache, transport)
         if not job.done.is_set():
             self._submit(job)
-            job.done.wait(wait_s)
         return job
 
     def run_query(
