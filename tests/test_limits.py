@@ -6,6 +6,7 @@ answering the next request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import socket
@@ -48,6 +49,27 @@ def test_an_oversized_body_is_refused_unread(served: Served) -> None:
         == f"the request body is larger than {http.MAX_BODY_BYTES:,} bytes"
     )
     still_serving(served)
+
+
+def test_a_body_still_arriving_after_its_413_is_not_read_as_headers(served: Served) -> None:
+    host, port = served.http_host.split(":")
+    size = 4 * http.MAX_BODY_BYTES
+    head = (
+        f"POST /api/graphql HTTP/1.1\r\nhost: {served.http_host}\r\nauthorization: Bearer {TOKEN}\r\n"
+        f"content-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode())
+        try:
+            for _ in range(size // 16384):
+                sock.sendall(b" " * 16384)  # past the 16 KB of headers allowed, after the answer
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ") and answer.count(b"HTTP/1.1 ") == 1
 
 
 def test_a_text_plain_body_is_refused(served: Served) -> None:

@@ -144,10 +144,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()  # the app has the request: its own limits apply
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._in_headers = True  # what arrives next starts a request (uvicorn's keep-alive timeout runs)
+        self._in_headers = True  # what arrives next starts the next request
 
     def _refuse_headers(self) -> None:
         message = f"the request headers are over {MAX_HEADER_BYTES:,} bytes"
