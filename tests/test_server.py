@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -560,6 +561,36 @@ def _graphql_rows(host: str, arguments: str) -> list[dict[str, Any]]:
     ]
     assert result["status"] == "SUCCESSFUL", result["error"]
     return pa.ipc.open_stream(base64.b64decode(result["arrowResult"])).read_all().to_pylist()
+
+
+def test_no_request_waits_while_a_new_publish_opens(
+    course_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = publish_copy(course_warehouse, tmp_path / "warehouse")
+    first = current_published(copy)
+    layer_service = service.SemanticLayerService(copy)
+    opening, release = threading.Event(), threading.Event()
+    real_open = service.PublishedLayer.open
+
+    def slow_open(cls: type, folder: Path, name: str) -> service.PublishedLayer:
+        opening.set()
+        assert release.wait(30)
+        return real_open(folder, name)
+
+    monkeypatch.setattr(service.PublishedLayer, "open", classmethod(slow_open))
+    try:
+        second = publish(copy)
+        assert opening.wait(10), "the server did not start opening the new publish"
+        for _ in range(3):  # meanwhile every request is answered, by the version it had
+            assert layer_service.health()["published_version"] == first.name
+        release.set()
+        deadline = time.monotonic() + 30
+        while layer_service.health()["published_version"] != second.name:
+            assert time.monotonic() < deadline, "the new version was not swapped in"
+            time.sleep(0.1)
+    finally:
+        release.set()
+        layer_service.close()
 
 
 def test_a_dimension_only_query(course_client: SemanticLayerClient, course_warehouse: Path) -> None:

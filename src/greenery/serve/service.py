@@ -44,7 +44,7 @@ from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.publish import current_published
 
 PAGE_ROWS = 1024
-CHECK_EVERY_S = 1.0  # how often a request may look at published/CURRENT
+CHECK_EVERY_S = 1.0  # how often the server looks at published/CURRENT
 QUERY_WAIT_S = 600.0  # one-call transports (Flight SQL, the SQL API) wait this long for a query
 TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "GREENERY_QUERY_TIMEOUT_S", 300.0  # DuckDB is interrupted after this
 MAX_ITEMS = 100  # metrics, group-by or order-by items in one query
@@ -300,7 +300,9 @@ def _export_cache(layer: SemanticLayer, version: str) -> ExportCache:
 
 
 class LayerHolder:
-    """The PublishedLayer to use now; swaps in a new one when ``published/CURRENT`` changes."""
+    """The PublishedLayer to use now. A watcher thread looks at ``published/CURRENT`` every
+    CHECK_EVERY_S and swaps in a new version once it is open, so no request waits while one
+    opens (seconds: MetricFlow loads its manifest); until then the previous version answers."""
 
     def __init__(self, warehouse_file: Path) -> None:
         self._warehouse_file = warehouse_file
@@ -312,9 +314,10 @@ class LayerHolder:
             )
         self._current = PublishedLayer.open(folder, warehouse_file.name)
         self._swap_lock = threading.Lock()
-        self._refresh_lock = threading.Lock()
-        self._checked_at = time.monotonic()
         self._failed_version: str | None = None
+        self._closed = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="greenery-publish-watch", daemon=True)
+        self._watcher.start()
 
     @property
     def version(self) -> str:
@@ -323,7 +326,6 @@ class LayerHolder:
     @contextmanager
     def use(self) -> Iterator[PublishedLayer]:
         """The current layer, kept open until the caller is done with it."""
-        self.refresh_if_due()
         with self._swap_lock:
             layer = self._current
             layer.acquire()
@@ -332,33 +334,34 @@ class LayerHolder:
         finally:
             layer.release()
 
-    def refresh_if_due(self) -> None:
-        """At most once a second, and in one thread at a time: switch to a newer published version."""
-        if time.monotonic() - self._checked_at < CHECK_EVERY_S or not self._refresh_lock.acquire(
-            blocking=False
-        ):
+    def _watch(self) -> None:
+        while not self._closed.wait(CHECK_EVERY_S):
+            try:
+                self.refresh()
+            except Exception:  # the folder vanished meanwhile, say: look again next time
+                log.exception("looking for a new published version failed; still serving %s", self.version)
+
+    def refresh(self) -> None:
+        """Switch to a newer published version, if there is one (a broken one is skipped, logged)."""
+        folder = current_published(self._warehouse_file)
+        if folder is None or folder.name in (self._current.version, self._failed_version):
             return
         try:
-            self._checked_at = time.monotonic()
-            folder = current_published(self._warehouse_file)
-            if folder is None or folder.name in (self._current.version, self._failed_version):
-                return
-            try:
-                fresh = PublishedLayer.open(folder, self._warehouse_file.name)
-            except Exception as exc:  # a broken publish must not take the server down
-                self._failed_version = folder.name
-                log.error(
-                    "cannot open published version %s, still serving %s: %s", folder.name, self.version, exc
-                )
-                return
-            with self._swap_lock:
-                old, self._current = self._current, fresh
-            old.retire()
-            log.info("now serving published version %s (was %s)", fresh.version, old.version)
-        finally:
-            self._refresh_lock.release()
+            fresh = PublishedLayer.open(folder, self._warehouse_file.name)
+        except Exception as exc:  # a broken publish must not take the server down
+            self._failed_version = folder.name
+            log.error(
+                "cannot open published version %s, still serving %s: %s", folder.name, self.version, exc
+            )
+            return
+        with self._swap_lock:
+            old, self._current = self._current, fresh
+        old.retire()
+        log.info("now serving published version %s (was %s)", fresh.version, old.version)
 
     def close(self) -> None:
+        self._closed.set()
+        self._watcher.join()  # a version it is opening now is retired below, once swapped in
         with self._swap_lock:
             self._current.retire()
 
