@@ -492,27 +492,29 @@ def test_query_store_evicts_the_oldest_finished_results() -> None:
     assert len(store) == 2
 
 
-def test_only_polls_of_kept_queries_are_answered_without_a_thread(course_copy: Path) -> None:
+def test_polls_and_query_starts_are_run_without_a_thread(course_copy: Path) -> None:
     layer_service = service.SemanticLayerService(course_copy)
     api = GraphQLApi(layer_service)
     poll = "query Poll($id: String!) { query(environmentId: 1, queryId: $id) { status totalPages } }"
+    create = 'mutation Create { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }'
     try:
-        assert not api.only_polls(poll, None)  # never parsed: parsing may take a while
-        job = layer_service.create_query(service.QueryRequest(saved_query="funnel_overall"))
-        assert job.done.wait(60)
-        answer, started = api.execute(poll, {"id": job.id}, None)
+        assert not api.runs_at_once(poll, None)  # never parsed: parsing may take a while
+        (answer, started) = api.execute(create, None, None)
+        assert len(started) == 1 and started[0].done.wait(60)
+        job_id = answer["data"]["createQuery"]["queryId"]
+        answer, started = api.execute(poll, {"id": job_id}, None)
         assert answer["data"]["query"] == {"status": "SUCCESSFUL", "totalPages": 1} and started == []
-        assert api.only_polls(poll, None) and api.only_polls(poll, "Poll")
-        assert not api.only_polls(poll, "Other")
+        assert api.runs_at_once(poll, None) and api.runs_at_once(poll, "Poll")
+        assert api.runs_at_once(create, None) and not api.runs_at_once(poll, "Other")
         for document in (
-            'mutation { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }',
             'query { query(environmentId: 1, queryId: "x") { status } compileSql(environmentId: 1, '
             'savedQuery: "funnel_overall") { sql } }',
             'query A { query(environmentId: 1, queryId: "x") { status } } query B { environmentInfo('
             "environmentId: 1) { dialect } }",
+            "{ metrics(environmentId: 1) { name } }",
         ):
             api.execute(document, None, "A" if "query A" in document else None)
-            assert not api.only_polls(document, None)  # waits, compiles, or names no one operation
+            assert not api.runs_at_once(document, None)  # compiles, reads metadata, or names no one operation
     finally:
         layer_service.close()
 

@@ -212,6 +212,7 @@ type Mutation {
 DOCUMENT_CACHE_ITEMS = 128  # parsed documents kept, by query text …
 DOCUMENT_CACHE_BYTES = 32 * 1024 * 1024  # … within about this many bytes of memory
 BYTES_PER_TOKEN = 400  # a parsed token with its AST node (measured: 310–390 bytes with graphql-core 3.2)
+AT_ONCE_FIELDS = frozenset({"query", "createQuery"})  # root fields that never wait (see runs_at_once)
 # Bounds on one document: what a client may send before anything runs.
 MAX_TOKENS = 5_000
 MAX_DEPTH = 12
@@ -467,9 +468,10 @@ class GraphQLApi:
         )
         return body, context["started"]
 
-    def only_polls(self, query: str, operation_name: str | None) -> bool:
-        """Whether the request only reads kept queries' pages (root field `query`, document seen
-        before): it never waits or compiles, so the HTTP server answers it without a thread."""
+    def runs_at_once(self, query: str, operation_name: str | None) -> bool:
+        """Whether the request only polls kept queries or starts new ones (root fields `query`,
+        `createQuery`; document parsed before): it neither waits nor compiles (MetricFlow compiles
+        on the query's worker), so the HTTP server runs it without a thread hand-over."""
         document = self._documents.get(query)
         if document is None:
             return False
@@ -482,7 +484,7 @@ class GraphQLApi:
         if len(operations) != 1:
             return False
         fields = operations[0].selection_set.selections
-        return all(isinstance(field, FieldNode) and field.name.value == "query" for field in fields)
+        return all(isinstance(field, FieldNode) and field.name.value in AT_ONCE_FIELDS for field in fields)
 
     def _document(self, query: str) -> DocumentNode | list[GraphQLError]:
         """The parsed, bounded and validated document (the same few query texts come again and again)."""
