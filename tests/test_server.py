@@ -499,7 +499,7 @@ def test_polls_and_query_starts_are_run_without_a_thread(course_copy: Path) -> N
     create = 'mutation Create { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }'
     try:
         assert not api.runs_at_once(poll, None)  # never parsed: parsing may take a while
-        (answer, started) = api.execute(create, None, None)
+        answer, started = api.execute(create, None, None)
         assert len(started) == 1 and started[0].done.wait(60)
         job_id = answer["data"]["createQuery"]["queryId"]
         answer, started = api.execute(poll, {"id": job_id}, None)

@@ -50,7 +50,7 @@ class QueryInterrupted(SemanticLayerError):
 
 
 class DuckDbClient:
-    """MetricFlow's SqlClient over one DuckDB connection (each call on its own cursor)."""
+    """MetricFlow's SqlClient over one DuckDB connection (calls may overlap: each takes a cursor)."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._con = connection
@@ -297,8 +297,8 @@ class SemanticLayer:
         return sql
 
     def run(self, sql: str, timeout_s: float | None = None) -> pa.Table:
-        """Run compiled SQL on the warehouse (each call on its own cursor, so calls may overlap);
-        stopped after `timeout_s` seconds if given."""
+        """Run compiled SQL on the warehouse (calls may overlap; small answers run prepared, see
+        greenery.semantic.prepared); stopped after `timeout_s` seconds if given."""
         try:
             return self.client.arrow(sql, timeout_s)
         except duckdb.Error as exc:

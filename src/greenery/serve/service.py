@@ -253,7 +253,7 @@ class PublishedLayer:
         return sql, table, False
 
     def execute(self, sql: str, request: QueryRequest) -> pa.Table:
-        """Run compiled SQL read-only (concurrently: one DuckDB cursor per call)."""
+        """Run compiled SQL read-only (calls may overlap: see greenery.semantic.prepared)."""
         table = self.layer.run(sql, query_timeout_s())
         if request.dimension_values and table.num_columns:
             table = table.sort_by([(table.column_names[0], "ascending")])
@@ -337,11 +337,11 @@ class LayerHolder:
     def _watch(self) -> None:
         while not self._closed.wait(CHECK_EVERY_S):
             try:
-                self.refresh()
+                self._refresh()
             except Exception:  # the folder vanished meanwhile, say: look again next time
                 log.exception("looking for a new published version failed; still serving %s", self.version)
 
-    def refresh(self) -> None:
+    def _refresh(self) -> None:
         """Switch to a newer published version, if there is one (a broken one is skipped, logged)."""
         folder = current_published(self._warehouse_file)
         if folder is None or folder.name in (self._current.version, self._failed_version):
