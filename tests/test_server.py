@@ -519,6 +519,37 @@ def test_polls_and_query_starts_are_run_without_a_thread(course_copy: Path) -> N
         layer_service.close()
 
 
+def test_a_query_known_to_be_quick_runs_in_the_thread_that_starts_it(
+    course_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layer_service = service.SemanticLayerService(course_copy)
+    ran_in: list[str] = []
+    run = layer_service._run
+
+    def recording(job: service.QueryJob) -> None:
+        ran_in.append(threading.current_thread().name)
+        run(job)
+
+    monkeypatch.setattr(layer_service, "_run", recording)
+    monkeypatch.setattr(service, "QUICK_RUN_S", 1.0)  # a slow machine's run counts as quick too
+    quick = service.QueryRequest(saved_query="inventory_on_hand_by_product_by_week")
+    try:
+        first = layer_service.create_query(quick, read_cache=False)  # its time is not known yet
+        assert first.done.wait(60) and first.status == "SUCCESSFUL"
+        again = layer_service.create_query(quick, read_cache=False)
+        assert again.done.is_set()  # answered by the time createQuery returns: it ran here
+        assert again.table == first.table and not again.from_cache
+        assert ran_in[0].startswith("greenery-query") and ran_in[1] == threading.current_thread().name
+
+        monkeypatch.setattr(service, "QUICK_RUN_S", 0.0)  # now no query counts as quick
+        slow = service.QueryRequest(saved_query="funnel_overall")
+        for _ in range(2):
+            assert layer_service.create_query(slow, read_cache=False).done.wait(60)
+        assert all(name.startswith("greenery-query") for name in ran_in[2:]) and len(ran_in) == 4
+    finally:
+        layer_service.close()
+
+
 # ---- refresh -------------------------------------------------------------------------------
 
 
