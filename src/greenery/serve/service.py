@@ -524,7 +524,8 @@ class SemanticLayerService:
         """Start the query; its job, for the client to poll (finished already if answered from the cache).
 
         With `read_cache`, an answer already computed on the same published version is reused
-        at once. Otherwise the query waits its turn among the current client's (see
+        at once. A query that answered within QUICK_RUN_S last time runs here when a worker's
+        place is free. Otherwise the query waits its turn among the current client's (see
         `greenery.serve.scheduler`); a client with too many waiting gets a FAILED job saying so.
         """
         job = self._new_job(request, read_cache, transport)
