@@ -37,6 +37,9 @@ dbt = SimpleNamespace(
 # `adapter.get_relation(...)` finds nothing: the templates take their no-warehouse branch.
 adapter = SimpleNamespace(get_relation=lambda *args, **kwargs: None)
 
+# the embedded default target (macros/not_materialized.sql writes DuckDB's hint)
+target = SimpleNamespace(type="duckdb")
+
 # dbt's parse phase: macros that query the warehouse return early.
 execute = False
 

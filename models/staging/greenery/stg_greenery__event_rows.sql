@@ -14,13 +14,16 @@
 }}
 
 {%- set event_types = "'page_view', 'add_to_cart', 'checkout', 'package_shipped'" -%}
+{#- a full build reads the raw events again for each use rather than copy them all
+    (macros/not_materialized.sql); an incremental run copies its few days of them once -#}
+{%- set reread = '' if is_incremental() else not_materialized() -%}
 
 -- every raw event row, renamed and cast, with the anomaly that keeps it out of
 -- stg_greenery__events (null: kept; the first that applies, in this order) and what its
 -- session's kept rows say: its first time, its first user, whether they name two users
 with
 
-source as (
+source as {{ reread }} (
 
     select * from {{ source('greenery', 'events') }}
 
@@ -43,7 +46,7 @@ products_seen as (
 -- without a time
 {%- set in_lookback = 'created_at is null or cast(created_at as ' ~ dbt.type_timestamp() ~ ') >= '
     ~ incremental_cutoff('event_at') %}
-arrived as (
+arrived as {{ reread }} (
 
     select source.*
     from source
@@ -53,7 +56,7 @@ arrived as (
 
 ),
 
-renamed as (
+renamed as {{ reread }} (
 
     select
         ----------  ids
@@ -76,13 +79,15 @@ renamed as (
 ),
 
 -- a row delivered twice (at-least-once tracking) repeats its event_id; only those rows are
--- numbered (a window over every row costs a sort of all of them)
+-- numbered (a window over every row costs a sort of all of them). Grouped by a 64-bit hash
+-- of the id, not the 36-character id: a collision only sends a few more rows to the window,
+-- which numbers them by the id itself
 repeated as (
 
-    select event_id
+    select hash(event_id) as event_id_hash
 
     from renamed
-    group by event_id
+    group by hash(event_id)
     having count(*) > 1
 
 ),
@@ -95,8 +100,8 @@ numbered as (
 
     from renamed
     left join repeated
-        on renamed.event_id = repeated.event_id
-    where repeated.event_id is null
+        on hash(renamed.event_id) = repeated.event_id_hash
+    where repeated.event_id_hash is null
 
     union all
 
@@ -108,7 +113,7 @@ numbered as (
 
     from renamed
     inner join repeated
-        on renamed.event_id = repeated.event_id
+        on hash(renamed.event_id) = repeated.event_id_hash
 
 ),
 
