@@ -68,7 +68,8 @@ CACHE_RESULT_BYTES = 128 * 1024 * 1024  # … within this many bytes
 # A query that last answered this fast on its version runs in the thread that starts it (the
 # event loop, for GraphQL), when a worker's place is free: see SemanticLayerService.create_query.
 QUICK_RUN_S = 0.010
-KEEP_QUICK = 1024  # requests whose last run time is remembered per published version
+KEEP_QUICK = 1024  # requests whose last run time is remembered per published version …
+KEEP_QUICK_CHARS = 8 * 1024 * 1024  # … within this many characters of their text
 # SQL whose answer changes without a new publish: never answered from the cache.
 _VOLATILE_SQL = re.compile(
     r"\b(current_date|current_time|current_timestamp|localtimestamp|now|today|random|get_current_time)\b",
@@ -197,7 +198,7 @@ class PublishedLayer:
         self.exports = _export_cache(layer, version)
         self._answers: Lru[QueryRequest, pa.Table] = Lru(CACHE_RESULTS, CACHE_RESULT_BYTES, _answer_size)
         self._quick: Lru[tuple[QueryRequest, bool], bool] = Lru(
-            KEEP_QUICK, CACHE_RESULT_BYTES, lambda key, _quick: key[0].text_size()
+            KEEP_QUICK, KEEP_QUICK_CHARS, lambda key, _quick: key[0].text_size()
         )
         self._users = 0
         self._retired = False
