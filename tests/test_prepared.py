@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import duckdb
@@ -24,7 +25,7 @@ def connection() -> duckdb.DuckDBPyConnection:
 
 def prepared_statements(runner: StatementRunner) -> list[str]:
     """The statements the runner's idle cursors hold prepared."""
-    return [statement for cursor in runner._idle for statement in cursor._prepared]
+    return [statement for cursor in runner._parallel._idle for statement in cursor._prepared]
 
 
 def test_a_small_answer_runs_prepared_from_its_second_run_with_the_same_rows(connection) -> None:
@@ -90,6 +91,45 @@ def test_threads_share_the_runner_and_get_their_own_rows(connection) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
-    assert 1 <= len(runner._idle) <= prepared.IDLE_CURSORS
+    assert 1 <= len(runner._parallel._idle) <= prepared.IDLE_CURSORS
     runner.close()
-    assert runner._idle == []
+    assert runner._parallel._idle == []
+
+
+@pytest.fixture
+def two_readers(tmp_path) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+    """Two DuckDBs reading the same data: the usual one and a single-threaded one (one file
+    each: DuckDB opens a file once per process, under one configuration)."""
+    path, twin = tmp_path / "t.duckdb", tmp_path / "twin.duckdb"
+    with duckdb.connect(str(path)) as writer:
+        writer.execute("create table t as select range as i, range % 7 as g from range(100000)")
+    shutil.copyfile(path, twin)
+    parallel = duckdb.connect(str(path), read_only=True, config={"threads": 2})
+    single = duckdb.connect(str(twin), read_only=True, config={"threads": 1})
+    yield parallel, single
+    parallel.close()
+    single.close()
+
+
+def test_a_small_answer_that_ran_quickly_runs_single_threaded(two_readers, monkeypatch) -> None:
+    parallel, single = two_readers
+    assert single.execute("select current_setting('threads')").fetchone() == (1,)
+    expected = parallel.sql(SMALL).to_arrow_table()
+    monkeypatch.setattr(prepared, "SINGLE_THREAD_RUN_S", 60.0)  # every run counts as quick
+    runner = StatementRunner(parallel, single)
+    assert [runner.arrow(SMALL) for _ in range(3)] == [expected] * 3
+    assert runner._single is not None
+    assert [s for c in runner._single._idle for s in c._prepared] == [SMALL]
+    assert prepared_statements(runner) == []
+    runner.close()
+
+
+def test_a_small_answer_that_ran_slowly_stays_on_the_parallel_reader(two_readers, monkeypatch) -> None:
+    parallel, single = two_readers
+    monkeypatch.setattr(prepared, "SINGLE_THREAD_RUN_S", 0.0)  # no run counts as quick
+    runner = StatementRunner(parallel, single)
+    for _ in range(3):
+        runner.arrow(SMALL)
+    assert runner._single is not None and runner._single._idle == []
+    assert prepared_statements(runner) == [SMALL]
+    runner.close()

@@ -12,10 +12,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import oracle
 import pandas as pd
 import pytest
 
+from greenery.semantic import prepared
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
 from greenery.warehouse.dbt import run_tool
@@ -221,27 +223,46 @@ def test_mf_query_answers_from_the_repo_root(course_warehouse: Path, tmp_path: P
     assert [row[m] for m in FUNNEL] == ["578", "467", "361"]
 
 
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "select * from read_text('/etc/passwd')",
-        "select * from read_csv('/etc/hosts')",
-        "copy (select 1) to '/tmp/greenery-escape.csv'",
-        "attach '/tmp/greenery-escape.duckdb' as escape",
-        "install httpfs",
-        "set enable_external_access = true",
-        "set memory_limit = '100GB'",
-    ],
-)
+ESCAPES = [
+    "select * from read_text('/etc/passwd')",
+    "select * from read_csv('/etc/hosts')",
+    "copy (select 1) to '/tmp/greenery-escape.csv'",
+    "attach '/tmp/greenery-escape.duckdb' as escape",
+    "install httpfs",
+    "set enable_external_access = true",
+    "set memory_limit = '100GB'",
+]
+REFUSED = r"Permission Error|Cannot change configuration option"
+
+
+@pytest.mark.parametrize("sql", ESCAPES)
 def test_the_serving_engine_reaches_no_file_and_changes_no_setting(
     course_sl: SemanticLayer, sql: str
 ) -> None:
-    with pytest.raises(SemanticLayerError, match=r"Permission Error|Cannot change configuration option"):
+    with pytest.raises(SemanticLayerError, match=REFUSED):
         course_sl.run(sql)
     assert not Path("/tmp/greenery-escape.csv").exists()
     assert course_sl.query(metrics=["sessions_with_checkout"]).table.to_pylist() == [
         {"sessions_with_checkout": 361}
     ]
+
+
+def test_the_smallest_queries_run_on_a_single_threaded_reader_held_to_the_same_settings(
+    course_sl: SemanticLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    single = course_sl.client._single_threaded
+    assert single is not None
+    assert single.execute("select current_setting('threads')").fetchone() == (1,)
+    for sql in ESCAPES:
+        with pytest.raises(duckdb.Error, match=REFUSED):
+            single.execute(sql)
+    monkeypatch.setattr(prepared, "SINGLE_THREAD_RUN_S", 60.0)  # every run counts as quick
+    request = {"metrics": ["inventory_changes"], "group_by": ["product__product_name"]}
+    answers = [course_sl.query(**request).table.sort_by("product__product_name") for _ in range(3)]
+    assert answers[0].num_rows > 0 and answers[1:] == answers[:2]
+    runner = course_sl.client._statements
+    assert runner._single is not None
+    assert course_sl.compile(**request) in [s for c in runner._single._idle for s in c._prepared]
 
 
 def test_each_distinct_query_is_compiled_once(

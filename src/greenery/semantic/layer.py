@@ -52,10 +52,15 @@ class QueryInterrupted(SemanticLayerError):
 class DuckDbClient:
     """MetricFlow's SqlClient over one DuckDB connection (calls may overlap: each takes a cursor)."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+    def __init__(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        single_threaded: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
         self._con = connection
+        self._single_threaded = single_threaded
         self._renderer = DuckDbSqlPlanRenderer()
-        self._statements = StatementRunner(connection)
+        self._statements = StatementRunner(connection, single_threaded)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -95,6 +100,8 @@ class DuckDbClient:
     def close(self) -> None:
         self._statements.close()
         self._con.close()
+        if self._single_threaded is not None:
+            self._single_threaded.close()
 
     def render_bind_parameter_key(self, bind_parameter_key: str) -> str:
         return f"${bind_parameter_key}"
@@ -142,9 +149,22 @@ READER_SETTINGS = (
 )
 
 
-def _configure_reader(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in READER_SETTINGS:
-        con.execute(statement)
+# The second reader a read-only layer opens, for the smallest queries (see
+# greenery.semantic.prepared): one thread; they need little memory and never spill.
+SINGLE_THREAD_READER = {"threads": "1", "memory_limit": "256MB", "temp_directory": ""}
+
+
+def _open_warehouse(
+    path: Path, database: str, read_only: bool, **overrides: str
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB with the warehouse at `path` attached (and used) as `database`; read-only, a reader."""
+    con = store.open_duckdb(warehouse_file=path, **overrides)
+    con.execute(f"ATTACH '{path}' AS \"{database}\"{' (READ_ONLY)' if read_only else ''}")
+    con.execute(f'USE "{database}"')
+    if read_only:
+        for statement in READER_SETTINGS:
+            con.execute(statement)
+    return con
 
 
 class MetricQuery(NamedTuple):
@@ -185,15 +205,12 @@ class SemanticLayer:
         path = store.resolve(warehouse_file)
         if not path.is_file():
             raise SemanticLayerError(f"no warehouse at {path}: run `make demo` or `greenery build` first")
-        con = store.open_duckdb(warehouse_file=path)
-        con.execute(f"ATTACH '{path}' AS \"{database}\"{' (READ_ONLY)' if read_only else ''}")
-        con.execute(f'USE "{database}"')
-        if read_only:
-            _configure_reader(con)
+        con = _open_warehouse(path, database, read_only)
+        single = _open_warehouse(path, database, read_only, **SINGLE_THREAD_READER) if read_only else None
         self.path = path
         self.manifest_path = manifest_path
         self.manifest_sha256 = hashlib.sha256(manifest_json.encode()).hexdigest()
-        self.client = DuckDbClient(con)
+        self.client = DuckDbClient(con, single)
         self.lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest_json))
         self.engine = MetricFlowEngine(semantic_manifest_lookup=self.lookup, sql_client=self.client)
         self.engine_lock = threading.Lock()  # MetricFlow's engine is not documented thread-safe

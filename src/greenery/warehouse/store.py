@@ -72,10 +72,15 @@ def duckdb_settings(warehouse_file: Path | None = None) -> dict[str, str]:
 
 
 def open_duckdb(
-    database: Path | str = ":memory:", *, read_only: bool = False, warehouse_file: Path | None = None
+    database: Path | str = ":memory:",
+    *,
+    read_only: bool = False,
+    warehouse_file: Path | None = None,
+    **overrides: str,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection under `duckdb_settings` (the spill folder of `warehouse_file`'s warehouse)."""
-    settings = duckdb_settings(warehouse_file)
+    """A DuckDB connection under `duckdb_settings` (the spill folder of `warehouse_file`'s
+    warehouse), any of them replaced by `overrides`."""
+    settings = duckdb_settings(warehouse_file) | overrides
     try:
         return duckdb.connect(str(database), read_only=read_only, config=settings)
     except (duckdb.ParserException, duckdb.SyntaxException, duckdb.InvalidInputException) as exc:
