@@ -15,8 +15,10 @@ grow with the scale.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import operator
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -151,8 +153,25 @@ def _pick_one(pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.argmax(np.where(pool, rng.random(pool.shape), -1.0), axis=1)
 
 
+_PROCESS_SYMBOLS = ctypes.CDLL(None) if os.name == "posix" else None  # the C library's among them
+
+
+def _return_freed_memory() -> None:
+    """Give the heap pages freed so far back to the system.
+
+    glibc keeps freed blocks under its mmap threshold (which grows to 32 MB once a larger
+    array is freed) for reuse rather than returning them: after the plan at scale 10000 that
+    is 386 MB of numpy temporaries, held for the rest of the run. No-op where there is no
+    malloc_trim (a libc other than glibc).
+    """
+    trim = getattr(_PROCESS_SYMBOLS, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def _segment_offsets(sizes: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    """Where each segment starts, and the end: 32-bit (190 M visits at MAX_SCALE)."""
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -253,7 +272,7 @@ class People:
 class Sessions:
     """Sessions sorted by time and their product visits (flat, in browsing order)."""
 
-    end: np.ndarray  # seconds of the last funnel event (the checkout, if any)
+    end: np.ndarray  # seconds of the last funnel event (the checkout, if any); 32-bit
     user: np.ndarray
     checkout: np.ndarray
     visit_start: np.ndarray  # offsets into the visit arrays, one more than sessions
@@ -520,7 +539,9 @@ def _sessions(
 ) -> Sessions:
     """Sessions (already in time order) from their visits, block by block."""
     sizes, product, carted, repeat = (np.concatenate(part) for part in zip(*blocks, strict=True))
-    return Sessions(end, user, shape[:, 0] == 1, _segment_offsets(sizes), product, carted, repeat)
+    return Sessions(
+        end.astype(np.int32), user, shape[:, 0] == 1, _segment_offsets(sizes), product, carted, repeat
+    )
 
 
 def _recent_first(
@@ -544,7 +565,7 @@ def _orders(sessions: Sessions, people: People, timeline: Timeline, rng: np.rand
     quantity = (1 + _deal(len(item_order), QUANTITIES, rng)).astype(np.int8)
     prices = np.array([round(p[2] * 100) for p in course.PRODUCTS], dtype=np.int64)
     cost = (
-        np.bincount(item_order, weights=quantity * prices[item_product], minlength=n).round().astype(np.int64)
+        np.bincount(item_order, weights=quantity * prices[item_product], minlength=n).round().astype(np.int32)
     )
     created = sessions.end[checkout_session] + 1
     user = sessions.user[checkout_session]
@@ -690,7 +711,9 @@ def _users(ids: Ids, people: People, rng: np.random.Generator) -> pa.Table:
     email = pc.binary_join_element_wise(
         pc.utf8_lower(local), _labels(rng.integers(0, len(DOMAINS), n), DOMAINS), "@"
     )
-    digits = ord("0") + rng.integers(0, 10, (n, 12))
+    digits = np.empty((n, 12), dtype=np.uint8)  # drawn a block at a time: 12 int64s per user
+    for lo in range(0, n, BLOCK_SESSIONS):
+        digits[lo : lo + BLOCK_SESSIONS] = ord("0") + rng.integers(0, 10, (min(BLOCK_SESSIONS, n - lo), 12))
     digits[:, [3, 7]] = ord("-")
     return _frame(
         {
@@ -876,6 +899,7 @@ def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pa
 def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
     """Addresses, users, promos, products and weekly inventory, then block after block of sessions."""
     plan = build_plan(scale, seed)
+    _return_freed_memory()
     rng = _rng(seed, 1)
     people = plan.people
     ids = Ids(
@@ -886,8 +910,10 @@ def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
     )
     yield "addresses", _addresses(ids, rng)
     yield "users", _users(ids, people, rng)
+    _return_freed_memory()
     yield from _reference_frames(ids)
     yield "product_inventory_by_week", _inventory(plan, rng)
+    _return_freed_memory()
     yield from _session_blocks(plan, ids, seed, 2)
 
 
