@@ -161,7 +161,7 @@ def _return_freed_memory() -> None:
 
     glibc keeps freed blocks under its mmap threshold (which grows to 32 MB once a larger
     array is freed) for reuse rather than returning them: after the plan at scale 10000 that
-    is 386 MB of numpy temporaries, held for the rest of the run. No-op where there is no
+    is 268 MB of numpy temporaries, held for the rest of the run. No-op where there is no
     malloc_trim (a libc other than glibc).
     """
     trim = getattr(_PROCESS_SYMBOLS, "malloc_trim", None)
