@@ -7,6 +7,11 @@
     )
 }}
 
+{#- the funnel events after each event, in its session or of its user: in time order, at the
+    same instant the page view first, then by event_id -#}
+{%- set after_it = 'order by event_at, same_instant_order, event_id'
+    ~ ' rows between 1 following and unbounded following' -%}
+
 with
 
 events as (
@@ -36,7 +41,6 @@ funnel_events as (
         user_id,
         product_id,
         event_type,
-        position_in_session,
         event_at,
         -- at the same instant the page view comes first: a conversion at or after it counts
         case when event_type = 'page_view' then 0 else 1 end as same_instant_order
@@ -46,61 +50,32 @@ funnel_events as (
 
 ),
 
--- for each event: the latest page view at or before it, in its session (a page view's
--- position_in_session, event time then event_id, tells it apart) and of its user (the user's
--- page views counted in time order: a page view's own number, for any other event the number
--- of the latest one before it; one window ordered like the session's, no second sort)
-latest_view as (
+-- for each event: when the next page view, add to cart and checkout come after it, in its
+-- session and of its user. Each add to cart and checkout is credited to the latest page view
+-- at or before it, so a page view is credited with one when the next one comes before the
+-- next page view (at the same instant the page view comes first: never before it). One sort
+-- per window, and no aggregate or join back to the page views
+next_events as (
 
     select
         *,
-        max(case when event_type = 'page_view' then position_in_session end) over (
-            partition by session_id order by event_at, same_instant_order, event_id
-            rows between unbounded preceding and current row
-        ) as latest_view_in_session,
-        sum(case when event_type = 'page_view' then 1 else 0 end) over (
-            partition by user_id order by event_at, same_instant_order, event_id
-            rows between unbounded preceding and current row
-        ) as latest_view_of_user,
-        max(case when event_type = 'page_view' then event_at end) over (
-            partition by user_id order by event_at, same_instant_order, event_id
-            rows between unbounded preceding and current row
-        ) as latest_viewed_at_by_user
+        min(case when event_type = 'page_view' then event_at end) over (
+            partition by session_id {{ after_it }}
+        ) as next_view_in_session_at,
+        min(case when event_type = 'add_to_cart' then event_at end) over (
+            partition by session_id {{ after_it }}
+        ) as next_add_to_cart_in_session_at,
+        min(case when event_type = 'checkout' then event_at end) over (
+            partition by session_id {{ after_it }}
+        ) as next_checkout_in_session_at,
+        min(case when event_type = 'page_view' then event_at end) over (
+            partition by user_id {{ after_it }}
+        ) as next_view_of_user_at,
+        min(case when event_type = 'checkout' then event_at end) over (
+            partition by user_id {{ after_it }}
+        ) as next_checkout_of_user_at
 
     from funnel_events
-
-),
-
--- the page view each add to cart and checkout is credited to: the latest one before it in
--- its session (MetricFlow's conversion join with entity session)
-session_credits as (
-
-    select
-        session_id,
-        latest_view_in_session as view_in_session,
-        max(case when event_type = 'add_to_cart' then 1 else 0 end) as credits_add_to_cart,
-        max(case when event_type = 'checkout' then 1 else 0 end) as credits_checkout
-
-    from latest_view
-    where
-        event_type in ('add_to_cart', 'checkout')
-        and latest_view_in_session is not null
-    group by session_id, latest_view_in_session
-
-),
-
--- the page view each checkout is credited to at user level: the user's latest one before it,
--- if less than 7 days before it (entity user, window 7 days)
-user_credits as (
-
-    select distinct
-        user_id,
-        latest_view_of_user as view_of_user
-
-    from latest_view
-    where
-        event_type = 'checkout'
-        and latest_viewed_at_by_user > {{ dbt.dateadd('day', -7, 'event_at') }}
 
 ),
 
@@ -108,26 +83,33 @@ final as (
 
     select
         ----------  ids
-        latest_view.event_id as page_view_id,
-        latest_view.session_id,
-        latest_view.user_id,
-        latest_view.product_id,
+        event_id as page_view_id,
+        session_id,
+        user_id,
+        product_id,
         ----------  booleans
-        coalesce(session_credits.credits_add_to_cart = 1, false) as is_credited_with_add_to_cart,
-        coalesce(session_credits.credits_checkout = 1, false) as is_credited_with_checkout,
-        user_credits.user_id is not null as is_credited_with_user_checkout_7d,
+        -- MetricFlow's conversion join with entity session
+        coalesce(
+            next_add_to_cart_in_session_at < next_view_in_session_at,
+            next_add_to_cart_in_session_at is not null
+        ) as is_credited_with_add_to_cart,
+        coalesce(
+            next_checkout_in_session_at < next_view_in_session_at,
+            next_checkout_in_session_at is not null
+        ) as is_credited_with_checkout,
+        -- entity user, window 7 days: the checkout less than 7 days after the page view
+        (
+            coalesce(
+                next_checkout_of_user_at < next_view_of_user_at,
+                next_checkout_of_user_at is not null
+            )
+            and next_checkout_of_user_at < {{ dbt.dateadd('day', 7, 'event_at') }}
+        ) as is_credited_with_user_checkout_7d,
         ----------  timestamps
-        latest_view.event_at as viewed_at
+        event_at as viewed_at
 
-    from latest_view
-    left join session_credits
-        on latest_view.session_id = session_credits.session_id
-        and latest_view.latest_view_in_session = session_credits.view_in_session
-    left join user_credits
-        on latest_view.user_id = user_credits.user_id
-        and latest_view.latest_view_of_user = user_credits.view_of_user
-    -- a page view's latest view is itself
-    where latest_view.event_type = 'page_view'
+    from next_events
+    where event_type = 'page_view'
 
 )
 
