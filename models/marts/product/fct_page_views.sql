@@ -11,6 +11,8 @@
     same instant the page view first, then by event_id -#}
 {%- set after_it = 'order by event_at, same_instant_order, event_id'
     ~ ' rows between 1 following and unbounded following' -%}
+{%- set after_it_in_session = '(partition by session_id ' ~ after_it ~ ')' -%}
+{%- set after_it_of_user = '(partition by user_id ' ~ after_it ~ ')' -%}
 
 with
 
@@ -59,21 +61,16 @@ next_events as (
 
     select
         *,
-        min(case when event_type = 'page_view' then event_at end) over (
-            partition by session_id {{ after_it }}
-        ) as next_view_in_session_at,
-        min(case when event_type = 'add_to_cart' then event_at end) over (
-            partition by session_id {{ after_it }}
-        ) as next_add_to_cart_in_session_at,
-        min(case when event_type = 'checkout' then event_at end) over (
-            partition by session_id {{ after_it }}
-        ) as next_checkout_in_session_at,
-        min(case when event_type = 'page_view' then event_at end) over (
-            partition by user_id {{ after_it }}
-        ) as next_view_of_user_at,
-        min(case when event_type = 'checkout' then event_at end) over (
-            partition by user_id {{ after_it }}
-        ) as next_checkout_of_user_at
+        min(case when event_type = 'page_view' then event_at end)
+            over {{ after_it_in_session }} as next_view_in_session_at,
+        min(case when event_type = 'add_to_cart' then event_at end)
+            over {{ after_it_in_session }} as next_add_to_cart_in_session_at,
+        min(case when event_type = 'checkout' then event_at end)
+            over {{ after_it_in_session }} as next_checkout_in_session_at,
+        min(case when event_type = 'page_view' then event_at end)
+            over {{ after_it_of_user }} as next_view_of_user_at,
+        min(case when event_type = 'checkout' then event_at end)
+            over {{ after_it_of_user }} as next_checkout_of_user_at
 
     from funnel_events
 
