@@ -6,7 +6,8 @@ next day (generated, appended, built incrementally). Per step: wall time, CPU ti
 child and every process it waited for, dbt included), the peak resident memory of the largest
 process (wait4's ru_maxrss) and of the whole process tree (sampled from /proc every 0.2 s),
 and the load average of the machine while it ran (other work competes for the same cores).
-The exports step also reports each saved query's export time as `greenery export` prints it.
+The exports step also reports each saved query's export time as `greenery export` prints it,
+and each build step the dbt nodes that took longest (from the run_results.json dbt wrote).
 
 Printed as a table and as JSON, which is also written to a file (--json, default
 output/bench-scale-<N>.json). Figures, never assertions: the targets are printed beside them.
@@ -30,8 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from greenery.warehouse import store
+from greenery.warehouse.dbt import TARGET_DIR
 
 SAMPLE_SECONDS = 0.2
+SLOWEST_NODES = 8  # per build step: the dbt nodes that took longest, from its run_results.json
 GIB = 2**30
 TARGETS = {
     "end to end": "≤ 300 s",
@@ -54,6 +57,7 @@ class Step:
     load_before: float = 0.0  # 1-minute load average when the step started
     load_after: float = 0.0
     exports_ms: dict[str, int] = field(default_factory=dict)
+    slowest_nodes_s: dict[str, float] = field(default_factory=dict)  # dbt node -> seconds
     output: str = ""
 
 
@@ -94,7 +98,7 @@ def tree_rss(pid: int) -> int:
 def run_step(step: Step, env: dict[str, str]) -> Step:
     """Run the step's command as a child; fill in its figures. Raises when it fails."""
     step.load_before = os.getloadavg()[0]
-    start = time.perf_counter()
+    start, start_time = time.perf_counter(), time.time()
     child = subprocess.Popen(
         step.command,
         env=env,
@@ -129,7 +133,22 @@ def run_step(step: Step, env: dict[str, str]) -> Step:
         for line in output.splitlines():
             if match := _EXPORT_LINE.match(line):
                 step.exports_ms[match.group(1)] = int(match.group(3))
+    if step.command[1:2] == ["build"]:
+        step.slowest_nodes_s = slowest_nodes(TARGET_DIR / "run_results.json", started=start_time)
     return step
+
+
+def slowest_nodes(run_results: Path, started: float) -> dict[str, float]:
+    """The SLOWEST_NODES dbt nodes that took longest in `run_results` (name -> seconds), if
+    dbt wrote it after `started` (a Unix time); else nothing."""
+    try:
+        if run_results.stat().st_mtime < started:
+            return {}
+        results = json.loads(run_results.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    timed = sorted(results, key=lambda node: node["execution_time"], reverse=True)[:SLOWEST_NODES]
+    return {node["unique_id"].split(".", 2)[-1]: round(node["execution_time"], 1) for node in timed}
 
 
 def pipeline(scale: int, folder: Path) -> list[Step]:
@@ -176,6 +195,8 @@ def table(scale: int, steps: list[Step], totals: dict[str, float]) -> str:
         )
         for name, ms in s.exports_ms.items():
             lines.append(f"      export {name:<36} {ms / 1000:>8.1f} s")
+        for name, seconds in s.slowest_nodes_s.items():
+            lines.append(f"      dbt {name[:60]:<60} {seconds:>6.1f} s")
     lines += [
         f"  end to end (generate → publish): {totals['end_to_end_seconds']:.1f} s"
         f"   (target {TARGETS['end to end']})",
