@@ -20,7 +20,7 @@ events as (
 -- incremental: every event of the sessions with an event in the lookback window, so each
 -- is pivoted whole (docs/dbt-project.md). Read twice below: a full build reads the events
 -- again for each rather than copy them all (macros/not_materialized.sql)
-events_to_pivot as {{ '' if is_incremental() else not_materialized() }} (
+events_to_pivot as {{ not_materialized() }} (
 
     select events.*
     from events

@@ -30,7 +30,7 @@ order_items as (
 -- incremental: every session of the users with an event in the lookback window (fct_sessions
 -- may have renumbered them), and its events (docs/dbt-project.md). Read twice below: a full
 -- build reads the sessions again for each rather than copy them all (macros/not_materialized.sql)
-sessions_to_match as {{ '' if is_incremental() else not_materialized() }} (
+sessions_to_match as {{ not_materialized() }} (
 
     select sessions.*
     from sessions

@@ -15,15 +15,14 @@
 
 {%- set event_types = "'page_view', 'add_to_cart', 'checkout', 'package_shipped'" -%}
 {#- a full build reads the raw events again for each use rather than copy them all
-    (macros/not_materialized.sql); an incremental run copies its few days of them once -#}
-{%- set reread = '' if is_incremental() else not_materialized() -%}
+    (macros/not_materialized.sql) -#}
 
 -- every raw event row, renamed and cast, with the anomaly that keeps it out of
 -- stg_greenery__events (null: kept; the first that applies, in this order) and what its
 -- session's kept rows say: its first time, its first user, whether they name two users
 with
 
-source as {{ reread }} (
+source as {{ not_materialized() }} (
 
     select * from {{ source('greenery', 'events') }}
 
@@ -46,7 +45,7 @@ products_seen as (
 -- without a time
 {%- set in_lookback = 'created_at is null or cast(created_at as ' ~ dbt.type_timestamp() ~ ') >= '
     ~ incremental_cutoff('event_at') %}
-arrived as {{ reread }} (
+arrived as {{ not_materialized() }} (
 
     select source.*
     from source
@@ -56,7 +55,7 @@ arrived as {{ reread }} (
 
 ),
 
-renamed as {{ reread }} (
+renamed as {{ not_materialized() }} (
 
     select
         ----------  ids
