@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from greenery.warehouse import store
 from greenery.warehouse.dbt import TARGET_DIR
@@ -58,6 +59,7 @@ class Step:
     load_after: float = 0.0
     exports_ms: dict[str, int] = field(default_factory=dict)
     slowest_nodes_s: dict[str, float] = field(default_factory=dict)  # dbt node -> seconds
+    node_seconds_by_kind: dict[str, float] = field(default_factory=dict)  # model, test… -> seconds
     output: str = ""
 
 
@@ -134,21 +136,37 @@ def run_step(step: Step, env: dict[str, str]) -> Step:
             if match := _EXPORT_LINE.match(line):
                 step.exports_ms[match.group(1)] = int(match.group(3))
     if step.command[1:2] == ["build"]:
-        step.slowest_nodes_s = slowest_nodes(TARGET_DIR / "run_results.json", started=start_time)
+        results = run_results(TARGET_DIR / "run_results.json", started=start_time)
+        step.slowest_nodes_s = slowest_nodes(results)
+        step.node_seconds_by_kind = seconds_by_kind(results)
     return step
 
 
-def slowest_nodes(run_results: Path, started: float) -> dict[str, float]:
-    """The SLOWEST_NODES dbt nodes that took longest in `run_results` (name -> seconds), if
-    dbt wrote it after `started` (a Unix time); else nothing."""
+def run_results(path: Path, started: float) -> list[dict[str, Any]]:
+    """The nodes of dbt's `run_results.json` at `path`, if dbt wrote it after `started` (a Unix
+    time); else none."""
     try:
-        if run_results.stat().st_mtime < started:
-            return {}
-        results = json.loads(run_results.read_text())["results"]
+        if path.stat().st_mtime < started:
+            return []
+        return list(json.loads(path.read_text())["results"])
     except (OSError, ValueError, KeyError):
-        return {}
+        return []
+
+
+def slowest_nodes(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The SLOWEST_NODES nodes that took longest (name -> seconds)."""
     timed = sorted(results, key=lambda node: node["execution_time"], reverse=True)[:SLOWEST_NODES]
     return {node["unique_id"].split(".", 2)[-1]: round(node["execution_time"], 1) for node in timed}
+
+
+def seconds_by_kind(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The nodes' seconds summed per kind (model, test, unit_test, snapshot, …): a build runs
+    one node at a time (the dbt profile's threads: 1), an incremental build two."""
+    totals: dict[str, float] = {}
+    for node in results:
+        kind = node["unique_id"].split(".", 1)[0]
+        totals[kind] = totals.get(kind, 0.0) + node["execution_time"]
+    return {kind: round(seconds, 1) for kind, seconds in sorted(totals.items())}
 
 
 def pipeline(scale: int, folder: Path) -> list[Step]:
@@ -195,6 +213,9 @@ def table(scale: int, steps: list[Step], totals: dict[str, float]) -> str:
         )
         for name, ms in s.exports_ms.items():
             lines.append(f"      export {name:<36} {ms / 1000:>8.1f} s")
+        if s.node_seconds_by_kind:
+            kinds = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in s.node_seconds_by_kind.items())
+            lines.append(f"      dbt node time: {kinds}")
         for name, seconds in s.slowest_nodes_s.items():
             lines.append(f"      dbt {name[:60]:<60} {seconds:>6.1f} s")
     lines += [

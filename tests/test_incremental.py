@@ -114,14 +114,13 @@ def write_csvs(part: dict[str, pd.DataFrame], folder: Path) -> Path:
 
 
 def relations(database: Path, schema: str) -> dict[str, pd.DataFrame]:
-    """Every table of `schema`, its rows in order of every column (the primary key first)."""
+    """Every table and view of `schema`, its rows in order of every column (the primary key first)."""
     con = duckdb.connect(str(database), read_only=True)
     try:
         names = [
             row[0]
             for row in con.execute(
-                "select table_name from information_schema.tables"
-                " where table_schema = ? and table_type = 'BASE TABLE' order by 1",
+                "select table_name from information_schema.tables where table_schema = ? order by 1",
                 [schema],
             ).fetchall()
         ]

@@ -1,11 +1,9 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail'
-    )
-}}
+{#-
+    A view: every column is stg_greenery__event_rows' (through stg_greenery__events), computed
+    when its session was, so a copy of the 36.7 M rows at scale 10000 only cost a build 53 s.
+    On Snowflake the rows it reads are clustered by event_date (dbt_project.yml).
+-#}
+{{ config(materialized='view') }}
 
 with
 
@@ -15,20 +13,7 @@ events as (
 
 ),
 
--- incremental: every event of the sessions with an event in the lookback window, as
--- position_in_session numbers the whole session (docs/dbt-project.md)
-events_to_sequence as (
-
-    select events.*
-    from events
-    {{ join_touched_in_lookback(
-        'events', 'session_id', ref('stg_greenery__events'),
-        'event_at', 'event_at'
-    ) }}
-
-),
-
-sequenced as (
+final as (
 
     select
         ----------  ids
@@ -42,15 +27,13 @@ sequenced as (
         page_type,
         page_url,
         ----------  numerics
-        cast(row_number() over (
-            partition by session_id order by event_at, event_id
-        ) as integer) as position_in_session,
+        position_in_session,
         ----------  timestamps
         event_at,
-        cast(event_at as date) as event_date
+        event_date
 
-    from events_to_sequence
+    from events
 
 )
 
-select * from sequenced
+select * from final

@@ -14,12 +14,17 @@
 }}
 
 {%- set event_types = "'page_view', 'add_to_cart', 'checkout', 'package_shipped'" -%}
+{%- set kept_first = 'order by case when anomaly is null then 0 else 1 end, event_at, event_id' -%}
+{%- set by_session = '(partition by session_id ' ~ kept_first ~ ')' -%}
+{%- set whole_session = '(partition by session_id ' ~ kept_first
+    ~ ' rows between unbounded preceding and unbounded following)' -%}
 {#- a full build reads the raw events again for each use rather than copy them all
     (macros/not_materialized.sql) -#}
 
 -- every raw event row, renamed and cast, with the anomaly that keeps it out of
 -- stg_greenery__events (null: kept; the first that applies, in this order) and what its
--- session's kept rows say: its first time, its first user, whether they name two users
+-- session's kept rows say: its first time, its first user, whether they name two users, and
+-- the kept row's position in the session
 with
 
 source as {{ not_materialized() }} (
@@ -138,66 +143,43 @@ classified as (
 
 ),
 
--- per session, its kept rows: when it started, and its user if they name only one
-sessions as (
-
-    select
-        session_id,
-        min(event_at) as session_started_at,
-        min(user_id) as lowest_user_id,
-        min(user_id) <> max(user_id) as has_two_users
-
-    from classified
-    where anomaly is null
-    group by session_id
-
-),
-
--- a session naming two users belongs to the user of its first kept event
-first_users as (
-
-    select distinct
-        classified.session_id,
-        first_value(classified.user_id) over (
-            partition by classified.session_id order by classified.event_at, classified.event_id
-        ) as first_user_id
-
-    from classified
-    inner join sessions
-        on classified.session_id = sessions.session_id
-    where
-        classified.anomaly is null
-        and sessions.has_two_users
-
-),
-
+-- per session, over its kept rows: when it started, its first user (event time, then event_id),
+-- whether they name two users, and each kept row's position. The kept rows sort first, so one
+-- sort of each session's rows gives all four
 final as (
 
     select
         ----------  ids
-        classified.event_id,
-        classified.session_id,
-        classified.user_id,
-        coalesce(first_users.first_user_id, sessions.lowest_user_id) as session_user_id,
-        classified.product_id,
-        classified.order_id,
+        event_id,
+        session_id,
+        user_id,
+        first_value(case when anomaly is null then user_id end) over {{ by_session }} as session_user_id,
+        product_id,
+        order_id,
         ----------  strings
-        classified.event_type,
-        classified.page_url,
-        classified.page_type,
-        classified.page_target_id,
-        classified.anomaly,
+        event_type,
+        page_url,
+        page_type,
+        page_target_id,
+        anomaly,
         ----------  booleans
-        coalesce(sessions.has_two_users, false) as is_in_two_user_session,
+        coalesce(
+            min(case when anomaly is null then user_id end) over {{ whole_session }}
+            <> max(case when anomaly is null then user_id end) over {{ whole_session }},
+            false
+        ) as is_in_two_user_session,
+        ----------  numerics
+        cast(
+            case when anomaly is null then row_number() over {{ by_session }} end as integer
+        ) as position_in_session,
         ----------  timestamps (UTC)
-        classified.event_at,
-        sessions.session_started_at
+        event_at,
+        min(case when anomaly is null then event_at end) over {{ whole_session }} as session_started_at,
+        ----------  dates
+        -- Snowflake's clustering key (dbt_project.yml)
+        cast(event_at as date) as event_date
 
     from classified
-    left join sessions
-        on classified.session_id = sessions.session_id
-    left join first_users
-        on classified.session_id = first_users.session_id
 
 )
 

@@ -24,8 +24,11 @@ final as (
         page_url,
         page_type,
         page_target_id,
+        ----------  numerics
+        position_in_session,
         ----------  timestamps (UTC)
-        event_at
+        event_at,
+        event_date
 
     from event_rows
     where anomaly is null
