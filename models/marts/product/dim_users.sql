@@ -1,12 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='user_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail'
-    )
-}}
-
 with
 
 users as (
@@ -33,38 +24,11 @@ order_items as (
 
 ),
 
--- incremental: the users registered in the lookback window and those with an order in it;
--- raw data is append-only, so no other user changes (docs/dbt-project.md)
-users_to_build as (
-
-    select users.*
-    from users
-    {% if is_incremental() -%}
-    {{ join_touched(
-        'users', 'user_id', ref('stg_greenery__users'),
-        'created_at >= ' ~ incremental_cutoff('created_at')
-    ) }}
-    union
-    select users.*
-    from users
-    {{ join_touched(
-        'users', 'user_id', ref('stg_greenery__orders'),
-        'ordered_at >= ' ~ incremental_cutoff('last_ordered_at')
-    ) }}
-    {%- endif %}
-
-),
-
 -- an order without items bought nothing: it does not make its user a buyer
 orders_with_items as (
 
-    select orders.*
-    from orders
-    {% if is_incremental() -%}
-    inner join users_to_build
-        on orders.user_id = users_to_build.user_id
-    {% endif -%}
-    where orders.order_id in (select order_items.order_id from order_items)
+    select * from orders
+    where order_id in (select order_items.order_id from order_items)
 
 ),
 
@@ -86,11 +50,11 @@ final as (
 
     select
         ----------  ids
-        users_to_build.user_id,
-        users_to_build.address_id,
+        users.user_id,
+        users.address_id,
         ----------  strings
-        users_to_build.first_name,
-        users_to_build.last_name,
+        users.first_name,
+        users.last_name,
         addresses.state,
         addresses.zipcode,
         case
@@ -104,15 +68,15 @@ final as (
         ----------  booleans
         coalesce(orders_per_user.orders, 0) >= 2 as is_repeat_buyer,
         ----------  timestamps
-        users_to_build.created_at,
+        users.created_at,
         orders_per_user.first_ordered_at,
         orders_per_user.last_ordered_at
 
-    from users_to_build
+    from users
     left join addresses
-        on users_to_build.address_id = addresses.address_id
+        on users.address_id = addresses.address_id
     left join orders_per_user
-        on users_to_build.user_id = orders_per_user.user_id
+        on users.user_id = orders_per_user.user_id
 
 )
 

@@ -1,12 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='order_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail'
-    )
-}}
-
 with
 
 orders as (
@@ -33,32 +24,15 @@ addresses as (
 
 ),
 
--- incremental: every order of the users with an order in the lookback window, as
--- user_order_number numbers all of a user's orders (docs/dbt-project.md)
-orders_to_build as (
-
-    select orders.*
-    from orders
-    {{ join_touched_in_lookback(
-        'orders', 'user_id', ref('stg_greenery__orders'),
-        'ordered_at', 'ordered_at'
-    ) }}
-
-),
-
 items_per_order as (
 
     select
-        order_items.order_id,
+        order_id,
         count(*) as products_in_order,
-        sum(order_items.quantity) as units_in_order
+        sum(quantity) as units_in_order
 
     from order_items
-    {% if is_incremental() -%}
-    inner join orders_to_build
-        on order_items.order_id = orders_to_build.order_id
-    {%- endif %}
-    group by order_items.order_id
+    group by order_id
 
 ),
 
@@ -99,7 +73,7 @@ final as (
         orders.estimated_delivery_at,
         orders.delivered_at
 
-    from orders_to_build as orders
+    from orders
     left join items_per_order
         on orders.order_id = items_per_order.order_id
     left join promos
