@@ -55,8 +55,8 @@ events_to_match as (
 -- each product event, and each product bought (checkout events carry no product: what a
 -- session bought is in its order's items), one row each; grouped per (session, product) below.
 -- Not a full outer join of the two sides, each grouped: at scale 10000 that held both sides'
--- hash tables and the sessions' at once and ran out of DuckDB's 3 GB (29 s in 6.4 GB with a
--- 6 GB limit); this takes 40 s within 3 GB, with the same rows
+-- hash tables and the sessions' at once and ran out of DuckDB's 3 GB (with a 6 GB limit: 29 s,
+-- 6.2 GiB resident); this takes 40 s within 3 GB, with the same rows
 product_rows as (
 
     select
