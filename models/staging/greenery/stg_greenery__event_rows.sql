@@ -14,10 +14,11 @@
 }}
 
 {%- set event_types = "'page_view', 'add_to_cart', 'checkout', 'package_shipped'" -%}
-{%- set kept_first = 'order by case when anomaly is null then 0 else 1 end, event_at, event_id' -%}
-{%- set by_session = '(partition by session_id ' ~ kept_first ~ ')' -%}
-{%- set whole_session = '(partition by session_id ' ~ kept_first
-    ~ ' rows between unbounded preceding and unbounded following)' -%}
+{#- each session's rows, its kept rows first, in time order, then by event_id -#}
+{%- set kept_first = 'partition by session_id'
+    ~ ' order by case when anomaly is null then 0 else 1 end, event_at, event_id' -%}
+{%- set by_session = '(' ~ kept_first ~ ')' -%}
+{%- set whole_session = '(' ~ kept_first ~ ' rows between unbounded preceding and unbounded following)' -%}
 {#- a full build reads the raw events again for each use rather than copy them all
     (macros/not_materialized.sql) -#}
 
