@@ -160,13 +160,13 @@ def slowest_nodes(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def seconds_by_kind(results: list[dict[str, Any]]) -> dict[str, float]:
-    """The nodes' seconds summed per kind (model, test, unit_test, snapshot, …): a build runs
-    one node at a time (the dbt profile's threads: 1), an incremental build two."""
+    """The nodes' seconds summed per kind (model, test, unit_test, snapshot) that took any: a
+    build runs one node at a time (the dbt profile's threads: 1), an incremental build two."""
     totals: dict[str, float] = {}
     for node in results:
         kind = node["unique_id"].split(".", 1)[0]
         totals[kind] = totals.get(kind, 0.0) + node["execution_time"]
-    return {kind: round(seconds, 1) for kind, seconds in sorted(totals.items())}
+    return {kind: round(seconds, 1) for kind, seconds in sorted(totals.items()) if round(seconds, 1)}
 
 
 def pipeline(scale: int, folder: Path) -> list[Step]:

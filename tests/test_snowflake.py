@@ -62,14 +62,13 @@ def test_everything_the_emulated_build_ran_is_snowflake_sql(snowflake_run: Emula
 
 def test_the_large_facts_are_clustered_by_day_on_snowflake(snowflake_run: EmulatedRun) -> None:
     # what dbt sent to (emulated) Snowflake; the emulation unwraps it, Snowflake would not
-    for relation, key in [
-        ("staging.stg_greenery__event_rows", "event_date"),
-        ("marts.fct_sessions", "session_date"),
-        ("marts.fct_product_sessions", "session_date"),
+    for schema, model, key in [
+        ("staging", "stg_greenery__event_rows", "event_date"),
+        ("marts", "fct_sessions", "session_date"),
+        ("marts", "fct_product_sessions", "session_date"),
     ]:
-        model = relation.split(".")[1]
         sql = " ".join(next((snowflake_run.target_path / "run").rglob(f"{model}.sql")).read_text().split())
-        assert f"alter table analytics.{relation} cluster by ({key});" in sql
+        assert f"alter table analytics.{schema}.{model} cluster by ({key});" in sql
         assert f"order by ( {key} )" in sql
 
 
