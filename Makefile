@@ -32,12 +32,13 @@ orchestrate: $(STAMP)
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} \
 		$(BIN)/dagster dev -m greenery.orchestration.definitions -h 127.0.0.1 -p $(DAGSTER_PORT)
 
-# Python style (ruff) and the package's shape: its import graph, printed, fails on a cycle,
-# an upward import between rooms, or an import hidden in a function. Then the SQL style
-# (sqlfluff, .sqlfluff) of the models and data tests; macros render to nothing outside a
-# model and snapshots/ holds YAML only, so there is no SQL of theirs to lint.
+# Python style (ruff's lint and format) and the package's shape: its import graph, printed,
+# fails on a cycle, an upward import between rooms, or an import hidden in a function. Then
+# the SQL style (sqlfluff, .sqlfluff) of the models and data tests; macros render to nothing
+# outside a model and snapshots/ holds YAML only, so there is no SQL of theirs to lint.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks devtools
+	$(BIN)/ruff format --check src tests benchmarks devtools
 	$(BIN)/python -m devtools.imports
 	$(BIN)/sqlfluff lint models data_tests
 

@@ -101,9 +101,7 @@ def test_a_dashboard_query_is_answered_from_the_export_over_every_client(
             sql = client.compile_sql(
                 metrics=list(SEGMENT_METRICS), group_by=list(SEGMENTS), where=[REPEAT_BUYERS]
             )
-            assert sql.startswith(
-                f"{CACHE_MARK} answered from export table {EXPORT}"
-            )
+            assert sql.startswith(f"{CACHE_MARK} answered from export table {EXPORT}")
             over_graphql = client.query(
                 metrics=list(SEGMENT_METRICS), group_by=list(SEGMENTS), where=[REPEAT_BUYERS]
             )
@@ -179,9 +177,7 @@ def test_count_distinct_is_never_summed_over_dropped_dimensions(exported: Path) 
         writer.close()
     layer = SemanticLayer(exported)
     try:
-        cache = ExportCache(
-            layer.client.connection, layer.lookup.semantic_manifest, layer.manifest_sha256
-        )
+        cache = ExportCache(layer.client.connection, layer.lookup.semantic_manifest, layer.manifest_sha256)
         described = layer.client.connection.sql("select * from exports.distinct_sessions")
         columns = {c: str(t) for c, t in zip(described.columns, described.types, strict=True)}
         cache.exports[:] = [
