@@ -169,14 +169,6 @@ def _return_freed_memory() -> None:
         trim(0)
 
 
-def _allocate_from_system() -> None:
-    """Arrow's buffers from the C library's allocator from here on, as numpy's are, so that
-    `_return_freed_memory` gives back what they free too. pyarrow's default, mimalloc, keeps
-    freed pages for reuse: `greenery generate --scale 10000` peaked at 1,384 MiB with it, at
-    1,291 MiB without, in the same time."""
-    pa.set_memory_pool(pa.system_memory_pool())
-
-
 def _segment_offsets(sizes: np.ndarray) -> np.ndarray:
     """Where each segment starts, and the end: 32-bit (190 M visits at MAX_SCALE)."""
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
@@ -906,7 +898,11 @@ def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pa
 
 def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
     """Addresses, users, promos, products and weekly inventory, then block after block of sessions."""
-    _allocate_from_system()
+    # Arrow's buffers from the C library's allocator from here on, as numpy's are, so that
+    # `_return_freed_memory` gives back what they free too. pyarrow's default, mimalloc, keeps
+    # freed pages: `greenery generate --scale 10000` peaked at 1,384 MiB with it, 1,291 MiB
+    # without, in the same time
+    pa.set_memory_pool(pa.system_memory_pool())
     plan = build_plan(scale, seed)
     _return_freed_memory()
     rng = _rng(seed, 1)
