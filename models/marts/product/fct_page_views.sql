@@ -7,12 +7,11 @@
     )
 }}
 
-{#- the funnel events after each event, in its session or of its user: in time order, at the
-    same instant the page view first, then by event_id -#}
-{%- set after_it = 'order by event_at, same_instant_order, event_id'
-    ~ ' rows between 1 following and unbounded following' -%}
-{%- set after_it_in_session = '(partition by session_id ' ~ after_it ~ ')' -%}
-{%- set after_it_of_user = '(partition by user_id ' ~ after_it ~ ')' -%}
+{#- the funnel events of each session and of each user, in time order: at the same instant
+    the page view first, then by event_id -#}
+{%- set in_order = 'order by event_at, same_instant_order, event_id' -%}
+{%- set in_session = '(partition by session_id ' ~ in_order ~ ')' -%}
+{%- set of_user = '(partition by user_id ' ~ in_order ~ ')' -%}
 
 with
 
@@ -61,16 +60,16 @@ next_events as (
 
     select
         *,
-        min(case when event_type = 'page_view' then event_at end)
-            over {{ after_it_in_session }} as next_view_in_session_at,
-        min(case when event_type = 'add_to_cart' then event_at end)
-            over {{ after_it_in_session }} as next_add_to_cart_in_session_at,
-        min(case when event_type = 'checkout' then event_at end)
-            over {{ after_it_in_session }} as next_checkout_in_session_at,
-        min(case when event_type = 'page_view' then event_at end)
-            over {{ after_it_of_user }} as next_view_of_user_at,
-        min(case when event_type = 'checkout' then event_at end)
-            over {{ after_it_of_user }} as next_checkout_of_user_at
+        {{ next_non_null("case when event_type = 'page_view' then event_at end", in_session) }}
+            as next_view_in_session_at,
+        {{ next_non_null("case when event_type = 'add_to_cart' then event_at end", in_session) }}
+            as next_add_to_cart_in_session_at,
+        {{ next_non_null("case when event_type = 'checkout' then event_at end", in_session) }}
+            as next_checkout_in_session_at,
+        {{ next_non_null("case when event_type = 'page_view' then event_at end", of_user) }}
+            as next_view_of_user_at,
+        {{ next_non_null("case when event_type = 'checkout' then event_at end", of_user) }}
+            as next_checkout_of_user_at
 
     from funnel_events
 
