@@ -54,8 +54,9 @@ funnel_events as (
 -- for each event: when the next page view, add to cart and checkout come after it, in its
 -- session and of its user. Each add to cart and checkout is credited to the latest page view
 -- at or before it, so a page view is credited with one when the next one comes before the
--- next page view (at the same instant the page view comes first: never before it). One sort
--- per window, and no aggregate or join back to the page views
+-- next page view (at the same instant the page view comes first: never before it). The rows
+-- are in time order, so the next such time is also the least of the later ones: no frame over
+-- every later row. One sort per window, and no aggregate or join back to the page views
 next_events as (
 
     select
