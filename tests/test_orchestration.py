@@ -100,8 +100,11 @@ def test_the_graph_runs_from_raw_tables_to_the_dashboard() -> None:
     }
     raw = {k for k in graph.get_all_asset_keys() if k.path[0] == "raw"}
     assert len(raw) == 8  # the seven course tables and the weekly inventory feed
-    # every one but promos (read by fct_orders only, which the dashboard does not read)
-    assert raw - upstream == {AssetKey(["raw", "public", "promos"])}
+    assert raw <= upstream
+    # promos only through fct_orders, whose orders with items make dim_users' buyers
+    promos = AssetKey(["staging", "stg_greenery__promos"])
+    assert {k for k in upstream if promos in graph.get(k).parent_keys} == {AssetKey(["marts", "fct_orders"])}
+    assert AssetKey(["marts", "fct_orders"]) in graph.get(AssetKey(["marts", "dim_users"])).parent_keys
     assert AssetKey("published_warehouse") in graph.get(dashboard).parent_keys
 
 

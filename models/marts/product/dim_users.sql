@@ -14,24 +14,11 @@ addresses as (
 
 orders as (
 
-    select * from {{ ref('stg_greenery__orders') }}
-
-),
-
-order_items as (
-
-    select * from {{ ref('stg_greenery__order_items') }}
+    select * from {{ ref('fct_orders') }}
 
 ),
 
 -- an order without items bought nothing: it does not make its user a buyer
-orders_with_items as (
-
-    select * from orders
-    where order_id in (select order_items.order_id from order_items)
-
-),
-
 orders_per_user as (
 
     select
@@ -41,7 +28,8 @@ orders_per_user as (
         min(ordered_at) as first_ordered_at,
         max(ordered_at) as last_ordered_at
 
-    from orders_with_items
+    from orders
+    where has_items
     group by user_id
 
 ),
