@@ -194,13 +194,11 @@ def test_daily_arrivals_built_incrementally_equal_one_full_build(
 
 
 def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
-    course_data: Path, warehouse_file: Path
+    course_data: Path, course_warehouse: Path, warehouse_file: Path
 ) -> None:
     """The lookback is a promise about lateness: an event older than it is missed by the
     incremental build until `greenery build --full-refresh`."""
-    fresh_raw(warehouse_file, course_data=course_data)
-    replay(REPLAY_WEEKS, from_scratch=True, warehouse_file=warehouse_file)
-    assert build(warehouse_file, lookback_days=LOOKBACK_DAYS)  # the first: a full refresh
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
     first = read_sql(
         warehouse_file,
         "select session_id, events from marts.fct_sessions order by session_started_at, session_id limit 1",
