@@ -7,19 +7,20 @@ users and sessions over a longer timeline (about 3 * N**0.7 days) with daily, we
 yearly seasonality, funnel rates that drift over time and differ by product, and weekly
 inventory that sales draw down and restocks bring back.
 
-Everything numeric is planned first as compact arrays (small integer types, no per-session
-temporaries wider than a block); the string-heavy tables (ids, urls) are built and yielded as
-Arrow tables per block of sessions, never as Python objects, so what a block costs does not
-grow with the scale.
+Nothing is held for the whole dataset but what every block draws on (sessions per hour, the
+funnel's daily drift, 16 bytes per user) and the weekly sales: the plan (every number: sessions,
+visits, orders, items) is made a block of about BLOCK_SESSIONS sessions at a time, from the
+block's own random stream, and turned into Arrow tables (ids and urls built from bytes, never
+as Python objects) before the next. So what generating costs in memory does not grow with the
+scale; the weekly inventory, which the sales draw down, comes last.
 """
 
 from __future__ import annotations
 
-import ctypes
+import itertools
 import math
 import operator
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,22 +154,6 @@ def _pick_one(pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.argmax(np.where(pool, rng.random(pool.shape), -1.0), axis=1)
 
 
-_PROCESS_SYMBOLS = ctypes.CDLL(None) if os.name == "posix" else None  # the C library's among them
-
-
-def _return_freed_memory() -> None:
-    """Give the heap pages freed so far back to the system.
-
-    glibc keeps freed blocks under its mmap threshold (which grows to 32 MB once a larger
-    array is freed) for reuse rather than returning them: after the plan at scale 10000 that
-    is 268 MB of numpy temporaries, held for the rest of the run. No-op where there is no
-    malloc_trim (a libc other than glibc).
-    """
-    trim = getattr(_PROCESS_SYMBOLS, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
 def _segment_offsets(sizes: np.ndarray) -> np.ndarray:
     """Where each segment starts, and the end: 32-bit (190 M visits at MAX_SCALE)."""
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
@@ -188,13 +173,18 @@ def _fixed_strings(chars: np.ndarray) -> pa.Array:
 
 def uuids(n: int, rng: np.random.Generator) -> pa.Array:
     """n uuid4 strings from the generator's bytes (also the dirty scenario's new ids)."""
-    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    return _uuid_strings(np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16))
+
+
+def _uuid_strings(raw: np.ndarray) -> pa.Array:
+    """uuid4 strings of (n, 16) random bytes (the version and variant bits set over them)."""
+    raw = raw.copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    digits = np.empty((n, 32), dtype=np.uint8)
+    digits = np.empty((len(raw), 32), dtype=np.uint8)
     digits[:, 0::2] = _HEX[raw >> 4]
     digits[:, 1::2] = _HEX[raw & 0x0F]
-    chars = np.full((n, 36), ord("-"), dtype=np.uint8)
+    chars = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
     chars[:, _UUID_SLOTS] = digits
     return _fixed_strings(chars)
 
@@ -227,7 +217,7 @@ def _frame(columns: dict[str, pa.Array | np.ndarray]) -> pa.Table:
     )
 
 
-# ---- the plan: every number of the dataset --------------------------------------------
+# ---- the plan: every number of the dataset, block by block -------------------------------
 
 
 @dataclass(frozen=True)
@@ -259,13 +249,12 @@ class Timeline:
 
 @dataclass(frozen=True)
 class People:
-    """Users (sorted by created_at) and their addresses."""
+    """Users (sorted by created_at): what sessions and orders need of them, 16 bytes a user."""
 
-    created: np.ndarray
-    updated: np.ndarray
-    address: np.ndarray
+    created: np.ndarray  # seconds, 32-bit
+    address: np.ndarray  # their own address (index), 32-bit
     n_addresses: int
-    weight: np.ndarray  # how often the user visits (0: never)
+    cumulative_weight: np.ndarray  # running sum of how often each visits (a weight of 0: never)
 
 
 @dataclass(frozen=True)
@@ -299,24 +288,21 @@ class Orders:
     item_product: np.ndarray
     item_quantity: np.ndarray
 
-    def total_cents(self, rows: slice) -> np.ndarray:
+    def total_cents(self) -> np.ndarray:
         """order_cost + shipping_cost - promo discount, in cents."""
         discount = np.array([0] + [d for _, d, _ in PROMOS], dtype=np.int64) * 100
-        return self.cost_cents[rows] + self.shipping_cents[rows] - discount[self.promo[rows] + 1]
+        return self.cost_cents + self.shipping_cents - discount[self.promo + 1]
 
 
 @dataclass(frozen=True)
-class Plan:
-    scale: int
-    timeline: Timeline
-    people: People
+class Part:
+    """One block of the plan: sessions (about BLOCK_SESSIONS, in time order) and their orders."""
+
     sessions: Sessions
     orders: Orders
 
-    @property
-    def order_start(self) -> np.ndarray:
-        """Index of the first order of each session (one more entry than sessions)."""
-        return _segment_offsets(self.sessions.checkout)
+
+Statuses = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # order times -> status codes
 
 
 def _shapes() -> np.ndarray:
@@ -346,21 +332,29 @@ def _hourly_weights(timeline: Timeline, rng: np.random.Generator) -> np.ndarray:
 def _spread(n: int, weights: np.ndarray, rng: np.random.Generator, at_least: int = 0) -> np.ndarray:
     """n times (seconds) over the hours of `weights`, at least `at_least` in each hour."""
     counts = at_least + rng.multinomial(n - at_least * len(weights), weights / weights.sum())
-    hours = np.repeat(np.arange(len(weights)), counts)
-    return hours * HOUR + rng.integers(0, HOUR - 1, n)
+    return _within_hours(np.arange(len(weights)), counts, rng)
+
+
+def _within_hours(hours: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """counts[i] random times (seconds) in hour hours[i], hour after hour."""
+    return np.repeat(hours, counts) * HOUR + rng.integers(0, HOUR - 1, int(counts.sum()))
 
 
 def _people(n_users: int, n_addresses: int, timeline: Timeline, rng: np.random.Generator) -> People:
     """Users created over the year before the data and during it, each with an own address."""
     span = 355 + 0.9 * (timeline.days - COURSE_DAYS)
-    created = np.sort((-400 * DAY + rng.random(n_users) * span * DAY).astype(np.int64))
-    room = np.clip(timeline.days * DAY - created, 0, 100 * DAY)
-    updated = created + (rng.random(n_users) * room).astype(np.int64)
+    created = np.sort((-400 * DAY + rng.random(n_users) * span * DAY).astype(np.int32))
     n_inactive = _allocate(n_users, (ACTIVE_USERS, USERS - ACTIVE_USERS))[1]
     weight = rng.lognormal(0, 1.0, n_users)
     weight[rng.choice(n_users, n_inactive, replace=False)] = 0.0
-    address = rng.permutation(n_addresses)[:n_users]
-    return People(created, updated, address, n_addresses, weight)
+    address = rng.permutation(n_addresses)[:n_users].astype(np.int32)
+    return People(created, address, n_addresses, np.cumsum(weight))
+
+
+def _updated(created: np.ndarray, timeline: Timeline, rng: np.random.Generator) -> np.ndarray:
+    """When each user last changed their details: within 100 days of signing up, before the data ends."""
+    room = np.clip(timeline.days * DAY - created.astype(np.int64), 0, 100 * DAY)
+    return created + (rng.random(len(created)) * room).astype(np.int64)
 
 
 def _greedy(
@@ -415,8 +409,9 @@ def _course_products(shape: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     return seen | carted, carted
 
 
-def _course_sessions(timeline: Timeline, people: People, rng: np.random.Generator) -> Sessions:
-    """The course's 578 sessions: shapes, times (an order in every hour), buyers and products."""
+def _course_part(timeline: Timeline, people: People, rng: np.random.Generator) -> Part:
+    """The course's 578 sessions (shapes, times with an order in every hour, buyers and
+    products) and their orders, whose statuses are the course's exact counts."""
     shapes = _shapes()
     shape = shapes[rng.permutation(np.repeat(np.arange(len(shapes)), [s[5] for s in SESSION_SHAPES]))]
     checkout = shape[:, 0] == 1
@@ -424,15 +419,19 @@ def _course_sessions(timeline: Timeline, people: People, rng: np.random.Generato
     end = np.empty(len(shape), dtype=np.int64)
     end[checkout] = _spread(int(checkout.sum()), weights, rng, at_least=1)
     end[~checkout] = _spread(int((~checkout).sum()), weights, rng)
-    active = np.flatnonzero(people.weight > 0)
+    active = np.flatnonzero(np.diff(people.cumulative_weight, prepend=0.0) > 0)
     orders = rng.permutation(np.repeat(np.arange(1, len(ORDERS_PER_BUYER) + 1), ORDERS_PER_BUYER))
     user = np.empty(len(shape), dtype=np.int64)
     user[checkout] = rng.permutation(np.repeat(active, orders))
     user[~checkout] = rng.choice(active, int((~checkout).sum()), p=orders / orders.sum())
     viewed, carted = _course_products(shape, rng)
     order = np.argsort(end, kind="stable")
-    return _sessions(
-        end[order], user[order], shape[order], [_visits(shape[order], viewed[order], carted[order], rng)]
+    sessions = _sessions(
+        end[order], user[order], shape[order], _visits(shape[order], viewed[order], carted[order], rng)
+    )
+    tau = _recency_days(timeline) * DAY
+    return Part(
+        sessions, _orders(sessions, people, lambda created, r: _course_statuses(created, tau, r), rng)
     )
 
 
@@ -455,6 +454,20 @@ def _drifts(timeline: Timeline, rng: np.random.Generator) -> tuple[np.ndarray, n
     return types, buy, view
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What every block of sessions of a timeline draws on, and nothing that grows with its
+    sessions: how many end in each hour, the funnel's daily drift, the people and the order
+    statuses by age."""
+
+    hourly: np.ndarray  # sessions ending in each hour from first_hour on
+    first_hour: int
+    drifts: tuple[np.ndarray, np.ndarray, np.ndarray]  # `_drifts`
+    people: People
+    statuses: Statuses
+    late_share: float = 0.0  # of the sessions, dated a day earlier (arriving late)
+
+
 def _scaled_products(
     shape: np.ndarray, day: np.ndarray, buy: np.ndarray, view: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -471,28 +484,36 @@ def _scaled_products(
     return first | second, carted
 
 
-def _scaled_sessions(scale: int, timeline: Timeline, people: People, rng: np.random.Generator) -> Sessions:
-    """578 * scale sessions: seasonal times, drifting funnel, users who already signed up."""
-    n = 578 * scale
-    end = np.sort(_spread(n, _hourly_weights(timeline, rng), rng))
-    return _sessions_ending(end, timeline, people, rng)
+def _hour_blocks(hourly: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges of hours holding about BLOCK_SESSIONS sessions each (none empty)."""
+    cumulative = np.cumsum(hourly)
+    cuts = np.searchsorted(cumulative, np.arange(BLOCK_SESSIONS, cumulative[-1], BLOCK_SESSIONS)) + 1
+    bounds = np.unique(np.r_[0, cuts, len(hourly)])
+    for lo, hi in itertools.pairwise(bounds):
+        if hourly[lo:hi].any():
+            yield int(lo), int(hi)
 
 
-def _sessions_ending(
-    end: np.ndarray, timeline: Timeline, people: People, rng: np.random.Generator
-) -> Sessions:
+def _parts(traffic: Traffic, rngs: Callable[[int], np.random.Generator]) -> Iterator[Part]:
+    """The plan block after block of hours, each block from its own random stream `rngs(number)`:
+    memory bounded by a block, whatever the number of sessions."""
+    for number, (lo, hi) in enumerate(_hour_blocks(traffic.hourly)):
+        rng = rngs(number)
+        end = _within_hours(traffic.first_hour + np.arange(lo, hi), traffic.hourly[lo:hi], rng)
+        if traffic.late_share:
+            end = np.where(rng.random(len(end)) < traffic.late_share, end - DAY, end)
+        sessions = _sessions_ending(np.sort(end), traffic, rng)
+        yield Part(sessions, _orders(sessions, traffic.people, traffic.statuses, rng))
+
+
+def _sessions_ending(end: np.ndarray, traffic: Traffic, rng: np.random.Generator) -> Sessions:
     """Sessions ending at `end` (sorted): the day's funnel mix, products, users already signed up."""
-    n = len(end)
+    n, people = len(end), traffic.people
     day = (end // DAY).astype(np.int32)
-    types, buy, view = _drifts(timeline, rng)
+    types, buy, view = traffic.drifts
     prob = np.exp(types - types.max(axis=1, keepdims=True))
     cumulative = np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[:, :2]  # per day
-    draw = rng.random(n)
-    kind = np.empty(n, dtype=np.int8)
-    for lo in range(0, n, BLOCK_SESSIONS):  # block by block: no (sessions x 3) temporaries
-        part = slice(lo, lo + BLOCK_SESSIONS)
-        kind[part] = (draw[part, None] > cumulative[day[part]]).sum(axis=1)
-    del draw
+    kind = (rng.random(n)[:, None] > cumulative[day]).sum(axis=1)
     shapes = _shapes()
     shape_kind, counts = _shape_kinds()
     shape = np.empty((n, 5), dtype=shapes.dtype)
@@ -501,17 +522,12 @@ def _sessions_ending(
         picked = rng.choice(rows, int((kind == k).sum()), p=counts[rows] / counts[rows].sum())
         shape[kind == k] = shapes[picked]
     eligible = np.searchsorted(people.created, end - HOUR, side="right")
-    cumulative_weight = np.cumsum(people.weight)
+    cumulative_weight = people.cumulative_weight
     user = np.searchsorted(
         cumulative_weight, rng.random(n) * cumulative_weight[eligible - 1], side="right"
     ).astype(np.int32)
-    del eligible
-    blocks = []
-    for lo in range(0, n, BLOCK_SESSIONS):
-        part = slice(lo, lo + BLOCK_SESSIONS)
-        viewed, carted = _scaled_products(shape[part], day[part], buy, view, rng)
-        blocks.append(_visits(shape[part], viewed, carted, rng))
-    return _sessions(end, user, shape, blocks)
+    viewed, carted = _scaled_products(shape, day, buy, view, rng)
+    return _sessions(end, user, shape, _visits(shape, viewed, carted, rng))
 
 
 def _visits(
@@ -535,13 +551,28 @@ def _visits(
 
 
 def _sessions(
-    end: np.ndarray, user: np.ndarray, shape: np.ndarray, blocks: list[tuple[np.ndarray, ...]]
+    end: np.ndarray, user: np.ndarray, shape: np.ndarray, visits: tuple[np.ndarray, ...]
 ) -> Sessions:
-    """Sessions (already in time order) from their visits, block by block."""
-    sizes, product, carted, repeat = (np.concatenate(part) for part in zip(*blocks, strict=True))
+    """Sessions (already in time order) from their visits."""
+    sizes, product, carted, repeat = visits
     return Sessions(
         end.astype(np.int32), user, shape[:, 0] == 1, _segment_offsets(sizes), product, carted, repeat
     )
+
+
+def _recency_days(timeline: Timeline) -> float:
+    """How fast the chance that an order is still open falls with its age (days)."""
+    return max(1.0, timeline.days / 8)
+
+
+def _course_statuses(created: np.ndarray, tau: float, rng: np.random.Generator) -> np.ndarray:
+    """The course's status counts exactly, recent orders more likely open: every order at once."""
+    n = len(created)
+    status = np.full(n, 2, dtype=np.int8)
+    preparing, shipped, _ = _allocate(n, STATUS_ORDERS)
+    status[_recent_first(preparing, created, tau, np.arange(n), rng)] = 0
+    status[_recent_first(shipped, created, 2 * tau, np.flatnonzero(status == 2), rng)] = 1
+    return status
 
 
 def _recent_first(
@@ -552,7 +583,38 @@ def _recent_first(
     return pool[np.argsort(-keys)[:k]]
 
 
-def _orders(sessions: Sessions, people: People, timeline: Timeline, rng: np.random.Generator) -> Orders:
+@dataclass(frozen=True)
+class Recency:
+    """Order statuses a block at a time: an order is preparing with probability
+    min(1, preparing * exp(-age / tau)), else shipped with min(1, shipped * exp(-age / 2 tau)),
+    else delivered. The two factors are set from the hourly traffic so that the expected
+    shares are the course's: the streamed counterpart of `_course_statuses`."""
+
+    end: int  # seconds: the end of the timeline, from which ages count
+    tau: float
+    preparing: float
+    shipped: float
+
+    @classmethod
+    def of(cls, timeline: Timeline, hourly: np.ndarray, first_hour: int) -> Recency:
+        end, tau = timeline.days * DAY, _recency_days(timeline) * DAY
+        age = end - (first_hour + np.arange(len(hourly)) + 0.5) * HOUR
+        share = np.array(STATUS_ORDERS) / sum(STATUS_ORDERS)
+        total = hourly.sum()
+        preparing = share[0] * total / (hourly * np.exp(-age / tau)).sum()
+        left = hourly * (1 - np.minimum(1, preparing * np.exp(-age / tau)))
+        shipped = share[1] * total / (left * np.exp(-age / (2 * tau))).sum()
+        return cls(end, tau, preparing, shipped)
+
+    def __call__(self, created: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        age = self.end - created.astype(np.int64)
+        status = np.full(len(created), 2, dtype=np.int8)
+        status[rng.random(len(created)) < self.shipped * np.exp(-age / (2 * self.tau))] = 1
+        status[rng.random(len(created)) < self.preparing * np.exp(-age / self.tau)] = 0
+        return status
+
+
+def _orders(sessions: Sessions, people: People, statuses: Statuses, rng: np.random.Generator) -> Orders:
     """Orders of the checkout sessions: items = the carted products; course proportions for the rest."""
     checkout_session = np.flatnonzero(sessions.checkout)
     n = len(checkout_session)
@@ -560,7 +622,6 @@ def _orders(sessions: Sessions, people: People, timeline: Timeline, rng: np.rand
     is_item = sessions.carted & ~sessions.repeat & sessions.checkout[visit_session]
     order_of_session = np.cumsum(sessions.checkout, dtype=np.int32) - 1
     item_order = order_of_session[visit_session[is_item]]
-    del visit_session, order_of_session
     item_product = sessions.product[is_item]
     quantity = (1 + _deal(len(item_order), QUANTITIES, rng)).astype(np.int8)
     prices = np.array([round(p[2] * 100) for p in course.PRODUCTS], dtype=np.int64)
@@ -569,13 +630,8 @@ def _orders(sessions: Sessions, people: People, timeline: Timeline, rng: np.rand
     )
     created = sessions.end[checkout_session] + 1
     user = sessions.user[checkout_session]
-    del checkout_session, is_item
 
-    status = np.full(n, 2, dtype=np.int8)
-    preparing, shipped, _ = _allocate(n, STATUS_ORDERS)
-    tau = max(1.0, timeline.days / 8) * DAY
-    status[_recent_first(preparing, created, tau, np.arange(n), rng)] = 0
-    status[_recent_first(shipped, created, 2 * tau, np.flatnonzero(status == 2), rng)] = 1
+    status = statuses(created, rng)
     sent = np.flatnonzero(status > 0)
     delivered = np.flatnonzero(status == 2)
     service, estimate, delivery = (np.full(n, -1, dtype=np.int8) for _ in range(3))
@@ -609,34 +665,24 @@ def _orders(sessions: Sessions, people: People, timeline: Timeline, rng: np.rand
     )
 
 
-def build_plan(scale: int, seed: int) -> Plan:
-    """Every number of the dataset (no strings): users, sessions, visits, orders and items."""
-    rng = _rng(seed, 0)
-    timeline = Timeline.for_scale(scale)
-    people = _people(USERS * scale, ADDRESSES * scale, timeline, rng)
-    if scale == 1:
-        sessions = _course_sessions(timeline, people, rng)
-    else:
-        sessions = _scaled_sessions(scale, timeline, people, rng)
-    return Plan(scale, timeline, people, sessions, _orders(sessions, people, timeline, rng))
-
-
 # ---- inventory ----------------------------------------------------------------------------
 
 
-def _inventory(plan: Plan, rng: np.random.Generator) -> pa.Table:
-    """Weekly product states: week 1 is the course's; sales draw stock down, restocks refill it."""
-    timeline, orders = plan.timeline, plan.orders
-    if plan.scale == 1:
-        return pa.Table.from_pandas(course.inventory_by_week(), preserve_index=False)
+def _weekly_sales(orders: Orders, timeline: Timeline) -> np.ndarray:
+    """Units sold of each product (columns) in the week before each inventory record (rows)."""
     m, weeks = len(course.PRODUCTS), timeline.weeks
-    recorded = timeline.recorded_at()
     item_created = np.repeat(orders.created, np.diff(orders.item_start))
-    week = np.searchsorted(recorded, item_created, side="right")
+    week = np.searchsorted(timeline.recorded_at(), item_created, side="right")
     sold = np.bincount(
         week * m + orders.item_product, weights=orders.item_quantity, minlength=(weeks + 1) * m
     )
-    sold = sold.reshape(-1, m)[:weeks]
+    return sold.reshape(-1, m)[:weeks]
+
+
+def _inventory(timeline: Timeline, sold: np.ndarray, rng: np.random.Generator) -> pa.Table:
+    """Weekly product states: week 1 is the course's; `sold` draws stock down, restocks refill it."""
+    m, weeks = len(course.PRODUCTS), timeline.weeks
+    recorded = timeline.recorded_at()
     selling_weeks = max((timeline.days - timeline.first_week_days) / 7, 1.0)
     demand = sold[1:].sum(axis=0) / selling_weeks
     reorder_point = rng.uniform(1.5, 2.5, m) * demand  # weeks of demand in stock and on order
@@ -667,18 +713,49 @@ def _inventory(plan: Plan, rng: np.random.Generator) -> pa.Table:
 
 # ---- frames -----------------------------------------------------------------------------
 
+IdsOf = Callable[[np.ndarray], pa.Array]  # row numbers -> their ids
+
 
 @dataclass(frozen=True)
 class Ids:
-    users: pa.Array
-    addresses: pa.Array
+    users: IdsOf
+    addresses: IdsOf
     products: pa.Array
     promos: pa.Array
 
 
-def _addresses(ids: Ids, rng: np.random.Generator) -> pa.Table:
+def _indexed_uuids(key: int) -> IdsOf:
+    """Row i's uuid4 as a function of (key, i), so that no table's ids need be kept in memory:
+    splitmix64's finalizer, a bijection of 64-bit words, of key + 2i and key + 2i + 1."""
+    multipliers = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+    def mix(x: np.ndarray) -> np.ndarray:
+        x = (x ^ (x >> np.uint64(30))) * multipliers[0]
+        x = (x ^ (x >> np.uint64(27))) * multipliers[1]
+        return x ^ (x >> np.uint64(31))
+
+    def ids_of(index: np.ndarray) -> pa.Array:
+        words = np.uint64(key) + 2 * np.asarray(index, dtype=np.uint64)
+        halves = np.stack([mix(words), mix(words + np.uint64(1))], axis=1)
+        return _uuid_strings(halves.view(np.uint8).reshape(-1, 16))
+
+    return ids_of
+
+
+def _stored_ids(ids: pa.Array) -> IdsOf:
+    """Ids already held (a loaded warehouse's), by row number."""
+    return lambda index: _take(ids, index)
+
+
+def _chunk_rows(n: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(chunk number, row numbers) of n rows, BLOCK_SESSIONS rows a chunk."""
+    for number, lo in enumerate(range(0, n, BLOCK_SESSIONS)):
+        yield number, np.arange(lo, min(lo + BLOCK_SESSIONS, n))
+
+
+def _addresses(ids: Ids, rows: np.ndarray, rng: np.random.Generator) -> pa.Table:
     """Street addresses; states in the course's proportions, zips within the state's range."""
-    n = len(ids.addresses)
+    n = len(rows)
     state = _deal(n, [s[1] for s in STATES], rng)
     low, high = np.array([s[2] for s in STATES]), np.array([s[3] for s in STATES])
     zipcode = low[state] + (rng.random(n) * (high[state] - low[state] + 1)).astype(np.int64)
@@ -691,7 +768,7 @@ def _addresses(ids: Ids, rng: np.random.Generator) -> pa.Table:
     )
     return _frame(
         {
-            "address_id": ids.addresses,
+            "address_id": ids.addresses(rows),
             "address": street,
             "zipcode": zipcode,
             "state": _labels(state, [s[0] for s in STATES]),
@@ -700,31 +777,32 @@ def _addresses(ids: Ids, rng: np.random.Generator) -> pa.Table:
     )
 
 
-def _users(ids: Ids, people: People, rng: np.random.Generator) -> pa.Table:
+def _users(
+    ids: Ids, people: People, timeline: Timeline, rows: np.ndarray, rng: np.random.Generator
+) -> pa.Table:
     """Names, unique emails (initial + last name + row number) and phone numbers."""
-    n = len(ids.users)
+    n = len(rows)
     first = _labels(rng.integers(0, len(FIRST_NAMES), n), FIRST_NAMES)
     last = _labels(rng.integers(0, len(LAST_NAMES), n), LAST_NAMES)
     local = pc.binary_join_element_wise(
-        pc.utf8_slice_codeunits(first, 0, 1), last, pa.array(np.arange(n)).cast(pa.string()), ""
+        pc.utf8_slice_codeunits(first, 0, 1), last, pa.array(rows).cast(pa.string()), ""
     )
     email = pc.binary_join_element_wise(
         pc.utf8_lower(local), _labels(rng.integers(0, len(DOMAINS), n), DOMAINS), "@"
     )
-    digits = np.empty((n, 12), dtype=np.uint8)  # drawn a block at a time: 12 int64s per user
-    for lo in range(0, n, BLOCK_SESSIONS):
-        digits[lo : lo + BLOCK_SESSIONS] = ord("0") + rng.integers(0, 10, (min(BLOCK_SESSIONS, n - lo), 12))
+    digits = (ord("0") + rng.integers(0, 10, (n, 12))).astype(np.uint8)
     digits[:, [3, 7]] = ord("-")
+    created = people.created[rows]
     return _frame(
         {
-            "user_id": ids.users,
+            "user_id": ids.users(rows),
             "first_name": first,
             "last_name": last,
             "email": email,
             "phone_number": _fixed_strings(digits),
-            "created_at": _timestamps(people.created),
-            "updated_at": _timestamps(people.updated),
-            "address_id": _take(ids.addresses, people.address),
+            "created_at": _timestamps(created),
+            "updated_at": _timestamps(_updated(created, timeline, rng)),
+            "address_id": ids.addresses(people.address[rows]),
         }
     )
 
@@ -758,61 +836,44 @@ def _url(kind: str, ids: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(f"{PAGE_URL_PREFIX}/{kind}/", ids, "")
 
 
-@dataclass(frozen=True)
-class Block:
-    """Sessions lo..hi, their orders o_lo..o_hi and the ids drawn for them."""
-
-    lo: int
-    hi: int
-    o_lo: int
-    o_hi: int
-    session_ids: pa.Array
-    order_ids: pa.Array
-
-
-def _block(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> Iterator[tuple[str, pa.Table]]:
-    """Orders, order items and events of one block of sessions."""
-    s, o = plan.sessions, plan.orders
-    orders = slice(block.o_lo, block.o_hi)
-    n = block.o_hi - block.o_lo
-    created = o.created[orders]
+def _block(part: Part, ids: Ids, rng: np.random.Generator) -> Iterator[tuple[str, pa.Table]]:
+    """Orders, order items and events of one part of the plan, with new session and order ids."""
+    s, o = part.sessions, part.orders
+    n = len(o.created)
+    session_ids, order_ids = uuids(len(s.end), rng), uuids(n, rng)
+    users, user_of_session = np.unique(s.user, return_inverse=True)  # each user's id made once
+    user_ids = _take(ids.users(users), user_of_session)  # of each session
     yield (
         "orders",
         _frame(
             {
-                "order_id": block.order_ids,
-                "user_id": _take(ids.users, s.user[block.lo : block.hi][s.checkout[block.lo : block.hi]]),
-                "promo_id": _take(ids.promos, o.promo[orders]),
-                "address_id": _take(ids.addresses, o.address[orders]),
-                "created_at": _timestamps(created),
-                "order_cost": o.cost_cents[orders] / 100,
-                "shipping_cost": o.shipping_cents[orders] / 100,
-                "order_total": o.total_cents(orders) / 100,
-                "tracking_id": pc.if_else(
-                    pa.array(o.status[orders] > 0), uuids(n, rng), pa.nulls(n, pa.string())
-                ),
-                "shipping_service": _labels(o.service[orders], SHIPPING_SERVICES),
-                "estimated_delivery_at": _after_days(created, o.estimate_days[orders]),
-                "delivered_at": _after_days(created, o.delivery_days[orders]),
-                "status": _labels(o.status[orders], ORDER_STATUSES),
+                "order_id": order_ids,
+                "user_id": user_ids.filter(pa.array(s.checkout)),
+                "promo_id": _take(ids.promos, o.promo),
+                "address_id": ids.addresses(o.address),
+                "created_at": _timestamps(o.created),
+                "order_cost": o.cost_cents / 100,
+                "shipping_cost": o.shipping_cents / 100,
+                "order_total": o.total_cents() / 100,
+                "tracking_id": pc.if_else(pa.array(o.status > 0), uuids(n, rng), pa.nulls(n, pa.string())),
+                "shipping_service": _labels(o.service, SHIPPING_SERVICES),
+                "estimated_delivery_at": _after_days(o.created, o.estimate_days),
+                "delivered_at": _after_days(o.created, o.delivery_days),
+                "status": _labels(o.status, ORDER_STATUSES),
             }
         ),
     )
-    items = slice(o.item_start[block.o_lo], o.item_start[block.o_hi])
     yield (
         "order_items",
         _frame(
             {
-                "order_id": _take(
-                    block.order_ids,
-                    np.repeat(np.arange(n), np.diff(o.item_start[block.o_lo : block.o_hi + 1])),
-                ),
-                "product_id": _take(ids.products, o.item_product[items]),
-                "quantity": o.item_quantity[items].astype(np.int64),
+                "order_id": _take(order_ids, np.repeat(np.arange(n), np.diff(o.item_start))),
+                "product_id": _take(ids.products, o.item_product),
+                "quantity": o.item_quantity.astype(np.int64),
             }
         ),
     )
-    yield "events", _events(plan, ids, block, rng)
+    yield "events", _events(part, ids, session_ids, user_ids, order_ids, rng)
 
 
 def _after_days(created: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -821,7 +882,7 @@ def _after_days(created: np.ndarray, days: np.ndarray) -> np.ndarray:
 
 
 def _browse_times(
-    plan: Plan, block: Block, is_cart: np.ndarray, session: np.ndarray, rng: np.random.Generator
+    sessions: Sessions, is_cart: np.ndarray, session: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
     """Seconds of the page_view/add_to_cart events: seconds to minutes apart, ending at the session's end."""
     gap = np.where(is_cart, rng.integers(5, 100, len(session)), rng.integers(15, 150, len(session)))
@@ -831,52 +892,50 @@ def _browse_times(
     starts = np.flatnonzero(first)
     elapsed -= np.repeat(elapsed[starts], np.diff(np.r_[starts, len(session)]))
     duration = elapsed[np.r_[starts[1:] - 1, len(session) - 1]]
-    checkout = plan.sessions.checkout[block.lo : block.hi]
-    last_step = plan.sessions.end[block.lo : block.hi] - np.where(
-        checkout, rng.integers(10, 60, len(checkout)), 0
-    )
+    last_step = sessions.end - np.where(sessions.checkout, rng.integers(10, 60, len(sessions.end)), 0)
     return (last_step - duration)[session] + elapsed
 
 
-def _events(plan: Plan, ids: Ids, block: Block, rng: np.random.Generator) -> pa.Table:
+def _events(
+    part: Part,
+    ids: Ids,
+    session_ids: pa.Array,
+    user_ids: pa.Array,
+    order_ids: pa.Array,
+    rng: np.random.Generator,
+) -> pa.Table:
     """page_view (and add_to_cart) per visit, then checkout, then package_shipped hours later."""
-    s, o = plan.sessions, plan.orders
-    visits = slice(s.visit_start[block.lo], s.visit_start[block.hi])
-    carted = s.carted[visits]
-    per_visit = 1 + carted.astype(np.int64)
-    visit = np.repeat(np.arange(len(carted)), per_visit)
+    s, o = part.sessions, part.orders
+    per_visit = 1 + s.carted.astype(np.int64)
+    visit = np.repeat(np.arange(len(s.carted)), per_visit)
     is_cart = np.zeros(len(visit), dtype=bool)
-    is_cart[np.cumsum(per_visit)[carted] - 1] = True
-    session = np.repeat(np.arange(block.hi - block.lo), np.diff(s.visit_start[block.lo : block.hi + 1]))[
-        visit
-    ]
-    browse_time = _browse_times(plan, block, is_cart, session, rng)
+    is_cart[np.cumsum(per_visit)[s.carted] - 1] = True
+    session = np.repeat(np.arange(len(s.end)), np.diff(s.visit_start))[visit]
+    browse_time = _browse_times(s, is_cart, session, rng)
 
-    checkout_session = np.flatnonzero(s.checkout[block.lo : block.hi])
-    sent = np.flatnonzero(o.status[block.o_lo : block.o_hi] > 0)
-    shipped_at = o.created[block.o_lo + sent] + o.ship_hours[block.o_lo + sent].astype(np.int64) * HOUR
+    checkout_session = np.flatnonzero(s.checkout)
+    sent = np.flatnonzero(o.status > 0)
+    shipped_at = o.created[sent] + o.ship_hours[sent].astype(np.int64) * HOUR
     n_browse, n_checkout, n_sent = len(visit), len(checkout_session), len(sent)
     event_session = np.concatenate([session, checkout_session, checkout_session[sent]])
-    browse_products = _take(ids.products, s.product[visits][visit])
-    sent_order_ids = _take(block.order_ids, sent)
+    browse_products = _take(ids.products, s.product[visit])
+    sent_order_ids = _take(order_ids, sent)
     kind = np.concatenate([is_cart.astype(np.int64), np.full(n_checkout, 2), np.full(n_sent, 3)])
     return _frame(
         {
             "event_id": uuids(len(event_session), rng),
-            "session_id": _take(block.session_ids, event_session),
-            "user_id": _take(ids.users, s.user[block.lo : block.hi][event_session]),
+            "session_id": _take(session_ids, event_session),
+            "user_id": _take(user_ids, event_session),
             "page_url": pa.concat_arrays(
                 [
                     _url("product", browse_products),
-                    _url("checkout", block.order_ids),
+                    _url("checkout", order_ids),
                     _url("shipping", sent_order_ids),
                 ]
             ),
-            "created_at": _timestamps(
-                np.concatenate([browse_time, s.end[block.lo : block.hi][checkout_session], shipped_at])
-            ),
+            "created_at": _timestamps(np.concatenate([browse_time, s.end[checkout_session], shipped_at])),
             "event_type": _labels(kind, EVENT_TYPES),
-            "order_id": pa.concat_arrays([pa.nulls(n_browse, pa.string()), block.order_ids, sent_order_ids]),
+            "order_id": pa.concat_arrays([pa.nulls(n_browse, pa.string()), order_ids, sent_order_ids]),
             "product_id": pa.concat_arrays([browse_products, pa.nulls(n_checkout + n_sent, pa.string())]),
         }
     )
@@ -897,45 +956,56 @@ def generate(scale: int = 1, seed: int = DEFAULT_SEED) -> Iterator[tuple[str, pa
 
 
 def _chunks(scale: int, seed: int) -> Iterator[tuple[str, pa.Table]]:
-    """Addresses, users, promos, products and weekly inventory, then block after block of sessions."""
-    # Arrow's buffers from the C library's allocator from here on, as numpy's are, so that
-    # `_return_freed_memory` gives back what they free too. pyarrow's default, mimalloc, keeps
-    # freed pages: `greenery generate --scale 10000` peaked at 1,384 MiB with it, 1,291 MiB
-    # without, in the same time
+    """Addresses, users, promos and products; then block after block of sessions with their
+    orders and events; last the weekly inventory, which the blocks' sales draw down.
+
+    Random streams: 0 the people and the timeline's traffic, 1 the keys of the user and address
+    ids, (1, 0, i) and (1, 1, i) chunk i of addresses and of users, (2, i) block i's plan and
+    (5, i) its rows, 6 the inventory."""
+    # Arrow's buffers from the C library's allocator, as numpy's are: pyarrow's default,
+    # mimalloc, keeps freed pages, and a block's strings are freed after every write
     pa.set_memory_pool(pa.system_memory_pool())
-    plan = build_plan(scale, seed)
-    _return_freed_memory()
-    rng = _rng(seed, 1)
-    people = plan.people
+    rng = _rng(seed, 0)
+    timeline = Timeline.for_scale(scale)
+    people = _people(USERS * scale, ADDRESSES * scale, timeline, rng)
+    user_key, address_key = (int(key) for key in _rng(seed, 1).integers(0, 2**63, 2))
     ids = Ids(
-        users=uuids(len(people.created), rng),
-        addresses=uuids(people.n_addresses, rng),
+        users=_indexed_uuids(user_key),
+        addresses=_indexed_uuids(address_key),
         products=_product_ids(),
         promos=pa.array([p[0] for p in PROMOS]),
     )
-    yield "addresses", _addresses(ids, rng)
-    yield "users", _users(ids, people, rng)
-    _return_freed_memory()
+    for number, rows in _chunk_rows(people.n_addresses):
+        yield "addresses", _addresses(ids, rows, _rng(seed, 1, 0, number))
+    for number, rows in _chunk_rows(len(people.created)):
+        yield "users", _users(ids, people, timeline, rows, _rng(seed, 1, 1, number))
     yield from _reference_frames(ids)
-    yield "product_inventory_by_week", _inventory(plan, rng)
-    _return_freed_memory()
-    yield from _session_blocks(plan, ids, seed, 2)
+    if scale == 1:
+        parts: Iterator[Part] = iter([_course_part(timeline, people, rng)])
+    else:
+        parts = _parts(_traffic(scale, timeline, people, rng), lambda number: _rng(seed, 2, number))
+    sold = np.zeros((timeline.weeks, len(course.PRODUCTS)))
+    for number, part in enumerate(parts):
+        sold += _weekly_sales(part.orders, timeline)
+        yield from _block(part, ids, _rng(seed, 5, number))
+    if scale == 1:
+        yield (
+            "product_inventory_by_week",
+            pa.Table.from_pandas(course.inventory_by_week(), preserve_index=False),
+        )
+    else:
+        yield "product_inventory_by_week", _inventory(timeline, sold, _rng(seed, 6))
+
+
+def _traffic(scale: int, timeline: Timeline, people: People, rng: np.random.Generator) -> Traffic:
+    """578 * scale sessions over the timeline's hours (seasonal), with a drifting funnel."""
+    weights = _hourly_weights(timeline, rng)
+    hourly = rng.multinomial(578 * scale, weights / weights.sum())
+    return Traffic(hourly, 0, _drifts(timeline, rng), people, Recency.of(timeline, hourly, 0))
 
 
 def _product_ids() -> pa.Array:
     return pa.array([p[0] for p in course.PRODUCTS])
-
-
-def _session_blocks(plan: Plan, ids: Ids, *stream: int) -> Iterator[tuple[str, pa.Table]]:
-    """Orders, order items and events, block after block of BLOCK_SESSIONS sessions; block
-    number i draws from its own random stream, ``_rng(*stream, i)``."""
-    n, order_start = len(plan.sessions.end), plan.order_start
-    for number, lo in enumerate(range(0, n, BLOCK_SESSIONS)):
-        hi = min(lo + BLOCK_SESSIONS, n)
-        block_rng = _rng(*stream, number)
-        o_lo, o_hi = int(order_start[lo]), int(order_start[hi])
-        block = Block(lo, hi, o_lo, o_hi, uuids(hi - lo, block_rng), uuids(o_hi - o_lo, block_rng))
-        yield from _block(plan, ids, block, block_rng)
 
 
 # ---- the next days of an existing warehouse ------------------------------------------------
@@ -982,27 +1052,29 @@ def next_days(
     base = Timeline.for_scale(scale)
     weights = _hourly_weights(Timeline.of_days(max(first + days, base.days)), rng)
     rate = 578 * scale / weights[: base.days * 24].sum()
-    new_hours = weights[first * 24 : (first + days) * 24]
-    n = int(rng.poisson(rate * new_hours.sum()))
-    end = first * DAY + _spread(n, new_hours, rng)
-    end = np.sort(np.where(rng.random(n) < LATE_SESSION_SHARE, end - DAY, end))
-    n_users = len(loaded.user_created)
+    expected = rate * weights[first * 24 : (first + days) * 24]  # sessions per hour
     people = People(
         created=loaded.user_created,
-        updated=loaded.user_created,
         address=loaded.user_address,
         n_addresses=len(loaded.address_ids),
-        weight=rng.lognormal(0, 1.0, n_users),
+        cumulative_weight=np.cumsum(rng.lognormal(0, 1.0, len(loaded.user_created))),
     )
-    sessions = _sessions_ending(end, timeline, people, rng)
-    plan = Plan(scale, timeline, people, sessions, _orders(sessions, people, timeline, rng))
+    traffic = Traffic(
+        rng.poisson(expected),
+        first * 24,
+        _drifts(timeline, rng),
+        people,
+        Recency.of(timeline, expected, first * 24),
+        LATE_SESSION_SHARE,
+    )
     ids = Ids(
-        users=loaded.user_ids,
-        addresses=loaded.address_ids,
+        users=_stored_ids(loaded.user_ids),
+        addresses=_stored_ids(loaded.address_ids),
         products=_product_ids(),
         promos=pa.array([p[0] for p in PROMOS]),
     )
-    yield from _session_blocks(plan, ids, seed, 4, first)
+    for number, part in enumerate(_parts(traffic, lambda number: _rng(seed, 4, first, 0, number))):
+        yield from _block(part, ids, _rng(seed, 4, first, 1, number))
     yield "events", _late_page_views(loaded, rng)
 
 
