@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from greenery.data import course
@@ -398,3 +399,23 @@ def test_write_raw_loads_every_table(tmp_path: Path) -> None:
     expected = {name: len(frame) for name, frame in collect(1).items()}
     assert counts == expected
     assert store.raw_counts(path) == expected
+
+
+def test_raw_writes_go_in_batches_of_whole_row_groups() -> None:
+    """Interleaved chunks of two tables come out as batches of exactly WRITE_BATCH_ROWS rows
+    (each table's remainder last), the same rows in the same order; frames pass as they are."""
+    size = store.WRITE_BATCH_ROWS
+    chunks: list[tuple[str, pa.Table | pd.DataFrame]] = []
+    rows = {"a": 0, "b": 0}
+    for n in (size // 3, size, 7, 2 * size + 5, 1):
+        for name in rows:
+            chunks.append((name, pa.table({"x": np.arange(rows[name], rows[name] + n)})))
+            rows[name] += n
+    frame = pd.DataFrame({"x": [1]})
+    chunks.insert(3, ("c", frame))
+    written = list(store._batched(chunks))
+    assert [chunk for name, chunk in written if name == "c"] == [frame]
+    for name, total in rows.items():
+        batches = [chunk for written_name, chunk in written if written_name == name]
+        assert [len(b) for b in batches] == [size] * (total // size) + [total % size]
+        assert pa.concat_tables(batches).column("x").to_pylist() == list(range(total))
