@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from greenery.data import course
-from greenery.data.generate import DEFAULT_SEED, PRODUCT_SESSIONS, Timeline, generate
-from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, TABLES_BY_NAME
+from greenery.data.generate import DEFAULT_SEED, PRODUCT_SESSIONS, STATUS_ORDERS, Timeline, generate
+from greenery.data.schema import INVENTORY_BY_WEEK, ORDER_STATUSES, TABLES, TABLES_BY_NAME
 from greenery.warehouse import store
 
 LARGER = 20  # a scale with several weeks of data, still fast
@@ -209,6 +209,17 @@ def test_order_statuses_and_shipping_fields(data: dict[str, pd.DataFrame]) -> No
     assert set(orders.shipping_service.dropna()) == {"ups", "fedex", "usps", "dhl"}
     assert orders.delivered_at[delivered].notna().all() and orders.delivered_at[~delivered].isna().all()
     assert (orders.delivered_at[delivered] > orders.created_at[delivered]).all()
+
+
+def test_larger_scale_statuses_keep_the_course_shares_and_recent_orders_open() -> None:
+    """Drawn a block at a time by the order's age, the statuses keep the course's shares, and
+    the orders still preparing are the most recent, then the shipped ones."""
+    orders = collect(LARGER)["orders"]
+    shares = orders.status.value_counts(normalize=True)
+    for status, count in zip(ORDER_STATUSES, STATUS_ORDERS, strict=True):
+        assert abs(shares[status] - count / sum(STATUS_ORDERS)) < 0.02, status
+    placed = orders.groupby("status").created_at.median()
+    assert placed["preparing"] > placed["shipped"] > placed["delivered"]
 
 
 def test_order_items_are_the_products_the_session_carted(data: dict[str, pd.DataFrame]) -> None:
