@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCALES = (1, 100, 1000, 10000)  # the peak stays flat from scale 1000 on: the plan is made a block at a time
+SCALES = (1, 100, 1000, 10000)  # from 1000 on the peak grows only by the users' 16 bytes each
 
 # Runs in the child: generate everything, keep nothing, report time and peak RSS (KiB on Linux).
 _CHILD = """

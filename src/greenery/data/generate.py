@@ -11,8 +11,9 @@ Nothing is held for the whole dataset but what every block draws on (sessions pe
 funnel's daily drift, 16 bytes per user) and the weekly sales: the plan (every number: sessions,
 visits, orders, items) is made a block of about BLOCK_SESSIONS sessions at a time, from the
 block's own random stream, and turned into Arrow tables (ids and urls built from bytes, never
-as Python objects) before the next. So what generating costs in memory does not grow with the
-scale; the weekly inventory, which the sales draw down, comes last.
+as Python objects) before the next. So what generating holds grows with the users alone, 16
+bytes each (without writing: 200, 229 and 301 MiB at scales 1000, 10000 and 30000); the weekly
+inventory, which the sales draw down, comes last.
 """
 
 from __future__ import annotations
