@@ -147,7 +147,8 @@ ROW_GROUP_ROWS = 122_880  # DuckDB's row group
 WRITE_BATCH_ROWS = 2 * ROW_GROUP_ROWS  # rows of one table written per INSERT: whole row groups,
 # which DuckDB compresses and writes out as they come, where a part-filled group would be
 # compressed again with the next batch's rows (scale 2000's raw tables: 13.5 CPU s against 28)
-WRITE_MEMORY = "256MB"  # what the raw writer's DuckDB may hold: it only appends, the rest spills
+WRITE_MEMORY = "128MB"  # what the raw writer's DuckDB may hold: it only appends, the rest spills
+# (`greenery generate --scale 10000`: 758 MiB at most with it, 899 with 256MB, in the same time)
 WRITE_THREADS = 1  # one writer thread fills whole row groups (two split each batch into part-
 # filled ones); the generator, a thread of its own, has the other core
 PREFETCH = 6  # chunks made ahead by the producer thread while DuckDB writes (two blocks of orders,
