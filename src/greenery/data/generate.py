@@ -437,7 +437,8 @@ def _course_part(timeline: Timeline, people: People, rng: np.random.Generator) -
 
 
 def _drifts(timeline: Timeline, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per day: session-type logits (view only, cart only, checkout) and product buy/view logits."""
+    """Per day: the cumulative shares of view-only and cart-only sessions (the rest check out),
+    and the products' buy and view logits."""
     day = np.arange(timeline.days)[:, None]
     frac = day / max(timeline.days - 1, 1) - 0.5
     kind, counts = _shape_kinds()
@@ -452,7 +453,8 @@ def _drifts(timeline: Timeline, rng: np.random.Generator) -> tuple[np.ndarray, n
     amplitude, trend = rng.uniform(0.15, 0.45, m), rng.normal(0, 0.5, m)
     buy = np.log(buys) + amplitude * np.sin(2 * np.pi * day / period + phases) + trend * frac
     view = np.log(views - buys) + 0.15 * np.sin(2 * np.pi * day / rng.uniform(20, 120, m) + phases)
-    return types, buy, view
+    prob = np.exp(types - types.max(axis=1, keepdims=True))
+    return np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[:, :2], buy, view
 
 
 @dataclass(frozen=True)
@@ -511,10 +513,8 @@ def _sessions_ending(end: np.ndarray, traffic: Traffic, rng: np.random.Generator
     """Sessions ending at `end` (sorted): the day's funnel mix, products, users already signed up."""
     n, people = len(end), traffic.people
     day = (end // DAY).astype(np.int32)
-    types, buy, view = traffic.drifts
-    prob = np.exp(types - types.max(axis=1, keepdims=True))
-    cumulative = np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[:, :2]  # per day
-    kind = (rng.random(n)[:, None] > cumulative[day]).sum(axis=1)
+    mix, buy, view = traffic.drifts
+    kind = (rng.random(n)[:, None] > mix[day]).sum(axis=1)
     shapes = _shapes()
     shape_kind, counts = _shape_kinds()
     shape = np.empty((n, 5), dtype=shapes.dtype)
