@@ -124,9 +124,7 @@ def _fresh_raw_file(final: Path, warehouse_file: Path | None) -> Iterator[duckdb
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    con = open_duckdb(
-        tmp, warehouse_file=warehouse_file, memory_limit=WRITE_MEMORY, threads=str(WRITE_THREADS)
-    )
+    con = open_duckdb(tmp, warehouse_file=warehouse_file)
     try:
         con.execute(f"CREATE SCHEMA {RAW_SCHEMA}")
         con.execute(f"CREATE SCHEMA {REPLAY_SCHEMA}")
@@ -226,6 +224,8 @@ def write_raw(chunks: Iterable[tuple[str, Chunk]], warehouse_file: Path | None =
     """
     counts = dict.fromkeys(RAW_TABLES, 0)
     with _building_raw(warehouse_file) as con:
+        con.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
+        con.execute(f"SET threads = {WRITE_THREADS}")
         for name, chunk in _batched(_prefetched(chunks)):
             if name not in RAW_TABLES:
                 raise ValueError(f"unknown raw table {name!r} (known: {', '.join(RAW_TABLES)})")
