@@ -105,3 +105,16 @@ def test_malformed_duckdb_settings_are_named(course_data: Path, tmp_path: Path) 
     done = _run(warehouse, ["load", "--from-csv", str(course_data)], **{store.MEMORY_ENV: "lots"})
     _assert_refused(done, 1, f"greenery load: error: DuckDB refused its settings ({store.MEMORY_ENV}='lots'")
     assert not store.raw_path(warehouse).exists()
+
+
+def test_malformed_duckdb_settings_are_named_by_the_next_days(course_data: Path, tmp_path: Path) -> None:
+    """The state reader holds DuckDB to less memory than the environment asks, yet still
+    refuses the environment's setting when it is malformed."""
+    warehouse = tmp_path / "warehouse" / "greenery.duckdb"
+    assert _run(warehouse, ["load", "--from-csv", str(course_data)]).returncode == 0
+    out = tmp_path / "next"
+    done = _run(warehouse, ["generate", "--next-days", "1", "--out", str(out)], **{store.MEMORY_ENV: "lots"})
+    _assert_refused(
+        done, 1, f"greenery generate: error: DuckDB refused its settings ({store.MEMORY_ENV}='lots'"
+    )
+    assert not out.exists()

@@ -33,8 +33,9 @@ def loaded_state(warehouse_file: Path | None = None) -> Loaded:
     raw = store.raw_path(warehouse_file)
     if not raw.exists():
         raise ValueError(f"no raw data at {raw}: run `greenery generate --scale N` first")
-    con = store.open_duckdb(raw, read_only=True, warehouse_file=warehouse_file, memory_limit=STATE_MEMORY)
+    con = store.open_duckdb(raw, read_only=True, warehouse_file=warehouse_file)
     try:
+        con.execute(f"SET memory_limit = '{STATE_MEMORY}'")  # over the environment's, still checked
         schema = store.RAW_SCHEMA
         # the latest browsing or checkout: shipping events come hours after their day
         last = con.sql(
