@@ -27,6 +27,9 @@ COURSE_COUNTS = {
 }
 
 
+UNKNOWN_USER = "00000000-0000-4000-8000-000000000000"
+
+
 def _raw_fingerprint(warehouse_file: Path) -> str:
     """A digest of every raw row, to prove a failed load changed nothing."""
     con = duckdb.connect(str(store.raw_path(warehouse_file)), read_only=True)
@@ -113,7 +116,11 @@ def _duplicate_key(folder: Path) -> None:
 
 
 def _orphan_key(folder: Path) -> None:
-    _replace_in_file(folder, "orders.csv", "b3367c91-53bd-4aac-ab6d-0a596fe382c2", "no-such-user")
+    _replace_in_file(folder, "orders.csv", "b3367c91-53bd-4aac-ab6d-0a596fe382c2", UNKNOWN_USER)
+
+
+def _id_not_a_uuid(folder: Path) -> None:
+    _replace_in_file(folder, "events.csv", "a646b9aa-0044-4fbd-8bae-a1018f5d4ace", "session-1")
 
 
 def _infinite_price(folder: Path) -> None:
@@ -179,7 +186,8 @@ def _weekly_missing_column(folder: Path) -> None:
         (_bad_timestamp, "orders.csv, column created_at, line 2: 'yesterday' is not an ISO-8601 timestamp"),
         (_bad_number, "order_items.csv, column quantity, line 2: 'three' is not a whole number"),
         (_duplicate_key, "products.csv, column product_id, line 32: duplicate primary key"),
-        (_orphan_key, "orders.csv, column user_id, line 2: 'no-such-user' not found in users.user_id"),
+        (_orphan_key, f"orders.csv, column user_id, line 2: '{UNKNOWN_USER}' not found in users.user_id"),
+        (_id_not_a_uuid, "events.csv, column session_id, line 2: 'session-1' is not a uuid"),
     ],
 )
 def test_bad_input_names_the_problem_and_keeps_the_warehouse(

@@ -2,10 +2,10 @@
 
 Everything is read and validated before anything is written: `read_folder` raises a
 LoadError naming every problem, so the warehouse only ever receives valid tables. A value is
-refused when it is not of its column's kind, is required and empty, is not finite (``inf``),
-is negative where that cannot be (`schema.NON_NEGATIVE`) or is a whole number too large to
-store; so is a key repeated (for the weekly file, a ``(week, product_id)``) or a reference
-to a row that is not there.
+refused when it is not of its column's kind (an id that is not a uuid included), is required
+and empty, is not finite (``inf``), is negative where that cannot be (`schema.NON_NEGATIVE`)
+or is a whole number too large to store; so is a key repeated (for the weekly file, a
+``(week, product_id)``) or a reference to a row that is not there.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from greenery.data.schema import (
 )
 
 MAX_PROBLEMS = 20
+UUID_TEXT = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 WEEKLY_FILE = f"{INVENTORY_BY_WEEK.name}.csv"
 # The weekly file's own columns (each product's name and price come from products.csv).
 WEEKLY_FILE_TABLE = Table(
@@ -62,6 +63,13 @@ def _parse_column(
         for index in values.index[empty][:MAX_PROBLEMS]:
             problems.append(f"{file}, column {column.name}, line {_line(index)}: empty value (required)")
     if column.type == "varchar":
+        return values.where(~empty, None)
+    if column.type == "uuid":
+        # the models read ids as DuckDB's uuid type (macros/id_type.sql): a value that is not
+        # one is refused here rather than failing the build
+        for index in values.index[~empty & ~values.str.fullmatch(UUID_TEXT)][:MAX_PROBLEMS]:
+            value = values[index]
+            problems.append(f"{file}, column {column.name}, line {_line(index)}: {value!r} is not a uuid")
         return values.where(~empty, None)
     refused = pd.Series("", index=values.index)  # why a value of the right kind is refused
     if column.type == "timestamp":

@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ColumnType = Literal["varchar", "integer", "real", "timestamp"]
+# `uuid`: text that must be a uuid (8-4-4-4-12 hex digits), stored as text here and on Snowflake;
+# the models read it as DuckDB's 16-byte uuid type on DuckDB (macros/id_type.sql).
+ColumnType = Literal["varchar", "uuid", "integer", "real", "timestamp"]
 
 # DuckDB types for the course DDL. `real` is stored as DOUBLE, the width of Snowflake's
 # FLOAT (what the course's `real` columns became there); timestamps are naive UTC.
 DUCKDB_TYPES: dict[str, str] = {
     "varchar": "VARCHAR",
+    "uuid": "VARCHAR",
     "integer": "INTEGER",
     "real": "DOUBLE",
     "timestamp": "TIMESTAMP",
@@ -69,15 +72,15 @@ def _cols(spec: str) -> tuple[Column, ...]:
 TABLES: tuple[Table, ...] = (
     Table(
         "addresses",
-        _cols("address_id varchar, address varchar, zipcode integer, state varchar, country varchar"),
+        _cols("address_id uuid, address varchar, zipcode integer, state varchar, country varchar"),
         ("address_id",),
     ),
     Table(
         "users",
         _cols(
-            "user_id varchar, first_name varchar, last_name varchar, email varchar,"
+            "user_id uuid, first_name varchar, last_name varchar, email varchar,"
             " phone_number varchar, created_at timestamp, updated_at timestamp null,"
-            " address_id varchar"
+            " address_id uuid"
         ),
         ("user_id",),
         (ForeignKey("address_id", "addresses", "address_id"),),
@@ -85,13 +88,13 @@ TABLES: tuple[Table, ...] = (
     Table("promos", _cols("promo_id varchar, discount integer, status varchar"), ("promo_id",)),
     Table(
         "products",
-        _cols("product_id varchar, name varchar, price real, inventory integer"),
+        _cols("product_id uuid, name varchar, price real, inventory integer"),
         ("product_id",),
     ),
     Table(
         "orders",
         _cols(
-            "order_id varchar, user_id varchar, promo_id varchar null, address_id varchar,"
+            "order_id uuid, user_id uuid, promo_id varchar null, address_id uuid,"
             " created_at timestamp, order_cost real, shipping_cost real, order_total real,"
             " tracking_id varchar null, shipping_service varchar null,"
             " estimated_delivery_at timestamp null, delivered_at timestamp null, status varchar"
@@ -105,7 +108,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "order_items",
-        _cols("order_id varchar, product_id varchar, quantity integer"),
+        _cols("order_id uuid, product_id uuid, quantity integer"),
         ("order_id", "product_id"),
         (
             ForeignKey("order_id", "orders", "order_id"),
@@ -119,9 +122,9 @@ TABLES: tuple[Table, ...] = (
     Table(
         "events",
         _cols(
-            "event_id varchar, session_id varchar, user_id varchar, page_url varchar,"
-            " created_at timestamp null, event_type varchar, order_id varchar null,"
-            " product_id varchar null"
+            "event_id uuid, session_id uuid, user_id uuid, page_url varchar,"
+            " created_at timestamp null, event_type varchar, order_id uuid null,"
+            " product_id uuid null"
         ),
         ("event_id",),
         (
@@ -143,7 +146,7 @@ REPEATABLE_ROWS: frozenset[str] = frozenset({"events"})
 INVENTORY_BY_WEEK = Table(
     "product_inventory_by_week",
     _cols(
-        "week integer, recorded_at timestamp, product_id varchar, name varchar, price real, inventory integer"
+        "week integer, recorded_at timestamp, product_id uuid, name varchar, price real, inventory integer"
     ),
     ("week", "product_id"),
 )

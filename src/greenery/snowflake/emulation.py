@@ -67,6 +67,7 @@ DUMMY_CREDENTIALS: dict[str, str] = {
 # The raw tables as Snowflake types (the course's `real` columns are FLOAT there).
 SNOWFLAKE_TYPES: dict[str, str] = {
     "varchar": "VARCHAR",
+    "uuid": "VARCHAR",
     "integer": "INTEGER",
     "real": "FLOAT",
     "timestamp": "TIMESTAMP_NTZ",
