@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,9 +58,18 @@ def read_sql(database: Path, sql: str) -> pd.DataFrame:
     """One query's rows from a DuckDB file, opened read-only for just that query."""
     con = duckdb.connect(str(database), read_only=True)
     try:
-        return con.execute(sql).df()
+        return as_text_ids(con.execute(sql).df())
     finally:
         con.close()
+
+
+def as_text_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its uuid ids (macros/id_type.sql) as text, as clients read them over Arrow."""
+    for column in frame.select_dtypes(include="object").columns:
+        values = frame[column].dropna()
+        if len(values) and isinstance(values.iloc[0], uuid.UUID):
+            frame[column] = frame[column].map(lambda cell: None if pd.isna(cell) else str(cell))
+    return frame
 
 
 def copy_warehouse(source: Path, destination: Path, *, built_from: bool = False) -> Path:

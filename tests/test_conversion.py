@@ -18,6 +18,7 @@ today's metrics do not count it.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,12 +199,23 @@ def test_legacy_metrics_by_product_differ_only_where_page_views_tie(definitions:
 
 # ---- the minute-truncation defect, on a constructed session ------------------------------
 
-EVENTS_SQL = """
+ID_COLUMNS = ("event_id", "session_id", "user_id", "product_id", "order_id")
+
+
+def fixture_id(name: str) -> str:
+    """The uuid a fixture's id is spelled as from its name: its ASCII bytes in hex, left-aligned
+    (the dbt unit tests' convention)."""
+    return str(uuid.UUID(name.encode().hex().ljust(32, "0")))
+
+
+EVENTS_SQL = f"""
 create schema marts;
 create table marts.fct_session_events as
 select
-    event_id, session_id, user_id, product_id, order_id, event_type, page_type,
-    '/' || page_type as page_url, cast(position_in_session as integer) as position_in_session,
+    -- ids as uuids (macros/id_type.sql), spelled from their names as fixture_id does
+    {", ".join(f"cast(rpad(hex({name}), 32, '0') as uuid) as {name}" for name in ID_COLUMNS)},
+    event_type, page_type, '/' || page_type as page_url,
+    cast(position_in_session as integer) as position_in_session,
     cast(event_at as timestamp) as event_at, cast(cast(event_at as timestamp) as date) as event_date
 from (values
     -- s_early: checks out 20 s before its first page view, in the same minute
@@ -244,9 +256,10 @@ def test_a_checkout_before_the_first_page_view_in_the_same_minute_is_not_a_conve
         by_session = today.query(
             metrics=["page_view_sessions_then_checkout"], group_by=["session"]
         ).table.to_pylist()
+        # the session entity's values reach the client as text (Arrow)
         assert sorted((r["session"], r["page_view_sessions_then_checkout"]) for r in by_session) == [
-            ("s_after", 1),
-            ("s_early", 0),
+            (fixture_id("s_after"), 1),
+            (fixture_id("s_early"), 0),
         ]
     finally:
         today.close()

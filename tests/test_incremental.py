@@ -9,6 +9,7 @@ sessions alone, and an event is late by at most one batch, the promise the lookb
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -207,7 +208,7 @@ def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
     source = read_folder(course_data)["events"]
     last = source[source["session_id"] == session_id].sort_values("created_at").iloc[[-1]]
     very_late = last.assign(
-        event_id="very-late-event", created_at=last["created_at"] + pd.Timedelta(seconds=1)
+        event_id=str(uuid.UUID(int=1)), created_at=last["created_at"] + pd.Timedelta(seconds=1)
     )
     store.append_raw([("events", very_late.reset_index(drop=True))], warehouse_file)
 

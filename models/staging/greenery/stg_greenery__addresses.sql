@@ -10,7 +10,7 @@ renamed as (
 
     select
         ----------  ids
-        cast(address_id as {{ dbt.type_string() }}) as address_id,
+        cast(address_id as {{ id_type() }}) as address_id,
         ----------  strings
         address,
         -- the export stored zip codes as integers and lost their leading zeros

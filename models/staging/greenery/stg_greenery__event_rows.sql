@@ -65,11 +65,11 @@ renamed as {{ not_materialized() }} (
 
     select
         ----------  ids
-        cast(event_id as {{ dbt.type_string() }}) as event_id,
-        cast(session_id as {{ dbt.type_string() }}) as session_id,
-        cast(user_id as {{ dbt.type_string() }}) as user_id,
-        cast(product_id as {{ dbt.type_string() }}) as product_id,
-        cast(order_id as {{ dbt.type_string() }}) as order_id,
+        cast(event_id as {{ id_type() }}) as event_id,
+        cast(session_id as {{ id_type() }}) as session_id,
+        cast(user_id as {{ id_type() }}) as user_id,
+        cast(product_id as {{ id_type() }}) as product_id,
+        cast(order_id as {{ id_type() }}) as order_id,
         ----------  strings
         event_type,
         page_url,

@@ -10,10 +10,10 @@ renamed as (
 
     select
         ----------  ids
-        cast(order_id as {{ dbt.type_string() }}) as order_id,
-        cast(user_id as {{ dbt.type_string() }}) as user_id,
+        cast(order_id as {{ id_type() }}) as order_id,
+        cast(user_id as {{ id_type() }}) as user_id,
         cast(promo_id as {{ dbt.type_string() }}) as promo_id,
-        cast(address_id as {{ dbt.type_string() }}) as address_id,
+        cast(address_id as {{ id_type() }}) as address_id,
         cast(tracking_id as {{ dbt.type_string() }}) as tracking_id,
         ----------  strings
         status as order_status,

@@ -10,7 +10,7 @@ renamed as (
 
     select
         ----------  ids
-        cast(product_id as {{ dbt.type_string() }}) as product_id,
+        cast(product_id as {{ id_type() }}) as product_id,
         ----------  strings
         name as product_name,
         ----------  numerics

@@ -10,8 +10,8 @@ renamed as (
 
     select
         ----------  ids
-        cast(user_id as {{ dbt.type_string() }}) as user_id,
-        cast(address_id as {{ dbt.type_string() }}) as address_id,
+        cast(user_id as {{ id_type() }}) as user_id,
+        cast(address_id as {{ id_type() }}) as address_id,
         ----------  strings
         first_name,
         last_name,

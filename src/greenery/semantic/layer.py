@@ -11,10 +11,11 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -47,6 +48,11 @@ class SemanticLayerError(ValueError):
 
 class QueryInterrupted(SemanticLayerError):
     """A query stopped at its time limit (the message says which)."""
+
+
+def _cells(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """DuckDB's rows as MetricFlow's table takes them: a uuid id (macros/id_type.sql) as its text."""
+    return [tuple(str(cell) if isinstance(cell, uuid.UUID) else cell for cell in row) for row in rows]
 
 
 class DuckDbClient:
@@ -87,7 +93,7 @@ class DuckDbClient:
         with self._con.cursor() as cursor:
             cursor.execute(stmt)
             columns = [d[0] for d in cursor.description]
-            return MetricFlowDataTable.create_from_rows(column_names=columns, rows=cursor.fetchall())
+            return MetricFlowDataTable.create_from_rows(column_names=columns, rows=_cells(cursor.fetchall()))
 
     def execute(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS) -> None:
         with self._con.cursor() as cursor:
