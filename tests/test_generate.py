@@ -13,6 +13,7 @@ import pytest
 
 from greenery.data import course
 from greenery.data.generate import DEFAULT_SEED, PRODUCT_SESSIONS, STATUS_ORDERS, Timeline, generate
+from greenery.data.load import UUID_TEXT
 from greenery.data.schema import INVENTORY_BY_WEEK, ORDER_STATUSES, TABLES, TABLES_BY_NAME
 from greenery.warehouse import store
 
@@ -87,6 +88,8 @@ def test_yields_every_table_with_its_columns_and_value_kinds(data: dict[str, pd.
             values = frame[column.name]
             if column.type in ("varchar", "uuid"):
                 assert pd.api.types.is_string_dtype(values), (name, column.name)
+                if column.type == "uuid":  # the loader's check: the models cast ids to uuids
+                    assert values.dropna().str.fullmatch(UUID_TEXT).all(), (name, column.name)
             elif column.type == "integer":
                 assert values.dtype == "int64", (name, column.name)
             elif column.type == "real":
