@@ -50,8 +50,12 @@ class QueryInterrupted(SemanticLayerError):
     """A query stopped at its time limit (the message says which)."""
 
 
-def _cells(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """DuckDB's rows as MetricFlow's table takes them: a uuid id (macros/id_type.sql) as its text."""
+def _cells(cursor: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """A cursor's rows as MetricFlow's table takes them: a uuid id (macros/id_type.sql) as its
+    text. Only a result with a uuid column is copied."""
+    rows = cursor.fetchall()
+    if not any(str(d[1]) == "UUID" for d in cursor.description):
+        return rows
     return [tuple(str(cell) if isinstance(cell, uuid.UUID) else cell for cell in row) for row in rows]
 
 
@@ -93,7 +97,7 @@ class DuckDbClient:
         with self._con.cursor() as cursor:
             cursor.execute(stmt)
             columns = [d[0] for d in cursor.description]
-            return MetricFlowDataTable.create_from_rows(column_names=columns, rows=_cells(cursor.fetchall()))
+            return MetricFlowDataTable.create_from_rows(column_names=columns, rows=_cells(cursor))
 
     def execute(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet = NO_PARAMS) -> None:
         with self._con.cursor() as cursor:
