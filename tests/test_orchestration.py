@@ -30,8 +30,10 @@ from greenery.orchestration.definitions import defs
 from greenery.orchestration.raw import PRODUCTS_KEY, raw_loader, raw_products
 from greenery.orchestration.schedules import (
     DAILY_CRON,
+    FULL_REFRESH_CRON,
     WEEKLY_CRON,
     daily_build_schedule,
+    weekly_full_refresh_schedule,
     weekly_snapshot_schedule,
 )
 from greenery.warehouse import store
@@ -191,8 +193,12 @@ def test_a_failing_dbt_test_fails_its_asset_check(orchestrated: Orchestrated, tm
 
 def test_schedules_run_what_and_when() -> None:
     assert weekly_snapshot_schedule.cron_schedule == WEEKLY_CRON == "0 0 * * 5"
-    assert daily_build_schedule.cron_schedule == DAILY_CRON == "0 3 * * *"
-    assert {s.execution_timezone for s in (weekly_snapshot_schedule, daily_build_schedule)} == {"UTC"}
+    assert daily_build_schedule.cron_schedule == DAILY_CRON == "0 3 * * 1-6"
+    # Sundays the daily build's time runs the full refresh: every row rebuilt and tested
+    assert weekly_full_refresh_schedule.cron_schedule == FULL_REFRESH_CRON == "0 3 * * 0"
+    assert weekly_full_refresh_schedule.job_name == "full_refresh"
+    schedules = (weekly_snapshot_schedule, daily_build_schedule, weekly_full_refresh_schedule)
+    assert {s.execution_timezone for s in schedules} == {"UTC"}
     weekly = defs.resolve_job_def(weekly_snapshot_schedule.job_name).asset_layer.executable_asset_keys
     assert weekly == {PRODUCTS_KEY, SNAPSHOT_KEY}
     daily = defs.resolve_job_def(daily_build_schedule.job_name).asset_layer.executable_asset_keys

@@ -20,6 +20,7 @@ from greenery.orchestration.schedules import (
     full_refresh_job,
     raw_freshness_checks,
     raw_freshness_sensor,
+    weekly_full_refresh_schedule,
     weekly_snapshot_job,
     weekly_snapshot_schedule,
 )
@@ -38,7 +39,7 @@ defs = Definitions(
     ],
     asset_checks=raw_freshness_checks,
     jobs=[weekly_snapshot_job, daily_build_job, full_refresh_job],
-    schedules=[weekly_snapshot_schedule, daily_build_schedule],
+    schedules=[weekly_snapshot_schedule, daily_build_schedule, weekly_full_refresh_schedule],
     sensors=[raw_freshness_sensor],
     resources={"dbt": DbtCliResource(project_dir=PROJECT, dbt_executable=str(DBT))},
     executor=in_process_executor,

@@ -3,9 +3,12 @@
 - weekly snapshot, Fridays 00:00 UTC (the course's weekly snapshot time): the week's products
   and the products snapshot, at the tick's time. One run per ISO week (the run key), and a
   second run in the same week writes nothing new.
-- daily build, 03:00 UTC: every dbt model and test (the session facts incrementally), the
-  saved-query exports, the published copy and the dashboard's check.
-- full refresh, on demand: the daily selection with `dbt build --full-refresh`.
+- daily build, 03:00 UTC Monday to Saturday: every dbt model and test (the session facts
+  incrementally, their tests and the raw tables' on the rows that arrived in the lookback
+  window), the saved-query exports, the published copy and the dashboard's check.
+- full refresh, 03:00 UTC on Sundays instead of the daily build, and on demand: the daily
+  selection with `dbt build --full-refresh`, which rebuilds the incremental models from
+  every row and tests every row (an event later than the lookback is picked up then).
 - the raw tables are checked for freshness: loaded within the last day, or the check fails
   (a sensor evaluates the checks every few minutes).
 """
@@ -36,7 +39,8 @@ from greenery.orchestration.serving import EXPORTS_GROUP, SERVING_GROUP
 WAREHOUSE_TAG = {"greenery/warehouse": "writer"}
 TIMEZONE = "UTC"
 WEEKLY_CRON = "0 0 * * 5"
-DAILY_CRON = "0 3 * * *"
+DAILY_CRON = "0 3 * * 1-6"
+FULL_REFRESH_CRON = "0 3 * * 0"
 RAW_MAX_AGE = timedelta(days=1)
 
 SNAPSHOT_SELECTION = build_dbt_asset_selection([greenery_dbt], dbt_select=SNAPSHOT_NAME)
@@ -60,7 +64,7 @@ daily_build_job = define_asset_job(
 full_refresh_job = define_asset_job(
     "full_refresh",
     selection=DAILY_SELECTION,
-    description="As the daily build, with `dbt build --full-refresh`: on demand.",
+    description="As the daily build, with `dbt build --full-refresh`: Sundays, and on demand.",
     tags=WAREHOUSE_TAG,
     config={"ops": {"greenery_dbt": {"config": {"full_refresh": True}}}},
 )
@@ -85,6 +89,12 @@ def weekly_snapshot_schedule(context: ScheduleEvaluationContext) -> RunRequest:
 @schedule(cron_schedule=DAILY_CRON, job=daily_build_job, execution_timezone=TIMEZONE)
 def daily_build_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     """One run per day."""
+    return RunRequest(run_key=context.scheduled_execution_time.date().isoformat())
+
+
+@schedule(cron_schedule=FULL_REFRESH_CRON, job=full_refresh_job, execution_timezone=TIMEZONE)
+def weekly_full_refresh_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    """One run per week, on the day the daily build does not run."""
     return RunRequest(run_key=context.scheduled_execution_time.date().isoformat())
 
 
