@@ -228,11 +228,11 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
     course_warehouse: Path, warehouse_file: Path
 ) -> None:
     """On an incremental run a test on fct_sessions (key: user_id) reads the users with a session
-    in the window, and every row with no user; a test on the raw events reads the events whose
-    id arrived in the window, one on the raw orders the orders, and one on the staged order
-    items the items of those orders. A row outside the window with a bad value waits for the
-    next full refresh; a row with no user, an event arriving again under an old id, or an item
-    of a recent order delivered twice is caught at once."""
+    in the window, and every row with no user; a test on the raw events or orders reads the
+    rows whose id arrived in the window, and one on the staged order items the items of those
+    orders. A row outside the window with a bad value waits for the next full refresh; a row
+    with no user, an event arriving again under an old id, or an item of a recent order
+    delivered twice is caught at once."""
     copy_warehouse(course_warehouse, warehouse_file, built_from=True)
     hours = int(LOOKBACK_DAYS * 24)
     outside = f"""
