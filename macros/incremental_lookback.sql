@@ -60,8 +60,6 @@
     without a key (a not_null test on the key must still see them): that is the scan a daily
     run saves, and delete+insert on the unique key keeps the untouched rows as they were when
     tested. A full refresh (every `greenery build` after a new raw load) tests every row.
-    A window with `via` reads its key's time in that relation of the same schema (an order's
-    items arrive with the order: they are tested while the order's time is in the window).
     Returns the join and its condition, or none.
 -#}
 {% macro test_window(relation) -%}
@@ -69,10 +67,9 @@
     {%- set window = windows.get(relation.identifier | lower) -%}
     {%- if window -%}
         {%- set key, time = window['key'], window['time'] -%}
-        {%- set timed = relation.incorporate(path={'identifier': window['via']}) if window.get('via') else relation -%}
-        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff(time, timed) -%}
+        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff(time, relation) -%}
         {%- do return({
-            'join': join_touched('tested', key, timed, in_window, kind='left'),
+            'join': join_touched('tested', key, relation, in_window, kind='left'),
             'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)',
         }) -%}
     {%- endif -%}
