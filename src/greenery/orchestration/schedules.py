@@ -75,6 +75,11 @@ def iso_week(context: ScheduleEvaluationContext) -> str:
     return f"{year}-W{week:02d}"
 
 
+def tick_day(context: ScheduleEvaluationContext) -> str:
+    """The run key of a build: one run per day, whichever job runs that day."""
+    return context.scheduled_execution_time.date().isoformat()
+
+
 @schedule(cron_schedule=WEEKLY_CRON, job=weekly_snapshot_job, execution_timezone=TIMEZONE)
 def weekly_snapshot_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     """One run per ISO week, pinned to the tick's time (the week's products as of then)."""
@@ -89,13 +94,13 @@ def weekly_snapshot_schedule(context: ScheduleEvaluationContext) -> RunRequest:
 @schedule(cron_schedule=DAILY_CRON, job=daily_build_job, execution_timezone=TIMEZONE)
 def daily_build_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     """One run per day."""
-    return RunRequest(run_key=context.scheduled_execution_time.date().isoformat())
+    return RunRequest(run_key=tick_day(context))
 
 
 @schedule(cron_schedule=FULL_REFRESH_CRON, job=full_refresh_job, execution_timezone=TIMEZONE)
 def weekly_full_refresh_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     """One run per week, on the day the daily build does not run."""
-    return RunRequest(run_key=context.scheduled_execution_time.date().isoformat())
+    return RunRequest(run_key=tick_day(context))
 
 
 RAW_KEYS: list[AssetKey] = [*LOADED_KEYS, PRODUCTS_KEY, WEEKLY_FEED_KEY]
