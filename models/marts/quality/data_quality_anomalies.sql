@@ -32,13 +32,7 @@ event_rows as (
 
 orders as (
 
-    select * from {{ ref('stg_greenery__orders') }}
-
-),
-
-order_items as (
-
-    select * from {{ ref('stg_greenery__order_items') }}
+    select * from {{ ref('fct_orders') }}
 
 ),
 
@@ -100,6 +94,8 @@ two_users as (
 
 ),
 
+-- fct_orders has already joined each order to its items: its flag is counted rather than
+-- every order matched against every order item again (docs/dbt-project.md)
 without_items as (
 
     select
@@ -107,7 +103,7 @@ without_items as (
         count(*) as anomaly_count
 
     from orders
-    where order_id not in (select order_items.order_id from order_items)
+    where not has_items
 
 ),
 
