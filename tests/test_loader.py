@@ -27,7 +27,10 @@ COURSE_COUNTS = {
 }
 
 
+# uuids in no table, as every id the loader takes is a uuid
 UNKNOWN_USER = "00000000-0000-4000-8000-000000000000"
+UNKNOWN_ORDER = "00000000-0000-4000-8000-000000000404"
+NEW_EVENT = "00000000-0000-4000-8000-000000000001"
 
 
 def _raw_fingerprint(warehouse_file: Path) -> str:
@@ -318,16 +321,14 @@ def test_append_is_all_or_nothing(course_data: Path, warehouse_file: Path, tmp_p
     before = _raw_fingerprint(warehouse_file)
     orders = read_folder(course_data)["orders"].iloc[-5:].reset_index(drop=True)
     orders.attrs["file"] = "orders.csv"
-    # uuids, as every id the loader takes; the order is in no table
-    missing_order = "00000000-0000-4000-8000-000000000404"
-    new_event = {"event_id": "00000000-0000-4000-8000-000000000001", "order_id": missing_order}
-    event = frames["events"].iloc[[0]].assign(**new_event).reset_index(drop=True)
+    event = frames["events"].iloc[[0]].assign(event_id=NEW_EVENT, order_id=UNKNOWN_ORDER)
+    event = event.reset_index(drop=True)
     event.attrs["file"] = "events.csv"
 
     with pytest.raises(LoadError) as error:
         store.append_raw([("events", event), ("orders", orders)], warehouse_file)
 
-    assert f"events.csv, line 2: events.order_id '{missing_order}' not found in orders.order_id" in str(
+    assert f"events.csv, line 2: events.order_id '{UNKNOWN_ORDER}' not found in orders.order_id" in str(
         error.value
     )
     assert _raw_fingerprint(warehouse_file) == before
