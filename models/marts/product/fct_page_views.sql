@@ -1,7 +1,9 @@
+{#- delete+insert on the session, not the page view: an incremental run recomputes each
+    session whole (docs/dbt-project.md), and its uuid is a narrower column to match -#}
 {{
     config(
         materialized='incremental',
-        unique_key='page_view_id',
+        unique_key='session_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail'
     )
