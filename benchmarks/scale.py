@@ -5,7 +5,9 @@ folder: generate (and write raw) → replay weeks 1–4 → build (full) → exp
 next day (generated, appended, built incrementally). Per step: wall time, CPU time (the
 child and every process it waited for, dbt included), the peak resident memory of the largest
 process (wait4's ru_maxrss) and of the whole process tree (sampled from /proc every 0.2 s),
-and the load average of the machine while it ran (other work competes for the same cores).
+what it read from and wrote to disk (wait4's block counts: reads the page cache served are
+not counted, so a step that reads the warehouse cold shows it), and the load average of the
+machine while it ran (other work competes for the same cores).
 The exports step also reports each saved query's export time as `greenery export` prints it,
 and each build step the dbt nodes that took longest (from the run_results.json dbt wrote).
 
@@ -37,6 +39,7 @@ from greenery.warehouse.dbt import TARGET_DIR
 SAMPLE_SECONDS = 0.2
 SLOWEST_NODES = 8  # per build step: the dbt nodes that took longest, from its run_results.json
 GIB = 2**30
+BLOCK_BYTES = 512  # the unit of getrusage's ru_inblock and ru_oublock on Linux
 TARGETS = {
     "end to end": "≤ 300 s",
     "peak RSS per step": "≤ 4 GiB",
@@ -55,6 +58,8 @@ class Step:
     cpu_seconds: float = 0.0
     peak_process_mib: float = 0.0  # the largest single process (wait4 ru_maxrss)
     peak_tree_mib: float = 0.0  # the process tree's sum, sampled
+    disk_read_mib: float = 0.0  # blocks read from disk (wait4's ru_inblock), not from the page cache
+    disk_written_mib: float = 0.0  # blocks written (ru_oublock)
     load_before: float = 0.0  # 1-minute load average when the step started
     load_after: float = 0.0
     exports_ms: dict[str, int] = field(default_factory=dict)
@@ -127,6 +132,8 @@ def run_step(step: Step, env: dict[str, str]) -> Step:
     step.cpu_seconds = usage.ru_utime + usage.ru_stime
     step.peak_process_mib = usage.ru_maxrss / 1024  # KiB on Linux
     step.peak_tree_mib = max(peak[0], usage.ru_maxrss * 1024) / 2**20
+    step.disk_read_mib = usage.ru_inblock * BLOCK_BYTES / 2**20
+    step.disk_written_mib = usage.ru_oublock * BLOCK_BYTES / 2**20
     step.load_after = os.getloadavg()[0]
     step.output = output
     if child.returncode != 0:
@@ -204,12 +211,14 @@ def summary(steps: list[Step]) -> dict[str, float]:
 def table(scale: int, steps: list[Step], totals: dict[str, float]) -> str:
     lines = [
         f"bench-scale at scale {scale} ({os.cpu_count()} cores; load = 1-min load average before → after)",
-        f"  {'step':<32} {'wall s':>8} {'cpu s':>8} {'RSS max proc':>13} {'RSS tree':>10}  load",
+        f"  {'step':<32} {'wall s':>8} {'cpu s':>8} {'RSS max proc':>13} {'RSS tree':>10}"
+        f" {'disk read':>10} {'written':>10}  load",
     ]
     for s in steps:
         lines.append(
             f"  {s.name:<32} {s.seconds:>8.1f} {s.cpu_seconds:>8.1f} {s.peak_process_mib:>9.0f} MiB"
-            f" {s.peak_tree_mib:>6.0f} MiB  {s.load_before:.1f} → {s.load_after:.1f}"
+            f" {s.peak_tree_mib:>6.0f} MiB {s.disk_read_mib:>6.0f} MiB {s.disk_written_mib:>6.0f} MiB"
+            f"  {s.load_before:.1f} → {s.load_after:.1f}"
         )
         for name, ms in s.exports_ms.items():
             lines.append(f"      export {name:<36} {ms / 1000:>8.1f} s")
