@@ -106,7 +106,8 @@ snowflake-emulated: $(STAMP)
 	$(BIN)/python -m greenery.snowflake.emulation dialect
 
 # The whole pipeline at one scale (generate → replay → build → exports → publish → one appended
-# day built incrementally), wall time, CPU and peak memory per step: a table, and JSON in output/.
+# day built incrementally), wall time, CPU, peak memory and disk reads and writes per step: a
+# table, and JSON in output/.
 SCALE ?= 1000
 .PHONY: bench-scale
 bench-scale: $(STAMP)
