@@ -1,5 +1,5 @@
-{#- delete+insert on the session, not the page view: an incremental run recomputes each
-    session whole (docs/dbt-project.md), and its uuid is a narrower column to match -#}
+{#- delete+insert on the session, as the other session facts: an incremental run recomputes
+    each session whole (docs/dbt-project.md) -#}
 {{
     config(
         materialized='incremental',
