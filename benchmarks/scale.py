@@ -38,7 +38,7 @@ from greenery.warehouse.dbt import TARGET_DIR
 
 SAMPLE_SECONDS = 0.2
 SLOWEST_NODES = 8  # per build step: the dbt nodes that took longest, from its run_results.json
-GIB = 2**30
+MIB = 2**20
 BLOCK_BYTES = 512  # the unit of getrusage's ru_inblock and ru_oublock on Linux
 TARGETS = {
     "end to end": "≤ 300 s",
@@ -131,9 +131,9 @@ def run_step(step: Step, env: dict[str, str]) -> Step:
     step.seconds = time.perf_counter() - start
     step.cpu_seconds = usage.ru_utime + usage.ru_stime
     step.peak_process_mib = usage.ru_maxrss / 1024  # KiB on Linux
-    step.peak_tree_mib = max(peak[0], usage.ru_maxrss * 1024) / 2**20
-    step.disk_read_mib = usage.ru_inblock * BLOCK_BYTES / 2**20
-    step.disk_written_mib = usage.ru_oublock * BLOCK_BYTES / 2**20
+    step.peak_tree_mib = max(peak[0], usage.ru_maxrss * 1024) / MIB
+    step.disk_read_mib = usage.ru_inblock * BLOCK_BYTES / MIB
+    step.disk_written_mib = usage.ru_oublock * BLOCK_BYTES / MIB
     step.load_after = os.getloadavg()[0]
     step.output = output
     if child.returncode != 0:

@@ -1,5 +1,5 @@
-{#- delete+insert on the session, not the product-session: an incremental run recomputes each
-    session whole (docs/dbt-project.md), and its uuid is a narrower column to match -#}
+{#- delete+insert by session, as every session fact: an incremental run recomputes whole
+    sessions (docs/dbt-project.md, "Incremental session facts") -#}
 {{
     config(
         materialized='incremental',
