@@ -224,6 +224,42 @@ def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
     assert int(read_sql(warehouse_file, query)["events"][0]) == events
 
 
+def test_orders_changed_in_place_are_rebuilt_by_an_incremental_build(
+    course_warehouse: Path, warehouse_file: Path
+) -> None:
+    """Raw orders carry no update time: an order placed long before the lookback that is
+    delivered now, and the address another old order ships to moving state, reach fct_orders
+    and dim_users on the next incremental build (fct_orders compares every order with its
+    row), exactly as a full refresh gives them."""
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
+    with duckdb.connect(str(store.raw_path(warehouse_file))) as raw:
+        shipped, moved = (
+            row[0]
+            for row in raw.execute(
+                "select order_id from public.orders where status = 'shipped'"
+                " order by created_at, order_id limit 2"
+            ).fetchall()
+        )
+        raw.execute(
+            "update public.orders set status = 'delivered', delivered_at = estimated_delivery_at"
+            " where order_id = ?",
+            [shipped],
+        )
+        address = "(select address_id from public.orders where order_id = ?)"
+        state = raw.execute(f"select state from public.addresses where address_id = {address}", [moved])
+        new_state = "Maine" if state.fetchone() == ("Vermont",) else "Vermont"
+        raw.execute(f"update public.addresses set state = ? where address_id = {address}", [new_state, moved])
+    query = f"select * from marts.fct_orders where order_id in ('{shipped}', '{moved}')"
+
+    assert not build(warehouse_file, lookback_days=LOOKBACK_DAYS)  # incremental
+    orders = read_sql(warehouse_file, query).set_index("order_id")
+    assert orders.loc[shipped, "order_status"] == "delivered"
+    assert orders.loc[moved, "shipping_state"] == new_state
+    incremental = relations(warehouse_file, "marts")
+    assert build(warehouse_file, full_refresh=True)
+    assert_same_relations(incremental, relations(warehouse_file, "marts"))
+
+
 def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
     course_warehouse: Path, warehouse_file: Path
 ) -> None:

@@ -7,6 +7,7 @@ the Snowflake dialect check on its way in.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,20 @@ def test_the_large_facts_are_clustered_by_day_on_snowflake(snowflake_run: Emulat
         sql = " ".join(next((snowflake_run.target_path / "run").rglob(f"{model}.sql")).read_text().split())
         assert f"alter table analytics.{schema}.{model} cluster by ({key});" in sql
         assert f"order by ( {key} )" in sql
+
+
+def test_the_incremental_build_runs_on_emulated_snowflake(snowflake_run: EmulatedRun) -> None:
+    # the daily build's statements (the answers above were read after it): fct_orders' comparison
+    # with its table, and delete+insert of what it recomputed (nothing: the data did not change)
+    target = snowflake_run.incremental_target_path
+    compiled = " ".join(next((target / "compiled").rglob("fct_orders.sql")).read_text().split())
+    assert "full outer join (select order_id, user_id, hash(order_id, user_id," in compiled
+    run = " ".join(next((target / "run").rglob("fct_orders.sql")).read_text().split())
+    assert "delete from analytics.marts.fct_orders" in run
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    affected = {r["unique_id"]: r["adapter_response"].get("rows_affected") for r in results}
+    assert affected["model.greenery.fct_orders"] == 0
+    assert check_target(target) == []
 
 
 def test_emulation_leaves_no_dummy_credentials_behind(snowflake_run: EmulatedRun) -> None:

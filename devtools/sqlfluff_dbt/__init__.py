@@ -35,7 +35,11 @@ dbt = SimpleNamespace(
 )
 
 # `adapter.get_relation(...)` finds nothing: the templates take their no-warehouse branch.
-adapter = SimpleNamespace(get_relation=lambda *args, **kwargs: None)
+# sqlfluff's `is_incremental()` is true: join_touched_by_changes compares one stand-in column.
+adapter = SimpleNamespace(
+    get_relation=lambda *args, **kwargs: None,
+    get_columns_in_relation=lambda *args, **kwargs: [SimpleNamespace(name="compared_column")],
+)
 
 # the embedded default target (macros/not_materialized.sql writes DuckDB's hint)
 target = SimpleNamespace(type="duckdb")

@@ -342,15 +342,19 @@ class EmulatedRun:
     statements: int
     seconds: float
     target_path: Path
+    # target/ of the incremental build that follows the first one
+    incremental_target_path: Path
 
 
 def run_pipeline(
     course_folder: Path, work_dir: Path, *, project_dir: Path = PROJECT_DIR, quiet: bool = True
 ) -> EmulatedRun:
-    """Load the course CSVs into the emulated raw.public, replay weeks 1–4, `dbt build`, answer.
+    """Load the course CSVs into the emulated raw.public, replay weeks 1–4, `dbt build`, build
+    the incremental models again as a daily build does (nothing new: it must change nothing),
+    answer.
 
-    ``work_dir`` receives dbt's target/ and logs/ and the emulated databases (fakesnow/, DuckDB
-    files, replaced on every run).
+    ``work_dir`` receives dbt's target/ and logs/ (those of the incremental build under
+    incremental/) and the emulated databases (fakesnow/, DuckDB files, replaced on every run).
     """
     start = time.perf_counter()
     frames = read_folder(course_folder)
@@ -370,11 +374,18 @@ def run_pipeline(
             )
         # pinned like the replay clock does on DuckDB: the build's own snapshot run stays on the last week
         run_dbt(["build", "--vars", snapshot_at], project_dir=project_dir, work_dir=work_dir, quiet=quiet)
+        incremental = ["build", "--select", "config.materialized:incremental", "--vars", snapshot_at]
+        run_dbt(incremental, project_dir=project_dir, work_dir=work_dir / "incremental", quiet=quiet)
         answers = read_answers(con, recorded_at.normalize())
         con.close()
         executed = len(statements)
     return EmulatedRun(
-        answers, expected_answers(frames, weekly), executed, time.perf_counter() - start, work_dir / "target"
+        answers,
+        expected_answers(frames, weekly),
+        executed,
+        time.perf_counter() - start,
+        work_dir / "target",
+        work_dir / "incremental" / "target",
     )
 
 
