@@ -46,27 +46,31 @@
     the two compared by a hash of every column of the table but `except_columns` (those the
     model computes over the recomputed keys afterwards). `hash(…)` is DuckDB's and Snowflake's
     64-bit hash: a change is missed only if both rows hash alike, and the join carries three
-    columns instead of every one. On a full build, nothing.
+    columns instead of every one. Both sides' keys are touched: a row that moved leaves its
+    old key to be recomputed too. On a full build, nothing.
 -#}
 {% macro join_touched_by_changes(rows, key, row_key, except_columns=[]) -%}
     {%- if is_incremental() -%}
     {%- set skipped = except_columns | map('lower') | list -%}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | reject('in', skipped) | list -%}
-    {%- set fingerprint = 'hash(' ~ columns | join(', ') ~ ')' -%}
-    inner join (
-        with changed as (
-            select
-                now_row.{{ key }} as key_now,
-                built.{{ key }} as key_built
-            from (select {{ row_key }}, {{ key }}, {{ fingerprint }} as fingerprint from {{ rows }}) as now_row
-            full outer join (select {{ row_key }}, {{ key }}, {{ fingerprint }} as fingerprint from {{ this }}) as built
-                on now_row.{{ row_key }} = built.{{ row_key }}
-            where now_row.fingerprint is distinct from built.fingerprint
-        )
-        select key_now as {{ key }} from changed where key_now is not null
-        union
-        select key_built as {{ key }} from changed where key_built is not null
-    ) as touched on {{ rows }}.{{ key }} = touched.{{ key }}
+    {%- set compared = 'select ' ~ row_key ~ ', ' ~ key ~ ', hash(' ~ columns | join(', ') ~ ') as fingerprint from ' -%}
+    {%- set changed_keys -%}
+        (
+            with changed as (
+                select
+                    now_row.{{ key }} as key_now,
+                    built.{{ key }} as key_built
+                from ({{ compared ~ rows }}) as now_row
+                full outer join ({{ compared ~ this }}) as built
+                    on now_row.{{ row_key }} = built.{{ row_key }}
+                where now_row.fingerprint is distinct from built.fingerprint
+            )
+            select key_now as {{ key }} from changed
+            union all
+            select key_built as {{ key }} from changed
+        ) as changed_keys
+    {%- endset -%}
+    {{ join_touched(rows, key, changed_keys, key ~ ' is not null') }}
     {%- endif -%}
 {%- endmacro %}
 
