@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -413,6 +415,38 @@ def test_write_raw_loads_every_table(tmp_path: Path) -> None:
     expected = {name: len(frame) for name, frame in collect(1).items()}
     assert counts == expected
     assert store.raw_counts(path) == expected
+
+
+@pytest.mark.parametrize("failure", ["the data", "a batch"])
+def test_a_write_that_fails_midway_stops_every_writer_and_keeps_the_raw_data(
+    tmp_path: Path, failure: str
+) -> None:
+    """The writers share one stream of batches: when making a chunk fails (the data) or writing
+    a batch does (an unknown table), the error reaches the caller, every writer and the
+    producer stop, and the raw catalog written before is untouched, with no leftover file."""
+    path = tmp_path / "greenery.duckdb"
+    before = store.write_raw(generate(1), path)
+    events = pa.Table.from_pandas(collect(1)["events"], preserve_index=False)
+    batch = pa.concat_tables([events] * (store.WRITE_BATCH_ROWS // len(events) + 1))
+    batch = batch.slice(0, store.WRITE_BATCH_ROWS)
+    made: list[str] = []
+
+    def chunks() -> Iterator[tuple[str, pa.Table | pd.DataFrame]]:
+        for number in range(1_000):
+            made.append("events")
+            if number == 20:
+                if failure == "the data":
+                    raise RuntimeError("generator broke")
+                yield "no_such_table", pd.DataFrame({"x": [1]})  # a frame is written as it comes
+            yield "events", batch
+
+    expected = (RuntimeError, "generator broke") if failure == "the data" else (ValueError, "no_such_table")
+    with pytest.raises(expected[0], match=expected[1]):
+        store.write_raw(chunks(), path)
+    assert len(made) < 40  # stopped, not run to the end
+    assert not [t for t in threading.enumerate() if t.name.startswith(("raw-writer", "raw-producer"))]
+    assert store.raw_counts(path) == before
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_raw_writes_go_in_batches_of_whole_row_groups() -> None:

@@ -18,8 +18,10 @@ import os
 import queue
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -149,8 +151,12 @@ WRITE_BATCH_ROWS = 2 * ROW_GROUP_ROWS  # rows of one table written per INSERT: w
 # compressed again with the next batch's rows (scale 2000's raw tables: 13.5 CPU s against 28)
 WRITE_MEMORY = "128MB"  # what the raw writer's DuckDB may hold: it only appends, the rest spills
 # (`greenery generate --scale 10000`: 758 MiB at most with it, 899 with 256MB, in the same time)
-WRITE_THREADS = 1  # one writer thread fills whole row groups (two split each batch into part-
-# filled ones); the generator, a thread of its own, has the other core
+WRITE_THREADS = 1  # one DuckDB thread per INSERT fills whole row groups (two split each batch
+# into part-filled ones)
+WRITERS = 2  # connections appending batches at once, beside the generator's thread: compressing
+# the strings took one writer a whole core while the generator needed part of the other
+# (`greenery generate --scale 10000`, alternating: 142.4 and 149.0 s, at most 816 MiB, against
+# 198.4 and 190.3 s with one writer and the generator before; docs/reflection.md, run w)
 PREFETCH = 6  # chunks made ahead by the producer thread while DuckDB writes (two blocks of orders,
 # order items and events): fewer left the writer waiting for the generator 4.2 of 18.4 s
 
@@ -219,14 +225,51 @@ def write_raw(chunks: Iterable[tuple[str, Chunk]], warehouse_file: Path | None =
     generator writes sessions, their orders and events together). Each has the table's
     columns, in any order, with values already of the right kind. Nothing is visible until
     every chunk is written. Memory stays bounded whatever the number of chunks: they are
-    consumed as they come, in batches (`_batched`), by a DuckDB held to WRITE_MEMORY and
-    WRITE_THREADS.
+    consumed as they come, in batches (`_batched`), by WRITERS connections of one DuckDB held
+    to WRITE_MEMORY and WRITE_THREADS.
     """
-    counts = dict.fromkeys(RAW_TABLES, 0)
     with _building_raw(warehouse_file) as con:
         con.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
         con.execute(f"SET threads = {WRITE_THREADS}")
-        for name, chunk in _batched(_prefetched(chunks)):
+        with closing(_batched(_prefetched(chunks))) as batches:
+            counts = _write_in_parallel(con, _Shared(batches))
+    return {name: counts[name] for name in RAW_TABLES}
+
+
+class _Shared:
+    """An iterator that several threads take items from, one at a time, until it ends or one of
+    them stops it (then it ends for all)."""
+
+    def __init__(self, items: Iterator[tuple[str, Chunk]]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def take(self) -> tuple[str, Chunk] | None:
+        with self._lock:
+            return None if self._stopped else next(self._items, None)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
+def _write_in_parallel(con: duckdb.DuckDBPyConnection, batches: _Shared) -> Counter[str]:
+    """Write every batch, WRITERS at a time (each on a connection of its own); rows per table.
+    A writer that fails, or an interrupt, stops the others after their current batch."""
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="raw-writer") as pool:
+        writers = [pool.submit(_write_batches, con.cursor(), batches) for _ in range(WRITERS)]
+        try:
+            return sum((writer.result() for writer in writers), Counter())
+        finally:
+            batches.stop()
+
+
+def _write_batches(con: duckdb.DuckDBPyConnection, batches: _Shared) -> Counter[str]:
+    """Append batches to their raw tables until none is left; rows per table."""
+    counts: Counter[str] = Counter()
+    try:
+        while (batch := batches.take()) is not None:
+            name, chunk = batch
             if name not in RAW_TABLES:
                 raise ValueError(f"unknown raw table {name!r} (known: {', '.join(RAW_TABLES)})")
             schema, _ = RAW_TABLES[name]
@@ -235,6 +278,11 @@ def write_raw(chunks: Iterable[tuple[str, Chunk]], warehouse_file: Path | None =
             con.execute(f"INSERT INTO {schema}.{name} ({columns}) SELECT {columns} FROM chunk")
             con.unregister("chunk")
             counts[name] += len(chunk)
+    except BaseException:
+        batches.stop()
+        raise
+    finally:
+        con.close()
     return counts
 
 
