@@ -417,9 +417,12 @@ def test_write_raw_loads_every_table(tmp_path: Path) -> None:
     assert store.raw_counts(path) == expected
 
 
-@pytest.mark.parametrize("failure", ["the data", "a batch"])
+@pytest.mark.parametrize(
+    ("failure", "error", "message"),
+    [("the data", RuntimeError, "generator broke"), ("a batch", ValueError, "no_such_table")],
+)
 def test_a_write_that_fails_midway_stops_every_writer_and_keeps_the_raw_data(
-    tmp_path: Path, failure: str
+    tmp_path: Path, failure: str, error: type[Exception], message: str
 ) -> None:
     """The writers share one stream of batches: when making a chunk fails (the data) or writing
     a batch does (an unknown table), the error reaches the caller, every writer and the
@@ -440,8 +443,7 @@ def test_a_write_that_fails_midway_stops_every_writer_and_keeps_the_raw_data(
                 yield "no_such_table", pd.DataFrame({"x": [1]})  # a frame is written as it comes
             yield "events", batch
 
-    expected = (RuntimeError, "generator broke") if failure == "the data" else (ValueError, "no_such_table")
-    with pytest.raises(expected[0], match=expected[1]):
+    with pytest.raises(error, match=message):
         store.write_raw(chunks(), path)
     assert len(made) < 40  # stopped, not run to the end
     assert not [t for t in threading.enumerate() if t.name.startswith(("raw-writer", "raw-producer"))]

@@ -442,7 +442,7 @@ def _course_part(timeline: Timeline, people: People, rng: np.random.Generator) -
 
 def _drifts(timeline: Timeline, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per day: the cumulative shares of view-only and cart-only sessions (the rest check out),
-    and the products' buy and view logits."""
+    and the products' buy and view appeal (positive weights, the exponentials of drifting logits)."""
     day = np.arange(timeline.days)[:, None]
     frac = day / max(timeline.days - 1, 1) - 0.5
     kind, counts = _shape_kinds()
@@ -458,7 +458,7 @@ def _drifts(timeline: Timeline, rng: np.random.Generator) -> tuple[np.ndarray, n
     buy = np.log(buys) + amplitude * np.sin(2 * np.pi * day / period + phases) + trend * frac
     view = np.log(views - buys) + 0.15 * np.sin(2 * np.pi * day / rng.uniform(20, 120, m) + phases)
     prob = np.exp(types - types.max(axis=1, keepdims=True))
-    return np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[:, :2], buy, view
+    return np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)[:, :2], np.exp(buy), np.exp(view)
 
 
 @dataclass(frozen=True)
@@ -479,7 +479,7 @@ def _scaled_products(
     shape: np.ndarray, day: np.ndarray, buy: np.ndarray, view: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Viewed and carted products: carts by buy appeal, other views by browse appeal (Gumbel top-k,
-    as exp(logit) / Exp(1): the same order as logit + Gumbel, without two logarithms per draw)."""
+    as appeal / Exp(1): the same order as log(appeal) + Gumbel, without two logarithms per draw)."""
     checkout, carts, others = shape[:, 0] == 1, shape[:, 1], shape[:, 2]
     buy_keys = _appeal_keys(buy, day, rng)
     view_keys = _appeal_keys(view, day, rng)
@@ -492,12 +492,12 @@ def _scaled_products(
     return first | second, carted
 
 
-def _appeal_keys(logits: np.ndarray, day: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _appeal_keys(appeal: np.ndarray, day: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random keys of each session's products: sorted by them, the products come in a Gumbel
-    top-k order of the day's `logits`. In 64 bits, so that two keys of a session practically
+    top-k order of the day's `appeal`. In 64 bits, so that two keys of a session practically
     never tie (`_top` would take both); a draw of 0 counts as the smallest positive number."""
-    draws = rng.standard_exponential(size=(len(day), logits.shape[1]))
-    return np.exp(logits)[day] / np.maximum(draws, np.finfo(np.float64).tiny)
+    draws = rng.standard_exponential(size=(len(day), appeal.shape[1]))
+    return appeal[day] / np.maximum(draws, np.finfo(np.float64).tiny)
 
 
 def _hour_blocks(hourly: np.ndarray) -> Iterator[tuple[int, int]]:

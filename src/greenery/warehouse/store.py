@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -259,15 +259,16 @@ def _write_in_parallel(con: duckdb.DuckDBPyConnection, batches: _Shared) -> Coun
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="raw-writer") as pool:
         writers = [pool.submit(_write_batches, con.cursor(), batches) for _ in range(WRITERS)]
         try:
-            return sum((writer.result() for writer in writers), Counter())
+            wait(writers, return_when=FIRST_EXCEPTION)
         finally:
             batches.stop()
+    return sum((writer.result() for writer in writers), Counter())
 
 
 def _write_batches(con: duckdb.DuckDBPyConnection, batches: _Shared) -> Counter[str]:
-    """Append batches to their raw tables until none is left; rows per table."""
+    """Append batches to their raw tables until none is left (closing `con`); rows per table."""
     counts: Counter[str] = Counter()
-    try:
+    with con:
         while (batch := batches.take()) is not None:
             name, chunk = batch
             if name not in RAW_TABLES:
@@ -278,11 +279,6 @@ def _write_batches(con: duckdb.DuckDBPyConnection, batches: _Shared) -> Counter[
             con.execute(f"INSERT INTO {schema}.{name} ({columns}) SELECT {columns} FROM chunk")
             con.unregister("chunk")
             counts[name] += len(chunk)
-    except BaseException:
-        batches.stop()
-        raise
-    finally:
-        con.close()
     return counts
 
 
