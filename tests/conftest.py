@@ -7,7 +7,6 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import adbc_driver_flightsql.dbapi as flightsql
 import dbtsl.env
 import duckdb
+import oracle
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -58,18 +58,9 @@ def read_sql(database: Path, sql: str) -> pd.DataFrame:
     """One query's rows from a DuckDB file, opened read-only for just that query."""
     con = duckdb.connect(str(database), read_only=True)
     try:
-        return as_text_ids(con.execute(sql).df())
+        return oracle.as_text_ids(con.execute(sql).df())
     finally:
         con.close()
-
-
-def as_text_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with its uuid ids (macros/id_type.sql) as text, as clients read them over Arrow."""
-    for column in frame.select_dtypes(include="object").columns:
-        values = frame[column].dropna()
-        if len(values) and isinstance(values.iloc[0], uuid.UUID):
-            frame[column] = frame[column].map(lambda cell: None if pd.isna(cell) else str(cell))
-    return frame
 
 
 def copy_warehouse(source: Path, destination: Path, *, built_from: bool = False) -> Path:

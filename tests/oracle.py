@@ -6,6 +6,7 @@ reads a dbt model: only raw.public and raw.replay.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -19,11 +20,20 @@ def raw_frames(warehouse_file: Path) -> dict[str, pd.DataFrame]:
     con = duckdb.connect(str(store.raw_path(warehouse_file)), read_only=True)
     try:
         return {
-            name: con.execute(f"select * from {schema}.{name}").df()
+            name: as_text_ids(con.execute(f"select * from {schema}.{name}").df())
             for name, (schema, _) in store.RAW_TABLES.items()
         }
     finally:
         con.close()
+
+
+def as_text_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its uuid ids (macros/id_type.sql) as text, as clients read them over Arrow."""
+    for column in [name for name, dtype in frame.dtypes.items() if pd.api.types.is_object_dtype(dtype)]:
+        values = frame[column].dropna()
+        if len(values) and isinstance(values.iloc[0], uuid.UUID):
+            frame[column] = frame[column].map(lambda cell: None if pd.isna(cell) else str(cell))
+    return frame
 
 
 def sessions(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:

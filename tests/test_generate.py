@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from greenery.data import course
-from greenery.data.generate import DEFAULT_SEED, PRODUCT_SESSIONS, STATUS_ORDERS, Timeline, generate
+from greenery.data.generate import (
+    DEFAULT_SEED,
+    PRODUCT_SESSIONS,
+    STATUS_ORDERS,
+    Timeline,
+    as_text,
+    generate,
+    uuids,
+    with_text_ids,
+)
 from greenery.data.load import UUID_TEXT
 from greenery.data.schema import INVENTORY_BY_WEEK, ORDER_STATUSES, TABLES, TABLES_BY_NAME
 from greenery.warehouse import store
@@ -29,10 +41,10 @@ COURSE_DATA = Path(
 
 
 def frames(scale: int, seed: int) -> dict[str, pd.DataFrame]:
-    """Generator output (Arrow tables, block by block) as one pandas frame per table."""
+    """Generator output (Arrow tables, block by block) as one pandas frame per table, ids as text."""
     parts: dict[str, list[pd.DataFrame]] = {}
     for name, chunk in generate(scale, seed):
-        parts.setdefault(name, []).append(chunk.to_pandas())
+        parts.setdefault(name, []).append(with_text_ids(chunk).to_pandas())
     return {name: pd.concat(chunks, ignore_index=True) for name, chunks in parts.items()}
 
 
@@ -409,12 +421,35 @@ def test_larger_scale_inventory_sells_down_restocks_and_runs_out() -> None:
 # ---- into the warehouse ---------------------------------------------------------------------------
 
 
-def test_write_raw_loads_every_table(tmp_path: Path) -> None:
+def test_write_raw_loads_every_table_with_its_ids_as_uuids(tmp_path: Path) -> None:
+    """The generator's Arrow uuids land in DuckDB uuid columns, with the text the generator's
+    ids have as text."""
     path = tmp_path / "greenery.duckdb"
     counts = store.write_raw(generate(1), path)
-    expected = {name: len(frame) for name, frame in collect(1).items()}
-    assert counts == expected
-    assert store.raw_counts(path) == expected
+    data = collect(1)
+    assert counts == {name: len(frame) for name, frame in data.items()}
+    assert store.raw_counts(path) == counts
+    with duckdb.connect(str(store.raw_path(path)), read_only=True) as con:
+        for name, (schema, table) in store.RAW_TABLES.items():
+            for column in (c for c in table.columns if c.type == "uuid"):
+                (kind,) = con.execute(
+                    "select data_type from information_schema.columns"
+                    " where table_schema = ? and table_name = ? and column_name = ?",
+                    [schema, name, column.name],
+                ).fetchone()
+                stored = con.execute(f"select cast({column.name} as varchar) from {schema}.{name}").fetchall()
+                assert kind == "UUID", (name, column.name)
+                assert Counter(value for (value,) in stored) == Counter(
+                    None if pd.isna(value) else value for value in data[name][column.name]
+                ), (name, column.name)
+
+
+def test_uuid_text_is_pythons_with_nulls_kept_in_a_slice() -> None:
+    ids = pa.concat_arrays([uuids(6, np.random.default_rng(3)), pa.nulls(2, pa.uuid())]).slice(3)
+    expected = [None if value is None else str(value) for value in ids.to_pylist()]
+    assert as_text(ids).to_pylist() == expected
+    assert all(uuid.UUID(value).version == 4 for value in expected[:3])
+    assert expected[3:] == [None, None]
 
 
 @pytest.mark.parametrize(

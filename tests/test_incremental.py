@@ -236,7 +236,7 @@ def test_orders_changed_in_place_are_rebuilt_by_an_incremental_build(
         shipped, moved = (
             row[0]
             for row in raw.execute(
-                "select order_id from public.orders where status = 'shipped'"
+                "select cast(order_id as varchar) from public.orders where status = 'shipped'"
                 " order by created_at, order_id limit 2"
             ).fetchall()
         )

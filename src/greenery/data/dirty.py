@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from greenery.data.generate import uuids
+from greenery.data.generate import uuid_strings, with_text_ids
 from greenery.data.schema import PAGE_URL_PREFIX
 
 # The kinds the mart `data_quality_anomalies` counts, in its order (one row each).
@@ -61,10 +61,11 @@ def per_kind(events: int) -> int:
 
 
 def gather(chunks: Iterable[tuple[str, pa.Table | pd.DataFrame]]) -> dict[str, pd.DataFrame]:
-    """The generator's chunks (Arrow tables or frames) as one frame per table."""
+    """The generator's chunks (Arrow tables or frames) as one frame per table, ids as text."""
     parts: dict[str, list[pd.DataFrame]] = {}
     for name, chunk in chunks:
-        parts.setdefault(name, []).append(chunk.to_pandas() if isinstance(chunk, pa.Table) else chunk)
+        frame = with_text_ids(chunk).to_pandas() if isinstance(chunk, pa.Table) else chunk
+        parts.setdefault(name, []).append(frame)
     return {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
 
 
@@ -76,7 +77,7 @@ def _one_event_per_session(events: pd.DataFrame, sessions: np.ndarray) -> pd.Dat
 
 def _copies(rows: pd.DataFrame, rng: np.random.Generator, **changes: object) -> pd.DataFrame:
     """The rows again under new event ids, with `changes` applied."""
-    return rows.assign(event_id=uuids(len(rows), rng).to_pylist(), **changes)
+    return rows.assign(event_id=uuid_strings(len(rows), rng).to_pylist(), **changes)
 
 
 def _second_user(events: pd.DataFrame, sessions: np.ndarray, users: pd.Series) -> pd.DataFrame:
@@ -110,7 +111,7 @@ def _orders_without_items(orders: pd.DataFrame, n: int, rng: np.random.Generator
     source = orders.iloc[np.sort(rng.choice(len(orders), size=n, replace=False))]
     empty = pd.Series([None] * n, index=source.index, dtype=object)
     return source.assign(
-        order_id=uuids(n, rng).to_pylist(),
+        order_id=uuid_strings(n, rng).to_pylist(),
         promo_id=empty,
         order_total=source["order_cost"] + source["shipping_cost"],
         tracking_id=empty,
@@ -133,7 +134,7 @@ def inject(tables: dict[str, pd.DataFrame], seed: int) -> DirtyData:
     session_end = events.groupby("session_id")["created_at"].max()
     late = one["late_events"]
     late_days = rng.integers(*LATE_DAYS, size=n)
-    unknown_products = uuids(n, rng).to_pylist()
+    unknown_products = uuid_strings(n, rng).to_pylist()
     added = [
         events[events["event_id"].isin(one["duplicate_events"]["event_id"])],  # delivered twice
         _copies(one["events_without_timestamp"], rng, created_at=pd.NaT),
@@ -155,7 +156,7 @@ def inject(tables: dict[str, pd.DataFrame], seed: int) -> DirtyData:
             product_id=unknown_products,
             page_url=[f"{PAGE_URL_PREFIX}/product/{p}" for p in unknown_products],
         ),
-        _copies(one["orphan_user_events"], rng, user_id=uuids(n, rng).to_pylist()),
+        _copies(one["orphan_user_events"], rng, user_id=uuid_strings(n, rng).to_pylist()),
     ]
     second_user = _second_user(events, draws["sessions_with_two_users"], tables["users"]["user_id"])
     dirty_events = events.copy()

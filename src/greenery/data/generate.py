@@ -10,8 +10,9 @@ inventory that sales draw down and restocks bring back.
 Nothing is held for the whole dataset but what every block draws on (sessions per hour, the
 funnel's daily drift, 16 bytes per user) and the weekly sales: the plan (every number: sessions,
 visits, orders, items) is made a block of about BLOCK_SESSIONS sessions at a time, from the
-block's own random stream, and turned into Arrow tables (ids and urls built from bytes, never
-as Python objects) before the next. So what generating holds grows with the users alone, 16
+block's own random stream, and turned into Arrow tables (ids as Arrow uuids, which DuckDB
+stores as its 16-byte uuid type, and urls as text, both from bytes, never as Python objects)
+before the next. So what generating holds grows with the users alone, 16
 bytes each (without writing: 200, 229 and 301 MiB at scales 1000, 10000 and 30000); the weekly
 inventory, which the sales draw down, comes last.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -173,18 +175,55 @@ def _fixed_strings(chars: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
-def uuids(n: int, rng: np.random.Generator) -> pa.Array:
-    """n uuid4 strings from the generator's bytes (also the dirty scenario's new ids)."""
-    return _uuid_strings(np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16))
-
-
-def _uuid_strings(raw: np.ndarray) -> pa.Array:
-    """uuid4 strings of (n, 16) random bytes (the version and variant bits set over them): one
-    lookup of each byte's two digits, copied group by group (twice as fast as a lookup per
-    digit scattered over the 32 digit columns)."""
+def _uuid4(raw: np.ndarray) -> np.ndarray:
+    """(n, 16) random bytes as uuid4s: a copy with the version and variant bits set over them."""
     raw = raw.copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    return raw
+
+
+def _random_uuid4(n: int, rng: np.random.Generator) -> np.ndarray:
+    return _uuid4(np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16))
+
+
+def _uuid_array(raw: np.ndarray) -> pa.Array:
+    """Arrow uuids (`pa.uuid()`, which DuckDB reads as its 16-byte uuid type) of (n, 16) bytes."""
+    data = pa.py_buffer(np.ascontiguousarray(raw, dtype=np.uint8))
+    return pa.ExtensionArray.from_storage(
+        pa.uuid(), pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(raw), [None, data])
+    )
+
+
+def uuids(n: int, rng: np.random.Generator) -> pa.Array:
+    """n random uuid4s from the generator's bytes, as Arrow uuids."""
+    return _uuid_array(_random_uuid4(n, rng))
+
+
+def uuid_strings(n: int, rng: np.random.Generator) -> pa.Array:
+    """n random uuid4s as text: for text columns (tracking ids) and the dirty scenario's frames."""
+    return _uuid_text(_random_uuid4(n, rng))
+
+
+def as_text(ids: pa.Array) -> pa.Array:
+    """Arrow uuids as their lowercase, hyphenated text (nulls kept)."""
+    storage = ids.storage
+    data = np.frombuffer(storage.buffers()[1], dtype=np.uint8).reshape(-1, 16)
+    text = _uuid_text(data[storage.offset : storage.offset + len(storage)])
+    return text if ids.null_count == 0 else pc.if_else(ids.is_valid(), text, pa.scalar(None, pa.string()))
+
+
+def with_text_ids(table: pa.Table) -> pa.Table:
+    """`table` with its uuid columns as text (for CSV files and pandas frames)."""
+    for i, column in enumerate(table.schema):
+        if column.type == pa.uuid():
+            table = table.set_column(i, column.name, as_text(table.column(i).combine_chunks()))
+    return table
+
+
+def _uuid_text(raw: np.ndarray) -> pa.Array:
+    """The text of (n, 16) uuid bytes: one lookup of each byte's two digits, copied group by
+    group (twice as fast as a lookup per digit scattered over the 32 digit columns)."""
     digits = _HEX_PAIRS[raw].view(np.uint8)
     chars = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
     done = 0
@@ -716,7 +755,7 @@ def _inventory(timeline: Timeline, sold: np.ndarray, rng: np.random.Generator) -
         {
             "week": np.repeat(np.arange(1, weeks + 1), m),
             "recorded_at": _timestamps(np.repeat(recorded, m)),
-            "product_id": pa.array([p[0] for p in course.PRODUCTS] * weeks),
+            "product_id": _take(_product_ids(), np.tile(np.arange(m), weeks)),
             "name": pa.array([p[1] for p in course.PRODUCTS] * weeks),
             "price": np.tile([p[2] for p in course.PRODUCTS], weeks).astype(float),
             "inventory": stock.reshape(-1),
@@ -750,7 +789,7 @@ def _indexed_uuids(key: int) -> IdsOf:
     def ids_of(index: np.ndarray) -> pa.Array:
         words = np.uint64(key) + 2 * np.asarray(index, dtype=np.uint64)
         halves = np.stack([mix(words), mix(words + np.uint64(1))], axis=1)
-        return _uuid_strings(halves.view(np.uint8).reshape(-1, 16))
+        return _uuid_array(_uuid4(halves.view(np.uint8).reshape(-1, 16)))
 
     return ids_of
 
@@ -853,7 +892,8 @@ def _block(part: Part, ids: Ids, rng: np.random.Generator) -> Iterator[tuple[str
     """Orders, order items and events of one part of the plan, with new session and order ids."""
     s, o = part.sessions, part.orders
     n = len(o.created)
-    session_ids, order_ids = uuids(len(s.end), rng), uuids(n, rng)
+    session_ids, order_bytes = uuids(len(s.end), rng), _random_uuid4(n, rng)
+    order_ids = _uuid_array(order_bytes)
     users, user_of_session = np.unique(s.user, return_inverse=True)  # each user's id made once
     user_ids = _take(ids.users(users), user_of_session)  # of each session
     yield (
@@ -868,7 +908,9 @@ def _block(part: Part, ids: Ids, rng: np.random.Generator) -> Iterator[tuple[str
                 "order_cost": o.cost_cents / 100,
                 "shipping_cost": o.shipping_cents / 100,
                 "order_total": o.total_cents() / 100,
-                "tracking_id": pc.if_else(pa.array(o.status > 0), uuids(n, rng), pa.nulls(n, pa.string())),
+                "tracking_id": pc.if_else(
+                    pa.array(o.status > 0), uuid_strings(n, rng), pa.nulls(n, pa.string())
+                ),
                 "shipping_service": _labels(o.service, SHIPPING_SERVICES),
                 "estimated_delivery_at": _after_days(o.created, o.estimate_days),
                 "delivered_at": _after_days(o.created, o.delivery_days),
@@ -886,7 +928,7 @@ def _block(part: Part, ids: Ids, rng: np.random.Generator) -> Iterator[tuple[str
             }
         ),
     )
-    yield "events", _events(part, ids, session_ids, user_ids, order_ids, rng)
+    yield "events", _events(part, ids, session_ids, user_ids, (order_ids, _uuid_text(order_bytes)), rng)
 
 
 def _after_days(created: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -914,10 +956,11 @@ def _events(
     ids: Ids,
     session_ids: pa.Array,
     user_ids: pa.Array,
-    order_ids: pa.Array,
+    orders: tuple[pa.Array, pa.Array],
     rng: np.random.Generator,
 ) -> pa.Table:
-    """page_view (and add_to_cart) per visit, then checkout, then package_shipped hours later."""
+    """page_view (and add_to_cart) per visit, then checkout, then package_shipped hours later
+    (`orders`: the orders' ids, as uuids and as the text their pages' urls end with)."""
     s, o = part.sessions, part.orders
     per_visit = 1 + s.carted.astype(np.int64)
     visit = np.repeat(np.arange(len(s.carted)), per_visit)
@@ -931,7 +974,7 @@ def _events(
     shipped_at = o.created[sent] + o.ship_hours[sent].astype(np.int64) * HOUR
     n_browse, n_checkout, n_sent = len(visit), len(checkout_session), len(sent)
     event_session = np.concatenate([session, checkout_session, checkout_session[sent]])
-    browse_products = _take(ids.products, s.product[visit])
+    order_ids, order_texts = orders
     sent_order_ids = _take(order_ids, sent)
     kind = np.concatenate([is_cart.astype(np.int64), np.full(n_checkout, 2), np.full(n_sent, 3)])
     return _frame(
@@ -941,15 +984,17 @@ def _events(
             "user_id": _take(user_ids, event_session),
             "page_url": pa.concat_arrays(
                 [
-                    _url("product", browse_products),
-                    _url("checkout", order_ids),
-                    _url("shipping", sent_order_ids),
+                    _take(_product_pages(), s.product[visit]),
+                    _url("checkout", order_texts),
+                    _url("shipping", _take(order_texts, sent)),
                 ]
             ),
             "created_at": _timestamps(np.concatenate([browse_time, s.end[checkout_session], shipped_at])),
             "event_type": _labels(kind, EVENT_TYPES),
-            "order_id": pa.concat_arrays([pa.nulls(n_browse, pa.string()), order_ids, sent_order_ids]),
-            "product_id": pa.concat_arrays([browse_products, pa.nulls(n_checkout + n_sent, pa.string())]),
+            "order_id": pa.concat_arrays([pa.nulls(n_browse, pa.uuid()), order_ids, sent_order_ids]),
+            "product_id": pa.concat_arrays(
+                [_take(ids.products, s.product[visit]), pa.nulls(n_checkout + n_sent, pa.uuid())]
+            ),
         }
     )
 
@@ -1019,7 +1064,13 @@ def _traffic(scale: int, timeline: Timeline, people: People, rng: np.random.Gene
 
 
 def _product_ids() -> pa.Array:
-    return pa.array([p[0] for p in course.PRODUCTS])
+    """The course's products' ids, as Arrow uuids."""
+    return _uuid_array(np.array([list(uuid.UUID(p[0]).bytes) for p in course.PRODUCTS], dtype=np.uint8))
+
+
+def _product_pages() -> pa.Array:
+    """The products' page urls, in the products' order."""
+    return _url("product", pa.array([p[0] for p in course.PRODUCTS]))
 
 
 # ---- the next days of an existing warehouse ------------------------------------------------
@@ -1095,16 +1146,16 @@ def next_days(
 def _late_page_views(loaded: Loaded, rng: np.random.Generator) -> pa.Table:
     """One more page view for LATE_EVENT_SHARE of the open sessions, 15 s to 2.5 min after their last."""
     late = np.flatnonzero(rng.random(len(loaded.open_sessions)) < LATE_EVENT_SHARE)
-    products = _take(_product_ids(), rng.integers(0, len(course.PRODUCTS), len(late)))
+    product = rng.integers(0, len(course.PRODUCTS), len(late))
     return _frame(
         {
             "event_id": uuids(len(late), rng),
             "session_id": _take(loaded.open_sessions, late),
             "user_id": _take(loaded.open_users, late),
-            "page_url": _url("product", products),
+            "page_url": _take(_product_pages(), product),
             "created_at": _timestamps(loaded.open_last[late] + rng.integers(15, 150, len(late))),
             "event_type": _labels(np.zeros(len(late)), EVENT_TYPES),
-            "order_id": pa.nulls(len(late), pa.string()),
-            "product_id": products,
+            "order_id": pa.nulls(len(late), pa.uuid()),
+            "product_id": _take(_product_ids(), product),
         }
     )

@@ -66,8 +66,8 @@ def _parse_column(
         return values.where(~empty, None)
     refused = pd.Series("", index=values.index)  # why a value of the right kind is refused
     if column.type == "uuid":
-        # the models read ids as DuckDB's uuid type (macros/id_type.sql): a value that is not
-        # one is refused here rather than failing the build
+        # the raw catalog stores ids as DuckDB's uuid type (schema.DUCKDB_TYPES): a value that
+        # is not one is refused here, naming its line, rather than failing the insert
         parsed = values.where(values.str.fullmatch(UUID_TEXT), None)
         kind = "a uuid"
     elif column.type == "timestamp":

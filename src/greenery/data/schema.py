@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# `uuid`: text that must be a uuid (8-4-4-4-12 hex digits), stored as text here and on Snowflake;
-# the models read it as DuckDB's 16-byte uuid type on DuckDB (macros/id_type.sql).
+# `uuid`: a uuid, given as text of 8-4-4-4-12 hex digits; stored as DuckDB's 16-byte uuid type here
+# (what the models read it as, macros/id_type.sql) and as text on Snowflake.
 ColumnType = Literal["varchar", "uuid", "integer", "real", "timestamp"]
 
 # DuckDB types for the course DDL. `real` is stored as DOUBLE, the width of Snowflake's
 # FLOAT (what the course's `real` columns became there); timestamps are naive UTC.
 DUCKDB_TYPES: dict[str, str] = {
     "varchar": "VARCHAR",
-    "uuid": "VARCHAR",
+    "uuid": "UUID",
     "integer": "INTEGER",
     "real": "DOUBLE",
     "timestamp": "TIMESTAMP",

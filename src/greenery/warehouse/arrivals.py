@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from greenery.data.generate import DAY, DEFAULT_SEED, START, Loaded, first_new_day, next_days
+from greenery.data.generate import DAY, DEFAULT_SEED, START, Loaded, first_new_day, next_days, with_text_ids
 from greenery.data.schema import TABLES
 from greenery.warehouse import store
 from greenery.warehouse.lock import exclusive
@@ -36,6 +36,7 @@ def loaded_state(warehouse_file: Path | None = None) -> Loaded:
     con = store.open_duckdb(raw, read_only=True, warehouse_file=warehouse_file)
     try:
         con.execute(f"SET memory_limit = '{STATE_MEMORY}'")  # over the environment's, still checked
+        con.execute("SET arrow_lossless_conversion = true")  # ids as Arrow uuids, as the generator makes them
         schema = store.RAW_SCHEMA
         # the latest browsing or checkout: shipping events come hours after their day
         last = con.sql(
@@ -94,7 +95,7 @@ def write_next_days(
         loaded = loaded_state(warehouse_file)
     parts: dict[str, list[pa.Table]] = {}
     for name, chunk in next_days(loaded, days, scale=scale, seed=seed):
-        parts.setdefault(name, []).append(chunk)
+        parts.setdefault(name, []).append(with_text_ids(chunk))
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, chunks in parts.items():

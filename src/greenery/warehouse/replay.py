@@ -56,11 +56,12 @@ def _week(number: str, text: str) -> int:
 
 
 def weekly_states(warehouse_file: Path | None = None) -> pd.DataFrame:
-    """Every product's state week by week, as the loader stored it (``raw.replay``)."""
+    """Every product's state week by week, as the loader stored it (``raw.replay``), ids as text."""
     con = store.open_duckdb(store.raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
         return con.execute(
-            f"select * from {store.REPLAY_SCHEMA}.product_inventory_by_week order by week, product_id"
+            "select * replace (cast(product_id as varchar) as product_id)"
+            f" from {store.REPLAY_SCHEMA}.product_inventory_by_week order by week, product_id"
         ).df()
     finally:
         con.close()
