@@ -96,16 +96,23 @@
     without a key (a not_null test on the key must still see them): that is the scan a daily
     run saves, and delete+insert on the unique key keeps the untouched rows as they were when
     tested. A full refresh (every `greenery build` after a new raw load) tests every row.
-    Returns the join and its condition, or none.
+    A relation without a time of its own (order items) names, as `from`, the relation beside
+    it whose rows have the key and the time (their orders); dbt does not know the test reads
+    it, so while it does not exist (a first build may test the items before it) the test
+    reads every row. Returns the join and its condition, or none.
 -#}
 {% macro test_window(relation) -%}
     {%- set windows = {} if flags.FULL_REFRESH else var('incremental_test_windows', {}) -%}
     {%- set window = windows.get(relation.identifier | lower) -%}
-    {%- if window -%}
+    {%- set timed = relation -%}
+    {%- if window and 'from' in window -%}
+        {%- set timed = adapter.get_relation(relation.database, relation.schema, window['from']) -%}
+    {%- endif -%}
+    {%- if window and timed is not none -%}
         {%- set key, time = window['key'], window['time'] -%}
-        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff(time, relation) -%}
+        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff(time, timed) -%}
         {%- do return({
-            'join': join_touched('tested', key, relation, in_window, kind='left'),
+            'join': join_touched('tested', key, timed, in_window, kind='left'),
             'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)',
         }) -%}
     {%- endif -%}

@@ -265,8 +265,9 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
 ) -> None:
     """On an incremental run a test on fct_sessions (key: user_id) reads the users with a session
     in the window, and every row with no user; a test on the raw events or orders reads the
-    rows whose id arrived in the window. A row outside the window with a bad value waits for
-    the next full refresh; a row with no user, or an event arriving again under an old id, is
+    rows whose id arrived in the window, one on the order items the items of those orders. A
+    row outside the window with a bad value waits for the next full refresh; a row with no
+    user, an event arriving again under an old id, or an item of a new order repeated, is
     caught at once."""
     copy_warehouse(course_warehouse, warehouse_file, built_from=True)
     hours = int(LOOKBACK_DAYS * 24)
@@ -290,16 +291,48 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
         )
         raw.execute("update public.events set event_type = 'bogus' where event_id = ?", [second])
         raw.execute(f"update public.orders set status = 'bogus' where order_id = ({OLDEST_ORDER})")
+        _repeat_an_item_of_the_oldest_and_the_newest_order(raw)
     window = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})
     with pytest.raises(DbtError):
         run_dbt(["test", "--select", *WINDOWED_TESTS, "--vars", window], warehouse_file=warehouse_file)
+    tests = _test_results()
+    assert {name: result["status"] for name, result in tests.items()} == WINDOWED_TESTS
+    assert tests[UNIQUE_ORDER_ITEMS]["failures"] == 1  # the newest order's item: the oldest's is outside
+
+
+def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_exist(
+    course_warehouse: Path, warehouse_file: Path
+) -> None:
+    """The order items' window is their orders' time, in a relation dbt does not know the test
+    reads: without it (a first build may test the items first) the test reads every row."""
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
+    with duckdb.connect(str(store.raw_path(warehouse_file))) as raw:
+        _repeat_an_item_of_the_oldest_and_the_newest_order(raw)
+    with duckdb.connect(str(warehouse_file)) as con:
+        con.execute("drop view staging.stg_greenery__orders")
+    window = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})
+    with pytest.raises(DbtError):
+        run_dbt(["test", "--select", UNIQUE_ORDER_ITEMS, "--vars", window], warehouse_file=warehouse_file)
+    assert _test_results()[UNIQUE_ORDER_ITEMS]["failures"] == 2
+
+
+def _repeat_an_item_of_the_oldest_and_the_newest_order(raw: duckdb.DuckDBPyConnection) -> None:
+    raw.execute(
+        "insert into public.order_items select * from public.order_items where order_id in"
+        f" (({OLDEST_ORDER}), ({NEWEST_ORDER}))"
+        " qualify row_number() over (partition by order_id order by product_id) = 1"
+    )
+
+
+def _test_results() -> dict[str, dict]:
+    """The last dbt command's data tests' results by name."""
     results = json.loads((TARGET_DIR / "run_results.json").read_text())["results"]
-    tests = [r for r in results if r["unique_id"].startswith("test.")]
-    assert {r["unique_id"].split(".")[2]: r["status"] for r in tests} == WINDOWED_TESTS
+    return {r["unique_id"].split(".")[2]: r for r in results if r["unique_id"].startswith("test.")}
 
 
 OLDEST_EVENTS = "select event_id from public.events order by created_at, event_id limit 2"
 OLDEST_ORDER = "select order_id from public.orders order by created_at, order_id limit 1"
+NEWEST_ORDER = "select order_id from public.orders order by created_at desc, order_id limit 1"
 WINDOWED_TESTS = {  # each test's outcome on the incremental run above
     "accepted_values_fct_sessions_visitor_type__new__returning": "pass",  # the bad row: outside
     "not_null_fct_sessions_user_id": "fail",
@@ -307,7 +340,9 @@ WINDOWED_TESTS = {  # each test's outcome on the incremental run above
     "__page_view__add_to_cart__checkout__package_shipped": "pass",  # the bad event: outside
     "source_unique_greenery_events_event_id": "warn",  # its severity (staging keeps one copy)
     "source_accepted_values_greenery_orders_status__preparing__shipped__delivered": "pass",  # outside
+    "unique_stg_greenery__order_items_order_item_id": "fail",  # the newest order's item repeated
 }
+UNIQUE_ORDER_ITEMS = "unique_stg_greenery__order_items_order_item_id"
 
 # ---- generated data: the next days, appended and built incrementally -----------------------
 
