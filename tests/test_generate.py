@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from greenery.data import course
+from greenery.data.dirty import gather
 from greenery.data.generate import (
     DEFAULT_SEED,
     PRODUCT_SESSIONS,
@@ -25,7 +26,6 @@ from greenery.data.generate import (
     as_text,
     generate,
     uuids,
-    with_text_ids,
 )
 from greenery.data.load import UUID_TEXT
 from greenery.data.schema import INVENTORY_BY_WEEK, ORDER_STATUSES, TABLES, TABLES_BY_NAME
@@ -42,10 +42,7 @@ COURSE_DATA = Path(
 
 def frames(scale: int, seed: int) -> dict[str, pd.DataFrame]:
     """Generator output (Arrow tables, block by block) as one pandas frame per table, ids as text."""
-    parts: dict[str, list[pd.DataFrame]] = {}
-    for name, chunk in generate(scale, seed):
-        parts.setdefault(name, []).append(with_text_ids(chunk).to_pandas())
-    return {name: pd.concat(chunks, ignore_index=True) for name, chunks in parts.items()}
+    return gather(generate(scale, seed))
 
 
 _cached_frames = cache(frames)

@@ -292,9 +292,8 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
         raw.execute("update public.events set event_type = 'bogus' where event_id = ?", [second])
         raw.execute(f"update public.orders set status = 'bogus' where order_id = ({OLDEST_ORDER})")
         _repeat_an_item_of_the_oldest_and_the_newest_order(raw)
-    window = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})
     with pytest.raises(DbtError):
-        run_dbt(["test", "--select", *WINDOWED_TESTS, "--vars", window], warehouse_file=warehouse_file)
+        run_dbt(["test", "--select", *WINDOWED_TESTS, "--vars", WINDOW_VARS], warehouse_file=warehouse_file)
     tests = _test_results()
     assert {name: result["status"] for name, result in tests.items()} == WINDOWED_TESTS
     assert tests[UNIQUE_ORDER_ITEMS]["failures"] == 1  # the newest order's item: the oldest's is outside
@@ -310,9 +309,10 @@ def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_
         _repeat_an_item_of_the_oldest_and_the_newest_order(raw)
     with duckdb.connect(str(warehouse_file)) as con:
         con.execute("drop view staging.stg_greenery__orders")
-    window = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})
     with pytest.raises(DbtError):
-        run_dbt(["test", "--select", UNIQUE_ORDER_ITEMS, "--vars", window], warehouse_file=warehouse_file)
+        run_dbt(
+            ["test", "--select", UNIQUE_ORDER_ITEMS, "--vars", WINDOW_VARS], warehouse_file=warehouse_file
+        )
     assert _test_results()[UNIQUE_ORDER_ITEMS]["failures"] == 2
 
 
@@ -333,6 +333,8 @@ def _test_results() -> dict[str, dict]:
 OLDEST_EVENTS = "select event_id from public.events order by created_at, event_id limit 2"
 OLDEST_ORDER = "select order_id from public.orders order by created_at, order_id limit 1"
 NEWEST_ORDER = "select order_id from public.orders order by created_at desc, order_id limit 1"
+UNIQUE_ORDER_ITEMS = "unique_stg_greenery__order_items_order_item_id"
+WINDOW_VARS = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})  # an incremental run's window
 WINDOWED_TESTS = {  # each test's outcome on the incremental run above
     "accepted_values_fct_sessions_visitor_type__new__returning": "pass",  # the bad row: outside
     "not_null_fct_sessions_user_id": "fail",
@@ -340,9 +342,8 @@ WINDOWED_TESTS = {  # each test's outcome on the incremental run above
     "__page_view__add_to_cart__checkout__package_shipped": "pass",  # the bad event: outside
     "source_unique_greenery_events_event_id": "warn",  # its severity (staging keeps one copy)
     "source_accepted_values_greenery_orders_status__preparing__shipped__delivered": "pass",  # outside
-    "unique_stg_greenery__order_items_order_item_id": "fail",  # the newest order's item repeated
+    UNIQUE_ORDER_ITEMS: "fail",  # the newest order's item repeated
 }
-UNIQUE_ORDER_ITEMS = "unique_stg_greenery__order_items_order_item_id"
 
 # ---- generated data: the next days, appended and built incrementally -----------------------
 

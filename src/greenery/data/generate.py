@@ -12,9 +12,9 @@ funnel's daily drift, 16 bytes per user) and the weekly sales: the plan (every n
 visits, orders, items) is made a block of about BLOCK_SESSIONS sessions at a time, from the
 block's own random stream, and turned into Arrow tables (ids as Arrow uuids, which DuckDB
 stores as its 16-byte uuid type, and urls as text, both from bytes, never as Python objects)
-before the next. So what generating holds grows with the users alone, 16
-bytes each (without writing: 200, 229 and 301 MiB at scales 1000, 10000 and 30000); the weekly
-inventory, which the sales draw down, comes last.
+before the next. So what generating holds grows with the users alone, 16 bytes each (without
+writing: 200, 229 and 301 MiB at scales 1000, 10000 and 30000); the weekly inventory, which
+the sales draw down, comes last.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import operator
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -928,7 +929,7 @@ def _block(part: Part, ids: Ids, rng: np.random.Generator) -> Iterator[tuple[str
             }
         ),
     )
-    yield "events", _events(part, ids, session_ids, user_ids, (order_ids, _uuid_text(order_bytes)), rng)
+    yield "events", _events(part, ids, session_ids, user_ids, order_ids, _uuid_text(order_bytes), rng)
 
 
 def _after_days(created: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -956,11 +957,12 @@ def _events(
     ids: Ids,
     session_ids: pa.Array,
     user_ids: pa.Array,
-    orders: tuple[pa.Array, pa.Array],
+    order_ids: pa.Array,
+    order_texts: pa.Array,
     rng: np.random.Generator,
 ) -> pa.Table:
     """page_view (and add_to_cart) per visit, then checkout, then package_shipped hours later
-    (`orders`: the orders' ids, as uuids and as the text their pages' urls end with)."""
+    (`order_texts`: the orders' ids as the text their pages' urls end with)."""
     s, o = part.sessions, part.orders
     per_visit = 1 + s.carted.astype(np.int64)
     visit = np.repeat(np.arange(len(s.carted)), per_visit)
@@ -974,7 +976,6 @@ def _events(
     shipped_at = o.created[sent] + o.ship_hours[sent].astype(np.int64) * HOUR
     n_browse, n_checkout, n_sent = len(visit), len(checkout_session), len(sent)
     event_session = np.concatenate([session, checkout_session, checkout_session[sent]])
-    order_ids, order_texts = orders
     sent_order_ids = _take(order_ids, sent)
     kind = np.concatenate([is_cart.astype(np.int64), np.full(n_checkout, 2), np.full(n_sent, 3)])
     return _frame(
@@ -1063,13 +1064,15 @@ def _traffic(scale: int, timeline: Timeline, people: People, rng: np.random.Gene
     return Traffic(hourly, 0, _drifts(timeline, rng), people, Recency.of(timeline, hourly, 0))
 
 
+@cache
 def _product_ids() -> pa.Array:
-    """The course's products' ids, as Arrow uuids."""
+    """The course's products' ids, as Arrow uuids (made once: every block takes from them)."""
     return _uuid_array(np.array([list(uuid.UUID(p[0]).bytes) for p in course.PRODUCTS], dtype=np.uint8))
 
 
+@cache
 def _product_pages() -> pa.Array:
-    """The products' page urls, in the products' order."""
+    """The products' page urls, in the products' order (made once: every block takes from them)."""
     return _url("product", pa.array([p[0] for p in course.PRODUCTS]))
 
 
