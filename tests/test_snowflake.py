@@ -66,7 +66,7 @@ def test_the_large_facts_are_clustered_by_day_on_snowflake(snowflake_run: Emulat
     for schema, model, key in [
         ("staging", "stg_greenery__event_rows", "event_date"),
         ("marts", "fct_sessions", "session_date"),
-        ("marts", "fct_product_sessions", "session_date"),
+        ("intermediate", "int_product_sessions", "session_date"),
     ]:
         sql = " ".join(next((snowflake_run.target_path / "run").rglob(f"{model}.sql")).read_text().split())
         assert f"alter table analytics.{schema}.{model} cluster by ({key});" in sql
