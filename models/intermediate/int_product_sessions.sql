@@ -1,7 +1,6 @@
-{#- The product sessions of fct_product_sessions, a view of this table that adds their key:
-    as a stored 73-character string it cost a full build at scale 10000 about 20 s to write.
-    Delete+insert by session, as every session fact: an incremental run recomputes whole
-    sessions (docs/dbt-project.md, "Incremental session facts") -#}
+{#- The product sessions without their key: fct_product_sessions is a view of this table
+    that adds it. Delete+insert by session, as every session fact: an incremental run
+    recomputes whole sessions (docs/dbt-project.md, "Incremental session facts") -#}
 {{
     config(
         materialized='incremental',
