@@ -324,6 +324,23 @@ def _repeat_an_item_of_the_oldest_and_the_newest_order(raw: duckdb.DuckDBPyConne
     )
 
 
+def test_a_product_session_stored_twice_fails_the_key_test_of_int_product_sessions(
+    course_warehouse: Path, warehouse_file: Path
+) -> None:
+    """int_product_sessions stores no key column: its key is the pair (session, product), tested
+    by unique_combination, which an incremental run reads in its window like any other test."""
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
+    with duckdb.connect(str(warehouse_file)) as con:
+        con.execute(
+            "insert into intermediate.int_product_sessions select * from intermediate.int_product_sessions"
+            " order by session_started_at desc, session_id, product_id limit 1"
+        )
+    args = ["test", "--select", UNIQUE_PRODUCT_SESSIONS, "--vars", WINDOW_VARS]
+    with pytest.raises(DbtError):
+        run_dbt(args, warehouse_file=warehouse_file)
+    assert _test_results()[UNIQUE_PRODUCT_SESSIONS]["failures"] == 1
+
+
 def _test_results() -> dict[str, dict]:
     """The last dbt command's data tests' results by name."""
     results = json.loads((TARGET_DIR / "run_results.json").read_text())["results"]
@@ -334,6 +351,7 @@ OLDEST_EVENTS = "select event_id from public.events order by created_at, event_i
 OLDEST_ORDER = "select order_id from public.orders order by created_at, order_id limit 1"
 NEWEST_ORDER = "select order_id from public.orders order by created_at desc, order_id limit 1"
 UNIQUE_ORDER_ITEMS = "unique_stg_greenery__order_items_order_item_id"
+UNIQUE_PRODUCT_SESSIONS = "unique_combination_int_product_sessions_session_id__product_id"
 WINDOW_VARS = json.dumps({"incremental_lookback_days": LOOKBACK_DAYS})  # an incremental run's window
 WINDOWED_TESTS = {  # each test's outcome on the incremental run above
     "accepted_values_fct_sessions_visitor_type__new__returning": "pass",  # the bad row: outside
