@@ -267,8 +267,9 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
     in the window, and every row with no user; a test on the raw events or orders reads the
     rows whose id arrived in the window, one on the order items the items of those orders. A
     row outside the window with a bad value waits for the next full refresh; a row with no
-    user, an event arriving again under an old id, or an item of a new order repeated, is
-    caught at once."""
+    user, an event arriving again under an old id, an item of a new order repeated, or a new
+    product session stored twice (int_product_sessions' key is the pair (session, product),
+    tested by unique_combination), is caught at once."""
     copy_warehouse(course_warehouse, warehouse_file, built_from=True)
     hours = int(LOOKBACK_DAYS * 24)
     outside = f"""
@@ -282,6 +283,10 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
         bogus, keyless = (row[0] for row in con.execute(outside).fetchall())
         con.execute("update marts.fct_sessions set visitor_type = 'bogus' where session_id = ?", [bogus])
         con.execute("update marts.fct_sessions set user_id = null where session_id = ?", [keyless])
+        con.execute(
+            "insert into intermediate.int_product_sessions select * from intermediate.int_product_sessions"
+            " order by session_started_at desc, session_id, product_id limit 1"
+        )
     with duckdb.connect(str(store.raw_path(warehouse_file))) as raw:
         oldest, second = (row[0] for row in raw.execute(OLDEST_EVENTS).fetchall())
         raw.execute(
@@ -297,6 +302,7 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
     tests = _test_results()
     assert {name: result["status"] for name, result in tests.items()} == WINDOWED_TESTS
     assert tests[UNIQUE_ORDER_ITEMS]["failures"] == 1  # the newest order's item: the oldest's is outside
+    assert tests[UNIQUE_PRODUCT_SESSIONS]["failures"] == 1
 
 
 def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_exist(
@@ -309,10 +315,9 @@ def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_
         _repeat_an_item_of_the_oldest_and_the_newest_order(raw)
     with duckdb.connect(str(warehouse_file)) as con:
         con.execute("drop view staging.stg_greenery__orders")
+    args = ["test", "--select", UNIQUE_ORDER_ITEMS, "--vars", WINDOW_VARS]
     with pytest.raises(DbtError):
-        run_dbt(
-            ["test", "--select", UNIQUE_ORDER_ITEMS, "--vars", WINDOW_VARS], warehouse_file=warehouse_file
-        )
+        run_dbt(args, warehouse_file=warehouse_file)
     assert _test_results()[UNIQUE_ORDER_ITEMS]["failures"] == 2
 
 
@@ -322,23 +327,6 @@ def _repeat_an_item_of_the_oldest_and_the_newest_order(raw: duckdb.DuckDBPyConne
         f" (({OLDEST_ORDER}), ({NEWEST_ORDER}))"
         " qualify row_number() over (partition by order_id order by product_id) = 1"
     )
-
-
-def test_a_product_session_stored_twice_fails_the_key_test_of_int_product_sessions(
-    course_warehouse: Path, warehouse_file: Path
-) -> None:
-    """int_product_sessions stores no key column: its key is the pair (session, product), tested
-    by unique_combination, which an incremental run reads in its window like any other test."""
-    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
-    with duckdb.connect(str(warehouse_file)) as con:
-        con.execute(
-            "insert into intermediate.int_product_sessions select * from intermediate.int_product_sessions"
-            " order by session_started_at desc, session_id, product_id limit 1"
-        )
-    args = ["test", "--select", UNIQUE_PRODUCT_SESSIONS, "--vars", WINDOW_VARS]
-    with pytest.raises(DbtError):
-        run_dbt(args, warehouse_file=warehouse_file)
-    assert _test_results()[UNIQUE_PRODUCT_SESSIONS]["failures"] == 1
 
 
 def _test_results() -> dict[str, dict]:
@@ -361,6 +349,7 @@ WINDOWED_TESTS = {  # each test's outcome on the incremental run above
     "source_unique_greenery_events_event_id": "warn",  # its severity (staging keeps one copy)
     "source_accepted_values_greenery_orders_status__preparing__shipped__delivered": "pass",  # outside
     UNIQUE_ORDER_ITEMS: "fail",  # the newest order's item repeated
+    UNIQUE_PRODUCT_SESSIONS: "fail",  # the newest product session stored twice
 }
 
 # ---- generated data: the next days, appended and built incrementally -----------------------

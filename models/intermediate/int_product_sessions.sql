@@ -59,7 +59,8 @@ events_to_match as (
 -- session bought is in its order's items), one row each; grouped per (session, product) below.
 -- Not a full outer join of the two sides, each grouped: at scale 10000 that held both sides'
 -- hash tables and the sessions' at once and ran out of DuckDB's 3 GB (with a 6 GB limit: 29 s,
--- 6.2 GiB resident); this takes 40 s within 3 GB, with the same rows
+-- 6.2 GiB resident); this took 40 s within 3 GB (with the key, then stored), with the same
+-- rows
 product_rows as (
 
     select

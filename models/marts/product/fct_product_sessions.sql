@@ -1,7 +1,7 @@
 {#-
     A view: every column but the key is int_product_sessions', computed when its session was.
-    The key, a 73-character string, is made when read: at scale 10000 writing it cost the
-    table 23 s of its 48 (docs/dbt-project.md, "Incremental session facts").
+    The key, a 73-character string, is made when read rather than written (docs/dbt-project.md,
+    "Incremental session facts", says what writing it cost).
 -#}
 {{ config(materialized='view') }}
 
