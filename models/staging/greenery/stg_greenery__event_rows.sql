@@ -73,9 +73,10 @@ renamed as {{ not_materialized() }} (
         ----------  strings
         event_type,
         page_url,
-        -- https://greenary.com/<page type>/<id>: product, checkout or shipping
+        -- https://greenary.com/<page type>/<id>: product, checkout or shipping. The id is
+        -- split off by the view stg_greenery__events, where only its test reads it: stored
+        -- here, 36-character text in every row, it slowed this table's build (docs/reflection.md)
         {{ dbt.split_part('page_url', "'/'", 4) }} as page_type,
-        {{ dbt.split_part('page_url', "'/'", 5) }} as page_target_id,
         ----------  timestamps (UTC)
         cast(created_at as {{ dbt.type_timestamp() }}) as event_at
 
@@ -161,7 +162,6 @@ final as (
         event_type,
         page_url,
         page_type,
-        page_target_id,
         anomaly,
         ----------  booleans
         coalesce(

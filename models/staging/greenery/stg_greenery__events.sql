@@ -23,7 +23,8 @@ final as (
         event_type,
         page_url,
         page_type,
-        page_target_id,
+        -- https://greenary.com/<page type>/<id>
+        {{ dbt.split_part('page_url', "'/'", 5) }} as page_target_id,
         ----------  numerics
         position_in_session,
         ----------  timestamps (UTC)
