@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -30,6 +31,7 @@ from greenery.serve.http import create_app
 from greenery.serve.postgres import start_postgres_server
 from greenery.warehouse import store
 from greenery.warehouse.build import built_from_path, rebuild
+from greenery.warehouse.dbt import TARGET_DIR
 from greenery.warehouse.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +63,12 @@ def read_sql(database: Path, sql: str) -> pd.DataFrame:
         return oracle.as_text_ids(con.execute(sql).df())
     finally:
         con.close()
+
+
+def data_test_results() -> dict[str, dict]:
+    """The last dbt command's data tests' results (run_results.json) by test name."""
+    results = json.loads((TARGET_DIR / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[2]: r for r in results if r["unique_id"].startswith("test.")}
 
 
 def copy_warehouse(source: Path, destination: Path, *, built_from: bool = False) -> Path:

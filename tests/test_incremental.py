@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from conftest import copy_warehouse, read_sql
+from conftest import copy_warehouse, data_test_results, read_sql
 
 from greenery.cli import main
 from greenery.data.load import read_folder
@@ -24,7 +24,7 @@ from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.build import build, fresh_raw, rebuild
-from greenery.warehouse.dbt import TARGET_DIR, DbtError, run_dbt
+from greenery.warehouse.dbt import DbtError, run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
 PERIOD = pd.Timedelta(hours=12)  # one batch of arrivals
@@ -299,7 +299,7 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
         _repeat_an_item_of_the_oldest_and_the_newest_order(raw)
     with pytest.raises(DbtError):
         run_dbt(["test", "--select", *WINDOWED_TESTS, "--vars", WINDOW_VARS], warehouse_file=warehouse_file)
-    tests = _test_results()
+    tests = data_test_results()
     assert {name: result["status"] for name, result in tests.items()} == WINDOWED_TESTS
     assert tests[UNIQUE_ORDER_ITEMS]["failures"] == 1  # the newest order's item: the oldest's is outside
     assert tests[UNIQUE_PRODUCT_SESSIONS]["failures"] == 1
@@ -318,7 +318,7 @@ def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_
     args = ["test", "--select", UNIQUE_ORDER_ITEMS, "--vars", WINDOW_VARS]
     with pytest.raises(DbtError):
         run_dbt(args, warehouse_file=warehouse_file)
-    assert _test_results()[UNIQUE_ORDER_ITEMS]["failures"] == 2
+    assert data_test_results()[UNIQUE_ORDER_ITEMS]["failures"] == 2
 
 
 def _repeat_an_item_of_the_oldest_and_the_newest_order(raw: duckdb.DuckDBPyConnection) -> None:
@@ -327,12 +327,6 @@ def _repeat_an_item_of_the_oldest_and_the_newest_order(raw: duckdb.DuckDBPyConne
         f" (({OLDEST_ORDER}), ({NEWEST_ORDER}))"
         " qualify row_number() over (partition by order_id order by product_id) = 1"
     )
-
-
-def _test_results() -> dict[str, dict]:
-    """The last dbt command's data tests' results by name."""
-    results = json.loads((TARGET_DIR / "run_results.json").read_text())["results"]
-    return {r["unique_id"].split(".")[2]: r for r in results if r["unique_id"].startswith("test.")}
 
 
 OLDEST_EVENTS = "select event_id from public.events order by created_at, event_id limit 2"

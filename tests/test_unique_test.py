@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import duckdb
-from conftest import copy_warehouse, read_sql
+from conftest import copy_warehouse, data_test_results, read_sql
 
 from greenery.warehouse import store
-from greenery.warehouse.dbt import TARGET_DIR, run_dbt
+from greenery.warehouse.dbt import run_dbt
 
 RAW_UNIQUE = "source_unique_greenery_events_event_id"
 NO_WINDOWS = json.dumps({"incremental_test_windows": {}})  # every test reads its whole relation
@@ -28,11 +28,10 @@ def test_unique_on_uuids_finds_each_repeated_id_and_its_copies(
             row[0] for row in raw.execute("select event_id from public.events order by 1 limit 2").fetchall()
         )
         for event_id, copies in ((first, 1), (second, 2)):
-            for _ in range(copies):
-                raw.execute(
-                    "insert into public.events select * from public.events where event_id = ? limit 1",
-                    [event_id],
-                )
+            raw.execute(
+                "insert into public.events select events.* from public.events, range(?) where event_id = ?",
+                [copies, event_id],
+            )
         expected = raw.execute(
             "select event_id, count(*) from public.events group by 1 having count(*) > 1 order by 1"
         ).fetchall()
@@ -43,12 +42,10 @@ def test_unique_on_uuids_finds_each_repeated_id_and_its_copies(
         warehouse_file=warehouse_file,
     )
 
-    results = json.loads((TARGET_DIR / "run_results.json").read_text())["results"]
-    (result,) = (r for r in results if r["unique_id"].startswith("test."))
+    result = data_test_results()[RAW_UNIQUE]
     assert (result["status"], result["failures"]) == ("warn", 2)  # its severity: staging keeps one copy
-    assert (
-        "lag(event_id) over (order by event_id)" in result["compiled_code"]
-    )  # the sorted ids, not a group by
+    sorted_ids = "lag(event_id) over (order by event_id)"  # not dbt's group by
+    assert sorted_ids in result["compiled_code"]
     found = read_sql(
         warehouse_file, f"select unique_field, n_records from dbt_test__audit.{RAW_UNIQUE} order by 1"
     )
