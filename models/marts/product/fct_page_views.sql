@@ -1,5 +1,6 @@
 {#- delete+insert by session, as every session fact: an incremental run recomputes whole
     sessions (docs/dbt-project.md, "Incremental session facts") -#}
+-- depends_on: {{ ref('int_events_pivoted_to_sessions') }}
 {{
     config(
         materialized='incremental',
@@ -23,16 +24,60 @@ events as (
 
 ),
 
--- incremental: every event of the users with an event in the lookback window: a late checkout
--- credits a page view up to 7 days before it, in any of the user's sessions (docs/dbt-project.md)
+{% if is_incremental() -%}
+-- incremental: only a session with an event in the lookback window can have changed, and an
+-- event credits page views of its user up to 7 days before it: from 7 days before the first
+-- such session of each user (docs/dbt-project.md)
+credit_reaches_back_to as (
+
+    select
+        user_id,
+        {{ dbt.dateadd('day', -7, 'min(session_started_at)') }} as reaches_back_to
+
+    from {{ ref('int_events_pivoted_to_sessions') }}
+    where session_ended_at >= {{ incremental_cutoff('viewed_at') }}
+    group by user_id
+
+),
+
+-- every session of those users with an event since then is recomputed whole
+recomputed_sessions as (
+
+    select
+        sessions.session_id,
+        sessions.user_id,
+        sessions.session_started_at
+
+    from {{ ref('int_events_pivoted_to_sessions') }} as sessions
+    inner join credit_reaches_back_to
+        on sessions.user_id = credit_reaches_back_to.user_id
+    where sessions.session_ended_at >= credit_reaches_back_to.reaches_back_to
+
+),
+
+-- from the start of each user's first recomputed session: a page view's credits come from
+-- the events after it
+users_recomputed_from as (
+
+    select
+        user_id,
+        min(session_started_at) as recomputed_from
+
+    from recomputed_sessions
+    group by user_id
+
+),
+
+{% endif -%}
 events_to_match as (
 
     select events.*
     from events
-    {{ join_touched_in_lookback(
-        'events', 'user_id', ref('fct_session_events'),
-        'event_at', 'viewed_at'
-    ) }}
+    {% if is_incremental() -%}
+    inner join users_recomputed_from
+        on events.user_id = users_recomputed_from.user_id
+    where events.event_at >= users_recomputed_from.recomputed_from
+    {% endif %}
 
 ),
 
@@ -78,6 +123,18 @@ next_events as (
 
 ),
 
+page_views as (
+
+    select next_events.*
+    from next_events
+    {% if is_incremental() -%}
+    inner join recomputed_sessions
+        on next_events.session_id = recomputed_sessions.session_id
+    {% endif %}
+    where next_events.event_type = 'page_view'
+
+),
+
 final as (
 
     select
@@ -107,8 +164,7 @@ final as (
         ----------  timestamps
         event_at as viewed_at
 
-    from next_events
-    where event_type = 'page_view'
+    from page_views
 
 )
 
