@@ -1,5 +1,6 @@
 {#- delete+insert by session, as every session fact: an incremental run recomputes whole
     sessions (docs/dbt-project.md, "Incremental session facts") -#}
+{#- read by an incremental run only (below); dbt must still build it first -#}
 -- depends_on: {{ ref('int_events_pivoted_to_sessions') }}
 {{
     config(
