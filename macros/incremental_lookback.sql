@@ -39,6 +39,22 @@
 {%- endmacro %}
 
 {#-
+    Each user with a session in the lookback window (a row of `sessions`, a relation of
+    sessions with user_id, session_started_at and session_ended_at, that ends in it) and when
+    the first such session started: a late session changes what the models compute over the
+    user's later sessions, never over the earlier ones. `target_column` is the model's time
+    column, for the cutoff. A select, for a CTE of an incremental run.
+-#}
+{% macro users_first_session_in_window(sessions, target_column) -%}
+    select
+        user_id,
+        min(session_started_at) as first_session_started_at
+    from {{ sessions }}
+    where session_ended_at >= {{ incremental_cutoff(target_column) }}
+    group by user_id
+{%- endmacro %}
+
+{#-
     On an incremental run, keep only the rows whose `key` (the model's unique key, e.g. a user)
     has a row the table ({{ this }}) does not hold as it is now: a new row, a row changed in
     place, or a row gone or moved to another key. For sources that change rows in place with

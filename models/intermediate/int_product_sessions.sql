@@ -30,17 +30,28 @@ order_items as (
 
 ),
 
--- incremental: every session of the users with an event in the lookback window (fct_sessions
--- may have renumbered them), and its events (docs/dbt-project.md). Read twice below: a full
--- build reads the sessions again for each rather than copy them all (macros/not_materialized.sql)
+{% if is_incremental() -%}
+-- incremental: the sessions of each user with an event in the lookback window, from the start
+-- of the first such session (those fct_sessions wrote again: it may have renumbered them),
+-- and their events (docs/dbt-project.md)
+users_in_window as (
+
+    {{ users_first_session_in_window(ref('fct_sessions'), 'session_started_at') }}
+
+),
+
+{% endif -%}
+-- read twice below: a full build reads the sessions again for each rather than copy them all
+-- (macros/not_materialized.sql)
 sessions_to_match as {{ not_materialized() }} (
 
     select sessions.*
     from sessions
-    {{ join_touched_in_lookback(
-        'sessions', 'user_id', ref('fct_sessions'),
-        'session_ended_at', 'session_started_at'
-    ) }}
+    {% if is_incremental() -%}
+    inner join users_in_window
+        on sessions.user_id = users_in_window.user_id
+    where sessions.session_started_at >= users_in_window.first_session_started_at
+    {% endif %}
 
 ),
 
@@ -48,10 +59,11 @@ events_to_match as (
 
     select events.*
     from events
-    {{ join_touched_in_lookback(
-        'events', 'user_id', ref('fct_sessions'),
-        'session_ended_at', 'session_started_at'
-    ) }}
+    {% if is_incremental() -%}
+    inner join users_in_window
+        on events.user_id = users_in_window.user_id
+    where events.event_at >= users_in_window.first_session_started_at
+    {% endif %}
 
 ),
 

@@ -29,15 +29,9 @@ events as (
 -- incremental: only a session with an event in the lookback window can have changed, and an
 -- event credits page views of its user up to 7 days before it: from 7 days before the first
 -- such session of each user (docs/dbt-project.md)
-credit_reaches_back_to as (
+users_in_window as (
 
-    select
-        user_id,
-        {{ dbt.dateadd('day', -7, 'min(session_started_at)') }} as reaches_back_to
-
-    from {{ ref('int_events_pivoted_to_sessions') }}
-    where session_ended_at >= {{ incremental_cutoff('viewed_at') }}
-    group by user_id
+    {{ users_first_session_in_window(ref('int_events_pivoted_to_sessions'), 'viewed_at') }}
 
 ),
 
@@ -50,9 +44,11 @@ recomputed_sessions as (
         sessions.session_started_at
 
     from {{ ref('int_events_pivoted_to_sessions') }} as sessions
-    inner join credit_reaches_back_to
-        on sessions.user_id = credit_reaches_back_to.user_id
-    where sessions.session_ended_at >= credit_reaches_back_to.reaches_back_to
+    inner join users_in_window
+        on sessions.user_id = users_in_window.user_id
+    where
+        sessions.session_ended_at
+        >= {{ dbt.dateadd('day', -7, 'users_in_window.first_session_started_at') }}
 
 ),
 

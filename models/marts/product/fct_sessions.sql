@@ -15,8 +15,8 @@ sessions as (
 
 ),
 
--- incremental: every session of the users with an event in the lookback window, as a
--- late, earlier session renumbers the user's later ones (docs/dbt-project.md)
+-- incremental: every session of the users with an event in the lookback window is numbered
+-- again: a late, earlier session renumbers the user's later ones (docs/dbt-project.md)
 sessions_to_number as (
 
     select sessions.*
@@ -28,6 +28,16 @@ sessions_to_number as (
 
 ),
 
+{% if is_incremental() -%}
+-- and those from the start of the user's first session in the window are written: an
+-- earlier session keeps its number
+users_in_window as (
+
+    {{ users_first_session_in_window(ref('int_events_pivoted_to_sessions'), 'session_ended_at') }}
+
+),
+
+{% endif -%}
 orders as (
 
     select * from {{ ref('stg_greenery__orders') }}
@@ -89,6 +99,11 @@ final as (
     from numbered
     left join orders
         on numbered.order_id = orders.order_id
+    {% if is_incremental() -%}
+    inner join users_in_window
+        on numbered.user_id = users_in_window.user_id
+    where numbered.session_started_at >= users_in_window.first_session_started_at
+    {% endif %}
 
 )
 
