@@ -15,22 +15,9 @@ sessions as (
 
 ),
 
--- incremental: every session of the users with an event in the lookback window is numbered
--- again: a late, earlier session renumbers the user's later ones (docs/dbt-project.md)
-sessions_to_number as (
-
-    select sessions.*
-    from sessions
-    {{ join_touched_in_lookback(
-        'sessions', 'user_id', ref('int_events_pivoted_to_sessions'),
-        'session_ended_at', 'session_ended_at'
-    ) }}
-
-),
-
 {% if is_incremental() -%}
--- and those from the start of the user's first session in the window are written: an
--- earlier session keeps its number
+-- incremental: each user with a session in the lookback window, and when the first such
+-- session started (docs/dbt-project.md)
 users_in_window as (
 
     {{ users_first_session_in_window(ref('int_events_pivoted_to_sessions'), 'session_ended_at') }}
@@ -38,6 +25,20 @@ users_in_window as (
 ),
 
 {% endif -%}
+-- every session of those users is numbered again (a late, earlier session renumbers the
+-- user's later ones); those from the start of the first in the window are written (final):
+-- an earlier session keeps its number
+sessions_to_number as (
+
+    select sessions.*
+    from sessions
+    {% if is_incremental() -%}
+    inner join users_in_window
+        on sessions.user_id = users_in_window.user_id
+    {% endif %}
+
+),
+
 orders as (
 
     select * from {{ ref('stg_greenery__orders') }}
