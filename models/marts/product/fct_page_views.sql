@@ -95,13 +95,13 @@ funnel_events as (
 
 ),
 
--- for each event: when the next page view, add to cart and checkout come after it, in its
--- session and of its user. Each add to cart and checkout is credited to the latest page view
--- at or before it, so a page view is credited with one when the next one comes before the
--- next page view (at the same instant the page view comes first: never before it). The rows
--- are in time order, so the next such time is also the least of the later ones: no frame over
--- every later row. One sort per window, and no aggregate or join back to the page views
-next_events as (
+-- for each event: when the next page view, add to cart and checkout come after it in its
+-- session. Each add to cart and checkout is credited to the latest page view at or before it,
+-- so a page view is credited with one when the next one comes before the next page view (at
+-- the same instant the page view comes first: never before it). The rows are in time order,
+-- so the next such time is also the least of the later ones: no frame over every later row.
+-- One sort per window, and no aggregate or join back to the page views
+next_in_session as (
 
     select
         *,
@@ -110,25 +110,37 @@ next_events as (
         {{ next_non_null("case when event_type = 'add_to_cart' then event_at end", in_session) }}
             as next_add_to_cart_in_session_at,
         {{ next_non_null("case when event_type = 'checkout' then event_at end", in_session) }}
-            as next_checkout_in_session_at,
-        {{ next_non_null("case when event_type = 'page_view' then event_at end", of_user) }}
-            as next_view_of_user_at,
-        {{ next_non_null("case when event_type = 'checkout' then event_at end", of_user) }}
-            as next_checkout_of_user_at
+            as next_checkout_in_session_at
 
     from funnel_events
 
 ),
 
+-- the same of each user, for the page views and checkouts only: an add to cart credits no
+-- page view outside its session, and a window sorts 40 % fewer rows without them
+next_of_user as (
+
+    select
+        *,
+        {{ next_non_null("case when event_type = 'page_view' then event_at end", of_user) }}
+            as next_view_of_user_at,
+        {{ next_non_null("case when event_type = 'checkout' then event_at end", of_user) }}
+            as next_checkout_of_user_at
+
+    from next_in_session
+    where event_type in ('page_view', 'checkout')
+
+),
+
 page_views as (
 
-    select next_events.*
-    from next_events
+    select next_of_user.*
+    from next_of_user
     {% if is_incremental() -%}
     inner join recomputed_sessions
-        on next_events.session_id = recomputed_sessions.session_id
+        on next_of_user.session_id = recomputed_sessions.session_id
     {% endif %}
-    where next_events.event_type = 'page_view'
+    where next_of_user.event_type = 'page_view'
 
 ),
 
