@@ -1,7 +1,8 @@
-"""dbt's `unique` test on DuckDB (macros/tests/unique.sql): on a uuid column of a whole relation
-it sorts the ids and compares each with the one before; it must find what dbt's group by finds.
+"""dbt's `unique` test on DuckDB (macros/tests/unique.sql): on a whole relation it sorts the
+hashes of the column's values and groups only the values whose hash repeats; it must find what
+dbt's group by finds, on uuids and on text.
 
-Runs dbt on a copy of the course warehouse with repeated raw event ids.
+Runs dbt on a copy of the course warehouse with repeated raw rows.
 """
 
 from __future__ import annotations
@@ -10,43 +11,60 @@ import json
 from pathlib import Path
 
 import duckdb
+import pytest
 from conftest import copy_warehouse, data_test_results, read_sql
 
 from greenery.warehouse import store
-from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.dbt import DbtError, run_dbt
 
-RAW_UNIQUE = "source_unique_greenery_events_event_id"
 NO_WINDOWS = json.dumps({"incremental_test_windows": {}})  # every test reads its whole relation
 
 
-def test_unique_on_uuids_finds_each_repeated_id_and_its_copies(
-    course_warehouse: Path, warehouse_file: Path
-) -> None:
-    copy_warehouse(course_warehouse, warehouse_file)
+def repeat_rows(warehouse_file: Path, table: str, column: str) -> list[tuple[object, int]]:
+    """In the raw `table`, the rows of its first value of `column` twice and of its second three
+    times; returns each repeated value and its count, as dbt's group by finds them."""
     with duckdb.connect(str(store.raw_path(warehouse_file))) as raw:
         first, second = (
-            row[0] for row in raw.execute("select event_id from public.events order by 1 limit 2").fetchall()
+            row[0]
+            for row in raw.execute(f"select {column} from public.{table} order by 1 limit 2").fetchall()
         )
-        for event_id, copies in ((first, 1), (second, 2)):
+        for value, copies in ((first, 1), (second, 2)):
             raw.execute(
-                "insert into public.events select events.* from public.events, range(?) where event_id = ?",
-                [copies, event_id],
+                f"insert into public.{table} select {table}.* from public.{table}, range(?)"
+                f" where {column} = ?",
+                [copies, value],
             )
-        expected = raw.execute(
-            "select event_id, count(*) from public.events group by 1 having count(*) > 1 order by 1"
+        return raw.execute(
+            f"select {column}, count(*) from public.{table} group by 1 having count(*) > 1 order by 1"
         ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "status"),
+    [
+        ("events", "event_id", "warn"),  # a uuid; its severity: staging keeps one copy
+        ("promos", "promo_id", "fail"),  # text
+    ],
+)
+def test_unique_finds_each_repeated_value_and_its_copies(
+    course_warehouse: Path, warehouse_file: Path, table: str, column: str, status: str
+) -> None:
+    copy_warehouse(course_warehouse, warehouse_file)
+    expected = repeat_rows(warehouse_file, table, column)
     assert [copies for _, copies in expected] == [2, 3]
+    test_name = f"source_unique_greenery_{table}_{column}"
 
-    run_dbt(
-        ["test", "--select", RAW_UNIQUE, "--store-failures", "--vars", NO_WINDOWS],
-        warehouse_file=warehouse_file,
-    )
+    args = ["test", "--select", test_name, "--store-failures", "--vars", NO_WINDOWS]
+    if status == "fail":
+        with pytest.raises(DbtError, match=test_name):
+            run_dbt(args, warehouse_file=warehouse_file)
+    else:
+        run_dbt(args, warehouse_file=warehouse_file)
 
-    result = data_test_results()[RAW_UNIQUE]
-    assert (result["status"], result["failures"]) == ("warn", 2)  # its severity: staging keeps one copy
-    sorted_ids = "lag(event_id) over (order by event_id)"  # not dbt's group by
-    assert sorted_ids in result["compiled_code"]
+    result = data_test_results()[test_name]
+    assert (result["status"], result["failures"]) == (status, 2)
+    assert "lag(value_hash) over (order by value_hash)" in result["compiled_code"]  # not dbt's group by
     found = read_sql(
-        warehouse_file, f"select unique_field, n_records from dbt_test__audit.{RAW_UNIQUE} order by 1"
+        warehouse_file, f"select unique_field, n_records from dbt_test__audit.{test_name} order by 1"
     )
-    assert list(found.itertuples(index=False, name=None)) == [(str(event_id), n) for event_id, n in expected]
+    assert list(found.itertuples(index=False, name=None)) == [(str(value), n) for value, n in expected]
