@@ -1,8 +1,8 @@
-"""dbt's `unique` test on DuckDB (macros/tests/unique.sql): on a whole relation it sorts the
-hashes of the column's values and groups only the values whose hash repeats; it must find what
-dbt's group by finds, on uuids and on text.
+"""dbt's `unique` test and the project's `unique_combination` on DuckDB (macros/tests/): on a
+whole relation they sort the hashes of the values and group only the values whose hash
+repeats; they must find what a group by finds, on uuids, on text and on pairs.
 
-Runs dbt on a copy of the course warehouse with repeated raw rows.
+Runs dbt on a copy of the course warehouse with repeated rows.
 """
 
 from __future__ import annotations
@@ -68,3 +68,31 @@ def test_unique_finds_each_repeated_value_and_its_copies(
         warehouse_file, f"select unique_field, n_records from dbt_test__audit.{test_name} order by 1"
     )
     assert list(found.itertuples(index=False, name=None)) == [(str(value), n) for value, n in expected]
+
+
+def test_unique_combination_finds_each_repeated_pair(course_warehouse: Path, warehouse_file: Path) -> None:
+    copy_warehouse(course_warehouse, warehouse_file)
+    with duckdb.connect(str(warehouse_file)) as con:
+        con.execute(
+            "insert into intermediate.int_product_sessions select * from intermediate.int_product_sessions"
+            " order by session_id, product_id limit 1"
+        )
+        expected = con.execute(
+            "select cast(session_id as varchar), cast(product_id as varchar), count(*)"
+            " from intermediate.int_product_sessions group by all having count(*) > 1"
+        ).fetchall()
+    assert len(expected) == 1
+    test_name = "unique_combination_int_product_sessions_session_id__product_id"
+
+    with pytest.raises(DbtError, match=test_name):
+        run_dbt(
+            ["test", "--select", test_name, "--store-failures", "--vars", NO_WINDOWS],
+            warehouse_file=warehouse_file,
+        )
+
+    result = data_test_results()[test_name]
+    assert (result["status"], result["failures"]) == ("fail", 1)
+    assert "lag(value_hash) over (order by value_hash)" in result["compiled_code"]  # not a group by of all
+    stored = f"select session_id, product_id, n_records from dbt_test__audit.{test_name}"
+    found = read_sql(warehouse_file, stored)
+    assert list(found.itertuples(index=False, name=None)) == expected
