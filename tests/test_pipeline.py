@@ -81,6 +81,7 @@ def test_fct_session_events_matches_pandas(wh_fixture: str, request: pytest.Fixt
     assert actual["position_in_session"].tolist() == expected["position"].tolist()
     assert actual["event_type"].tolist() == expected["event_type"].tolist()
     assert actual["page_type"].tolist() == expected["page_url"].str.split("/").str[3].tolist()
+    assert actual["page_url"].tolist() == expected["page_url"].tolist()
 
 
 @pytest.mark.parametrize("wh_fixture", WAREHOUSES)

@@ -135,7 +135,16 @@ classified as (
             when users.user_id is null then 'orphan_user_events'
             when numbered.product_id is not null and products_seen.product_id is null
                 then 'orphan_product_events'
-        end as anomaly
+        end as anomaly,
+        -- null when the URL is the one the row's page type and product or order make
+        -- (macros/page_url.sql): stg_greenery__events builds it back
+        case
+            when
+                numbered.page_url
+                = {{ page_url('numbered.page_type', 'numbered.product_id', 'numbered.order_id') }}
+                then null
+            else numbered.page_url
+        end as irregular_page_url
 
     from numbered
     left join users
@@ -160,7 +169,7 @@ final as (
         order_id,
         ----------  strings
         event_type,
-        page_url,
+        irregular_page_url,
         page_type,
         anomaly,
         ----------  booleans
