@@ -12,8 +12,8 @@
 }}
 
 {#- the funnel events of each session and of each user, in time order: at the same instant
-    the page view first, then by event_id -#}
-{%- set in_order = 'order by event_at, same_instant_order, event_id' -%}
+    the page view first (funnel step 0), then by event_id -#}
+{%- set in_order = 'order by event_at, funnel_step, event_id' -%}
 {%- set in_session = '(partition by session_id ' ~ in_order ~ ')' -%}
 {%- set of_user = '(partition by user_id ' ~ in_order ~ ')' -%}
 
@@ -85,10 +85,10 @@ funnel_events as (
         session_id,
         user_id,
         product_id,
-        event_type,
         event_at,
-        -- at the same instant the page view comes first: a conversion at or after it counts
-        case when event_type = 'page_view' then 0 else 1 end as same_instant_order
+        -- the event type as a number, which the windows below sort with less than its text:
+        -- at the same instant the page view comes first, so a conversion at or after it counts
+        case event_type when 'page_view' then 0 when 'add_to_cart' then 1 else 2 end as funnel_step
 
     from events_to_match
     where event_type in ('page_view', 'add_to_cart', 'checkout')
@@ -105,11 +105,11 @@ next_in_session as (
 
     select
         *,
-        {{ next_non_null("case when event_type = 'page_view' then event_at end", in_session) }}
+        {{ next_non_null("case when funnel_step = 0 then event_at end", in_session) }}
             as next_view_in_session_at,
-        {{ next_non_null("case when event_type = 'add_to_cart' then event_at end", in_session) }}
+        {{ next_non_null("case when funnel_step = 1 then event_at end", in_session) }}
             as next_add_to_cart_in_session_at,
-        {{ next_non_null("case when event_type = 'checkout' then event_at end", in_session) }}
+        {{ next_non_null("case when funnel_step = 2 then event_at end", in_session) }}
             as next_checkout_in_session_at
 
     from funnel_events
@@ -122,13 +122,13 @@ next_of_user as (
 
     select
         *,
-        {{ next_non_null("case when event_type = 'page_view' then event_at end", of_user) }}
+        {{ next_non_null("case when funnel_step = 0 then event_at end", of_user) }}
             as next_view_of_user_at,
-        {{ next_non_null("case when event_type = 'checkout' then event_at end", of_user) }}
+        {{ next_non_null("case when funnel_step = 2 then event_at end", of_user) }}
             as next_checkout_of_user_at
 
     from next_in_session
-    where event_type in ('page_view', 'checkout')
+    where funnel_step in (0, 2)
 
 ),
 
@@ -140,7 +140,7 @@ page_views as (
     inner join recomputed_sessions
         on next_of_user.session_id = recomputed_sessions.session_id
     {% endif %}
-    where next_of_user.event_type = 'page_view'
+    where next_of_user.funnel_step = 0
 
 ),
 
