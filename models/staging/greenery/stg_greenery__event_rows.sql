@@ -73,9 +73,8 @@ renamed as {{ not_materialized() }} (
         ----------  strings
         event_type,
         page_url,
-        -- https://greenary.com/<page type>/<id>: product, checkout or shipping. The id is
-        -- split off by the view stg_greenery__events, where only its test reads it: stored
-        -- here, 36-character text in every row, it slowed this table's build (docs/reflection.md)
+        -- https://greenary.com/<page type>/<id>: product, checkout or shipping. The table
+        -- stores the URL only when the row cannot build it back (irregular_page_url, below)
         {{ dbt.split_part('page_url', "'/'", 4) }} as page_type,
         ----------  timestamps (UTC)
         cast(created_at as {{ dbt.type_timestamp() }}) as event_at
