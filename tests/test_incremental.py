@@ -224,6 +224,26 @@ def test_an_event_later_than_the_lookback_waits_for_a_full_refresh(
     assert int(read_sql(warehouse_file, query)["events"][0]) == events
 
 
+def test_a_model_whose_columns_changed_asks_for_a_full_refresh(
+    course_warehouse: Path, warehouse_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warehouse built before the project changed an incremental model's columns (here
+    stg_greenery__event_rows as it was when it stored every page_url): the incremental build
+    stops without a traceback and says which command rebuilds it, and that command does."""
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
+    with duckdb.connect(str(warehouse_file)) as warehouse:
+        warehouse.execute(
+            "alter table staging.stg_greenery__event_rows rename column irregular_page_url to page_url"
+        )
+
+    assert main(["build"]) == 1
+    error = capsys.readouterr().err
+    assert "stg_greenery__event_rows" in error
+    assert "rebuild them with `greenery build --full-refresh`" in error
+    assert "Traceback" not in error
+    assert main(["build", "--full-refresh"]) == 0
+
+
 def test_orders_changed_in_place_are_rebuilt_by_an_incremental_build(
     course_warehouse: Path, warehouse_file: Path
 ) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from greenery.data.generate import generate
 from greenery.data.load import read_arrivals, read_folder
 from greenery.warehouse import store
-from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.dbt import DbtError, run_dbt
 from greenery.warehouse.lock import exclusive
 from greenery.warehouse.replay import REPLAY_WEEKS, replay
 
@@ -27,6 +27,9 @@ from greenery.warehouse.replay import REPLAY_WEEKS, replay
 # nodes are small, and two at a time hide each other's latency (79 s against 54 s).
 FULL_BUILD_THREADS = 1
 INCREMENTAL_THREADS = 2
+# what dbt says when an incremental model (on_schema_change='fail') no longer has the columns
+# of the table it would add to
+SCHEMA_CHANGED = "The source and target schemas on this incremental model are out of sync"
 
 
 def fresh_raw(
@@ -137,7 +140,15 @@ def build(
     macros/snapshot_get_time.sql), so a plain `dbt build` is just as safe.
     """
     with dbt_build(warehouse_file, full_refresh=full_refresh, lookback_days=lookback_days) as plan:
-        run_dbt(plan.args, warehouse_file=warehouse_file)
+        try:
+            run_dbt(plan.args, warehouse_file=warehouse_file)
+        except DbtError as error:
+            if SCHEMA_CHANGED in str(error):
+                raise DbtError(
+                    f"{error}\n\nAn incremental model's columns changed with the project since the"
+                    " warehouse was built: rebuild them with `greenery build --full-refresh`."
+                ) from error
+            raise
     return plan.full_refresh
 
 
