@@ -191,6 +191,31 @@ def test_a_failing_dbt_test_fails_its_asset_check(orchestrated: Orchestrated, tm
     assert promos not in {e.asset_key for e in result.get_asset_materialization_events()}
 
 
+def test_a_model_whose_columns_changed_fails_saying_how_to_rebuild(
+    orchestrated: Orchestrated, tmp_path: Path
+) -> None:
+    """A warehouse built before the project changed an incremental model's columns (as when
+    stg_greenery__event_rows stored every page_url): the run fails and says which config rebuilds."""
+    folder = tmp_path / "warehouse"
+    shutil.copytree(orchestrated.warehouse_file.parent, folder, ignore=shutil.ignore_patterns("published"))
+    warehouse_file = folder / orchestrated.warehouse_file.name
+    with duckdb.connect(str(warehouse_file)) as warehouse:
+        warehouse.execute(
+            "alter table staging.stg_greenery__event_rows rename column irregular_page_url to page_url"
+        )
+    event_rows = AssetKey(["staging", "stg_greenery__event_rows"])
+    with pytest.MonkeyPatch.context() as env, DagsterInstance.ephemeral() as instance:
+        env.setenv(store.ENV_VAR, str(warehouse_file))
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[event_rows], raise_on_error=False
+        )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    description = failure.step_failure_data.user_failure_data.description
+    assert "stg_greenery__event_rows" in description
+    assert "config says `full_refresh: true`" in description
+
+
 def test_schedules_run_what_and_when() -> None:
     assert weekly_snapshot_schedule.cron_schedule == WEEKLY_CRON == "0 0 * * 5"
     assert daily_build_schedule.cron_schedule == DAILY_CRON == "0 3 * * 1-6"

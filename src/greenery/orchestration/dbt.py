@@ -32,7 +32,7 @@ from dagster_dbt import (
 
 from greenery.orchestration.manifest import MANIFEST_PATH, load_manifest
 from greenery.warehouse import store
-from greenery.warehouse.build import dbt_build
+from greenery.warehouse.build import dbt_build, with_rebuild_hint
 from greenery.warehouse.replay import SNAPSHOT_RELATION
 
 SNAPSHOT_NAME = SNAPSHOT_RELATION.split(".")[1]
@@ -184,4 +184,6 @@ def _run_dbt_build(
             for uid, r in results.items()
             if r["status"] in ("error", "fail")
         ]
-        raise Failure(description=f"`dbt {' '.join(args)}` failed: " + "; ".join(failed), metadata=summary)
+        description = f"`dbt {' '.join(args)}` failed: " + "; ".join(failed)
+        rebuild = "a run whose greenery_dbt config says `full_refresh: true`"
+        raise Failure(description=with_rebuild_hint(description, rebuild), metadata=summary)

@@ -143,13 +143,19 @@ def build(
         try:
             run_dbt(plan.args, warehouse_file=warehouse_file)
         except DbtError as error:
-            if SCHEMA_CHANGED in str(error):
-                raise DbtError(
-                    f"{error}\n\nAn incremental model's columns changed with the project since the"
-                    " warehouse was built: rebuild them with `greenery build --full-refresh`."
-                ) from error
-            raise
+            raise DbtError(with_rebuild_hint(str(error), "`greenery build --full-refresh`")) from error
     return plan.full_refresh
+
+
+def with_rebuild_hint(message: str, rebuild: str) -> str:
+    """A failed dbt build's `message`, with how to rebuild (`rebuild`) when dbt refused to add to
+    an incremental table whose columns the project has changed since it was built."""
+    if SCHEMA_CHANGED not in message:
+        return message
+    return (
+        f"{message}\n\nAn incremental model's columns changed with the project since the warehouse"
+        f" was built: rebuild them with {rebuild}."
+    )
 
 
 def rebuild(warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1) -> None:
