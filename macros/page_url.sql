@@ -3,8 +3,8 @@
     the id being the event's product (a product page) or its order (checkout, shipping).
     stg_greenery__event_rows stores a raw page_url only when it is not this
     (irregular_page_url) and stg_greenery__events builds it back, so the window that sorts
-    every event row by session does not carry a 70-character URL: at 36.0 M events its select
-    alone took 30–37 s against 40–44 s (docs/reflection.md).
+    every event row by session does not carry a 70-character URL: at 36.0 M events the model
+    took 33.3–33.8 s against 38.4–43.0 s (docs/dbt-project.md, "Incremental session facts").
 -#}
 {% macro page_url(page_type, product_id, order_id) -%}
     {{ dbt.concat([
