@@ -140,7 +140,9 @@ classified as (
         case
             when
                 numbered.page_url
-                = {{ page_url('numbered.page_type', 'numbered.product_id', 'numbered.order_id') }}
+                = {{ page_url(
+                    'numbered.page_type', page_target_id('numbered.product_id', 'numbered.order_id')
+                ) }}
                 then null
             else numbered.page_url
         end as irregular_page_url
