@@ -82,6 +82,15 @@ def copy_warehouse(source: Path, destination: Path, *, built_from: bool = False)
     return destination
 
 
+def as_built_before_irregular_page_url(warehouse_file: Path) -> None:
+    """Give stg_greenery__event_rows the columns a warehouse built before it stored
+    irregular_page_url holds (page_url in its place): an incremental model's columns changed."""
+    with duckdb.connect(str(warehouse_file)) as warehouse:
+        warehouse.execute(
+            "alter table staging.stg_greenery__event_rows rename column irregular_page_url to page_url"
+        )
+
+
 def build_warehouse(warehouse_file: Path, *, course_data: Path | None = None, scale: int = 1) -> Path:
     """Raw data (course CSVs, or generated at `scale`), weeks 1–4 replayed, `dbt build`."""
     rebuild(warehouse_file, course_data=course_data, scale=scale)

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from conftest import copy_warehouse, data_test_results, read_sql
+from conftest import as_built_before_irregular_page_url, copy_warehouse, data_test_results, read_sql
 
 from greenery.cli import main
 from greenery.data.load import read_folder
@@ -230,11 +230,7 @@ def test_a_model_whose_columns_changed_asks_for_a_full_refresh(
     """A warehouse built before the project changed an incremental model's columns (here
     stg_greenery__event_rows as it was when it stored every page_url): the incremental build
     stops without a traceback and says which command rebuilds it, and that command does."""
-    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
-    with duckdb.connect(str(warehouse_file)) as warehouse:
-        warehouse.execute(
-            "alter table staging.stg_greenery__event_rows rename column irregular_page_url to page_url"
-        )
+    as_built_before_irregular_page_url(copy_warehouse(course_warehouse, warehouse_file, built_from=True))
 
     assert main(["build"]) == 1
     error = capsys.readouterr().err

@@ -7,7 +7,6 @@ that warehouse with a bad raw row shows a failing dbt test failing its asset che
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from pathlib import Path
 import duckdb
 import oracle
 import pytest
-from conftest import read_sql
+from conftest import as_built_before_irregular_page_url, copy_warehouse, read_sql
 from dagster import (
     AssetKey,
     DagsterInstance,
@@ -169,20 +168,32 @@ def test_four_weekly_runs_snapshot_each_week_once(orchestrated: Orchestrated) ->
     assert _metadata(orchestrated.everything, SNAPSHOT_KEY)["snapshot/versions_written"] == 0
 
 
-def test_a_failing_dbt_test_fails_its_asset_check(orchestrated: Orchestrated, tmp_path: Path) -> None:
-    folder = tmp_path / "warehouse"
-    shutil.copytree(orchestrated.warehouse_file.parent, folder, ignore=shutil.ignore_patterns("published"))
-    con = duckdb.connect(str(folder / store.RAW_FILE))
-    con.execute(
-        "insert into public.promos select * from public.promos order by promo_id limit 1"
-    )  # a repeated key
-    con.close()
-    promos = AssetKey(["staging", "stg_greenery__promos"])
+def _copy(orchestrated: Orchestrated, tmp_path: Path) -> Path:
+    """The orchestrated warehouse, its raw catalog and the raw load it was built from, copied."""
+    return copy_warehouse(
+        orchestrated.warehouse_file,
+        tmp_path / "warehouse" / orchestrated.warehouse_file.name,
+        built_from=True,
+    )
+
+
+def _materialize(warehouse_file: Path, asset: AssetKey) -> ExecuteInProcessResult:
+    """One asset materialized on `warehouse_file` in a fresh instance; a failure is returned, not raised."""
     with pytest.MonkeyPatch.context() as env, DagsterInstance.ephemeral() as instance:
-        env.setenv(store.ENV_VAR, str(folder / orchestrated.warehouse_file.name))
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, asset_selection=[promos], raise_on_error=False
+        env.setenv(store.ENV_VAR, str(warehouse_file))
+        return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[asset], raise_on_error=False
         )
+
+
+def test_a_failing_dbt_test_fails_its_asset_check(orchestrated: Orchestrated, tmp_path: Path) -> None:
+    warehouse_file = _copy(orchestrated, tmp_path)
+    with duckdb.connect(str(store.raw_path(warehouse_file))) as raw:
+        raw.execute(
+            "insert into public.promos select * from public.promos order by promo_id limit 1"
+        )  # a repeated key
+    promos = AssetKey(["staging", "stg_greenery__promos"])
+    result = _materialize(warehouse_file, promos)
     assert not result.success
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
     # the source's own test fails its check on raw/public/promos, and blocks the staging view
@@ -196,19 +207,9 @@ def test_a_model_whose_columns_changed_fails_saying_how_to_rebuild(
 ) -> None:
     """A warehouse built before the project changed an incremental model's columns (as when
     stg_greenery__event_rows stored every page_url): the run fails and says which config rebuilds."""
-    folder = tmp_path / "warehouse"
-    shutil.copytree(orchestrated.warehouse_file.parent, folder, ignore=shutil.ignore_patterns("published"))
-    warehouse_file = folder / orchestrated.warehouse_file.name
-    with duckdb.connect(str(warehouse_file)) as warehouse:
-        warehouse.execute(
-            "alter table staging.stg_greenery__event_rows rename column irregular_page_url to page_url"
-        )
-    event_rows = AssetKey(["staging", "stg_greenery__event_rows"])
-    with pytest.MonkeyPatch.context() as env, DagsterInstance.ephemeral() as instance:
-        env.setenv(store.ENV_VAR, str(warehouse_file))
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, asset_selection=[event_rows], raise_on_error=False
-        )
+    warehouse_file = _copy(orchestrated, tmp_path)
+    as_built_before_irregular_page_url(warehouse_file)
+    result = _materialize(warehouse_file, AssetKey(["staging", "stg_greenery__event_rows"]))
     assert not result.success
     (failure,) = result.get_step_failure_events()
     description = failure.step_failure_data.user_failure_data.description
