@@ -101,9 +101,6 @@ FIGURES = {
 
 
 def render_chart(a: Answers, name: str, fmt: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
     fig = FIGURES[name](a)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -37,7 +37,15 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import fakesnow
 import pandas as pd
+import snowflake.connector
+import snowflake.connector.errors
+import sqlglot
+from dbt.cli.main import dbtRunner
+from fakesnow.cursor import FakeSnowflakeCursor
+from snowflake.connector import pandas_tools
+from sqlglot import exp
 
 from greenery.data.load import LoadError, read_folder
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
@@ -116,9 +124,6 @@ class EmulationError(RuntimeError):
 def _qualify_merge_insert_values(command: str) -> str:
     """fakesnow's MERGE cannot resolve the unqualified columns of `insert (…) values (a, b)` that
     the target has too (dbt's snapshot merge); Snowflake reads them from the source: qualify them."""
-    import sqlglot
-    from sqlglot import exp
-
     merge = sqlglot.parse_one(command, read="snowflake")
     if not isinstance(merge, exp.Merge):
         return command
@@ -171,10 +176,6 @@ def emulated_snowflake(db_path: Path | None = None, *, strict: bool = True) -> I
     behind for inspection); None keeps everything in memory. ``strict``: refuse statements that
     Snowflake would reject (see the module doc). Yields the statements accepted so far.
     """
-    import fakesnow
-    import snowflake.connector.errors
-    from fakesnow.cursor import FakeSnowflakeCursor
-
     statements: list[str] = []
     execute = FakeSnowflakeCursor.execute
 
@@ -207,8 +208,6 @@ def emulated_snowflake(db_path: Path | None = None, *, strict: bool = True) -> I
 
 def connect(database: str = RAW_DATABASE, schema: str = RAW_SCHEMA) -> Any:
     """A connection to the emulated Snowflake (only inside ``emulated_snowflake()``)."""
-    import snowflake.connector
-
     env = os.environ
     return snowflake.connector.connect(
         account=env["SNOWFLAKE_ACCOUNT"],
@@ -244,8 +243,7 @@ def _create_sql(table: Table) -> str:
 
 
 def _write(con: Any, table: str, rows: pd.DataFrame) -> None:
-    from snowflake.connector import pandas_tools  # the module attribute is what fakesnow patches
-
+    # looked up at each call: what fakesnow patches is the module's attribute
     pandas_tools.write_pandas(
         con,
         rows.reset_index(drop=True),
@@ -274,8 +272,6 @@ def run_dbt(args: Sequence[str], *, project_dir: Path, work_dir: Path, quiet: bo
 
     dbt writes its target/ and logs/ under ``work_dir``, never the project's own.
     """
-    from dbt.cli.main import dbtRunner
-
     flags = [
         "--target", TARGET,
         "--project-dir", str(project_dir),
