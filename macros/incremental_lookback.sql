@@ -14,8 +14,18 @@
     session facts") explains the whole strategy.
 -#}
 {% macro incremental_cutoff(column, relation=none) -%}
+    {{ lookback_start(latest_time(column, relation or this)) }}
+{%- endmacro %}
+
+{#- The latest `column` of `relation` that is not in the future, as a scalar subquery. -#}
+{% macro latest_time(column, relation) -%}
+    (select max({{ column }}) from {{ relation }} where {{ column }} <= {{ now_timestamp() }})
+{%- endmacro %}
+
+{#- `incremental_lookback_days` before `latest` (a timestamp expression); with no latest, the
+    beginning. -#}
+{% macro lookback_start(latest) -%}
     {%- set hours = (var('incremental_lookback_days', 3) | float * 24) | round | int -%}
-    {%- set latest = '(select max(' ~ column ~ ') from ' ~ (relation or this) ~ ' where ' ~ column ~ ' <= ' ~ now_timestamp() ~ ')' -%}
     coalesce(
         {{ dbt.dateadd('hour', -hours, latest) }},
         cast('1900-01-01' as timestamp)
@@ -115,7 +125,11 @@
     A relation without a time of its own (order items) names, as `from`, the relation beside
     it whose rows have the key and the time (their orders); dbt does not know the test reads
     it, so while it does not exist (a first build may test the items before it) the test
-    reads every row. Returns the join and its condition, or none.
+    reads every row.
+    The window is the one the last build's incremental models recomputed: it ends at the
+    latest time each relation held when that build ended (record_test_windows), not at the
+    latest time now, which a build that added a day has moved a day on. Until a build has
+    recorded it, the test reads every row. Returns the join and its condition, or none.
 -#}
 {% macro test_window(relation) -%}
     {%- set windows = {} if flags.FULL_REFRESH else var('incremental_test_windows', {}) -%}
@@ -124,9 +138,12 @@
     {%- if window and 'from' in window -%}
         {%- set timed = adapter.get_relation(relation.database, relation.schema, window['from']) -%}
     {%- endif -%}
-    {%- if window and timed is not none -%}
+    {%- set recorded = adapter.get_relation(target.database, 'greenery_meta', 'test_windows') -%}
+    {%- if window and timed is not none and recorded is not none -%}
         {%- set key, time = window['key'], window['time'] -%}
-        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ incremental_cutoff(time, timed) -%}
+        {%- set latest = '(select latest from ' ~ recorded ~ " where relation_name = '"
+            ~ timed.identifier | lower ~ "' and time_column = '" ~ time ~ "')" -%}
+        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ lookback_start(latest) -%}
         {%- do return({
             'join': join_touched('tested', key, timed, in_window, kind='left'),
             'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)',
@@ -153,3 +170,38 @@
 {% macro get_where_subquery(relation) -%}
     {%- do return(tested_rows(relation, config.get('where', ''))) -%}
 {%- endmacro %}
+
+{#-
+    At the end of a build (or run), the latest time (not in the future) of every relation an
+    incremental test window reads (incremental_test_windows: each window's relation, or its
+    `from`), in greenery_meta.test_windows: the next build's incremental models look back from
+    these same times, and its tests (test_window) read the windows they recomputed.
+-#}
+{% macro record_test_windows() %}
+    {%- if execute and flags.WHICH in ("build", "run") -%}
+        {%- set timed = {} -%}
+        {%- for name, window in var('incremental_test_windows', {}).items() -%}
+            {%- do timed.update({(window.get('from', name), window['time']): none}) -%}
+        {%- endfor -%}
+        {%- set nodes = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list
+            + graph.sources.values() | list -%}
+        {%- set latest = [] -%}
+        {%- for name, time in timed -%}
+            {%- for node in nodes if (node.alias if node.resource_type == 'model' else node.identifier) == name -%}
+                {%- set relation = adapter.get_relation(node.database, node.schema, name) -%}
+                {%- if relation is not none -%}
+                    {%- do latest.append(
+                        "select '" ~ name ~ "' as relation_name, '" ~ time ~ "' as time_column, "
+                        ~ 'cast(' ~ latest_time(time, relation) ~ ' as ' ~ dbt.type_timestamp() ~ ') as latest'
+                    ) -%}
+                {%- endif -%}
+            {%- endfor -%}
+        {%- endfor -%}
+        {%- if latest -%}
+            {%- set schema = api.Relation.create(database=target.database, schema="greenery_meta") -%}
+            {%- do adapter.create_schema(schema) -%}
+            create or replace table {{ schema.incorporate(path={"identifier": "test_windows"}) }} as
+            {{ latest | join('\nunion all\n') }}
+        {%- endif -%}
+    {%- endif -%}
+{% endmacro %}

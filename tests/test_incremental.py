@@ -321,6 +321,37 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
     assert tests[UNIQUE_PRODUCT_SESSIONS]["failures"] == 1
 
 
+def test_an_incremental_runs_tests_read_the_window_its_build_recomputed(
+    course_warehouse: Path, warehouse_file: Path
+) -> None:
+    """A test reads the window the last build recomputed: the lookback before the latest time
+    when that build ended (greenery_meta.test_windows), not before the latest time now. Here
+    a session ending a lookback after the build moves the latest on: a bad row of a user the
+    build recomputed, outside the lookback before the new latest, is still caught."""
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
+    hours = int(LOOKBACK_DAYS * 24)
+    recomputed = f"""
+        select session_id from marts.fct_sessions where user_id in (
+            select user_id from marts.fct_sessions group by user_id
+            having max(session_ended_at) between
+                (select max(session_ended_at) from marts.fct_sessions) - interval {hours} hour
+                and (select max(session_ended_at) from marts.fct_sessions) - interval {hours // 2} hour
+        )
+        order by session_id limit 1"""
+    with duckdb.connect(str(warehouse_file)) as con:
+        (bogus,) = con.execute(recomputed).fetchone()
+        con.execute("update marts.fct_sessions set visitor_type = 'bogus' where session_id = ?", [bogus])
+        con.execute(
+            "insert into marts.fct_sessions select * replace (uuid() as session_id,"
+            f" session_ended_at + interval {hours} hour as session_ended_at)"
+            " from marts.fct_sessions order by session_ended_at desc limit 1"
+        )
+    test = "accepted_values_fct_sessions_visitor_type__new__returning"
+    with pytest.raises(DbtError):
+        run_dbt(["test", "--select", test, "--vars", WINDOW_VARS], warehouse_file=warehouse_file)
+    assert data_test_results()[test]["failures"] == 1
+
+
 def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_exist(
     course_warehouse: Path, warehouse_file: Path
 ) -> None:
