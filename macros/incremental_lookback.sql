@@ -138,7 +138,7 @@
     {%- if window and 'from' in window -%}
         {%- set timed = adapter.get_relation(relation.database, relation.schema, window['from']) -%}
     {%- endif -%}
-    {%- set recorded = adapter.get_relation(target.database, 'greenery_meta', 'test_windows') -%}
+    {%- set recorded = load_relation(meta_relation('test_windows')) -%}
     {%- if window and timed is not none and recorded is not none -%}
         {%- set key, time = window['key'], window['time'] -%}
         {%- set latest = '(select latest from ' ~ recorded ~ " where relation_name = '"
@@ -175,7 +175,7 @@
     At the end of a build (or run), the latest time (not in the future) of every relation an
     incremental test window reads (incremental_test_windows: each window's relation, or its
     `from`), in greenery_meta.test_windows: the next build's incremental models look back from
-    these same times, and its tests (test_window) read the windows they recomputed.
+    the same latest times, and its tests (test_window) read the windows they recomputed.
 -#}
 {% macro record_test_windows() %}
     {%- if execute and flags.WHICH in ("build", "run") -%}
@@ -198,9 +198,9 @@
             {%- endfor -%}
         {%- endfor -%}
         {%- if latest -%}
-            {%- set schema = api.Relation.create(database=target.database, schema="greenery_meta") -%}
-            {%- do adapter.create_schema(schema) -%}
-            create or replace table {{ schema.incorporate(path={"identifier": "test_windows"}) }} as
+            {%- set relation = meta_relation('test_windows') -%}
+            {%- do adapter.create_schema(relation) -%}
+            create or replace table {{ relation }} as
             {{ latest | join('\nunion all\n') }}
         {%- endif -%}
     {%- endif -%}

@@ -7,12 +7,16 @@
 -#}
 {% macro record_build() %}
     {%- if execute and flags.WHICH in ("build", "run", "seed", "snapshot") -%}
-        {%- set schema = api.Relation.create(database=target.database, schema="greenery_meta") -%}
-        {%- do adapter.create_schema(schema) -%}
-        {%- set relation = schema.incorporate(path={"identifier": "build"}) -%}
+        {%- set relation = meta_relation("build") -%}
+        {%- do adapter.create_schema(relation) -%}
         create or replace table {{ relation }} as
         select
             cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as build_id,
             {{ dbt.current_timestamp() }} as built_at
     {%- endif -%}
 {% endmacro %}
+
+{#- A table of the project's own bookkeeping, in the schema greenery_meta. -#}
+{% macro meta_relation(identifier) -%}
+    {%- do return(api.Relation.create(database=target.database, schema="greenery_meta", identifier=identifier)) -%}
+{%- endmacro %}
