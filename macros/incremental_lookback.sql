@@ -138,16 +138,18 @@
     {%- if window and 'from' in window -%}
         {%- set timed = adapter.get_relation(relation.database, relation.schema, window['from']) -%}
     {%- endif -%}
-    {%- set recorded = load_relation(meta_relation('test_windows')) -%}
-    {%- if window and timed is not none and recorded is not none -%}
-        {%- set key, time = window['key'], window['time'] -%}
-        {%- set latest = '(select latest from ' ~ recorded ~ " where relation_name = '"
-            ~ timed.identifier | lower ~ "' and time_column = '" ~ time ~ "')" -%}
-        {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ lookback_start(latest) -%}
-        {%- do return({
-            'join': join_touched('tested', key, timed, in_window, kind='left'),
-            'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)',
-        }) -%}
+    {%- if window and timed is not none -%}
+        {%- set recorded = load_relation(meta_relation('test_windows')) -%}
+        {%- if recorded is not none -%}
+            {%- set key, time = window['key'], window['time'] -%}
+            {%- set latest = '(select latest from ' ~ recorded ~ " where relation_name = '"
+                ~ timed.identifier | lower ~ "' and time_column = '" ~ time ~ "')" -%}
+            {%- set in_window = time ~ ' is null or ' ~ time ~ ' >= ' ~ lookback_start(latest) -%}
+            {%- do return({
+                'join': join_touched('tested', key, timed, in_window, kind='left'),
+                'condition': '(touched.' ~ key ~ ' is not null or tested.' ~ key ~ ' is null)',
+            }) -%}
+        {%- endif -%}
     {%- endif -%}
     {%- do return(none) -%}
 {%- endmacro %}
