@@ -181,23 +181,28 @@
 -#}
 {% macro record_test_windows() %}
     {%- if execute and flags.WHICH in ("build", "run") -%}
+        {#- each (relation, time column) once: the order items' window is their orders' -#}
         {%- set timed = {} -%}
         {%- for name, window in var('incremental_test_windows', {}).items() -%}
             {%- do timed.update({(window.get('from', name), window['time']): none}) -%}
         {%- endfor -%}
-        {%- set nodes = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list
-            + graph.sources.values() | list -%}
+        {%- set nodes = {} -%}
+        {%- for node in graph.nodes.values() if node.resource_type == 'model' -%}
+            {%- do nodes.update({node.alias: node}) -%}
+        {%- endfor -%}
+        {%- for node in graph.sources.values() -%}
+            {%- do nodes.update({node.identifier: node}) -%}
+        {%- endfor -%}
         {%- set latest = [] -%}
         {%- for name, time in timed -%}
-            {%- for node in nodes if (node.alias if node.resource_type == 'model' else node.identifier) == name -%}
-                {%- set relation = adapter.get_relation(node.database, node.schema, name) -%}
-                {%- if relation is not none -%}
-                    {%- do latest.append(
-                        "select '" ~ name ~ "' as relation_name, '" ~ time ~ "' as time_column, "
-                        ~ 'cast(' ~ latest_time(time, relation) ~ ' as ' ~ dbt.type_timestamp() ~ ') as latest'
-                    ) -%}
-                {%- endif -%}
-            {%- endfor -%}
+            {%- set node = nodes.get(name) -%}
+            {%- set relation = adapter.get_relation(node.database, node.schema, name) if node else none -%}
+            {%- if relation is not none -%}
+                {%- do latest.append(
+                    "select '" ~ name ~ "' as relation_name, '" ~ time ~ "' as time_column, "
+                    ~ 'cast(' ~ latest_time(time, relation) ~ ' as ' ~ dbt.type_timestamp() ~ ') as latest'
+                ) -%}
+            {%- endif -%}
         {%- endfor -%}
         {%- if latest -%}
             {%- set relation = meta_relation('test_windows') -%}
