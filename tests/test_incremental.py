@@ -288,15 +288,8 @@ def test_an_incremental_runs_tests_read_its_window_and_every_row_without_a_key(
     tested by unique_combination), is caught at once."""
     copy_warehouse(course_warehouse, warehouse_file, built_from=True)
     hours = int(LOOKBACK_DAYS * 24)
-    outside = f"""
-        select session_id from marts.fct_sessions where user_id in (
-            select user_id from marts.fct_sessions group by user_id
-            having max(session_ended_at) < (select max(session_ended_at) from marts.fct_sessions)
-                - interval {hours} hour
-        )
-        order by session_id limit 2"""
     with duckdb.connect(str(warehouse_file)) as con:
-        bogus, keyless = (row[0] for row in con.execute(outside).fetchall())
+        bogus, keyless = _sessions_of_users_last_seen(con, f"< latest - interval {hours} hour", 2)
         con.execute("update marts.fct_sessions set visitor_type = 'bogus' where session_id = ?", [bogus])
         con.execute("update marts.fct_sessions set user_id = null where session_id = ?", [keyless])
         con.execute(
@@ -330,16 +323,9 @@ def test_an_incremental_runs_tests_read_the_window_its_build_recomputed(
     build recomputed, outside the lookback before the new latest, is still caught."""
     copy_warehouse(course_warehouse, warehouse_file, built_from=True)
     hours = int(LOOKBACK_DAYS * 24)
-    recomputed = f"""
-        select session_id from marts.fct_sessions where user_id in (
-            select user_id from marts.fct_sessions group by user_id
-            having max(session_ended_at) between
-                (select max(session_ended_at) from marts.fct_sessions) - interval {hours} hour
-                and (select max(session_ended_at) from marts.fct_sessions) - interval {hours // 2} hour
-        )
-        order by session_id limit 1"""
+    recomputed = f"between latest - interval {hours} hour and latest - interval {hours // 2} hour"
     with duckdb.connect(str(warehouse_file)) as con:
-        (bogus,) = con.execute(recomputed).fetchone()
+        (bogus,) = _sessions_of_users_last_seen(con, recomputed, 1)
         con.execute("update marts.fct_sessions set visitor_type = 'bogus' where session_id = ?", [bogus])
         con.execute(
             "insert into marts.fct_sessions select * replace (uuid() as session_id,"
@@ -366,6 +352,21 @@ def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_
     with pytest.raises(DbtError):
         run_dbt(args, warehouse_file=warehouse_file)
     assert data_test_results()[UNIQUE_ORDER_ITEMS]["failures"] == 2
+
+
+def _sessions_of_users_last_seen(con: duckdb.DuckDBPyConnection, when: str, count: int) -> list[uuid.UUID]:
+    """`count` sessions (ids, in order) of the users whose last session in fct_sessions ended
+    `when`: a condition on that end, which may name `latest`, the latest end of all."""
+    query = f"""
+        with last_seen as (
+            select user_id, max(session_ended_at) as ended_at from marts.fct_sessions group by user_id
+        ),
+        latest as (select max(session_ended_at) as latest from marts.fct_sessions)
+        select session_id from marts.fct_sessions where user_id in (
+            select user_id from last_seen, latest where last_seen.ended_at {when}
+        )
+        order by session_id limit {count}"""
+    return [row[0] for row in con.execute(query).fetchall()]
 
 
 def _repeat_an_item_of_the_oldest_and_the_newest_order(raw: duckdb.DuckDBPyConnection) -> None:
