@@ -643,7 +643,7 @@ def test_date_parts_by_graphql_date_part(course_host: str, course_warehouse: Pat
         'orderBy: [{groupBy: {name: "metric_time", datePart: DOW}}]',
     )
     started = pd.to_datetime(oracle.sessions(oracle.raw_frames(course_warehouse))["session_started_at"])
-    expected = (started.dt.dayofweek + 1).value_counts().sort_index()  # ISO: Monday 1 … Sunday 7
+    expected = (started.dt.day_of_week + 1).value_counts().sort_index()  # ISO: Monday 1 … Sunday 7
     assert [(r["metric_time__extract_dow"], r["sessions"]) for r in rows] == list(expected.items())
 
 

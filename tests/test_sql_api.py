@@ -115,7 +115,7 @@ def test_dimension_only_date_part_and_the_order_entity(
         "group_by=['metric_time__extract_dow']) }} order by 1",
     )
     started = pd.to_datetime(oracle.sessions(raw)["session_started_at"])
-    expected = (started.dt.dayofweek + 1).value_counts().sort_index()
+    expected = (started.dt.day_of_week + 1).value_counts().sort_index()
     assert [(r["metric_time__extract_dow"], r["sessions"]) for r in rows(dow)] == list(expected.items())
     orders = fetch(
         adbc, "select count(*) as n from {{ semantic_layer.query(metrics=['orders'], group_by=['order']) }}"
