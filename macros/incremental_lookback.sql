@@ -113,27 +113,50 @@
 {%- endmacro %}
 
 {#-
-    The data tests of an incremental run look at what the run recomputed, not at every row.
+    When the build that writes a row started (UTC), as the `built_at` of every row an
+    incremental model (or a view of one) writes: the rows one run wrote share it, and the
+    data tests of that run read only them (test_window).
+-#}
+{% macro build_started_at() -%}
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
+{%- endmacro %}
 
-    `incremental_test_windows` (dbt_project.yml) names, per incremental model (and the raw
-    events, which only grow), the key its incremental run recomputes whole and the time column
-    of its lookback window. Unless the run is a --full-refresh, a test on such a relation reads
-    only the rows whose key has a row in the window or a row with no time, and every row
-    without a key (a not_null test on the key must still see them): that is the scan a daily
-    run saves, and delete+insert on the unique key keeps the untouched rows as they were when
-    tested. A full refresh (every `greenery build` after a new raw load) tests every row.
-    A relation without a time of its own (order items) names, as `from`, the relation beside
-    it whose rows have the key and the time (their orders); dbt does not know the test reads
-    it, so while it does not exist (a first build may test the items before it) the test
-    reads every row.
-    The window is the one the last build's incremental models recomputed: it ends at the
-    latest time each relation held when that build ended (record_test_windows), not at the
-    latest time now, which a build that added a day has moved a day on. Until a build has
-    recorded it, the test reads every row. Returns the join and its condition, or none.
+{#-
+    The data tests of an incremental run look at what the run wrote, not at every row.
+
+    A model that documents a `built_at` column (build_started_at): unless the run is a
+    --full-refresh, a test on it reads the rows the last build wrote, those with its latest
+    `built_at`. delete+insert on the unique key wrote every row of each key the run
+    recomputed, and left the others as they were when they were tested. The run appended its
+    rows after the older ones, so DuckDB's zone maps and Snowflake's micro-partition pruning
+    skip those. After a full build every row has the same `built_at`: a test reads them all.
+
+    The raw events, orders, order items and users, and their staging views, only grow
+    between full loads (`incremental_test_windows`, dbt_project.yml, names each one's key and
+    time). A test on one reads the rows whose key has a row in the lookback window (or a row
+    with no time), and every row without a key (a not_null test on the key must still see
+    them). A relation without a time of its own (order items) names, as `from`, the relation
+    beside it whose rows have the key and the time (their orders); dbt does not know the test
+    reads it, so while it does not exist (a first build may test the items before it) the
+    test reads every row. The window ends at the latest time each relation held when the last
+    build ended (record_test_windows), where that build's incremental models looked back
+    from; until a build has recorded it, the test reads every row.
+    With the variable `test_windows` false, every test reads every row, as on a --full-refresh.
+    Returns the join and its condition, or none (also while dbt parses).
 -#}
 {% macro test_window(relation) -%}
-    {%- set windows = {} if flags.FULL_REFRESH else var('incremental_test_windows', {}) -%}
-    {%- set window = windows.get(relation.identifier | lower) -%}
+    {%- if flags.FULL_REFRESH or not execute or not var('test_windows', true) -%}
+        {%- do return(none) -%}
+    {%- endif -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.alias == relation.identifier -%}
+        {%- if 'built_at' in node.columns -%}
+            {%- do return({
+                'join': '',
+                'condition': 'tested.built_at = (select max(built_at) from ' ~ relation ~ ')',
+            }) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set window = var('incremental_test_windows', {}).get(relation.identifier | lower) -%}
     {%- set timed = relation -%}
     {%- if window and 'from' in window -%}
         {%- set timed = adapter.get_relation(relation.database, relation.schema, window['from']) -%}
@@ -174,10 +197,10 @@
 {%- endmacro %}
 
 {#-
-    At the end of a build (or run), the latest time (not in the future) of every relation an
-    incremental test window reads (incremental_test_windows: each window's relation, or its
-    `from`), in greenery_meta.test_windows: the next build's incremental models look back from
-    the same latest times, and its tests (test_window) read the windows they recomputed.
+    At the end of a build (or run), the latest time (not in the future) of every relation a
+    test window reads (incremental_test_windows: each window's relation, or its `from`), in
+    greenery_meta.test_windows. The next build's models look back from the same times (each
+    from its own table), and its tests (test_window) read the rows those models read.
 -#}
 {% macro record_test_windows() %}
     {%- if execute and flags.WHICH in ("build", "run") -%}

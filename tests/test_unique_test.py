@@ -17,7 +17,7 @@ from conftest import copy_warehouse, data_test_results, read_sql
 from greenery.warehouse import store
 from greenery.warehouse.dbt import DbtError, run_dbt
 
-NO_WINDOWS = json.dumps({"incremental_test_windows": {}})  # every test reads its whole relation
+NO_WINDOWS = json.dumps({"test_windows": False})  # every test reads its whole relation
 SORTED_HASHES = "lag(value_hash) over (order by value_hash)"  # not a group by of every value
 RAW_UNIQUE = {  # (table, column) -> the test's status
     ("events", "event_id"): "warn",  # a uuid; its severity: staging keeps one copy

@@ -10,6 +10,7 @@ SQL a model writes itself is linted as written.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 
@@ -49,3 +50,6 @@ execute = False
 
 # a --full-refresh run: the data tests read every row (macros/incremental_lookback.sql)
 flags = SimpleNamespace(FULL_REFRESH=True)
+
+# when the run started: each row's built_at (macros/incremental_lookback.sql)
+run_started_at = datetime(2021, 2, 1, tzinfo=UTC)

@@ -87,6 +87,7 @@ flagged as (
         pivoted.*,
         coalesce(products_per_session.products_viewed, 0) as products_viewed,
         coalesce(products_per_session.products_added_to_cart, 0) as products_added_to_cart,
+        {{ build_started_at() }} as built_at,
         {% for event_type in event_types %}
         pivoted.{{ event_type }}_events > 0 as has_{{ event_type }}{% if not loop.last %},{% endif %}
         {% endfor %}

@@ -135,6 +135,7 @@ final as (
         session_products.has_purchased,
         ----------  timestamps
         sessions.session_started_at,
+        {{ build_started_at() }} as built_at,
         sessions.session_date
 
     from session_products

@@ -98,7 +98,7 @@ orders_to_number as (
     select order_rows.*
     from order_rows
     {{ join_touched_by_changes(
-        'order_rows', 'user_id', 'order_id', except_columns=['user_order_number']
+        'order_rows', 'user_id', 'order_id', except_columns=['user_order_number', 'built_at']
     ) }}
 
 ),
@@ -109,7 +109,8 @@ final as (
         *,
         cast(row_number() over (
             partition by user_id order by ordered_at, order_id
-        ) as integer) as user_order_number
+        ) as integer) as user_order_number,
+        {{ build_started_at() }} as built_at
 
     from orders_to_number
 

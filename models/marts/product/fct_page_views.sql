@@ -171,7 +171,8 @@ final as (
             and next_checkout_of_user_at < {{ dbt.dateadd('day', 7, 'event_at') }}
         ) as is_credited_with_user_checkout_7d,
         ----------  timestamps
-        event_at as viewed_at
+        event_at as viewed_at,
+        {{ build_started_at() }} as built_at
 
     from page_views
 

@@ -35,6 +35,7 @@ final as (
         has_purchased,
         ----------  timestamps
         session_started_at,
+        built_at,
         session_date
 
     from product_sessions

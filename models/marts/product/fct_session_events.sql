@@ -30,6 +30,7 @@ final as (
         position_in_session,
         ----------  timestamps
         event_at,
+        built_at,
         event_date
 
     from events

@@ -95,6 +95,7 @@ final as (
         ----------  timestamps
         numbered.session_started_at,
         numbered.session_ended_at,
+        {{ build_started_at() }} as built_at,
         cast(numbered.session_started_at as date) as session_date
 
     from numbered

@@ -186,6 +186,7 @@ final as (
         ----------  timestamps (UTC)
         event_at,
         min(case when anomaly is null then event_at end) over {{ whole_session }} as session_started_at,
+        {{ build_started_at() }} as built_at,
         ----------  dates
         -- Snowflake's clustering key (dbt_project.yml)
         cast(event_at as date) as event_date

@@ -45,6 +45,7 @@ final as (
         position_in_session,
         ----------  timestamps (UTC)
         event_at,
+        built_at,
         event_date
 
     from kept
