@@ -124,12 +124,13 @@
 {#-
     The data tests of an incremental run look at what the run wrote, not at every row.
 
-    A model that documents a `built_at` column (build_started_at): unless the run is a
-    --full-refresh, a test on it reads the rows the last build wrote, those with its latest
-    `built_at`. delete+insert on the unique key wrote every row of each key the run
-    recomputed, and left the others as they were when they were tested. The run appended its
-    rows after the older ones, so DuckDB's zone maps and Snowflake's micro-partition pruning
-    skip those. After a full build every row has the same `built_at`: a test reads them all.
+    A model (named as its relation) that documents a `built_at` column (build_started_at):
+    unless the run is a --full-refresh, a test on it reads the rows the last build wrote,
+    those with its latest `built_at`. delete+insert on the unique key wrote every row of
+    each key the run recomputed, and left the others as they were when they were tested. The
+    run appended its rows after the older ones, so DuckDB's zone maps and Snowflake's
+    micro-partition pruning skip those. After a full build every row has the same
+    `built_at`: a test reads them all.
 
     The raw events, orders, order items and users, and their staging views, only grow
     between full loads (`incremental_test_windows`, dbt_project.yml, names each one's key and
@@ -148,14 +149,13 @@
     {%- if flags.FULL_REFRESH or not execute or not var('test_windows', true) -%}
         {%- do return(none) -%}
     {%- endif -%}
-    {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.alias == relation.identifier -%}
-        {%- if 'built_at' in node.columns -%}
-            {%- do return({
-                'join': '',
-                'condition': 'tested.built_at = (select max(built_at) from ' ~ relation ~ ')',
-            }) -%}
-        {%- endif -%}
-    {%- endfor -%}
+    {%- set model = graph.nodes.get('model.' ~ project_name ~ '.' ~ relation.identifier | lower) -%}
+    {%- if model and 'built_at' in model.columns -%}
+        {%- do return({
+            'join': '',
+            'condition': 'tested.built_at = (select max(built_at) from ' ~ relation ~ ')',
+        }) -%}
+    {%- endif -%}
     {%- set window = var('incremental_test_windows', {}).get(relation.identifier | lower) -%}
     {%- set timed = relation -%}
     {%- if window and 'from' in window -%}
