@@ -126,7 +126,7 @@
 
     A model (named as its relation) that documents a `built_at` column (build_started_at):
     unless the run is a --full-refresh, a test on it reads the rows the last build wrote,
-    those with its latest `built_at`. delete+insert on the unique key wrote every row of
+    those with its latest `built_at` (last_built_at). delete+insert on the unique key wrote every row of
     each key the run recomputed, and left the others as they were when they were tested. The
     run appended its rows after the older ones, so DuckDB's zone maps and Snowflake's
     micro-partition pruning skip those. After a full build every row has the same
@@ -151,10 +151,7 @@
     {%- endif -%}
     {%- set model = graph.nodes.get('model.' ~ project_name ~ '.' ~ relation.identifier | lower) -%}
     {%- if model and 'built_at' in model.columns -%}
-        {%- do return({
-            'join': '',
-            'condition': 'tested.built_at = (select max(built_at) from ' ~ relation ~ ')',
-        }) -%}
+        {%- do return({'join': '', 'condition': 'tested.built_at = ' ~ last_built_at(model, relation)}) -%}
     {%- endif -%}
     {%- set window = var('incremental_test_windows', {}).get(relation.identifier | lower) -%}
     {%- set timed = relation -%}
@@ -175,6 +172,19 @@
         {%- endif -%}
     {%- endif -%}
     {%- do return(none) -%}
+{%- endmacro %}
+
+{#-
+    The `built_at` of the rows `model` (at `relation`) last wrote, as a constant, which DuckDB
+    pushes into the table scan (compared with a subquery, it may join every row first): this
+    run's start when this `dbt build` builds the model, else the latest in the table.
+-#}
+{% macro last_built_at(model, relation) -%}
+    {%- if flags.WHICH == 'build' and model.unique_id in selected_resources -%}
+        {%- do return(build_started_at()) -%}
+    {%- endif -%}
+    {%- set latest = run_query('select max(built_at) from ' ~ relation).columns[0].values()[0] -%}
+    {%- do return("cast('" ~ latest ~ "' as " ~ dbt.type_timestamp() ~ ')' if latest else 'null') -%}
 {%- endmacro %}
 
 {#-
