@@ -126,11 +126,11 @@
 
     A model (named as its relation) that documents a `built_at` column (build_started_at):
     unless the run is a --full-refresh, a test on it reads the rows the last build wrote,
-    those with its latest `built_at` (last_built_at). delete+insert on the unique key wrote every row of
-    each key the run recomputed, and left the others as they were when they were tested. The
-    run appended its rows after the older ones, so DuckDB's zone maps and Snowflake's
-    micro-partition pruning skip those. After a full build every row has the same
-    `built_at`: a test reads them all.
+    those with its latest `built_at` (last_built_at). delete+insert on the unique key wrote
+    every row of each key the run recomputed, and left the others as they were when they
+    were tested. The run appended its rows after the older ones, so DuckDB's zone maps and
+    Snowflake's micro-partition pruning skip those. After a full build every row has the
+    same `built_at`: a test reads them all.
 
     The raw events, orders, order items and users, and their staging views, only grow
     between full loads (`incremental_test_windows`, dbt_project.yml, names each one's key and
