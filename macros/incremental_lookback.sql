@@ -177,14 +177,19 @@
 {#-
     The `built_at` of the rows `model` (at `relation`) last wrote, as a constant, which DuckDB
     pushes into the table scan (compared with a subquery, it may join every row first): this
-    run's start when this `dbt build` builds the model, else the latest in the table.
+    run's start when this `dbt build` builds the model, else the latest in the table. While
+    the table does not exist (a `dbt compile` of a new warehouse), the subquery that finds it.
 -#}
 {% macro last_built_at(model, relation) -%}
     {%- if flags.WHICH == 'build' and model.unique_id in selected_resources -%}
         {%- do return(build_started_at()) -%}
     {%- endif -%}
-    {%- set latest = run_query('select max(built_at) from ' ~ relation).columns[0].values()[0] -%}
-    {%- do return("cast('" ~ latest ~ "' as " ~ dbt.type_timestamp() ~ ')' if latest else 'null') -%}
+    {%- set latest = '(select max(built_at) from ' ~ relation ~ ')' -%}
+    {%- if load_relation(relation) is none -%}
+        {%- do return(latest) -%}
+    {%- endif -%}
+    {%- set value = run_query('select ' ~ latest).columns[0].values()[0] -%}
+    {%- do return("cast('" ~ value ~ "' as " ~ dbt.type_timestamp() ~ ')' if value else 'null') -%}
 {%- endmacro %}
 
 {#-
