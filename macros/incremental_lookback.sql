@@ -118,7 +118,12 @@
     data tests of that run read only them (test_window).
 -#}
 {% macro build_started_at() -%}
-    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
+    {{ timestamp_literal(run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f")) }}
+{%- endmacro %}
+
+{#- A timestamp constant from its text (YYYY-MM-DD HH:MM:SS[.ffffff]). -#}
+{% macro timestamp_literal(text) -%}
+    cast('{{ text }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}
 
 {#-
@@ -177,11 +182,12 @@
 {#-
     The `built_at` of the rows `model` (at `relation`) last wrote, as a constant, which DuckDB
     pushes into the table scan (compared with a subquery, it may join every row first): this
-    run's start when this `dbt build` builds the model, else the latest in the table. While
-    the table does not exist (a `dbt compile` of a new warehouse), the subquery that finds it.
+    run's start when this `dbt build` builds the table that stamps them (built_at_writer),
+    else the latest in the relation. While the relation does not exist (a `dbt compile` of a
+    new warehouse), the subquery that finds it.
 -#}
 {% macro last_built_at(model, relation) -%}
-    {%- if flags.WHICH == 'build' and model.unique_id in selected_resources -%}
+    {%- if flags.WHICH == 'build' and built_at_writer(model).unique_id in selected_resources -%}
         {%- do return(build_started_at()) -%}
     {%- endif -%}
     {%- set latest = '(select max(built_at) from ' ~ relation ~ ')' -%}
@@ -189,7 +195,24 @@
         {%- do return(latest) -%}
     {%- endif -%}
     {%- set value = run_query('select ' ~ latest).columns[0].values()[0] -%}
-    {%- do return("cast('" ~ value ~ "' as " ~ dbt.type_timestamp() ~ ')' if value else 'null') -%}
+    {%- do return(timestamp_literal(value) if value else 'null') -%}
+{%- endmacro %}
+
+{#-
+    The model whose build stamps the `built_at` that `model` holds: the model itself, or, for a
+    view, the model the view takes it from (fct_session_events: stg_greenery__event_rows). A
+    `dbt build` of the view alone writes no row of it.
+-#}
+{% macro built_at_writer(model) -%}
+    {%- if model.config.materialized == 'view' -%}
+        {%- for parent_id in model.depends_on.nodes -%}
+            {%- set parent = graph.nodes.get(parent_id) -%}
+            {%- if parent and parent.resource_type == 'model' and 'built_at' in parent.columns -%}
+                {%- do return(built_at_writer(parent)) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- do return(model) -%}
 {%- endmacro %}
 
 {#-

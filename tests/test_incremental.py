@@ -345,6 +345,23 @@ def test_a_raw_tables_tests_read_the_window_the_last_build_recorded(
     assert (result["status"], result["failures"]) == ("warn", 1)  # its severity: staging sets it aside
 
 
+def test_a_build_of_a_view_alone_tests_the_rows_its_table_last_wrote(
+    course_warehouse: Path, warehouse_file: Path
+) -> None:
+    """fct_session_events is a view: a `dbt build` of it alone writes none of its rows, so its
+    tests read the rows its table (stg_greenery__event_rows) last wrote, not those of this run
+    (none), and an event stored twice there is caught."""
+    copy_warehouse(course_warehouse, warehouse_file, built_from=True)
+    with duckdb.connect(str(warehouse_file)) as con:
+        con.execute(
+            "insert into staging.stg_greenery__event_rows select * from staging.stg_greenery__event_rows"
+            " where anomaly is null order by event_id limit 1"
+        )
+    with pytest.raises(DbtError):
+        run_dbt(["build", "--select", "fct_session_events"], warehouse_file=warehouse_file)
+    assert data_test_results()["unique_fct_session_events_event_id"]["failures"] == 1
+
+
 def test_an_order_items_test_reads_every_row_while_its_orders_relation_does_not_exist(
     course_warehouse: Path, warehouse_file: Path
 ) -> None:
