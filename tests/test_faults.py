@@ -7,6 +7,8 @@ while dbt is writing. After each kill: readers of the published copy (one opened
 fault, one opened after) still answer the course funnel, the next run of the step succeeds
 without manual cleanup, no temporary file or folder remains, and a killed build is never
 published. While one step runs, another is refused with a message naming it (the lock).
+Against a crash of the machine, which no test here can cause, a published version is on
+disk (fsynced) before CURRENT names it.
 """
 
 from __future__ import annotations
@@ -204,6 +206,44 @@ def test_killed_publish_keeps_readers_on_the_previous_version(warehouse: Path, r
     assert current_published(warehouse) != published
     assert temp_leftovers(warehouse.parent) == []
     assert_readers_answer(warehouse, reader)
+
+
+def test_a_published_version_is_on_disk_before_current_names_it(
+    warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each move is made after the disk holds what it names: the version's files and folder
+    before the version is named, the version's name and the new pointer before CURRENT."""
+    done: list[tuple[str, str]] = []
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+
+    def fsync(fd: int) -> None:
+        done.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(src: Path, dst: Path) -> None:
+        done.append(("rename", os.fspath(dst)))
+        real_rename(src, dst)
+
+    def replace(src: Path, dst: Path) -> None:
+        done.append(("replace", os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    version = publish(warehouse).resolve()
+    root, staging = version.parent, version.parent / f".{version.name}.tmp"
+    assert done == [
+        ("fsync", str(staging / warehouse.name)),
+        ("fsync", str(staging / "semantic_manifest.json")),
+        ("fsync", str(staging)),
+        ("rename", str(version)),
+        ("fsync", str(root)),
+        ("fsync", str(root / ".CURRENT.tmp")),
+        ("replace", str(root / "CURRENT")),
+        ("fsync", str(root)),
+    ]
+    assert current_published(warehouse).resolve() == version
 
 
 def _busy(warehouse: Path, pid: int) -> bool:

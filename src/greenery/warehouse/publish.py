@@ -10,6 +10,11 @@ Only a finished build is published: while a build runs, and after one that was k
 failed, its marker stands beside the warehouse and `publish` refuses (PublishRefused). A
 publish killed mid-copy leaves a ``.v<n>.tmp`` folder that readers never see (CURRENT still
 names the previous version); the next publish removes it.
+
+A version is on disk before CURRENT names it: its files and the folders that list them are
+fsynced before each rename. Without that, a crash could leave CURRENT naming a copy the disk
+never received; and the copy's gigabytes, left to the kernel to write back, slowed the next
+step (a daily build at scale 10000: 21 s after a sync, 30-32 s with 2.1 GB still unwritten).
 """
 
 from __future__ import annotations
@@ -57,18 +62,32 @@ def publish(warehouse_file: Path | None = None, manifest: Path = MANIFEST_PATH) 
             con = store.open_duckdb(warehouse_file, warehouse_file=warehouse_file)
             con.execute("CHECKPOINT")  # fold the WAL in, so the copy is the whole database
             con.close()
-            shutil.copy2(warehouse_file, staging / warehouse_file.name)
-            shutil.copy2(manifest, staging / manifest.name)
+            for source in (warehouse_file, manifest):
+                shutil.copy2(source, staging / source.name)
+                fsync(staging / source.name)
+            fsync(staging)
             staging.rename(version)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        fsync(root)
         pointer = root / f".{CURRENT_FILE}.tmp"
         pointer.write_text(version.name)
+        fsync(pointer)
         os.replace(pointer, root / CURRENT_FILE)
+        fsync(root)
         for old in sorted(p for p in root.glob("v*") if p.is_dir())[:-KEEP_PUBLISHED]:
             shutil.rmtree(old, ignore_errors=True)
     return version
+
+
+def fsync(path: Path) -> None:
+    """Wait until the disk holds `path`: a file's bytes, or a folder's list of names."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_publishable(warehouse_file: Path, manifest: Path) -> None:
