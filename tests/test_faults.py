@@ -8,7 +8,7 @@ fault, one opened after) still answer the course funnel, the next run of the ste
 without manual cleanup, no temporary file or folder remains, and a killed build is never
 published. While one step runs, another is refused with a message naming it (the lock).
 Against a crash of the machine, which no test here can cause, a published version is on
-disk (fsynced) before CURRENT names it.
+disk (fsynced) before CURRENT names it, and a Parquet export before it takes its name.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from conftest import copy_warehouse, read_sql
 from test_server import FUNNEL
 
+from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.build import build_marker_path
@@ -208,11 +210,9 @@ def test_killed_publish_keeps_readers_on_the_previous_version(warehouse: Path, r
     assert_readers_answer(warehouse, reader)
 
 
-def test_a_published_version_is_on_disk_before_current_names_it(
-    warehouse: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each move is made after the disk holds what it names: the version's files and folder
-    before the version is named, the version's name and the new pointer before CURRENT."""
+def record_moves(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """From now on in this process, in order: each fsync (with the path it synced), rename and
+    replace (with where it moved to)."""
     done: list[tuple[str, str]] = []
     real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
 
@@ -231,6 +231,15 @@ def test_a_published_version_is_on_disk_before_current_names_it(
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
     monkeypatch.setattr(os, "replace", replace)
+    return done
+
+
+def test_a_published_version_is_on_disk_before_current_names_it(
+    warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each move is made after the disk holds what it names: the version's files and folder
+    before the version is named, the version's name and the new pointer before CURRENT."""
+    done = record_moves(monkeypatch)
     version = publish(warehouse).resolve()
     root, staging = version.parent, version.parent / f".{version.name}.tmp"
     assert done == [
@@ -244,6 +253,21 @@ def test_a_published_version_is_on_disk_before_current_names_it(
         ("fsync", str(root)),
     ]
     assert current_published(warehouse).resolve() == version
+
+
+def test_a_parquet_export_is_on_disk_before_it_takes_its_name(
+    warehouse: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    parquet = (tmp_path / "parquet").resolve()
+    done = record_moves(monkeypatch)
+    [result] = run_exports(warehouse, select=["funnel_overall"], parquet_dir=parquet)
+    assert result.error is None
+    assert [(move, path) for move, path in done if path.startswith(str(parquet))] == [
+        ("fsync", str(parquet / ".funnel_overall.parquet.tmp")),
+        ("replace", str(parquet / "funnel_overall.parquet")),
+        ("fsync", str(parquet)),
+    ]
+    assert pd.read_parquet(parquet / "funnel_overall.parquet")[FUNNEL].iloc[0].tolist() == COURSE_FUNNEL
 
 
 def _busy(warehouse: Path, pid: int) -> bool:

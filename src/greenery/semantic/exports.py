@@ -23,7 +23,7 @@ import duckdb
 from greenery.semantic.declarative import record_export
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
-from greenery.warehouse.lock import exclusive, remove_leftovers
+from greenery.warehouse.lock import exclusive, fsync, remove_leftovers
 
 STAGING_SUFFIX = "__building"  # a table export being built, before it is swapped in
 PARTIAL_PARQUET = ".*.parquet.tmp"  # a Parquet export being written, before it is renamed
@@ -101,7 +101,9 @@ def _write_parquet(layer: SemanticLayer, spec: ExportSpec, folder: Path) -> None
     final = folder / f"{spec.alias}.parquet"
     partial = folder / PARTIAL_PARQUET.replace("*", spec.alias)
     layer.client.connection.execute(f"copy (select * from {spec.relation}) to '{partial}' (format parquet)")
+    fsync(partial)
     os.replace(partial, final)
+    fsync(folder)
 
 
 def run_export(layer: SemanticLayer, spec: ExportSpec, parquet_dir: Path | None = None) -> ExportResult:

@@ -19,6 +19,9 @@ Steps write aside and rename (``.raw.duckdb.<pid>.tmp``, ``published/.v<n>.tmp/`
 ``.<alias>.parquet.tmp``); a step killed mid-run leaves its temporary files behind, and the
 next run of that step removes them while holding the lock (`remove_leftovers`): no other
 step can be writing them then.
+A rename is made only once the disk holds what it names (`fsync` the file, then the folder
+after the rename): the machine going down must not leave a real name on bytes never written.
+DuckDB fsyncs its own files at each checkpoint.
 
 Within one process the lock is re-entrant: `greenery demo` holds it while its steps take it
 again, and the step named is the outermost.
@@ -59,6 +62,15 @@ def remove_leftovers(folder: Path, pattern: str) -> list[Path]:
         else:
             path.unlink(missing_ok=True)
     return found
+
+
+def fsync(path: Path) -> None:
+    """Wait until the disk holds `path`: a file's bytes, or a folder's list of names."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _holder(fd: int) -> str:

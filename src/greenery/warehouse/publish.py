@@ -27,7 +27,7 @@ from pathlib import Path
 from greenery.warehouse import store
 from greenery.warehouse.build import unfinished_build
 from greenery.warehouse.dbt import MANIFEST_PATH
-from greenery.warehouse.lock import exclusive, remove_leftovers
+from greenery.warehouse.lock import exclusive, fsync, remove_leftovers
 
 PUBLISHED_DIR = "published"
 CURRENT_FILE = "CURRENT"
@@ -79,15 +79,6 @@ def publish(warehouse_file: Path | None = None, manifest: Path = MANIFEST_PATH) 
         for old in sorted(p for p in root.glob("v*") if p.is_dir())[:-KEEP_PUBLISHED]:
             shutil.rmtree(old, ignore_errors=True)
     return version
-
-
-def fsync(path: Path) -> None:
-    """Wait until the disk holds `path`: a file's bytes, or a folder's list of names."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_publishable(warehouse_file: Path, manifest: Path) -> None:
