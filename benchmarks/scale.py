@@ -3,7 +3,8 @@
 Every step is one `greenery` command in a child process against a warehouse in a temporary
 folder: generate (and write raw) → replay weeks 1–4 → build (full) → exports → publish → the
 next day (generated, appended, built incrementally). Per step: wall time, CPU time (the
-child and every process it waited for, dbt included), the peak resident memory of the largest
+child and every process it waited for, dbt included) and how much of it the kernel spent
+(system time: page faults, memory reclaim and compaction, I/O), the peak resident memory of the largest
 process (wait4's ru_maxrss) and of the whole process tree (sampled from /proc every 0.2 s),
 what it read from and wrote to disk (wait4's block counts: reads the page cache served are
 not counted, so a step that reads the warehouse cold shows it), and the load average of the
@@ -56,6 +57,7 @@ class Step:
     command: list[str]
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    system_cpu_seconds: float = 0.0  # of cpu_seconds, spent in the kernel (ru_stime)
     peak_process_mib: float = 0.0  # the largest single process (wait4 ru_maxrss)
     peak_tree_mib: float = 0.0  # the process tree's sum, sampled
     disk_read_mib: float = 0.0  # blocks read from disk (wait4's ru_inblock), not from the page cache
@@ -130,6 +132,7 @@ def run_step(step: Step, env: dict[str, str]) -> Step:
     sampler.join()
     step.seconds = time.perf_counter() - start
     step.cpu_seconds = usage.ru_utime + usage.ru_stime
+    step.system_cpu_seconds = usage.ru_stime
     step.peak_process_mib = usage.ru_maxrss / 1024  # KiB on Linux
     step.peak_tree_mib = max(peak[0], usage.ru_maxrss * 1024) / MIB
     step.disk_read_mib = usage.ru_inblock * BLOCK_BYTES / MIB
@@ -211,12 +214,13 @@ def summary(steps: list[Step]) -> dict[str, float]:
 def table(scale: int, steps: list[Step], totals: dict[str, float]) -> str:
     lines = [
         f"bench-scale at scale {scale} ({os.cpu_count()} cores; load = 1-min load average before → after)",
-        f"  {'step':<32} {'wall s':>8} {'cpu s':>8} {'RSS max proc':>13} {'RSS tree':>10}"
+        f"  {'step':<32} {'wall s':>8} {'cpu s':>8} {'sys s':>7} {'RSS max proc':>13} {'RSS tree':>10}"
         f" {'disk read':>10} {'written':>10}  load",
     ]
     for s in steps:
         lines.append(
-            f"  {s.name:<32} {s.seconds:>8.1f} {s.cpu_seconds:>8.1f} {s.peak_process_mib:>9.0f} MiB"
+            f"  {s.name:<32} {s.seconds:>8.1f} {s.cpu_seconds:>8.1f} {s.system_cpu_seconds:>7.1f}"
+            f" {s.peak_process_mib:>9.0f} MiB"
             f" {s.peak_tree_mib:>6.0f} MiB {s.disk_read_mib:>6.0f} MiB {s.disk_written_mib:>6.0f} MiB"
             f"  {s.load_before:.1f} → {s.load_after:.1f}"
         )
@@ -250,7 +254,8 @@ def run(scale: int, json_path: Path, keep: Path | None = None) -> dict[str, obje
         for step in pipeline(scale, folder):
             steps.append(run_step(step, env))
             print(
-                f"  done: {step.name} in {step.seconds:.1f} s (cpu {step.cpu_seconds:.1f} s, peak RSS"
+                f"  done: {step.name} in {step.seconds:.1f} s (cpu {step.cpu_seconds:.1f} s,"
+                f" {step.system_cpu_seconds:.1f} of it in the kernel; peak RSS"
                 f" {step.peak_process_mib:.0f} MiB largest process, {step.peak_tree_mib:.0f} MiB tree,"
                 f" load {step.load_before:.1f} → {step.load_after:.1f})",
                 file=sys.stderr,
