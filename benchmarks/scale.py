@@ -4,11 +4,11 @@ Every step is one `greenery` command in a child process against a warehouse in a
 folder: generate (and write raw) → replay weeks 1–4 → build (full) → exports → publish → the
 next day (generated, appended, built incrementally). Per step: wall time, CPU time (the
 child and every process it waited for, dbt included) and how much of it the kernel spent
-(system time: page faults, memory reclaim and compaction, I/O), the peak resident memory of the largest
-process (wait4's ru_maxrss) and of the whole process tree (sampled from /proc every 0.2 s),
-what it read from and wrote to disk (wait4's block counts: reads the page cache served are
-not counted, so a step that reads the warehouse cold shows it), and the load average of the
-machine while it ran (other work competes for the same cores).
+(system time: page faults, memory reclaim and compaction, I/O), the peak resident memory of
+the largest process (wait4's ru_maxrss) and of the whole process tree (sampled from /proc
+every 0.2 s), what it read from and wrote to disk (wait4's block counts: reads the page
+cache served are not counted, so a step that reads the warehouse cold shows it), and the
+load average of the machine while it ran (other work competes for the same cores).
 The exports step also reports each saved query's export time as `greenery export` prints it,
 and each build step the dbt nodes that took longest (from the run_results.json dbt wrote).
 

@@ -8,7 +8,8 @@ fault, one opened after) still answer the course funnel, the next run of the ste
 without manual cleanup, no temporary file or folder remains, and a killed build is never
 published. While one step runs, another is refused with a message naming it (the lock).
 Against a crash of the machine, which no test here can cause, a published version is on
-disk (fsynced) before CURRENT names it, and a Parquet export before it takes its name.
+disk (fsynced) before CURRENT names it, and new raw data and a Parquet export before they
+take their names.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from test_server import FUNNEL
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
-from greenery.warehouse.build import build_marker_path
+from greenery.warehouse.build import build_marker_path, fresh_raw
 from greenery.warehouse.publish import current_published, publish
 
 GREENERY = Path(sys.executable).with_name("greenery")
@@ -268,6 +269,21 @@ def test_a_parquet_export_is_on_disk_before_it_takes_its_name(
         ("fsync", str(parquet)),
     ]
     assert pd.read_parquet(parquet / "funnel_overall.parquet")[FUNNEL].iloc[0].tolist() == COURSE_FUNNEL
+
+
+def test_new_raw_data_is_on_disk_before_it_takes_its_name(
+    warehouse: Path, course_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = warehouse.parent.resolve()
+    written = folder / f".{store.RAW_FILE}.{os.getpid()}.tmp"
+    done = record_moves(monkeypatch)
+    fresh_raw(warehouse, course_data=course_data)
+    assert [(move, path) for move, path in done if path.startswith(str(folder))] == [
+        ("fsync", str(written)),
+        ("replace", str(store.raw_path(warehouse).resolve())),
+        ("fsync", str(folder)),
+    ]
+    assert store.raw_counts(warehouse)["events"] == 3553
 
 
 def _busy(warehouse: Path, pid: int) -> bool:
