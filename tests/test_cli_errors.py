@@ -118,3 +118,15 @@ def test_malformed_duckdb_settings_are_named_by_the_next_days(course_data: Path,
         done, 1, f"greenery generate: error: DuckDB refused its settings ({store.MEMORY_ENV}='lots'"
     )
     assert not out.exists()
+
+
+def test_next_days_refuse_a_folder_that_is_not_empty(course_data: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse" / "greenery.duckdb"
+    assert _run(warehouse, ["load", "--from-csv", str(course_data)]).returncode == 0
+    out = tmp_path / "next"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    done = _run(warehouse, ["generate", "--next-days", "1", "--out", str(out)])
+    _assert_refused(done, 1, f"greenery generate: error: {out} is not an empty folder")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / ".next.tmp").exists()

@@ -1,15 +1,15 @@
 """Steps killed mid-run (SIGKILL) lose nothing and leave nothing behind.
 
-`greenery load`, `build`, `publish` and `export` run as real subprocesses on a copy of the
-course warehouse and are killed half-way: load, publish and export at their last move (from
-the temporary name to the real one), where tests/faults/sitecustomize.py holds them; build
-while dbt is writing. After each kill: readers of the published copy (one opened before the
-fault, one opened after) still answer the course funnel, the next run of the step succeeds
-without manual cleanup, no temporary file or folder remains, and a killed build is never
-published. While one step runs, another is refused with a message naming it (the lock).
-Against a crash of the machine, which no test here can cause, a published version is on
-disk (fsynced) before CURRENT names it, and new raw data and a Parquet export before they
-take their names.
+`greenery load`, `build`, `publish`, `export` and `generate --next-days` run as real
+subprocesses on a copy of the course warehouse and are killed half-way: load, publish, export
+and the next days at their last move (from the temporary name to the real one), where
+tests/faults/sitecustomize.py holds them; build while dbt is writing. After each kill:
+readers of the published copy (one opened before the fault, one opened after) still answer
+the course funnel, the next run of the step succeeds without manual cleanup, no temporary
+file or folder remains, and a killed build is never published. While one step runs, another
+is refused with a message naming it (the lock). Against a crash of the machine, which no
+test here can cause, a published version is on disk (fsynced) before CURRENT names it, and
+new raw data and a Parquet export before they take their names.
 """
 
 from __future__ import annotations
@@ -156,6 +156,25 @@ def test_killed_load_keeps_the_raw_data_and_the_next_load_cleans_up(
     assert store.raw_load_id(warehouse) not in (None, before)
     assert store.raw_counts(warehouse)["events"] == 3553
     assert temp_leftovers(folder) == []
+
+
+def test_killed_next_days_leave_no_part_of_a_day_to_append(warehouse: Path, tmp_path: Path) -> None:
+    out = tmp_path / "next-day"
+    generating = start(warehouse, "generate", "--next-days", "1", "--out", str(out), pause_at=".next-day.tmp")
+
+    # killed with every CSV written aside, before the folder takes its name
+    kill_when(generating, lambda: (tmp_path / ".next-day.tmp" / "events.csv").exists())
+
+    assert not out.exists()
+    refused = greenery(warehouse, "load", "--append", "--from-csv", str(out))
+    assert refused.returncode == 1 and str(out) in refused.stderr
+    assert "Traceback" not in refused.stderr
+    again = greenery(warehouse, "generate", "--next-days", "1", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert temp_leftovers(tmp_path) == []
+    assert sorted(p.name for p in out.iterdir()) == ["events.csv", "order_items.csv", "orders.csv"]
+    appended = greenery(warehouse, "load", "--append", "--from-csv", str(out))
+    assert appended.returncode == 0, appended.stderr
 
 
 def test_killed_build_is_never_published(warehouse: Path, reader: SemanticLayer) -> None:

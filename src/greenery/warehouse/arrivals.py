@@ -4,19 +4,25 @@
 users and addresses, its latest event, the last day's sessions without a checkout), has the
 generator continue that timeline for K days (`generate.next_days`, same seed and scale as the
 warehouse was generated with), and writes the new orders, order items and events into DIR.
+
+DIR gets the days whole or not at all: the CSVs are written into ``.DIR.tmp`` beside it,
+fsynced, and that folder is renamed DIR. A run killed before the rename leaves no DIR, so
+`load --append` can never take a part of a day (orders without their events); the next run
+removes the ``.tmp`` folder.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from greenery.data.generate import DAY, DEFAULT_SEED, START, Loaded, first_new_day, next_days, with_text_ids
-from greenery.data.schema import TABLES
 from greenery.warehouse import store
-from greenery.warehouse.lock import exclusive
+from greenery.warehouse.lock import exclusive, fsync
 
 STATE_MEMORY = "256MB"  # for reading the state: DuckDB keeps the events' scanned blocks up to its
 # limit (`greenery generate --scale 10000 --next-days 1`: 1,048 MiB at most with 3 GB, 588 MiB with this)
@@ -86,21 +92,38 @@ def loaded_state(warehouse_file: Path | None = None) -> Loaded:
 def write_next_days(
     out: Path, days: int, *, scale: int = 1, seed: int = DEFAULT_SEED, warehouse_file: Path | None = None
 ) -> tuple[np.datetime64, dict[str, int]]:
-    """The `days` days after the warehouse's latest event as CSVs in `out` (which must not hold
-    any of the course tables yet); returns the first new day and rows per file."""
-    existing = [f"{t.name}.csv" for t in TABLES if (out / f"{t.name}.csv").exists()]
-    if existing:
-        raise ValueError(f"{out} already holds {', '.join(existing)}: give an empty or new folder")
-    with exclusive(store.resolve(warehouse_file), "generate"):  # its reads would block a writer
+    """The `days` days after the warehouse's latest event as CSVs in `out`, a new or empty
+    folder that gets them all or none; returns the first new day and rows per file."""
+    out = out.resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} is not an empty folder: give an empty or new folder for the new days' CSVs")
+    # held throughout: its reads would block a writer, and a second run would share its .tmp
+    with exclusive(store.resolve(warehouse_file), "generate"):
         loaded = loaded_state(warehouse_file)
-    parts: dict[str, list[pa.Table]] = {}
-    for name, chunk in next_days(loaded, days, scale=scale, seed=seed):
-        parts.setdefault(name, []).append(with_text_ids(chunk))
-    out.mkdir(parents=True, exist_ok=True)
+        parts: dict[str, list[pa.Table]] = {}
+        for name, chunk in next_days(loaded, days, scale=scale, seed=seed):
+            parts.setdefault(name, []).append(with_text_ids(chunk))
+        staging = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
+        staging.mkdir(parents=True)
+        try:
+            counts = _write_csvs(parts, staging)
+            os.replace(staging, out)  # over `out` only when it is an empty folder
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fsync(out.parent)
+    first_day = START + np.timedelta64(first_new_day(loaded) * DAY, "s")
+    return first_day.astype("datetime64[D]"), counts
+
+
+def _write_csvs(parts: dict[str, list[pa.Table]], folder: Path) -> dict[str, int]:
+    """One CSV per table in `folder`, each and the folder on disk before returning; rows per file."""
     counts = {}
     for name, chunks in parts.items():
         frame = pa.concat_tables(chunks).to_pandas()
-        frame.to_csv(out / f"{name}.csv", index=False)
+        frame.to_csv(folder / f"{name}.csv", index=False)
+        fsync(folder / f"{name}.csv")
         counts[name] = len(frame)
-    first_day = START + np.timedelta64(first_new_day(loaded) * DAY, "s")
-    return first_day.astype("datetime64[D]"), counts
+    fsync(folder)
+    return counts
