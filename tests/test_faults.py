@@ -31,6 +31,7 @@ from test_server import FUNNEL
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
+from greenery.warehouse.arrivals import write_next_days
 from greenery.warehouse.build import build_marker_path, fresh_raw
 from greenery.warehouse.publish import current_published, publish
 
@@ -288,6 +289,19 @@ def test_a_parquet_export_is_on_disk_before_it_takes_its_name(
         ("fsync", str(parquet)),
     ]
     assert pd.read_parquet(parquet / "funnel_overall.parquet")[FUNNEL].iloc[0].tolist() == COURSE_FUNNEL
+
+
+def test_next_days_are_on_disk_before_they_take_their_name(
+    warehouse: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path.resolve()
+    out, staging = folder / "next-day", folder / ".next-day.tmp"
+    done = record_moves(monkeypatch)
+    write_next_days(out, 1, warehouse_file=warehouse)
+    moves = [(move, path) for move, path in done if path.startswith(str(folder))]
+    csvs = [str(staging / f"{table}.csv") for table in ("events", "order_items", "orders")]
+    assert sorted(moves[:3]) == [("fsync", csv) for csv in csvs]
+    assert moves[3:] == [("fsync", str(staging)), ("replace", str(out)), ("fsync", str(folder))]
 
 
 def test_new_raw_data_is_on_disk_before_it_takes_its_name(
