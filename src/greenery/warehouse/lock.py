@@ -16,9 +16,9 @@ lock when its holder exits in any way (a SIGKILL too), so a lock is never stale;
 stays (removing a lock file races with the next holder).
 
 Steps write aside and rename (``.raw.duckdb.<pid>.tmp``, ``published/.v<n>.tmp/``,
-``.<alias>.parquet.tmp``); a step killed mid-run leaves its temporary files behind, and the
-next run of that step removes them while holding the lock (`remove_leftovers`): no other
-step can be writing them then.
+``.<alias>.parquet.tmp``, the next days' ``.DIR.tmp/``); a step killed mid-run leaves its
+temporary files behind, and the next run of that step removes them while holding the lock
+(`remove_leftovers`): no other step can be writing them then.
 A rename is made only once the disk holds what it names (`fsync` the file, then the folder
 after the rename): the machine going down must not leave a real name on bytes never written.
 DuckDB fsyncs its own files at each checkpoint.
