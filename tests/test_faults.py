@@ -267,7 +267,7 @@ def test_a_published_version_is_on_disk_before_current_names_it(
         ("fsync", str(staging / warehouse.name)),
         ("fsync", str(staging / "semantic_manifest.json")),
         ("fsync", str(staging)),
-        ("rename", str(version)),
+        ("replace", str(version)),
         ("fsync", str(root)),
         ("fsync", str(root / ".CURRENT.tmp")),
         ("replace", str(root / "CURRENT")),

@@ -12,7 +12,6 @@ computed from (greenery.semantic.declarative), so the server can answer from it 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import duckdb
 from greenery.semantic.declarative import record_export
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
-from greenery.warehouse.lock import exclusive, fsync, remove_leftovers
+from greenery.warehouse.lock import exclusive, move_into_place, remove_leftovers
 
 STAGING_SUFFIX = "__building"  # a table export being built, before it is swapped in
 PARTIAL_PARQUET = ".*.parquet.tmp"  # a Parquet export being written, before it is renamed
@@ -101,9 +100,7 @@ def _write_parquet(layer: SemanticLayer, spec: ExportSpec, folder: Path) -> None
     final = folder / f"{spec.alias}.parquet"
     partial = folder / PARTIAL_PARQUET.replace("*", spec.alias)
     layer.client.connection.execute(f"copy (select * from {spec.relation}) to '{partial}' (format parquet)")
-    fsync(partial)
-    os.replace(partial, final)
-    fsync(folder)
+    move_into_place(partial, final)
 
 
 def run_export(layer: SemanticLayer, spec: ExportSpec, parquet_dir: Path | None = None) -> ExportResult:

@@ -13,8 +13,6 @@ removes the ``.tmp`` folder.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import pyarrow as pa
 
 from greenery.data.generate import DAY, DEFAULT_SEED, START, Loaded, first_new_day, next_days, with_text_ids
 from greenery.warehouse import store
-from greenery.warehouse.lock import exclusive, fsync
+from greenery.warehouse.lock import exclusive, folder_aside
 
 STATE_MEMORY = "256MB"  # for reading the state: DuckDB keeps the events' scanned blocks up to its
 # limit (`greenery generate --scale 10000 --next-days 1`: 1,048 MiB at most with 3 GB, 588 MiB with this)
@@ -103,27 +101,17 @@ def write_next_days(
         parts: dict[str, list[pa.Table]] = {}
         for name, chunk in next_days(loaded, days, scale=scale, seed=seed):
             parts.setdefault(name, []).append(with_text_ids(chunk))
-        staging = out.with_name(f".{out.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
-        staging.mkdir(parents=True)
-        try:
+        with folder_aside(out) as staging:
             counts = _write_csvs(parts, staging)
-            os.replace(staging, out)  # over `out` only when it is an empty folder
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        fsync(out.parent)
     first_day = START + np.timedelta64(first_new_day(loaded) * DAY, "s")
     return first_day.astype("datetime64[D]"), counts
 
 
 def _write_csvs(parts: dict[str, list[pa.Table]], folder: Path) -> dict[str, int]:
-    """One CSV per table in `folder`, each and the folder on disk before returning; rows per file."""
+    """One CSV per table in `folder`; rows per file."""
     counts = {}
     for name, chunks in parts.items():
         frame = pa.concat_tables(chunks).to_pandas()
         frame.to_csv(folder / f"{name}.csv", index=False)
-        fsync(folder / f"{name}.csv")
         counts[name] = len(frame)
-    fsync(folder)
     return counts

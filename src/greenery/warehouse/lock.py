@@ -19,9 +19,9 @@ Steps write aside and rename (``.raw.duckdb.<pid>.tmp``, ``published/.v<n>.tmp/`
 ``.<alias>.parquet.tmp``, the next days' ``.DIR.tmp/``); a step killed mid-run leaves its
 temporary files behind, and the next run of that step removes them while holding the lock
 (`remove_leftovers`): no other step can be writing them then.
-A rename is made only once the disk holds what it names (`fsync` the file, then the folder
-after the rename): the machine going down must not leave a real name on bytes never written.
-DuckDB fsyncs its own files at each checkpoint.
+A rename is made only once the disk holds what it names (`move_into_place`: fsync, rename,
+fsync the folder; `folder_aside` for a folder of files): the machine going down must not
+leave a real name on bytes never written. DuckDB fsyncs its own files at each checkpoint.
 
 Within one process the lock is re-entrant: `greenery demo` holds it while its steps take it
 again, and the step named is the outermost.
@@ -30,6 +30,7 @@ again, and the step named is the outermost.
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -71,6 +72,32 @@ def fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def move_into_place(written: Path, final: Path) -> None:
+    """Rename `written` (a file, or a folder whose files are on disk) to `final` once the disk
+    holds it, then put the rename itself on disk."""
+    fsync(written)
+    os.replace(written, final)
+    fsync(final.parent)
+
+
+@contextmanager
+def folder_aside(final: Path) -> Iterator[Path]:
+    """A new folder ``.<name>.tmp`` beside `final` for the block to fill; when the block ends,
+    its files go to disk and it becomes `final` (new, or an empty folder). Removed if the block
+    raises; one a killed run left is removed first. Call it only while holding the lock."""
+    staging = final.with_name(f".{final.name}.tmp")
+    remove_leftovers(final.parent, glob.escape(staging.name))
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            fsync(path)
+        move_into_place(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _holder(fd: int) -> str:

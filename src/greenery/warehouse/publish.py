@@ -19,7 +19,6 @@ step (a daily build at scale 10000: 21 s after a sync, 30-32 s with 2.1 GB still
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 from greenery.warehouse import store
 from greenery.warehouse.build import unfinished_build
 from greenery.warehouse.dbt import MANIFEST_PATH
-from greenery.warehouse.lock import exclusive, fsync, remove_leftovers
+from greenery.warehouse.lock import exclusive, folder_aside, move_into_place, remove_leftovers
 
 PUBLISHED_DIR = "published"
 CURRENT_FILE = "CURRENT"
@@ -56,26 +55,15 @@ def publish(warehouse_file: Path | None = None, manifest: Path = MANIFEST_PATH) 
         root.mkdir(parents=True, exist_ok=True)
         remove_leftovers(root, TEMP_PATTERN)
         version = root / f"v{time.time_ns()}"
-        staging = root / f".{version.name}.tmp"
-        staging.mkdir()
-        try:
+        with folder_aside(version) as staging:
             con = store.open_duckdb(warehouse_file, warehouse_file=warehouse_file)
             con.execute("CHECKPOINT")  # fold the WAL in, so the copy is the whole database
             con.close()
             for source in (warehouse_file, manifest):
                 shutil.copy2(source, staging / source.name)
-                fsync(staging / source.name)
-            fsync(staging)
-            staging.rename(version)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        fsync(root)
         pointer = root / f".{CURRENT_FILE}.tmp"
         pointer.write_text(version.name)
-        fsync(pointer)
-        os.replace(pointer, root / CURRENT_FILE)
-        fsync(root)
+        move_into_place(pointer, root / CURRENT_FILE)
         for old in sorted(p for p in root.glob("v*") if p.is_dir())[:-KEEP_PUBLISHED]:
             shutil.rmtree(old, ignore_errors=True)
     return version

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from greenery.data.load import MAX_PROBLEMS, LoadError
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
-from greenery.warehouse.lock import exclusive, fsync, remove_leftovers
+from greenery.warehouse.lock import exclusive, move_into_place, remove_leftovers
 
 ENV_VAR = "GREENERY_WAREHOUSE"
 # The repository root: dbt_project.yml and profiles.yml live there.
@@ -137,9 +137,7 @@ def _fresh_raw_file(final: Path, warehouse_file: Path | None) -> Iterator[duckdb
         yield con
         con.execute("CHECKPOINT")
         con.close()
-        fsync(tmp)
-        os.replace(tmp, final)
-        fsync(final.parent)
+        move_into_place(tmp, final)
     except BaseException:
         con.close()
         tmp.unlink(missing_ok=True)
