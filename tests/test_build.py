@@ -5,6 +5,10 @@ Runs the real CLI on a copy of the course warehouse (weeks 1–4 replayed, built
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import oracle
@@ -14,7 +18,7 @@ from conftest import copy_warehouse, read_sql
 
 from greenery.cli import main
 from greenery.warehouse import store
-from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.dbt import TARGET_DIR, run_dbt
 
 SNAPSHOT = "select * from snapshots.products_snapshot order by product_id, dbt_valid_from"
 
@@ -89,3 +93,23 @@ def test_replay_of_earlier_weeks_keeps_raw_at_the_newest_week_seen(copied: Path)
     assert main(["replay", "--weeks", "1-2"]) == 0
     assert _raw_products(copied) == week_4  # going back would make the next build write a version
     assert store.replay_clock(copied) == week_4_at
+
+
+def _parsed_files() -> int:
+    """How many project files the last dbt command parsed (0: it kept the previous parse)."""
+    return json.loads((TARGET_DIR / "perf_info.json").read_text())["parsed_path_count"]
+
+
+def test_dbt_on_another_warehouse_keeps_the_last_parse(tmp_path: Path) -> None:
+    first, second = (tmp_path / name / "greenery.duckdb" for name in ("first", "second"))
+    run_dbt(["parse"], warehouse_file=first)
+    run_dbt(["parse"], warehouse_file=second)
+    assert _parsed_files() == 0
+    # the repo's own warehouse is named as a plain `dbt parse` from the repo root names it
+    run_dbt(["parse"], warehouse_file=store.DEFAULT_PATH)
+    settings = store.duckdb_settings()
+    plain = {name: value for name, value in os.environ.items() if name != store.ENV_VAR}
+    plain |= {store.MEMORY_ENV: settings["memory_limit"], store.THREADS_ENV: settings["threads"]}
+    dbt = Path(sys.executable).with_name("dbt")
+    subprocess.run([dbt, "--quiet", "parse"], env=plain, cwd=store.PROJECT_DIR, check=True)
+    assert _parsed_files() == 0

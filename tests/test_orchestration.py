@@ -36,7 +36,6 @@ from greenery.orchestration.schedules import (
     weekly_snapshot_schedule,
 )
 from greenery.warehouse import store
-from greenery.warehouse.dbt import run_dbt
 
 # The course's weekly snapshots ran on Fridays at midnight: week 1 on 2021-02-12.
 WEEK_TICKS = [datetime(2021, 2, 12, tzinfo=UTC) + timedelta(weeks=w) for w in range(4)]
@@ -63,7 +62,6 @@ def orchestrated(course_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     with pytest.MonkeyPatch.context() as env, DagsterInstance.ephemeral() as instance:
         env.setenv(store.ENV_VAR, str(warehouse_file))
         env.setenv("GREENERY_COURSE_DATA", str(course_data))
-        run_dbt(["parse"])  # partial parsing for every dbt run below (the profile names the warehouse)
         assert materialize([raw_loader], instance=instance).success
         weekly_job = defs.resolve_job_def("weekly_snapshot")
         weekly = []

@@ -42,13 +42,14 @@ def _die_with_parent() -> Callable[[], None] | None:
 def run_tool(
     tool: str, args: Sequence[str], *, warehouse_file: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the venv's `dbt` or `mf` from the repo root against the warehouse; output captured.
+    """Run the venv's `dbt` or `mf` against the warehouse; output captured.
 
     In a child process: dbt-duckdb keeps its DuckDB handles open for the life of the process,
     which would lock the raw catalog against the replay's writes between two snapshots. The
     child dies with this process (`_die_with_parent`).
     """
-    return _run_child([str(Path(sys.executable).with_name(tool)), *args], warehouse_file)
+    command = [str(Path(sys.executable).with_name(tool)), *args]
+    return _run_child(command, warehouse_file, dbt=tool == "dbt")
 
 
 def run_dbt_module(
@@ -56,21 +57,44 @@ def run_dbt_module(
 ) -> None:
     """Run `python -m module args`, a program that drives dbt in-process (dbtRunner), in a child
     like `run_tool`; raise DbtError naming `what` on failure."""
-    _raise_on_failure(_run_child([sys.executable, "-m", module, *args], warehouse_file), what)
+    _raise_on_failure(_run_child([sys.executable, "-m", module, *args], warehouse_file, dbt=True), what)
 
 
-def _run_child(command: list[str], warehouse_file: Path | None) -> subprocess.CompletedProcess[str]:
-    settings = store.duckdb_settings(warehouse_file)
+def dbt_location(warehouse: Path) -> tuple[Path, Path]:
+    """The folder a dbt command runs in, and the warehouse's name from there: its path in the
+    project when it lies inside (profiles.yml's default `warehouse/greenery.duckdb`, which a
+    plain `dbt build` and the orchestrator's dbt name too), else its file name, from its folder.
+
+    profiles.yml reads the warehouse, its raw catalog and its spill folder from
+    $GREENERY_WAREHOUSE, and dbt parses the whole project again whenever the connection it
+    reads differs from the last parse's ("Unable to do partial parsing because profile has
+    changed": 9.3 s against 3.6 s here). So named, every warehouse called greenery.duckdb reads
+    the same, and a dbt command on one keeps the parse of a command on another.
+    """
+    if warehouse.is_relative_to(store.PROJECT_DIR):
+        return store.PROJECT_DIR, warehouse.relative_to(store.PROJECT_DIR)
+    return warehouse.parent, Path(warehouse.name)
+
+
+def _run_child(
+    command: list[str], warehouse_file: Path | None, *, dbt: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` against the warehouse: dbt where `dbt_location` says, `mf` from the repo
+    root (where it finds the project) with the warehouse's full path."""
+    warehouse = store.resolve(warehouse_file)
+    settings = store.duckdb_settings(warehouse)
+    cwd, name = dbt_location(warehouse) if dbt else (store.PROJECT_DIR, warehouse)
+    cwd.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
-        store.ENV_VAR: str(store.resolve(warehouse_file)),
+        store.ENV_VAR: str(name),
         store.MEMORY_ENV: settings["memory_limit"],
         store.THREADS_ENV: settings["threads"],
     }
     return subprocess.run(
         command,
         env=env,
-        cwd=store.PROJECT_DIR,
+        cwd=cwd,
         capture_output=True,
         text=True,
         preexec_fn=_die_with_parent(),  # prctl must run in the child, after fork
