@@ -36,6 +36,7 @@ from greenery.orchestration.schedules import (
     weekly_snapshot_schedule,
 )
 from greenery.warehouse import store
+from greenery.warehouse.dbt import run_dbt
 
 # The course's weekly snapshots ran on Fridays at midnight: week 1 on 2021-02-12.
 WEEK_TICKS = [datetime(2021, 2, 12, tzinfo=UTC) + timedelta(weeks=w) for w in range(4)]
@@ -62,6 +63,7 @@ def orchestrated(course_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     with pytest.MonkeyPatch.context() as env, DagsterInstance.ephemeral() as instance:
         env.setenv(store.ENV_VAR, str(warehouse_file))
         env.setenv("GREENERY_COURSE_DATA", str(course_data))
+        run_dbt(["parse"])  # the parse every dbt run below starts from (dagster-dbt copies target/'s)
         assert materialize([raw_loader], instance=instance).success
         weekly_job = defs.resolve_job_def("weekly_snapshot")
         weekly = []
@@ -130,6 +132,21 @@ def test_run_metadata_answers_what_ran_and_how_long(orchestrated: Orchestrated) 
     )
     assert Path(str(sessions["dbt/run_results"])).is_file()
     assert sessions["dbt/full_refresh"] is True  # the loader replaced the raw data since the last build
+
+
+def test_the_orchestrators_dbt_keeps_greenerys_parse(orchestrated: Orchestrated) -> None:
+    """It runs greenery-dbt, which names the warehouse as greenery's own dbt runs do: dbt does
+    not parse the project again for a profile that changed (9.3 s against 3.6 s here)."""
+    weekly_runs = [result for _, result in orchestrated.weekly]
+    for result in [*weekly_runs, orchestrated.everything]:
+        (run_results,) = {
+            str(m["dbt/run_results"])
+            for key in result.get_asset_materialization_events()
+            if "dbt/run_results" in (m := {n: v.value for n, v in key.materialization.metadata.items()})
+        }
+        log = (Path(run_results).parent / "dbt.log").read_text()
+        assert "Partial parsing enabled" in log
+        assert "Unable to do partial parsing" not in log
 
 
 def test_every_asset_check_passes(orchestrated: Orchestrated) -> None:

@@ -26,7 +26,7 @@ from greenery.orchestration.schedules import (
 )
 from greenery.orchestration.serving import EXPOSURE_ASSETS, published_warehouse, saved_query_exports
 
-DBT = Path(sys.executable).with_name("dbt")  # the venv's dbt, as greenery.warehouse.dbt runs it
+DBT = Path(sys.executable).with_name("greenery-dbt")  # the venv's dbt, run as greenery runs it
 
 defs = Definitions(
     assets=[

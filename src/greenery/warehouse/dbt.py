@@ -76,14 +76,12 @@ def dbt_location(warehouse: Path) -> tuple[Path, Path]:
     return warehouse.parent, Path(warehouse.name)
 
 
-def _run_child(
-    command: list[str], warehouse_file: Path | None, *, dbt: bool
-) -> subprocess.CompletedProcess[str]:
-    """Run `command` against the warehouse: dbt where `dbt_location` says, `mf` from the repo
-    root (where it finds the project) with the warehouse's full path."""
+def dbt_environment(warehouse_file: Path | None = None) -> tuple[Path, dict[str, str]]:
+    """The folder a dbt command runs in against the warehouse, and its environment: the
+    warehouse as `dbt_location` names it, and the DuckDB settings every connection is held to."""
     warehouse = store.resolve(warehouse_file)
     settings = store.duckdb_settings(warehouse)
-    cwd, name = dbt_location(warehouse) if dbt else (store.PROJECT_DIR, warehouse)
+    cwd, name = dbt_location(warehouse)
     cwd.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -91,6 +89,17 @@ def _run_child(
         store.MEMORY_ENV: settings["memory_limit"],
         store.THREADS_ENV: settings["threads"],
     }
+    return cwd, env
+
+
+def _run_child(
+    command: list[str], warehouse_file: Path | None, *, dbt: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` against the warehouse: dbt as `dbt_environment` says, `mf` from the repo
+    root (where it finds the project) with the warehouse's full path."""
+    cwd, env = dbt_environment(warehouse_file)
+    if not dbt:
+        cwd, env[store.ENV_VAR] = store.PROJECT_DIR, str(store.resolve(warehouse_file))
     return subprocess.run(
         command,
         env=env,
@@ -99,6 +108,24 @@ def _run_child(
         text=True,
         preexec_fn=_die_with_parent(),  # prctl must run in the child, after fork
     )
+
+
+def exec_dbt() -> None:
+    """`greenery-dbt ARGS`: `dbt ARGS` against $GREENERY_WAREHOUSE, run as greenery runs it
+    (`dbt_environment`), for whoever starts dbt itself: the orchestrator's dbt resource.
+
+    The project and its profiles.yml are this repo's unless DBT_PROJECT_DIR or
+    DBT_PROFILES_DIR (or the flags) say otherwise; a relative DBT_LOG_PATH stays relative to
+    where the command was started (dbt resolves DBT_TARGET_PATH from the project itself).
+    """
+    cwd, env = dbt_environment()
+    env.setdefault("DBT_PROJECT_DIR", str(store.PROJECT_DIR))
+    env.setdefault("DBT_PROFILES_DIR", str(store.PROJECT_DIR))
+    if env.get("DBT_LOG_PATH"):
+        env["DBT_LOG_PATH"] = os.path.abspath(env["DBT_LOG_PATH"])
+    os.chdir(cwd)
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    os.execve(dbt, [dbt, *sys.argv[1:]], env)
 
 
 def run_dbt(args: Sequence[str], *, warehouse_file: Path | None = None) -> None:
