@@ -105,11 +105,17 @@ def test_dbt_on_another_warehouse_keeps_the_last_parse(tmp_path: Path) -> None:
     run_dbt(["parse"], warehouse_file=first)
     run_dbt(["parse"], warehouse_file=second)
     assert _parsed_files() == 0
-    # the repo's own warehouse is named as a plain `dbt parse` from the repo root names it
-    run_dbt(["parse"], warehouse_file=store.DEFAULT_PATH)
     settings = store.duckdb_settings()
     plain = {name: value for name, value in os.environ.items() if name != store.ENV_VAR}
     plain |= {store.MEMORY_ENV: settings["memory_limit"], store.THREADS_ENV: settings["threads"]}
+    # greenery-dbt (the orchestrator's dbt), started anywhere, runs dbt as greenery does
+    started_elsewhere = {**plain, store.ENV_VAR: str(first), "DBT_LOG_PATH": "logs"}
+    greenery_dbt = Path(sys.executable).with_name("greenery-dbt")
+    subprocess.run([greenery_dbt, "--quiet", "parse"], env=started_elsewhere, cwd=tmp_path, check=True)
+    assert _parsed_files() == 0
+    assert (tmp_path / "logs" / "dbt.log").is_file()
+    # the repo's own warehouse is named as a plain `dbt parse` from the repo root names it
+    run_dbt(["parse"], warehouse_file=store.DEFAULT_PATH)
     dbt = Path(sys.executable).with_name("dbt")
     subprocess.run([dbt, "--quiet", "parse"], env=plain, cwd=store.PROJECT_DIR, check=True)
     assert _parsed_files() == 0

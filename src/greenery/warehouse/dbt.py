@@ -115,14 +115,16 @@ def exec_dbt() -> None:
     (`dbt_environment`), for whoever starts dbt itself: the orchestrator's dbt resource.
 
     The project and its profiles.yml are this repo's unless DBT_PROJECT_DIR or
-    DBT_PROFILES_DIR (or the flags) say otherwise; a relative DBT_LOG_PATH stays relative to
-    where the command was started (dbt resolves DBT_TARGET_PATH from the project itself).
+    DBT_PROFILES_DIR (or the flags, given as full paths) say otherwise. Those two and
+    DBT_LOG_PATH, when relative, stay relative to where the command was started; dbt resolves
+    DBT_TARGET_PATH from the project itself.
     """
     cwd, env = dbt_environment()
     env.setdefault("DBT_PROJECT_DIR", str(store.PROJECT_DIR))
     env.setdefault("DBT_PROFILES_DIR", str(store.PROJECT_DIR))
-    if env.get("DBT_LOG_PATH"):
-        env["DBT_LOG_PATH"] = os.path.abspath(env["DBT_LOG_PATH"])
+    for name in ("DBT_PROJECT_DIR", "DBT_PROFILES_DIR", "DBT_LOG_PATH"):
+        if env.get(name):
+            env[name] = os.path.abspath(env[name])
     os.chdir(cwd)
     dbt = str(Path(sys.executable).with_name("dbt"))
     os.execve(dbt, [dbt, *sys.argv[1:]], env)
