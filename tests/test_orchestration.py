@@ -140,11 +140,11 @@ def test_the_orchestrators_dbt_keeps_greenerys_parse(orchestrated: Orchestrated)
     weekly_runs = [result for _, result in orchestrated.weekly]
     for result in [*weekly_runs, orchestrated.everything]:
         (run_results,) = {
-            str(m["dbt/run_results"])
-            for key in result.get_asset_materialization_events()
-            if "dbt/run_results" in (m := {n: v.value for n, v in key.materialization.metadata.items()})
+            str(event.materialization.metadata["dbt/run_results"].value)
+            for event in result.get_asset_materialization_events()
+            if "dbt/run_results" in event.materialization.metadata
         }
-        log = (Path(run_results).parent / "dbt.log").read_text()
+        log = (Path(run_results).parent / "dbt.log").read_text()  # DBT_LOG_PATH: the run's target
         assert "Partial parsing enabled" in log
         assert "Unable to do partial parsing" not in log
 
