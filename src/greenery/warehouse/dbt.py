@@ -80,16 +80,20 @@ def dbt_environment(warehouse_file: Path | None = None) -> tuple[Path, dict[str,
     """The folder a dbt command runs in against the warehouse, and its environment: the
     warehouse as `dbt_location` names it, and the DuckDB settings every connection is held to."""
     warehouse = store.resolve(warehouse_file)
-    settings = store.duckdb_settings(warehouse)
     cwd, name = dbt_location(warehouse)
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {
+    return cwd, _environment(warehouse, name)
+
+
+def _environment(warehouse: Path, name: Path) -> dict[str, str]:
+    """This process's environment, with the warehouse called `name` and its DuckDB settings."""
+    settings = store.duckdb_settings(warehouse)
+    return {
         **os.environ,
         store.ENV_VAR: str(name),
         store.MEMORY_ENV: settings["memory_limit"],
         store.THREADS_ENV: settings["threads"],
     }
-    return cwd, env
 
 
 def _run_child(
@@ -97,9 +101,11 @@ def _run_child(
 ) -> subprocess.CompletedProcess[str]:
     """Run `command` against the warehouse: dbt as `dbt_environment` says, `mf` from the repo
     root (where it finds the project) with the warehouse's full path."""
-    cwd, env = dbt_environment(warehouse_file)
-    if not dbt:
-        cwd, env[store.ENV_VAR] = store.PROJECT_DIR, str(store.resolve(warehouse_file))
+    if dbt:
+        cwd, env = dbt_environment(warehouse_file)
+    else:
+        warehouse = store.resolve(warehouse_file)
+        cwd, env = store.PROJECT_DIR, _environment(warehouse, warehouse)
     return subprocess.run(
         command,
         env=env,
