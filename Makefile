@@ -37,8 +37,8 @@ orchestrate: $(STAMP)
 # the SQL style (sqlfluff, .sqlfluff) of the models and data tests; macros render to nothing
 # outside a model and snapshots/ holds YAML only, so there is no SQL of theirs to lint.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks devtools
-	$(BIN)/ruff format --check src tests benchmarks devtools
+	$(BIN)/ruff check src tests benchmarks devtools conftest.py
+	$(BIN)/ruff format --check src tests benchmarks devtools conftest.py
 	$(BIN)/python -m devtools.imports
 	$(BIN)/sqlfluff lint models data_tests
 
@@ -63,9 +63,16 @@ $(FLIGHTSQL_STAMP): tests/clients/flightsql-requirements.txt
 		|| { grep -v "^WARNING: Location" $(FLIGHTSQL_VENV)/pip.log; exit 1; }
 	@touch $@
 
+# The tests run on $(TEST_WORKERS) workers (pytest-xdist), a test file each at a time, so that a
+# file's fixtures are built once; each worker's dbt writes a target/ and logs/ of its own
+# (conftest.py). Then the tests marked `serial` (they measure latency) run alone.
+TEST_WORKERS ?= 2
+TEST_ENV = GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} \
+	GREENERY_DBT_MCP_WHEEL=$(abspath $(DBT_MCP_WHEEL)) GREENERY_FLIGHTSQL_PYTHON=$(abspath $(FLIGHTSQL_VENV))/bin/python
+
 test: lint $(DBT_MCP_WHEEL) $(FLIGHTSQL_STAMP)
-	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} GREENERY_DBT_MCP_WHEEL=$(abspath $(DBT_MCP_WHEEL)) \
-		GREENERY_FLIGHTSQL_PYTHON=$(abspath $(FLIGHTSQL_VENV))/bin/python $(BIN)/pytest
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(TEST_ENV) $(BIN)/pytest -m serial
 
 # Apache Superset against `greenery serve --pg-port` (not part of `make test`: a large install),
 # in a venv of its own pinned by tests/clients/superset-requirements.txt; tests/test_superset.py

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from conftest import TOKEN, Served
 
+from conftest import TOKEN, Served
 from greenery.serve import service
 from greenery.serve.scheduler import FairScheduler, QueueFull, as_client, current_client
 from greenery.serve.service import QueryRequest
@@ -215,6 +215,7 @@ def heaviest_filters() -> list[dict[str, str]]:
     return filters
 
 
+@pytest.mark.serial  # a latency: measured with no other test's dbt on the cores (make test)
 def test_a_light_client_stays_fast_while_four_send_the_heaviest_queries(served: Served) -> None:
     stop = threading.Event()
     heavy_results: list[str] = []

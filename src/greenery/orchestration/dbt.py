@@ -33,6 +33,7 @@ from dagster_dbt import (
 from greenery.orchestration.manifest import MANIFEST_PATH, load_manifest
 from greenery.warehouse import store
 from greenery.warehouse.build import dbt_build, with_rebuild_hint
+from greenery.warehouse.dbt import TARGET_DIR
 from greenery.warehouse.replay import SNAPSHOT_RELATION
 
 SNAPSHOT_NAME = SNAPSHOT_RELATION.split(".")[1]
@@ -58,7 +59,7 @@ class GreeneryTranslator(DagsterDbtTranslator):
 
 
 TRANSLATOR = GreeneryTranslator(settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
-PROJECT = DbtProject(project_dir=store.PROJECT_DIR, profiles_dir=store.PROJECT_DIR)
+PROJECT = DbtProject(project_dir=store.PROJECT_DIR, profiles_dir=store.PROJECT_DIR, target_path=TARGET_DIR)
 MANIFEST = load_manifest()  # `dbt parse` first when the manifest is stale
 # The incremental models: a build that selects them tracks which raw load they were built from.
 INCREMENTAL_KEYS = frozenset(

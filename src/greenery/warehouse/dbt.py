@@ -12,7 +12,8 @@ from pathlib import Path
 
 from greenery.warehouse import store
 
-TARGET_DIR = store.PROJECT_DIR / "target"
+# where dbt writes its artifacts: $DBT_TARGET_PATH (dbt reads it relative to the project) or target/
+TARGET_DIR = store.PROJECT_DIR / (os.environ.get("DBT_TARGET_PATH") or "target")
 MANIFEST_PATH = TARGET_DIR / "semantic_manifest.json"  # what `dbt parse` writes for MetricFlow
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PROJECT_FLAGS = ("--project-dir", str(store.PROJECT_DIR), "--profiles-dir", str(store.PROJECT_DIR))
