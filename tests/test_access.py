@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.flight as flight
 import pytest
 import requests
-from conftest import TOKEN, Served, running
 
+from conftest import TOKEN, Served, running
 from greenery.serve import service
 from greenery.serve.auth import MIN_TOKEN_CHARS, TOKEN_ENV, bind_refusal, host_name
 from greenery.serve.flight import pack_any

@@ -14,8 +14,8 @@ from pathlib import Path
 import oracle
 import pandas as pd
 import pytest
-from conftest import copy_warehouse, read_sql
 
+from conftest import copy_warehouse, read_sql
 from greenery.cli import main
 from greenery.warehouse import store
 from greenery.warehouse.dbt import TARGET_DIR, run_dbt

@@ -27,8 +27,8 @@ import oracle
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_warehouse
 
+from conftest import copy_warehouse
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.dbt import MANIFEST_PATH, run_dbt

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import TOKEN, publish_copy, running
 
+from conftest import TOKEN, publish_copy, running
 from greenery.cli import build_parser
 from greenery.serve.http import STATIC_DIR, create_app
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import TOKEN, Served
 from dbtsl import SemanticLayerClient
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType, OrderByGroupBy
 
+from conftest import TOKEN, Served
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.run import dbt_mcp_recipe
 

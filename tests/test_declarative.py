@@ -11,9 +11,9 @@ import dbtsl.env
 import duckdb
 import pyarrow as pa
 import pytest
-from conftest import TOKEN, copy_warehouse, running
 from dbtsl import SemanticLayerClient
 
+from conftest import TOKEN, copy_warehouse, running
 from greenery.semantic.declarative import CACHE_MARK, ExportCache, ExportTable
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import MetricQuery, SemanticLayer

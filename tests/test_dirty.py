@@ -14,8 +14,8 @@ from pathlib import Path
 import oracle
 import pandas as pd
 import pytest
-from conftest import read_sql
 
+from conftest import read_sql
 from greenery.cli import main
 from greenery.data.dirty import ANOMALY_KINDS, DELIST_WEEK, DirtyData, gather, inject
 from greenery.data.generate import DEFAULT_SEED, generate

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 import requests
 from adbc_driver_manager import ProgrammingError
+
 from conftest import TOKEN, Served, fetch
 
 WAREHOUSE_ERRORS = (

@@ -25,9 +25,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from conftest import copy_warehouse, read_sql
 from test_server import FUNNEL
 
+from conftest import copy_warehouse, read_sql
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store

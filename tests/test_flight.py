@@ -26,7 +26,6 @@ import pytest
 import requests
 from adbc_driver_flightsql import DatabaseOptions
 from adbc_driver_manager import AdbcStatusCode, ProgrammingError
-from conftest import TOKEN, Served, fetch
 from dbtsl import OrderByGroupBy, OrderByMetric, SemanticLayerClient
 from dbtsl.api.adbc.protocol import ADBCProtocol
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
@@ -34,6 +33,7 @@ from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
 from test_server import FUNNEL, PRODUCT_FUNNEL, assert_same_rows
 
+from conftest import TOKEN, Served, fetch
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import service
 from greenery.serve.auth import TOKEN_ENV

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from conftest import as_built_before_irregular_page_url, copy_warehouse, data_test_results, read_sql
 
+from conftest import as_built_before_irregular_page_url, copy_warehouse, data_test_results, read_sql
 from greenery.cli import main
 from greenery.data.load import read_folder
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES

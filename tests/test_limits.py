@@ -17,8 +17,8 @@ import adbc_driver_flightsql.dbapi as flightsql
 import psycopg
 import pytest
 import requests
-from conftest import TOKEN, Served, fetch
 
+from conftest import TOKEN, Served, fetch
 from greenery.semantic.layer import QueryInterrupted, SemanticLayer
 from greenery.serve import connections, graphql, http, service
 from greenery.serve.service import QueryRequest

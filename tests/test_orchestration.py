@@ -15,7 +15,6 @@ from pathlib import Path
 import duckdb
 import oracle
 import pytest
-from conftest import as_built_before_irregular_page_url, copy_warehouse, read_sql
 from dagster import (
     AssetKey,
     DagsterInstance,
@@ -25,6 +24,7 @@ from dagster import (
     materialize,
 )
 
+from conftest import as_built_before_irregular_page_url, copy_warehouse, read_sql
 from greenery.orchestration.definitions import defs
 from greenery.orchestration.raw import PRODUCTS_KEY, raw_loader, raw_products
 from greenery.orchestration.schedules import (

@@ -11,8 +11,8 @@ from pathlib import Path
 import oracle
 import pandas as pd
 import pytest
-from conftest import read_sql
 
+from conftest import read_sql
 from greenery.warehouse.dbt import run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, parse_weeks, replay
 

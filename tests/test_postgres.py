@@ -19,10 +19,10 @@ import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import TOKEN, Served
 from pygwire import FrontendConnection
 from pygwire import messages as wire
 
+from conftest import TOKEN, Served
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import postgres
 from greenery.serve.postgres import PostgresServer

@@ -27,12 +27,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import requests
-from conftest import TOKEN, publish_copy, running
 from dbtsl import SemanticLayerClient
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
 
+from conftest import TOKEN, publish_copy, running
 from greenery.semantic import filters
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import service

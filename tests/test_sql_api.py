@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from adbc_driver_manager import ProgrammingError
-from conftest import fetch
 
+from conftest import fetch
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.service import QueryRequest, SemanticLayerService
 from greenery.serve.sql import SqlApi, SqlError

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN, Served
 
+from conftest import TOKEN, Served
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.auth import TOKEN_ENV
 

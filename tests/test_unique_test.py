@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import copy_warehouse, data_test_results, read_sql
 
+from conftest import copy_warehouse, data_test_results, read_sql
 from greenery.warehouse import store
 from greenery.warehouse.dbt import DbtError, run_dbt
 
