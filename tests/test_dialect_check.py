@@ -26,6 +26,7 @@ from greenery.snowflake.emulation import (
     emulated_snowflake,
     run_dbt,
 )
+from greenery.warehouse.dbt import MANIFEST_PATH
 from greenery.warehouse.store import PROJECT_DIR
 
 BROKEN_MODEL = "broken_duckdb_only"
@@ -133,7 +134,7 @@ class _SnowflakeRenderer:
 
 
 def test_metricflow_sql_for_every_saved_query_is_valid_snowflake(course_warehouse: Path) -> None:
-    manifest = (PROJECT_DIR / "target" / "semantic_manifest.json").read_text()
+    manifest = MANIFEST_PATH.read_text()
     lookup = SemanticManifestLookup(parse_manifest_from_dbt_generated_manifest(manifest))
     engine = MetricFlowEngine(semantic_manifest_lookup=lookup, sql_client=_SnowflakeRenderer())  # type: ignore[arg-type]
     names = [q.name for q in lookup.semantic_manifest.saved_queries]

@@ -21,7 +21,7 @@ import pytest
 from greenery.semantic import prepared
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
-from greenery.warehouse.dbt import MANIFEST_PATH, run_tool
+from greenery.warehouse.dbt import MANIFEST_PATH, TARGET_DIR, run_tool
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 RATES = ["view_to_cart_rate", "cart_to_checkout_rate", "view_to_checkout_rate"]
@@ -180,7 +180,7 @@ def test_unknown_metric_names_metricflows_message(course_sl: SemanticLayer) -> N
 
 
 def test_every_metric_has_a_label_and_description(course_warehouse: Path) -> None:
-    manifest = json.loads((store.PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((TARGET_DIR / "manifest.json").read_text())
     metrics = manifest["metrics"].values()
     assert len(metrics) >= 30
     for metric in metrics:
@@ -188,7 +188,7 @@ def test_every_metric_has_a_label_and_description(course_warehouse: Path) -> Non
 
 
 def test_exposure_lists_exactly_the_saved_queries(course_warehouse: Path) -> None:
-    manifest = json.loads((store.PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((TARGET_DIR / "manifest.json").read_text())
     saved = {q["name"] for q in manifest["saved_queries"].values()}
     listed = {name for e in manifest["exposures"].values() for name in e["meta"].get("saved_queries", [])}
     assert listed - saved == set(), "an exposure lists a saved query that does not exist"
