@@ -3,8 +3,8 @@
 Under pytest-xdist (`make test` runs two workers), each worker's dbt writes its artifacts
 (partial parse, manifests, run_results.json) and its log to folders of its own, so that one
 worker's dbt never replaces what the other's reads. dbt and dagster-dbt read
-$DBT_TARGET_PATH and $DBT_LOG_PATH, and so does greenery (greenery.warehouse.dbt.TARGET_DIR),
-which reads them when it is imported: hence here, not in tests/conftest.py, which imports it.
+$DBT_TARGET_PATH and $DBT_LOG_PATH; greenery reads $DBT_TARGET_PATH when it is imported
+(greenery.warehouse.dbt.TARGET_DIR): hence here, not in tests/conftest.py, which imports it.
 """
 
 import os
