@@ -7,7 +7,6 @@ day and week grain and by product, equals an independent pandas computation (tes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 from greenery.semantic import prepared
 from greenery.semantic.layer import SemanticLayer, SemanticLayerError
 from greenery.warehouse import store
-from greenery.warehouse.dbt import MANIFEST_PATH, TARGET_DIR, run_tool
+from greenery.warehouse.dbt import TARGET_DIR, run_tool
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 RATES = ["view_to_cart_rate", "cart_to_checkout_rate", "view_to_checkout_rate"]
@@ -200,18 +199,7 @@ def test_exposure_lists_exactly_the_saved_queries(course_warehouse: Path) -> Non
 
 
 def _mf(args: list[str], warehouse_file: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run `mf` from the repo root on a copy of the warehouse (the module's engine holds the original).
-
-    `mf` reads the repo's target/semantic_manifest.json whatever $DBT_TARGET_PATH says
-    (dbt-metricflow's DEFAULT_TARGET_PATH): when dbt writes elsewhere (each pytest-xdist worker
-    has its own target/), the manifest dbt wrote is first put there, whole (renamed into place).
-    """
-    mf_manifest = store.PROJECT_DIR / "target" / MANIFEST_PATH.name
-    if mf_manifest != MANIFEST_PATH:
-        mf_manifest.parent.mkdir(exist_ok=True)
-        staged = mf_manifest.with_name(f".{MANIFEST_PATH.name}.{os.getpid()}")
-        shutil.copy(MANIFEST_PATH, staged)
-        staged.replace(mf_manifest)
+    """Run `mf` from the repo root on a copy of the warehouse (the module's engine holds the original)."""
     copy = tmp_path / warehouse_file.name
     shutil.copy(warehouse_file, copy)
     shutil.copy(store.raw_path(warehouse_file), store.raw_path(copy))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,10 +12,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from greenery.warehouse import store
+from greenery.warehouse.lock import move_into_place
 
 # where dbt writes its artifacts: $DBT_TARGET_PATH (dbt reads it relative to the project) or target/
 TARGET_DIR = store.PROJECT_DIR / (os.environ.get("DBT_TARGET_PATH") or "target")
 MANIFEST_PATH = TARGET_DIR / "semantic_manifest.json"  # what `dbt parse` writes for MetricFlow
+# where `mf` reads it, whatever $DBT_TARGET_PATH says (dbt-metricflow's DEFAULT_TARGET_PATH)
+MF_MANIFEST_PATH = store.PROJECT_DIR / "target" / MANIFEST_PATH.name
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PROJECT_FLAGS = ("--project-dir", str(store.PROJECT_DIR), "--profiles-dir", str(store.PROJECT_DIR))
 
@@ -101,10 +105,11 @@ def _run_child(
     command: list[str], warehouse_file: Path | None, *, dbt: bool
 ) -> subprocess.CompletedProcess[str]:
     """Run `command` against the warehouse: dbt as `dbt_environment` says, `mf` from the repo
-    root (where it finds the project) with the warehouse's full path."""
+    root (where it finds the project) with the warehouse's full path and dbt's manifest."""
     if dbt:
         cwd, env = dbt_environment(warehouse_file)
     else:
+        _place_manifest_for_mf()
         warehouse = store.resolve(warehouse_file)
         cwd, env = store.PROJECT_DIR, _environment(warehouse, warehouse)
     return subprocess.run(
@@ -115,6 +120,17 @@ def _run_child(
         text=True,
         preexec_fn=_die_with_parent(),  # prctl must run in the child, after fork
     )
+
+
+def _place_manifest_for_mf() -> None:
+    """When dbt writes its artifacts elsewhere ($DBT_TARGET_PATH), put the semantic manifest it
+    wrote where `mf` reads it, whole (a copy renamed into place; the name is this process's)."""
+    if MF_MANIFEST_PATH == MANIFEST_PATH or not MANIFEST_PATH.is_file():
+        return  # mf reads dbt's own, or says itself that there is none
+    MF_MANIFEST_PATH.parent.mkdir(exist_ok=True)
+    copy = MF_MANIFEST_PATH.with_name(f".{MF_MANIFEST_PATH.name}.{os.getpid()}")
+    shutil.copy(MANIFEST_PATH, copy)
+    move_into_place(copy, MF_MANIFEST_PATH)
 
 
 def exec_dbt() -> None:
