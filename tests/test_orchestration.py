@@ -7,6 +7,8 @@ that warehouse with a bad raw row shows a failing dbt test failing its asset che
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,7 @@ from dagster import (
 )
 
 from conftest import as_built_before_irregular_page_url, copy_warehouse, read_sql
+from greenery.orchestration.dbt import KEEP_RUN_FOLDERS
 from greenery.orchestration.definitions import defs
 from greenery.orchestration.raw import PRODUCTS_KEY, raw_loader, raw_products
 from greenery.orchestration.schedules import (
@@ -36,7 +39,7 @@ from greenery.orchestration.schedules import (
     weekly_snapshot_schedule,
 )
 from greenery.warehouse import store
-from greenery.warehouse.dbt import run_dbt
+from greenery.warehouse.dbt import TARGET_DIR, run_dbt
 
 # The course's weekly snapshots ran on Fridays at midnight: week 1 on 2021-02-12.
 WEEK_TICKS = [datetime(2021, 2, 12, tzinfo=UTC) + timedelta(weeks=w) for w in range(4)]
@@ -230,6 +233,33 @@ def test_a_model_whose_columns_changed_fails_saying_how_to_rebuild(
     description = failure.step_failure_data.user_failure_data.description
     assert "stg_greenery__event_rows" in description
     assert "config says `full_refresh: true`" in description
+
+
+def test_a_run_leaves_the_newest_dbt_run_folders(
+    orchestrated: Orchestrated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dagster-dbt gives each run's dbt a target folder of its own (greenery_dbt-<run>-<id>):
+    after a run, the newest KEEP_RUN_FOLDERS are left, and other folders are not touched."""
+    target = tmp_path / "target"
+    earlier = []
+    for n in range(KEEP_RUN_FOLDERS):  # earlier runs' folders, oldest first
+        folder = target / f"greenery_dbt-{n:07d}-0000000"
+        folder.mkdir(parents=True)
+        (folder / "run_results.json").write_text("{}")
+        os.utime(folder, (1_000_000_000 + n, 1_000_000_000 + n))
+        earlier.append(folder)
+    other = target / "snowflake-check"
+    other.mkdir()
+    os.utime(other, (1_000_000_000, 1_000_000_000))
+    shutil.copy(TARGET_DIR / "partial_parse.msgpack", target)  # dagster-dbt starts from its parse
+    monkeypatch.setenv("DBT_TARGET_PATH", str(target))
+    result = _materialize(_copy(orchestrated, tmp_path), AssetKey(["staging", "stg_greenery__promos"]))
+    assert result.success
+    left = set(target.glob("greenery_dbt-*"))
+    (this_run,) = left - set(earlier)
+    assert (this_run / "run_results.json").is_file()
+    assert left == {this_run, *earlier[1:]}
+    assert other.is_dir()
 
 
 def test_schedules_run_what_and_when() -> None:

@@ -6,8 +6,10 @@ carries what dbt's ``run_results.json`` says of its node (status, timing, adapte
 the table's row count, and for the snapshot the number of versions the run wrote.
 """
 
+import shutil
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -38,6 +40,9 @@ from greenery.warehouse.replay import SNAPSHOT_RELATION
 
 SNAPSHOT_NAME = SNAPSHOT_RELATION.split(".")[1]
 SNAPSHOT_GROUP = "snapshots"
+# dagster-dbt gives each run's dbt a target folder of its own (artifacts and dbt.log: 12 MB for
+# a daily build of the course data); the newest are kept, the older removed after each run
+KEEP_RUN_FOLDERS = 10
 DbtEvent = Output | AssetMaterialization | AssetCheckResult | AssetObservation
 
 
@@ -112,6 +117,23 @@ def _built_tables(manifest: Mapping[str, Any], unique_ids: list[str]) -> dict[st
     return relations
 
 
+def remove_old_run_folders(current: Path) -> list[Path]:
+    """Remove the target folders of this asset's earlier dbt runs beside `current` (dagster-dbt
+    names them `<op>-<run id>-<random>`) but the newest KEEP_RUN_FOLDERS, `current` among them;
+    returns what was removed. Their runs' `dbt/run_results` metadata then names a folder that
+    is gone. Runs that write the warehouse run one at a time (`dagster.yaml`), so no other run
+    is writing to one of them."""
+    op = current.name.split("-", 1)[0]
+    runs = sorted(
+        (path for path in current.parent.glob(f"{op}-*") if path.is_dir()),
+        key=lambda path: (path.stat().st_mtime, path == current),
+    )
+    old = runs[:-KEEP_RUN_FOLDERS]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
 def _node_result(result: Mapping[str, Any]) -> dict[str, Any]:
     """What run_results.json says of one node, for its materialization."""
     timing = {t["name"]: t for t in result.get("timing", [])}
@@ -154,6 +176,7 @@ def _run_dbt_build(
     run_results = invocation.get_artifact("run_results.json")
     results = {r["unique_id"]: r for r in run_results["results"]}
     manifest = invocation.manifest
+    remove_old_run_folders(invocation.target_path)
     rows = table_rows(_built_tables(manifest, list(results)))
     versions_after = snapshot_versions() or 0
     statuses = [r["status"] for r in results.values()]
