@@ -117,21 +117,19 @@ def _built_tables(manifest: Mapping[str, Any], unique_ids: list[str]) -> dict[st
     return relations
 
 
-def remove_old_run_folders(current: Path) -> list[Path]:
+def remove_old_run_folders(current: Path) -> None:
     """Remove the target folders of this asset's earlier dbt runs beside `current` (dagster-dbt
-    names them `<op>-<run id>-<random>`) but the newest KEEP_RUN_FOLDERS, `current` among them;
-    returns what was removed. Their runs' `dbt/run_results` metadata then names a folder that
-    is gone. Runs that write the warehouse run one at a time (`dagster.yaml`), so no other run
-    is writing to one of them."""
+    names them `<op>-<run id>-<random>`) but the newest KEEP_RUN_FOLDERS, `current` among them.
+    Their runs' `dbt/run_results` metadata then names a folder that is gone. Runs that write
+    the warehouse run one at a time (`dagster.yaml`), so no other run is writing to one of
+    them."""
     op = current.name.split("-", 1)[0]
     runs = sorted(
         (path for path in current.parent.glob(f"{op}-*") if path.is_dir()),
         key=lambda path: (path.stat().st_mtime, path == current),
     )
-    old = runs[:-KEEP_RUN_FOLDERS]
-    for path in old:
+    for path in runs[:-KEEP_RUN_FOLDERS]:
         shutil.rmtree(path, ignore_errors=True)
-    return old
 
 
 def _node_result(result: Mapping[str, Any]) -> dict[str, Any]:
