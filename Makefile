@@ -112,13 +112,15 @@ snowflake-emulated: $(STAMP)
 	GREENERY_COURSE_DATA=$${GREENERY_COURSE_DATA:-$(COURSE_DATA)} $(BIN)/python -m greenery.snowflake.emulation pipeline
 	$(BIN)/python -m greenery.snowflake.emulation dialect
 
-# The whole pipeline at one scale (generate → replay → build → exports → publish → one appended
-# day built incrementally), wall time, CPU, peak memory and disk reads and writes per step: a
-# table, and JSON in output/.
+# The whole pipeline at one scale (generate → replay → build → exports → publish → two appended
+# days, each built incrementally), wall time, CPU, peak memory and disk reads and writes per
+# step: a table, and JSON in output/. BENCH_SCALE_ARGS=--check-incremental then compares every
+# table with one full refresh of the same data (docs/benchmarks.md).
 SCALE ?= 1000
+BENCH_SCALE_ARGS ?=
 .PHONY: bench-scale
 bench-scale: $(STAMP)
-	$(BIN)/python -m benchmarks.scale --scale $(SCALE)
+	$(BIN)/python -m benchmarks.scale --scale $(SCALE) $(BENCH_SCALE_ARGS)
 
 # Arrow Flight SQL against GraphQL: funnel_by_week latency per client, and rows/s of a large
 # result (daily funnel by product), on a scale-1000 warehouse built in /tmp (about a minute).

@@ -13,10 +13,16 @@ load average of the machine while it ran (other work competes for the same cores
 The exports step also reports each saved query's export time as `greenery export` prints it,
 and each build step the dbt nodes that took longest (from the run_results.json dbt wrote).
 
+With --check-incremental, the exports are then run on the warehouse the daily builds made,
+a copy of it is rebuilt with one full refresh (and its exports run) in a folder beside it,
+and the two are compared table by table (benchmarks.compare): every staging, intermediate,
+mart, snapshot and export table should hold the same rows. Those steps are printed, but not
+counted in the figures above.
+
 Printed as a table and as JSON, which is also written to a file (--json, default
 output/bench-scale-<N>.json). Figures, never assertions: the targets are printed beside them.
 
-    python -m benchmarks.scale --scale 1000 [--keep DIR] [--json PATH]
+    python -m benchmarks.scale --scale 1000 [--keep DIR] [--json PATH] [--check-incremental]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.compare import TableDiff, compare_warehouses
 from greenery.warehouse import store
 from greenery.warehouse.dbt import TARGET_DIR
 
@@ -181,27 +188,30 @@ def seconds_by_kind(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 DAYS = ("next day", "second day")  # the daily runs after the full build, in order
+CHECK = "check: full refresh"  # --check-incremental's steps, not counted in the figures
+
+
+GREENERY = str(Path(sys.executable).with_name("greenery"))
 
 
 def pipeline(scale: int, folder: Path) -> list[Step]:
     """The steps, in order, as `greenery` commands."""
-    greenery = str(Path(sys.executable).with_name("greenery"))
     steps = [
-        Step("generate + write raw", [greenery, "generate", "--scale", str(scale)]),
-        Step("replay weeks 1-4", [greenery, "replay", "--weeks", "1-4", "--from-scratch"]),
-        Step("build (full)", [greenery, "build", "--full-refresh"]),
-        Step("exports", [greenery, "export"]),
-        Step("publish", [greenery, "publish"]),
+        Step("generate + write raw", [GREENERY, "generate", "--scale", str(scale)]),
+        Step("replay weeks 1-4", [GREENERY, "replay", "--weeks", "1-4", "--from-scratch"]),
+        Step("build (full)", [GREENERY, "build", "--full-refresh"]),
+        Step("exports", [GREENERY, "export"]),
+        Step("publish", [GREENERY, "publish"]),
     ]
     for label in DAYS:
         day = folder / label.replace(" ", "-")
         steps += [
             Step(
                 f"{label}: generate",
-                [greenery, "generate", "--scale", str(scale), "--next-days", "1", "--out", str(day)],
+                [GREENERY, "generate", "--scale", str(scale), "--next-days", "1", "--out", str(day)],
             ),
-            Step(f"{label}: load --append", [greenery, "load", "--append", "--from-csv", str(day)]),
-            Step(f"{label}: build (incremental)", [greenery, "build"]),
+            Step(f"{label}: load --append", [GREENERY, "load", "--append", "--from-csv", str(day)]),
+            Step(f"{label}: build (incremental)", [GREENERY, "build"]),
         ]
     return steps
 
@@ -213,7 +223,7 @@ def summary(steps: list[Step]) -> dict[str, float]:
     full = by_name["build (full)"].seconds
     first, second = (by_name[f"{label}: build (incremental)"].seconds for label in DAYS)
     return {
-        "end_to_end_seconds": sum(s.seconds for s in steps if not s.name.startswith(DAYS)),
+        "end_to_end_seconds": sum(s.seconds for s in steps if not s.name.startswith((*DAYS, CHECK))),
         "daily_run_seconds": sum(s.seconds for s in steps if s.name.startswith(DAYS[0])),
         "incremental_build_share_of_full": first / full if full else float("nan"),
         "second_day_run_seconds": sum(s.seconds for s in steps if s.name.startswith(DAYS[1])),
@@ -259,22 +269,78 @@ def table(scale: int, steps: list[Step], totals: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def run(scale: int, json_path: Path, keep: Path | None = None) -> dict[str, object]:
+def _run_and_say(step: Step, warehouse: Path) -> Step:
+    """Run the step against `warehouse`; say on stderr what it took."""
+    run_step(step, {**os.environ, store.ENV_VAR: str(warehouse)})
+    print(
+        f"  done: {step.name} in {step.seconds:.1f} s (cpu {step.cpu_seconds:.1f} s,"
+        f" {step.system_cpu_seconds:.1f} of it in the kernel; peak RSS"
+        f" {step.peak_process_mib:.0f} MiB largest process, {step.peak_tree_mib:.0f} MiB tree,"
+        f" load {step.load_before:.1f} → {step.load_after:.1f})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return step
+
+
+def copy_warehouse(warehouse: Path, folder: Path) -> Path:
+    """The warehouse and its raw catalog copied into `folder` (a greenery command that ended
+    leaves no write-ahead log: DuckDB folds it in when it closes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (warehouse, store.raw_path(warehouse)):
+        shutil.copy2(path, folder / path.name)
+    return folder / warehouse.name
+
+
+def comparison(diffs: list[TableDiff], seconds: float) -> str:
+    """--check-incremental's answer: how many tables are identical, and each that is not."""
+    same = sum(d.identical for d in diffs)
+    lines = [
+        f"  incremental builds against one full refresh of the same data: {same} of {len(diffs)}"
+        f" tables identical ({sum(d.rows for d in diffs):,} rows compared in {seconds:.1f} s)"
+    ]
+    for d in diffs:
+        if not d.identical:
+            what = (
+                f"{d.only_incremental:,} rows only incremental, {d.only_full_refresh:,} only full refresh"
+                if d.same_columns
+                else "not in both, or other columns"
+            )
+            lines.append(f"      differs: {d.relation:<50} {what}")
+    return "\n".join(lines)
+
+
+def check_against_full_refresh(
+    warehouse: Path, folder: Path, steps: list[Step]
+) -> tuple[list[TableDiff], float]:
+    """--check-incremental: the exports of the daily builds' data, a copy of the warehouse in
+    `folder` rebuilt with one full refresh and exported, then the two compared table by table.
+    The steps are added to `steps`; returns the comparison and the seconds it took."""
+    steps.append(_run_and_say(Step(f"{CHECK}: exports before it", [GREENERY, "export"]), warehouse))
+    copy = copy_warehouse(warehouse, folder)
+    for step in (
+        Step(f"{CHECK}: build", [GREENERY, "build", "--full-refresh"]),
+        Step(f"{CHECK}: exports", [GREENERY, "export"]),
+    ):
+        steps.append(_run_and_say(step, copy))
+    started = time.perf_counter()
+    diffs = compare_warehouses(warehouse, copy)
+    return diffs, time.perf_counter() - started
+
+
+def run(
+    scale: int, json_path: Path, keep: Path | None = None, check_incremental: bool = False
+) -> dict[str, object]:
     folder = keep or Path(tempfile.mkdtemp(prefix=f"greenery-scale{scale}-"))
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, store.ENV_VAR: str(folder / "warehouse" / "greenery.duckdb")}
+    warehouse = folder / "warehouse" / "greenery.duckdb"
     steps: list[Step] = []
+    check: tuple[list[TableDiff], float] | None = None
     try:
         for step in pipeline(scale, folder):
-            steps.append(run_step(step, env))
-            print(
-                f"  done: {step.name} in {step.seconds:.1f} s (cpu {step.cpu_seconds:.1f} s,"
-                f" {step.system_cpu_seconds:.1f} of it in the kernel; peak RSS"
-                f" {step.peak_process_mib:.0f} MiB largest process, {step.peak_tree_mib:.0f} MiB tree,"
-                f" load {step.load_before:.1f} → {step.load_after:.1f})",
-                file=sys.stderr,
-                flush=True,
-            )
+            steps.append(_run_and_say(step, warehouse))
+        if check_incremental:
+            check = check_against_full_refresh(warehouse, folder / "full-refresh", steps)
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -287,6 +353,11 @@ def run(scale: int, json_path: Path, keep: Path | None = None) -> dict[str, obje
         "totals": totals,
         "targets": TARGETS,
     }
+    if check is not None:
+        diffs, seconds = check
+        print(comparison(diffs, seconds))
+        report["incremental_vs_full_refresh"] = [asdict(d) for d in diffs]
+        report["incremental_vs_full_refresh_seconds"] = seconds
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
@@ -303,8 +374,14 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="build in this folder and keep it (default: a temporary one)"
     )
+    parser.add_argument(
+        "--check-incremental",
+        action="store_true",
+        help="then rebuild a copy with one full refresh and compare every table with it",
+    )
     args = parser.parse_args()
-    run(args.scale, args.json or store.OUTPUT_DIR / f"bench-scale-{args.scale}.json", args.keep)
+    json_path = args.json or store.OUTPUT_DIR / f"bench-scale-{args.scale}.json"
+    run(args.scale, json_path, args.keep, args.check_incremental)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from benchmarks.compare import compare_warehouses
 from conftest import as_built_before_irregular_page_url, copy_warehouse, data_test_results, read_sql
 from greenery.cli import main
 from greenery.data.load import read_folder
@@ -25,7 +26,7 @@ from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.build import build, fresh_raw, rebuild
 from greenery.warehouse.dbt import DbtError, run_dbt
-from greenery.warehouse.replay import REPLAY_WEEKS, replay
+from greenery.warehouse.replay import REPLAY_WEEKS, SNAPSHOT_RUNS, replay
 
 PERIOD = pd.Timedelta(hours=12)  # one batch of arrivals
 LOOKBACK_DAYS = PERIOD / pd.Timedelta(days=1)
@@ -459,3 +460,31 @@ def test_generated_next_days_built_incrementally_equal_a_full_refresh(
     assert main(["export"]) == 0
     assert_same_relations(marts, relations(warehouse_file, "marts"))
     assert_same_relations(exports, relations(warehouse_file, "exports"))
+
+
+def test_the_benchs_comparison_finds_each_difference(course_warehouse: Path, tmp_path: Path) -> None:
+    """benchmarks.compare, what `make bench-scale … --check-incremental` says "identical" by:
+    a changed row, a repeated row and a changed column set are found; a build time and the
+    snapshot's run log are not differences."""
+    copy = copy_warehouse(course_warehouse, tmp_path / "copy" / "greenery.duckdb")
+    diffs = compare_warehouses(course_warehouse, copy)
+    assert {d.relation for d in diffs} >= {"marts.fct_orders", "staging.stg_greenery__event_rows"}
+    assert SNAPSHOT_RUNS not in {d.relation for d in diffs}
+    assert all(d.identical for d in diffs) and sum(d.rows for d in diffs) > 10_000
+    with duckdb.connect(str(copy)) as con:
+        con.execute(
+            "update marts.fct_orders set order_total = order_total + 1"
+            " where order_id = (select min(order_id) from marts.fct_orders)"
+        )
+        con.execute("insert into marts.dim_products select * from marts.dim_products limit 1")
+        con.execute("alter table marts.fct_sessions add column extra integer")
+        con.execute("update marts.fct_page_views set built_at = built_at + interval 1 day")
+        con.execute(f"insert into {SNAPSHOT_RUNS} select * from {SNAPSHOT_RUNS} limit 1")
+    diffs = {d.relation: d for d in compare_warehouses(course_warehouse, copy)}
+    changed = {
+        relation: (d.only_incremental, d.only_full_refresh)
+        for relation, d in diffs.items()
+        if not d.identical
+    }
+    assert changed == {"marts.fct_orders": (1, 1), "marts.dim_products": (0, 1), "marts.fct_sessions": (0, 0)}
+    assert not diffs["marts.fct_sessions"].same_columns
