@@ -43,6 +43,7 @@ from typing import Any
 
 from benchmarks.compare import TableDiff, compare_warehouses
 from greenery.warehouse import store
+from greenery.warehouse.build import copy_warehouse
 from greenery.warehouse.dbt import TARGET_DIR
 
 SAMPLE_SECONDS = 0.2
@@ -283,15 +284,6 @@ def _run_and_say(step: Step, warehouse: Path) -> Step:
     return step
 
 
-def copy_warehouse(warehouse: Path, folder: Path) -> Path:
-    """The warehouse and its raw catalog copied into `folder` (a greenery command that ended
-    leaves no write-ahead log: DuckDB folds it in when it closes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in (warehouse, store.raw_path(warehouse)):
-        shutil.copy2(path, folder / path.name)
-    return folder / warehouse.name
-
-
 def comparison(diffs: list[TableDiff], seconds: float) -> str:
     """--check-incremental's answer: how many tables are identical, and each that is not."""
     same = sum(d.identical for d in diffs)
@@ -317,7 +309,7 @@ def check_against_full_refresh(
     `folder` rebuilt with one full refresh and exported, then the two compared table by table.
     The steps are added to `steps`; returns the comparison and the seconds it took."""
     steps.append(_run_and_say(Step(f"{CHECK}: exports before it", [GREENERY, "export"]), warehouse))
-    copy = copy_warehouse(warehouse, folder)
+    copy = copy_warehouse(warehouse, folder / warehouse.name)
     for step in (
         Step(f"{CHECK}: build", [GREENERY, "build", "--full-refresh"]),
         Step(f"{CHECK}: exports", [GREENERY, "export"]),

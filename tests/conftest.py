@@ -29,8 +29,7 @@ from greenery.serve.connections import GuardedConfig
 from greenery.serve.flight import start_flight_server
 from greenery.serve.http import create_app
 from greenery.serve.postgres import start_postgres_server
-from greenery.warehouse import store
-from greenery.warehouse.build import built_from_path, rebuild
+from greenery.warehouse.build import rebuild
 from greenery.warehouse.dbt import TARGET_DIR
 from greenery.warehouse.publish import publish
 
@@ -69,17 +68,6 @@ def data_test_results() -> dict[str, dict]:
     """The last dbt command's data tests' results (run_results.json) by test name."""
     results = json.loads((TARGET_DIR / "run_results.json").read_text())["results"]
     return {r["unique_id"].split(".")[2]: r for r in results if r["unique_id"].startswith("test.")}
-
-
-def copy_warehouse(source: Path, destination: Path, *, built_from: bool = False) -> Path:
-    """A built warehouse copied to `destination` with its raw catalog (and, with `built_from`,
-    the record of the raw load its incremental models were built from); returns `destination`."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source, destination)
-    shutil.copy(store.raw_path(source), store.raw_path(destination))
-    if built_from and built_from_path(source).exists():
-        shutil.copy(built_from_path(source), built_from_path(destination))
-    return destination
 
 
 def as_built_before_irregular_page_url(warehouse_file: Path) -> None:

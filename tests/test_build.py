@@ -15,9 +15,10 @@ import oracle
 import pandas as pd
 import pytest
 
-from conftest import copy_warehouse, read_sql
+from conftest import read_sql
 from greenery.cli import main
 from greenery.warehouse import store
+from greenery.warehouse.build import copy_warehouse
 from greenery.warehouse.dbt import TARGET_DIR, run_dbt
 
 SNAPSHOT = "select * from snapshots.products_snapshot order by product_id, dbt_valid_from"

@@ -28,9 +28,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_warehouse
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
+from greenery.warehouse.build import copy_warehouse
 from greenery.warehouse.dbt import MANIFEST_PATH, run_dbt
 
 LEGACY_YAML = Path(__file__).parent / "fixtures" / "legacy_conversion_metrics.yml"

@@ -13,13 +13,14 @@ import pyarrow as pa
 import pytest
 from dbtsl import SemanticLayerClient
 
-from conftest import TOKEN, copy_warehouse, running
+from conftest import TOKEN, running
 from greenery.semantic.declarative import CACHE_MARK, ExportCache, ExportTable
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import MetricQuery, SemanticLayer
 from greenery.serve.http import create_app
 from greenery.serve.service import CHECK_EVERY_S, QueryRequest, SemanticLayerService
 from greenery.warehouse import store
+from greenery.warehouse.build import copy_warehouse
 from greenery.warehouse.dbt import run_dbt
 from greenery.warehouse.publish import publish
 

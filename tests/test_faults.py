@@ -27,12 +27,12 @@ import pandas as pd
 import pytest
 from test_server import FUNNEL
 
-from conftest import copy_warehouse, read_sql
+from conftest import read_sql
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
 from greenery.warehouse.arrivals import write_next_days
-from greenery.warehouse.build import build_marker_path, fresh_raw
+from greenery.warehouse.build import build_marker_path, copy_warehouse, fresh_raw
 from greenery.warehouse.publish import current_published, publish
 
 GREENERY = Path(sys.executable).with_name("greenery")

@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 
 from benchmarks.compare import compare_warehouses
-from conftest import as_built_before_irregular_page_url, copy_warehouse, data_test_results, read_sql
+from conftest import as_built_before_irregular_page_url, data_test_results, read_sql
 from greenery.cli import main
 from greenery.data.load import read_folder
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES
 from greenery.semantic.exports import run_exports
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
-from greenery.warehouse.build import build, fresh_raw, rebuild
+from greenery.warehouse.build import build, copy_warehouse, fresh_raw, rebuild
 from greenery.warehouse.dbt import DbtError, run_dbt
 from greenery.warehouse.replay import REPLAY_WEEKS, SNAPSHOT_RUNS, replay
 

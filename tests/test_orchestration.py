@@ -26,7 +26,7 @@ from dagster import (
     materialize,
 )
 
-from conftest import as_built_before_irregular_page_url, copy_warehouse, read_sql
+from conftest import as_built_before_irregular_page_url, read_sql
 from greenery.orchestration.dbt import KEEP_RUN_FOLDERS
 from greenery.orchestration.definitions import defs
 from greenery.orchestration.raw import PRODUCTS_KEY, raw_loader, raw_products
@@ -39,6 +39,7 @@ from greenery.orchestration.schedules import (
     weekly_snapshot_schedule,
 )
 from greenery.warehouse import store
+from greenery.warehouse.build import copy_warehouse
 from greenery.warehouse.dbt import TARGET_DIR, run_dbt
 
 # The course's weekly snapshots ran on Fridays at midnight: week 1 on 2021-02-12.

@@ -13,8 +13,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import copy_warehouse, data_test_results, read_sql
+from conftest import data_test_results, read_sql
 from greenery.warehouse import store
+from greenery.warehouse.build import copy_warehouse
 from greenery.warehouse.dbt import DbtError, run_dbt
 
 NO_WINDOWS = json.dumps({"test_windows": False})  # every test reads its whole relation

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,18 @@ def built_from_path(warehouse_file: Path | None = None) -> Path:
     """Beside the warehouse: the id of the raw load its incremental models were built from."""
     path = store.resolve(warehouse_file)
     return path.with_name(f"{path.name}.built-from")
+
+
+def copy_warehouse(source: Path, destination: Path, *, built_from: bool = False) -> Path:
+    """A built warehouse copied to `destination` with its raw catalog (and, with `built_from`,
+    the record of the raw load its incremental models were built from); returns `destination`.
+    For a second warehouse of the same data (tests, the bench's full-refresh check)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, destination)
+    shutil.copy(store.raw_path(source), store.raw_path(destination))
+    if built_from and built_from_path(source).exists():
+        shutil.copy(built_from_path(source), built_from_path(destination))
+    return destination
 
 
 def build_marker_path(warehouse_file: Path | None = None) -> Path:
