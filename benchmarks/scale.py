@@ -205,10 +205,7 @@ def pipeline(scale: int, folder: Path) -> list[Step]:
     for label in DAYS:
         day = folder / label.replace(" ", "-")
         steps += [
-            Step(
-                f"{label}: generate",
-                [GREENERY, "generate", "--scale", str(scale), "--next-days", "1", "--out", str(day)],
-            ),
+            Step(f"{label}: generate", [GREENERY, "generate", "--next-days", "1", "--out", str(day)]),
             Step(f"{label}: load --append", [GREENERY, "load", "--append", "--from-csv", str(day)]),
             Step(f"{label}: build (incremental)", [GREENERY, "build"]),
         ]

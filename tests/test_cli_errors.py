@@ -48,6 +48,11 @@ def _assert_refused(done: subprocess.CompletedProcess[str], code: int, message: 
             "greenery generate: error: --scale must be a whole number from 1",
         ),
         (["build", "--lookback-days", "1e400"], 1, "--lookback-days must be a number of days from 0 to 3650"),
+        (
+            ["generate", "--dirty", "--next-days", "1", "--out", "next-day"],
+            1,
+            "greenery generate: error: --dirty makes a whole warehouse: --next-days continues one",
+        ),
         (["build"], 1, "greenery build: error: no raw data at"),
         (["publish"], 1, "greenery publish: error: no warehouse at"),
     ],
@@ -118,6 +123,32 @@ def test_malformed_duckdb_settings_are_named_by_the_next_days(course_data: Path,
         done, 1, f"greenery generate: error: DuckDB refused its settings ({store.MEMORY_ENV}='lots'"
     )
     assert not out.exists()
+
+
+def test_next_days_continue_the_scale_and_seed_the_warehouse_was_generated_with(tmp_path: Path) -> None:
+    """Left out, --scale and --seed are the warehouse's; given otherwise, they are refused
+    rather than making days of another shape."""
+    warehouse = tmp_path / "warehouse" / "greenery.duckdb"
+    assert _run(warehouse, ["generate", "--scale", "2", "--seed", "7"]).returncode == 0
+    implied, given = tmp_path / "implied", tmp_path / "given"
+    done = _run(warehouse, ["generate", "--next-days", "1", "--out", str(implied)])
+    assert done.returncode == 0, done.stderr
+    assert "at scale 2 with seed 7:" in done.stdout
+    explicit = ["generate", "--next-days", "1", "--scale", "2", "--seed", "7", "--out", str(given)]
+    assert _run(warehouse, explicit).returncode == 0
+    files = sorted(path.name for path in implied.iterdir())
+    assert files == ["events.csv", "order_items.csv", "orders.csv"]
+    for name in files:
+        assert (implied / name).read_bytes() == (given / name).read_bytes(), name
+    other = tmp_path / "other"
+    done = _run(warehouse, ["generate", "--next-days", "1", "--scale", "3", "--out", str(other)])
+    _assert_refused(
+        done,
+        1,
+        "greenery generate: error: the warehouse was generated at scale 2 with seed 7, and its next days"
+        " continue it (asked for scale 3): leave out --scale and --seed, or give the warehouse's",
+    )
+    assert not other.exists()
 
 
 def test_next_days_refuse_a_folder_that_is_not_empty(course_data: Path, tmp_path: Path) -> None:

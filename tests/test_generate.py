@@ -22,6 +22,7 @@ from greenery.data.generate import (
     DEFAULT_SEED,
     PRODUCT_SESSIONS,
     STATUS_ORDERS,
+    Generation,
     Timeline,
     as_text,
     generate,
@@ -439,6 +440,20 @@ def test_write_raw_loads_every_table_with_its_ids_as_uuids(tmp_path: Path) -> No
                 assert Counter(value for (value,) in stored) == Counter(
                     None if pd.isna(value) else value for value in data[name][column.name]
                 ), (name, column.name)
+
+
+def test_the_raw_load_records_what_generated_it(tmp_path: Path) -> None:
+    """What `greenery generate --next-days` continues: the scale and seed of generated data,
+    nothing for data from elsewhere or a raw catalog written before the record had them."""
+    generated, loaded = tmp_path / "generated" / "greenery.duckdb", tmp_path / "loaded" / "greenery.duckdb"
+    store.write_raw(generate(2, seed=7), generated, generation=Generation(scale=2, seed=7))
+    store.write_raw(collect(1).items(), loaded)
+    assert store.raw_generation(generated) == Generation(scale=2, seed=7)
+    assert store.raw_generation(loaded) is None
+    with duckdb.connect(str(store.raw_path(generated))) as con:
+        for column in ("generated_scale", "generated_seed"):
+            con.execute(f"alter table {store.RAW_LOAD} drop column {column}")
+    assert store.raw_generation(generated) is None
 
 
 def test_uuid_text_is_pythons_with_nulls_kept_in_a_slice() -> None:

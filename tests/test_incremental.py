@@ -441,8 +441,7 @@ def test_generated_next_days_built_incrementally_equal_a_full_refresh(
     late = 0
     for day in range(1, NEXT_DAYS + 1):
         folder = tmp_path / f"day-{day}"
-        scale = str(GENERATED_SCALE)
-        assert main(["generate", "--scale", scale, "--next-days", "1", "--out", str(folder)]) == 0
+        assert main(["generate", "--next-days", "1", "--out", str(folder)]) == 0
         first_day = pd.Timestamp(capsys.readouterr().out.split(" from ")[1].split()[0])
         events = pd.read_csv(folder / "events.csv", parse_dates=["created_at"])
         late += int((events["created_at"] < first_day).sum())

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from greenery.data.dirty import gather, inject
-from greenery.data.generate import DEFAULT_SEED, MAX_SCALE, generate
+from greenery.data.generate import DEFAULT_SEED, MAX_SCALE, Generation, generate
 from greenery.demo import DemoError, run_demo
 from greenery.report.render import ReportPaths, write_report
 from greenery.semantic.exports import run_exports
@@ -62,22 +62,23 @@ def cmd_load(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    if not 1 <= args.scale <= MAX_SCALE:
+    if args.scale is not None and not 1 <= args.scale <= MAX_SCALE:
         raise UserError(f"--scale must be a whole number from 1 to {MAX_SCALE:,} (got {args.scale})")
-    if args.dirty and args.scale > MAX_DIRTY_SCALE:
-        raise UserError(
-            f"--dirty holds the tables in memory: --scale from 1 to {MAX_DIRTY_SCALE} (got {args.scale})"
-        )
-    start = time.perf_counter()
     if args.next_days is not None:
         _generate_next_days(args)
         return
+    made = Generation.given(args.scale, args.seed)
+    if args.dirty and made.scale > MAX_DIRTY_SCALE:
+        raise UserError(
+            f"--dirty holds the tables in memory: --scale from 1 to {MAX_DIRTY_SCALE} (got {made.scale})"
+        )
+    start = time.perf_counter()
     if not args.dirty:
-        counts = store.write_raw(generate(scale=args.scale, seed=args.seed))
+        counts = store.write_raw(generate(scale=made.scale, seed=made.seed), generation=made)
         _print_counts(counts, time.perf_counter() - start)
         return
-    dirty = inject(gather(generate(scale=args.scale, seed=args.seed)), args.seed)
-    counts = store.write_raw(dirty.tables.items())
+    dirty = inject(gather(generate(scale=made.scale, seed=made.seed)), made.seed)
+    counts = store.write_raw(dirty.tables.items(), generation=made)
     _print_counts(counts, time.perf_counter() - start)
     print("anomalies injected (counted by marts.data_quality_anomalies after `greenery build`):")
     for kind, injected in dirty.injected.items():
@@ -85,6 +86,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _generate_next_days(args: argparse.Namespace) -> None:
+    if args.dirty:
+        raise UserError("--dirty makes a whole warehouse: --next-days continues one, without it")
     if not args.out:
         raise UserError("--next-days needs --out DIR: the folder to write the new days' CSVs into")
     if not 1 <= args.next_days <= MAX_NEXT_DAYS:
@@ -92,8 +95,11 @@ def _generate_next_days(args: argparse.Namespace) -> None:
             f"--next-days must be a whole number from 1 to {MAX_NEXT_DAYS} (got {args.next_days})"
         )
     out = Path(args.out)
-    first_day, counts = write_next_days(out, args.next_days, scale=args.scale, seed=args.seed)
-    print(f"the {args.next_days} day(s) from {first_day} (and some late events of the day before):")
+    first_day, made, counts = write_next_days(out, args.next_days, scale=args.scale, seed=args.seed)
+    print(
+        f"the {args.next_days} day(s) from {first_day} (and some late events of the day before),"
+        f" at scale {made.scale} with seed {made.seed}:"
+    )
     for name, rows in counts.items():
         print(f"  {out / (name + '.csv')!s:<60} {rows:>10,} rows")
     print(f"append them with: greenery load --append --from-csv {out}")
@@ -187,8 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(func=cmd_load)
 
     gen = sub.add_parser("generate", help="generate synthetic source data of the course's shape")
-    gen.add_argument("--scale", type=int, default=1, help="1 reproduces the course's aggregates (default 1)")
-    gen.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    gen.add_argument(
+        "--scale",
+        type=int,
+        help="1 reproduces the course's aggregates (default 1; with --next-days, the warehouse's)",
+    )
+    gen.add_argument(
+        "--seed", type=int, help=f"random seed (default {DEFAULT_SEED}; with --next-days, the warehouse's)"
+    )
     gen.add_argument(
         "--dirty",
         action="store_true",
@@ -199,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--next-days",
         type=int,
         metavar="K",
-        help="instead: the K days after the warehouse's latest event (same --scale and --seed as it"
-        " was generated with), as CSVs in --out for `greenery load --append`",
+        help="instead: the K days after the warehouse's latest event (at the scale and seed it was"
+        " generated with), as CSVs in --out for `greenery load --append`",
     )
     gen.add_argument("--out", metavar="DIR", help="with --next-days: the folder for the new days' CSVs")
     gen.set_defaults(func=cmd_generate)

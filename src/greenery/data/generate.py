@@ -36,6 +36,21 @@ from greenery.data.schema import EVENT_TYPES, ORDER_STATUSES, PAGE_URL_PREFIX, S
 
 DEFAULT_SEED: int = 2021
 
+
+@dataclass(frozen=True)
+class Generation:
+    """What generated data was made with: its next days (`next_days`) need the same."""
+
+    scale: int = 1
+    seed: int = DEFAULT_SEED
+
+    @classmethod
+    def given(cls, scale: int | None = None, seed: int | None = None) -> Generation:
+        """The given scale and seed, with the defaults for those not given."""
+        default = cls()
+        return cls(default.scale if scale is None else scale, default.seed if seed is None else seed)
+
+
 START = np.datetime64("2021-02-10T00:00:00", "s")  # the course's first order day
 DAY, HOUR = 86_400, 3_600
 BLOCK_SESSIONS = 20_000  # sessions per yielded block of events, orders and order items

@@ -1,9 +1,10 @@
 """The next days of a generated warehouse, as a folder of CSVs for `greenery load --append`.
 
-`greenery generate --scale N --next-days K --out DIR` reads what the raw catalog holds (its
-users and addresses, its latest event, the last day's sessions without a checkout), has the
-generator continue that timeline for K days (`generate.next_days`, same seed and scale as the
-warehouse was generated with), and writes the new orders, order items and events into DIR.
+`greenery generate --next-days K --out DIR` reads what the raw catalog holds (its users and
+addresses, its latest event, the last day's sessions without a checkout), has the generator
+continue that timeline for K days (`generate.next_days`, at the scale and seed the raw
+catalog records it was generated with), and writes the new orders, order items and events
+into DIR.
 
 DIR gets the days whole or not at all: the CSVs are written into ``.DIR.tmp`` beside it,
 fsynced, and that folder is renamed DIR. A run killed before the rename leaves no DIR, so
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from greenery.data.generate import DAY, DEFAULT_SEED, START, Loaded, first_new_day, next_days, with_text_ids
+from greenery.data.generate import DAY, START, Generation, Loaded, first_new_day, next_days, with_text_ids
 from greenery.warehouse import store
 from greenery.warehouse.lock import exclusive, folder_aside
 
@@ -87,24 +88,48 @@ def loaded_state(warehouse_file: Path | None = None) -> Loaded:
     )
 
 
+def continued_generation(recorded: Generation | None, scale: int | None, seed: int | None) -> Generation:
+    """What the next days are generated with: what the warehouse was (`recorded`), else the
+    given `scale` and `seed` or the defaults (data loaded from CSVs). A given value that
+    differs from the recorded one is refused: those days would not continue the warehouse's."""
+    if recorded is None:
+        return Generation.given(scale, seed)
+    asked = {"scale": (scale, recorded.scale), "seed": (seed, recorded.seed)}
+    differ = [f"{name} {given}" for name, (given, made) in asked.items() if given not in (None, made)]
+    if differ:
+        raise ValueError(
+            f"the warehouse was generated at scale {recorded.scale} with seed {recorded.seed}, and its"
+            f" next days continue it (asked for {' and '.join(differ)}): leave out --scale and --seed,"
+            " or give the warehouse's"
+        )
+    return recorded
+
+
 def write_next_days(
-    out: Path, days: int, *, scale: int = 1, seed: int = DEFAULT_SEED, warehouse_file: Path | None = None
-) -> tuple[np.datetime64, dict[str, int]]:
+    out: Path,
+    days: int,
+    *,
+    scale: int | None = None,
+    seed: int | None = None,
+    warehouse_file: Path | None = None,
+) -> tuple[np.datetime64, Generation, dict[str, int]]:
     """The `days` days after the warehouse's latest event as CSVs in `out`, a new or empty
-    folder that gets them all or none; returns the first new day and rows per file."""
+    folder that gets them all or none; returns the first new day, what they were generated
+    with (`continued_generation`) and rows per file."""
     out = out.resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} is not an empty folder: give an empty or new folder for the new days' CSVs")
     # held throughout: its reads would block a writer, and a second run would share its .tmp
     with exclusive(store.resolve(warehouse_file), "generate"):
         loaded = loaded_state(warehouse_file)
+        generation = continued_generation(store.raw_generation(warehouse_file), scale, seed)
         parts: dict[str, list[pa.Table]] = {}
-        for name, chunk in next_days(loaded, days, scale=scale, seed=seed):
+        for name, chunk in next_days(loaded, days, scale=generation.scale, seed=generation.seed):
             parts.setdefault(name, []).append(with_text_ids(chunk))
         with folder_aside(out) as staging:
             counts = _write_csvs(parts, staging)
     first_day = START + np.timedelta64(first_new_day(loaded) * DAY, "s")
-    return first_day.astype("datetime64[D]"), counts
+    return first_day.astype("datetime64[D]"), generation, counts
 
 
 def _write_csvs(parts: dict[str, list[pa.Table]], folder: Path) -> dict[str, int]:

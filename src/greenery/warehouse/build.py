@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenery.data.generate import generate
+from greenery.data.generate import Generation, generate
 from greenery.data.load import read_arrivals, read_folder
 from greenery.warehouse import store
 from greenery.warehouse.dbt import DbtError, run_dbt
@@ -39,7 +39,7 @@ def fresh_raw(
     """Replace the raw catalog: the course CSVs when given, else generated data at `scale`."""
     if course_data is not None:
         return store.write_raw(read_folder(course_data).items(), warehouse_file)
-    return store.write_raw(generate(scale=scale), warehouse_file)
+    return store.write_raw(generate(scale=scale), warehouse_file, generation=Generation(scale=scale))
 
 
 def append_csv(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:

@@ -28,6 +28,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from greenery.data.generate import Generation
 from greenery.data.load import MAX_PROBLEMS, LoadError
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
 from greenery.warehouse.lock import exclusive, move_into_place, remove_leftovers
@@ -46,7 +47,8 @@ SPILL_DIR = ".duckdb-spill"  # beside the warehouse: where DuckDB writes what ex
 REPLAY_SCHEMA = "replay"
 REPLAY_CLOCK = f"{REPLAY_SCHEMA}.clock"  # the time raw products describe, set by the replay
 # One row: the id of the load that wrote this raw catalog whole (appends keep it), so a build
-# knows when the raw data was replaced under its incremental models.
+# knows when the raw data was replaced under its incremental models; and, when the data was
+# generated, the scale and seed its next days (`greenery generate --next-days`) continue.
 RAW_LOAD = f"{REPLAY_SCHEMA}.raw_load"
 # Every table of the raw catalog and the schema it lives in.
 RAW_TABLES: dict[str, tuple[str, Table]] = {
@@ -110,7 +112,9 @@ def connect(warehouse_file: Path | None = None, *, read_only: bool = False) -> d
 
 
 @contextmanager
-def _building_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
+def _building_raw(
+    warehouse_file: Path | None, generation: Generation | None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to a fresh raw catalog that replaces the current one on success only.
 
     Under the warehouse lock, which also makes it safe to remove the temporary catalogs (and
@@ -119,10 +123,12 @@ def _building_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnec
     with exclusive(resolve(warehouse_file), "load"):
         final = raw_path(warehouse_file)
         remove_leftovers(final.parent, f".{final.name}.*.tmp*")
-        yield from _fresh_raw_file(final, warehouse_file)
+        yield from _fresh_raw_file(final, warehouse_file, generation)
 
 
-def _fresh_raw_file(final: Path, warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
+def _fresh_raw_file(
+    final: Path, warehouse_file: Path | None, generation: Generation | None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
@@ -132,8 +138,10 @@ def _fresh_raw_file(final: Path, warehouse_file: Path | None) -> Iterator[duckdb
         con.execute(f"CREATE SCHEMA {REPLAY_SCHEMA}")
         for schema, table in RAW_TABLES.values():
             con.execute(table.create_sql(f"{schema}.{table.name}"))
-        con.execute(f"CREATE TABLE {RAW_LOAD} (load_id VARCHAR NOT NULL)")
-        con.execute(f"INSERT INTO {RAW_LOAD} VALUES (?)", [uuid.uuid4().hex])
+        columns = "load_id VARCHAR NOT NULL, generated_scale INTEGER, generated_seed BIGINT"
+        con.execute(f"CREATE TABLE {RAW_LOAD} ({columns})")
+        made = [generation.scale, generation.seed] if generation else [None, None]
+        con.execute(f"INSERT INTO {RAW_LOAD} VALUES (?, ?, ?)", [uuid.uuid4().hex, *made])
         yield con
         con.execute("CHECKPOINT")
         con.close()
@@ -218,8 +226,14 @@ def _batched(chunks: Iterable[tuple[str, Chunk]]) -> Iterator[tuple[str, Chunk]]
             yield name, rows
 
 
-def write_raw(chunks: Iterable[tuple[str, Chunk]], warehouse_file: Path | None = None) -> dict[str, int]:
+def write_raw(
+    chunks: Iterable[tuple[str, Chunk]],
+    warehouse_file: Path | None = None,
+    *,
+    generation: Generation | None = None,
+) -> dict[str, int]:
     """Replace the whole raw catalog from ``(table, rows)`` chunks; returns rows per table.
+    `generation`: what the generator made them with, when it did (`raw_generation`).
 
     Chunks (pandas frames or Arrow tables) of different tables may come interleaved (the
     generator writes sessions, their orders and events together). Each has the table's
@@ -228,7 +242,7 @@ def write_raw(chunks: Iterable[tuple[str, Chunk]], warehouse_file: Path | None =
     consumed as they come, in batches (`_batched`), by WRITERS connections of one DuckDB held
     to WRITE_MEMORY and WRITE_THREADS.
     """
-    with _building_raw(warehouse_file) as con:
+    with _building_raw(warehouse_file, generation) as con:
         con.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
         con.execute(f"SET threads = {WRITE_THREADS}")
         with closing(_batched(_prefetched(chunks))) as batches:
@@ -439,6 +453,23 @@ def raw_load_id(warehouse_file: Path | None = None) -> str | None:
         return con.execute(f"select max(load_id) from {RAW_LOAD}").fetchone()[0] if found else None
     finally:
         con.close()
+
+
+def raw_generation(warehouse_file: Path | None = None) -> Generation | None:
+    """What the raw catalog was generated with: None when it was loaded from CSVs, or written
+    before the raw load recorded it."""
+    con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
+    try:
+        if not table_exists(con, RAW_LOAD):
+            return None
+        row = con.execute(f"select * from {RAW_LOAD}").fetchone()
+        names = [column[0] for column in con.description]
+    finally:
+        con.close()
+    made = dict(zip(names, row, strict=True))
+    if made.get("generated_scale") is None:
+        return None
+    return Generation(scale=made["generated_scale"], seed=made["generated_seed"])
 
 
 def raw_counts(warehouse_file: Path | None = None) -> dict[str, int]:
