@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from greenery.data.generate import Generation, generate
 from greenery.report import charts, render
 from greenery.report.render import ReportPaths, replace_generated, write_report
 from greenery.semantic.layer import SemanticLayer
+from greenery.warehouse import store
 from greenery.warehouse.store import PROJECT_DIR
 
 COMMITTED = ReportPaths.course()
@@ -138,6 +140,17 @@ def test_a_scratch_answers_file_gets_the_headline_then_the_answers(
     assert [text.index(m) for m in markers] == sorted(text.index(m) for m in markers)
     assert "578 → 467 → 361 sessions" in _section(text, render.HEADLINE_BEGIN, render.HEADLINE_END)
     assert "![The funnel: sessions per step with step conversion](images/funnel.png)" in text
+
+
+def test_the_answers_of_generated_data_leave_readme_and_docs_alone(
+    course_warehouse: Path, tmp_path: Path
+) -> None:
+    """`greenery report` and the demo write the course's paths for the course export only."""
+    generated = tmp_path / "greenery.duckdb"
+    store.write_raw(generate(1), generated, generation=Generation())
+    assert ReportPaths.for_warehouse(generated) == ReportPaths.scratch()
+    assert ReportPaths.for_warehouse(course_warehouse) == COMMITTED
+    assert ReportPaths.for_warehouse(tmp_path / "none" / "greenery.duckdb") == COMMITTED
 
 
 def test_replace_generated_keeps_the_hand_written_parts() -> None:

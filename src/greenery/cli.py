@@ -142,8 +142,8 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    paths = ReportPaths.course()
     with exclusive(store.resolve(), "report"):  # its reads would block a writer
+        paths = ReportPaths.for_warehouse()
         layer = SemanticLayer()
         try:
             write_report(layer, paths)
@@ -247,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser(
         "report",
-        help="write the answers into docs/answers.md, their headline into README.md, "
-        "charts into docs/images and output/report.html",
+        help="write the answers into docs/answers.md, their headline into README.md, charts into"
+        " docs/images and output/report.html (for generated data: output/answers.md, output/images)",
     ).set_defaults(func=cmd_report)
     srv = sub.add_parser(
         "serve", help="serve the semantic layer (GraphQL, Arrow Flight SQL, Postgres) and the dashboard"

@@ -76,9 +76,7 @@ def _publish() -> str:
 
 
 def _report() -> str:
-    # The committed README (headline) and docs/answers.md hold the course's answers; answers
-    # from other data go to output/.
-    paths = ReportPaths.course() if os.environ.get(COURSE_DATA_ENV) else ReportPaths.scratch()
+    paths = ReportPaths.for_warehouse()
     layer = SemanticLayer()
     try:
         write_report(layer, paths)

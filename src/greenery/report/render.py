@@ -133,6 +133,12 @@ class ReportPaths:
             whole=True,
         )
 
+    @classmethod
+    def for_warehouse(cls, warehouse_file: Path | None = None) -> ReportPaths:
+        """Where the warehouse's answers go: the scratch paths when its raw data was generated
+        (its answers are not the course's, which README.md and docs/ keep), else the course's."""
+        return cls.scratch() if store.raw_generation(warehouse_file) else cls.course()
+
     def markdown_files(self) -> list[Path]:
         """The Markdown files written, each once, headline first."""
         return list(dict.fromkeys([self.headline, self.answers]))

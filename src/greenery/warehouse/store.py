@@ -457,7 +457,9 @@ def raw_load_id(warehouse_file: Path | None = None) -> str | None:
 
 def raw_generation(warehouse_file: Path | None = None) -> Generation | None:
     """What the raw catalog was generated with: None when it was loaded from CSVs, or written
-    before the raw load recorded it."""
+    before the raw load recorded it (or when there is no raw data)."""
+    if not raw_path(warehouse_file).exists():
+        return None
     con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
         if not table_exists(con, RAW_LOAD):
