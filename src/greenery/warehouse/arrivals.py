@@ -88,7 +88,7 @@ def loaded_state(warehouse_file: Path | None = None) -> Loaded:
     )
 
 
-def continued_generation(recorded: Generation | None, scale: int | None, seed: int | None) -> Generation:
+def _continued_generation(recorded: Generation | None, scale: int | None, seed: int | None) -> Generation:
     """What the next days are generated with: what the warehouse was (`recorded`), else the
     given `scale` and `seed` or the defaults (data loaded from CSVs). A given value that
     differs from the recorded one is refused: those days would not continue the warehouse's."""
@@ -115,14 +115,14 @@ def write_next_days(
 ) -> tuple[np.datetime64, Generation, dict[str, int]]:
     """The `days` days after the warehouse's latest event as CSVs in `out`, a new or empty
     folder that gets them all or none; returns the first new day, what they were generated
-    with (`continued_generation`) and rows per file."""
+    with (`_continued_generation`) and rows per file."""
     out = out.resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} is not an empty folder: give an empty or new folder for the new days' CSVs")
     # held throughout: its reads would block a writer, and a second run would share its .tmp
     with exclusive(store.resolve(warehouse_file), "generate"):
         loaded = loaded_state(warehouse_file)
-        generation = continued_generation(store.raw_generation(warehouse_file), scale, seed)
+        generation = _continued_generation(store.raw_generation(warehouse_file), scale, seed)
         parts: dict[str, list[pa.Table]] = {}
         for name, chunk in next_days(loaded, days, scale=generation.scale, seed=generation.seed):
             parts.setdefault(name, []).append(with_text_ids(chunk))
