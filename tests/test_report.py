@@ -14,7 +14,6 @@ from greenery.report import charts, render
 from greenery.report.render import ReportPaths, replace_generated, write_report
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
-from greenery.warehouse.store import PROJECT_DIR
 
 COMMITTED = ReportPaths.course()
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -54,7 +53,7 @@ def test_committed_readme_equals_the_regenerated_report(regenerated: ReportPaths
         (COMMITTED.headline, regenerated.headline),
         (COMMITTED.answers, regenerated.answers),
     ]:
-        name = committed.relative_to(PROJECT_DIR)
+        name = committed.relative_to(store.PROJECT_DIR)
         assert written.read_text() == committed.read_text(), (
             f"{name}'s generated section is stale: run `greenery report` on the course data and commit"
         )
