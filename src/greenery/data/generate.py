@@ -1109,6 +1109,7 @@ class Loaded:
     open_sessions: pa.Array  # sessions of the last day without a checkout (late events go there)
     open_users: pa.Array
     open_last: np.ndarray  # their last event's time
+    generation: Generation | None  # what the data was generated with (None: loaded from CSVs)
 
 
 def first_new_day(loaded: Loaded) -> int:

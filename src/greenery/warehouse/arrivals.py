@@ -74,6 +74,7 @@ def loaded_state(warehouse_file: Path | None = None) -> Loaded:
             """,
             params=[day_start.item()],
         ).to_arrow_table()
+        generation = store.generation_in(con)
     finally:
         con.close()
     return Loaded(
@@ -85,6 +86,7 @@ def loaded_state(warehouse_file: Path | None = None) -> Loaded:
         open_sessions=open_sessions.column("session_id").combine_chunks(),
         open_users=open_sessions.column("user_id").combine_chunks(),
         open_last=_seconds(open_sessions.column("last_at").combine_chunks()),
+        generation=generation,
     )
 
 
@@ -122,7 +124,7 @@ def write_next_days(
     # held throughout: its reads would block a writer, and a second run would share its .tmp
     with exclusive(store.resolve(warehouse_file), "generate"):
         loaded = loaded_state(warehouse_file)
-        generation = _continued_generation(store.raw_generation(warehouse_file), scale, seed)
+        generation = _continued_generation(loaded.generation, scale, seed)
         parts: dict[str, list[pa.Table]] = {}
         for name, chunk in next_days(loaded, days, scale=generation.scale, seed=generation.seed):
             parts.setdefault(name, []).append(with_text_ids(chunk))

@@ -462,13 +462,17 @@ def raw_generation(warehouse_file: Path | None = None) -> Generation | None:
         return None
     con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
-        if not table_exists(con, RAW_LOAD):
-            return None
-        row = con.execute(f"select * from {RAW_LOAD}").fetchone()
-        names = [column[0] for column in con.description]
+        return generation_in(con)
     finally:
         con.close()
-    made = dict(zip(names, row, strict=True))
+
+
+def generation_in(con: duckdb.DuckDBPyConnection) -> Generation | None:
+    """`raw_generation`, on a connection to the raw catalog already open."""
+    if not table_exists(con, RAW_LOAD):
+        return None
+    row = con.execute(f"select * from {RAW_LOAD}").fetchone()
+    made = dict(zip([column[0] for column in con.description], row, strict=True))
     if made.get("generated_scale") is None:
         return None
     return Generation(scale=made["generated_scale"], seed=made["generated_seed"])
