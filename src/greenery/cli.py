@@ -74,7 +74,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         )
     start = time.perf_counter()
     if not args.dirty:
-        counts = store.write_raw(generate(scale=made.scale, seed=made.seed), generation=made)
+        counts = fresh_raw(scale=made.scale, seed=made.seed)
         _print_counts(counts, time.perf_counter() - start)
         return
     dirty = inject(gather(generate(scale=made.scale, seed=made.seed)), made.seed)

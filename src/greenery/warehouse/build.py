@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenery.data.generate import Generation, generate
+from greenery.data.generate import DEFAULT_SEED, Generation, generate
 from greenery.data.load import read_arrivals, read_folder
 from greenery.warehouse import store
 from greenery.warehouse.dbt import DbtError, run_dbt
@@ -34,12 +34,18 @@ SCHEMA_CHANGED = "The source and target schemas on this incremental model are ou
 
 
 def fresh_raw(
-    warehouse_file: Path | None = None, *, course_data: Path | None = None, scale: int = 1
+    warehouse_file: Path | None = None,
+    *,
+    course_data: Path | None = None,
+    scale: int = 1,
+    seed: int = DEFAULT_SEED,
 ) -> dict[str, int]:
-    """Replace the raw catalog: the course CSVs when given, else generated data at `scale`."""
+    """Replace the raw catalog: the course CSVs when given, else generated data at `scale` from
+    `seed`, which the raw catalog records (`store.raw_generation`)."""
     if course_data is not None:
         return store.write_raw(read_folder(course_data).items(), warehouse_file)
-    return store.write_raw(generate(scale=scale), warehouse_file, generation=Generation(scale=scale))
+    made = Generation(scale=scale, seed=seed)
+    return store.write_raw(generate(scale=scale, seed=seed), warehouse_file, generation=made)
 
 
 def append_csv(folder: Path, warehouse_file: Path | None = None) -> dict[str, int]:
