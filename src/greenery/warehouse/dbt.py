@@ -14,11 +14,11 @@ from pathlib import Path
 from greenery.warehouse import store
 from greenery.warehouse.lock import move_into_place
 
+DEFAULT_TARGET = "target"  # dbt's own, and where `mf` reads (dbt-metricflow's DEFAULT_TARGET_PATH)
 # where dbt writes its artifacts: $DBT_TARGET_PATH (dbt reads it relative to the project) or target/
-TARGET_DIR = store.PROJECT_DIR / (os.environ.get("DBT_TARGET_PATH") or "target")
+TARGET_DIR = store.PROJECT_DIR / (os.environ.get("DBT_TARGET_PATH") or DEFAULT_TARGET)
 MANIFEST_PATH = TARGET_DIR / "semantic_manifest.json"  # what `dbt parse` writes for MetricFlow
-# where `mf` reads it, whatever $DBT_TARGET_PATH says (dbt-metricflow's DEFAULT_TARGET_PATH)
-MF_MANIFEST_PATH = store.PROJECT_DIR / "target" / MANIFEST_PATH.name
+MF_MANIFEST_PATH = store.PROJECT_DIR / DEFAULT_TARGET / MANIFEST_PATH.name  # whatever $DBT_TARGET_PATH says
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PROJECT_FLAGS = ("--project-dir", str(store.PROJECT_DIR), "--profiles-dir", str(store.PROJECT_DIR))
 
