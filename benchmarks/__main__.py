@@ -62,15 +62,12 @@ def _mf_query_seconds(warehouse_file: Path, saved_query: str, runs: int = 3) -> 
 def saved_query_lines(warehouse_file: Path, label: str) -> list[str]:
     """Median time per saved query: warm engine (10 runs) vs `mf query` (3 runs)."""
     lines = [f"saved queries at {label} (median; warm MetricFlow engine vs `mf query` CLI):"]
-    layer = SemanticLayer(warehouse_file)
-    try:
+    with SemanticLayer(warehouse_file) as layer:
         names = layer.saved_query_names
         warm = {}
         for name in names:
             layer.query(saved_query=name)  # first call plans and caches
             warm[name] = statistics.median(layer.query(saved_query=name).seconds for _ in range(10))
-    finally:
-        layer.close()
     for name in names:
         cli = _mf_query_seconds(warehouse_file, name)
         lines.append(f"  {name:<40} engine {warm[name] * 1000:7.1f} ms   mf query {cli:6.2f} s")

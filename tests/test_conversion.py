@@ -244,9 +244,10 @@ def constructed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_checkout_before_the_first_page_view_in_the_same_minute_is_not_a_conversion(
     constructed: Path, tmp_path: Path
 ) -> None:
-    today = SemanticLayer(constructed)
-    legacy = SemanticLayer(constructed, legacy_manifest(tmp_path, "minute"))
-    try:
+    with (
+        SemanticLayer(constructed) as today,
+        SemanticLayer(constructed, legacy_manifest(tmp_path, "minute")) as legacy,
+    ):
         session = METRICS[0]
         assert today.query(metrics=[session, "page_view_sessions"]).table.to_pylist() == [
             {session: 0.5, "page_view_sessions": 2}
@@ -261,6 +262,3 @@ def test_a_checkout_before_the_first_page_view_in_the_same_minute_is_not_a_conve
             (fixture_id("s_after"), 1),
             (fixture_id("s_early"), 0),
         ]
-    finally:
-        today.close()
-        legacy.close()

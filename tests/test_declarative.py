@@ -168,16 +168,12 @@ def test_count_distinct_is_never_summed_over_dropped_dimensions(exported: Path) 
     """An export of distinct sessions by day and visitor type: by visitor type alone it would
     count a session once per day — so only the export's own group-by is answered from it."""
     metric, group_by = "page_view_sessions", ("session__visitor_type", "metric_time__day")
-    writer = SemanticLayer(exported, read_only=False)
-    try:
+    with SemanticLayer(exported, read_only=False) as writer:
         con = writer.client.connection
         con.execute(
             f"create table exports.distinct_sessions as {writer.compile(metrics=[metric], group_by=group_by)}"
         )
-    finally:
-        writer.close()
-    layer = SemanticLayer(exported)
-    try:
+    with SemanticLayer(exported) as layer:
         cache = ExportCache(layer.client.connection, layer.lookup.semantic_manifest, layer.manifest_sha256)
         described = layer.client.connection.sql("select * from exports.distinct_sessions")
         columns = {c: str(t) for c, t in zip(described.columns, described.types, strict=True)}
@@ -202,8 +198,6 @@ def test_count_distinct_is_never_summed_over_dropped_dimensions(exported: Path) 
         assert _rows(layer.run(full)) == _rows(layer.query(metrics=[metric], group_by=group_by).table)
         assert rewrite(group_by[:1]) is None
         assert rewrite(()) is None
-    finally:
-        layer.close()
 
 
 def _wait_for_version(service: SemanticLayerService, version: str) -> None:

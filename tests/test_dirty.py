@@ -179,11 +179,8 @@ def test_the_report_shows_the_anomalies(scenario: Scenario, tmp_path: Path) -> N
     paths = ReportPaths(
         headline=answers, answers=answers, images=tmp_path / "images", html=tmp_path / "r.html", whole=True
     )
-    layer = SemanticLayer(scenario.dirty)
-    try:
+    with SemanticLayer(scenario.dirty) as layer:
         write_report(layer, paths)
-    finally:
-        layer.close()
     text = answers.read_text()
     injected = scenario.injected.injected
     for kind, count in injected.items():
@@ -220,11 +217,8 @@ def test_a_product_missing_from_the_last_replayed_week_keeps_its_history(
     assert products.at["Pothos", "delisted_at"] == store.replay_clock(warehouse_file)
     quality = read_sql(warehouse_file, QUALITY).set_index("anomaly_kind")["anomaly_count"]
     assert quality["delisted_products"] == 1 and quality.drop("delisted_products").sum() == 0
-    layer = SemanticLayer(warehouse_file)
-    try:
+    with SemanticLayer(warehouse_file) as layer:
         on_hand = layer.query(saved_query="inventory_on_hand_by_product_by_week").table.to_pandas()
-    finally:
-        layer.close()
     pothos_weeks = on_hand[on_hand["product__product_name"] == "Pothos"].sort_values("metric_time__week")
     assert pothos_weeks["inventory_on_hand"].tolist() == [40, 20, 0, 0]  # weeks 1–3, then delisted
     assert pothos_weeks["out_of_stock_products"].tolist() == [0, 0, 1, 0]  # out of stock in week 3 only

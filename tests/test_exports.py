@@ -41,8 +41,7 @@ def test_every_export_equals_its_saved_query(warehouse_copy: Path, tmp_path: Pat
     results = run_exports(warehouse_copy, parquet_dir=tmp_path / "parquet")
     assert [r.error for r in results] == [None] * len(results)
     assert len(results) == 8  # one per saved query
-    layer = SemanticLayer(warehouse_copy)
-    try:
+    with SemanticLayer(warehouse_copy) as layer:
         for result in results:
             expected = _sorted(layer.query(saved_query=result.spec.saved_query).table.to_pandas())
             exported = _sorted(_table(warehouse_copy, result.spec.relation))
@@ -50,8 +49,6 @@ def test_every_export_equals_its_saved_query(warehouse_copy: Path, tmp_path: Pat
             assert result.rows == len(expected)
             parquet = _sorted(pd.read_parquet(tmp_path / "parquet" / f"{result.spec.alias}.parquet"))
             pd.testing.assert_frame_equal(parquet, expected, check_dtype=False)
-    finally:
-        layer.close()
     funnel = _table(warehouse_copy, "exports.funnel_overall").iloc[0]
     assert funnel[
         ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
@@ -86,16 +83,13 @@ def test_a_failing_saved_query_keeps_its_previous_export(
 
 
 def test_view_exports_and_unknown_selection(warehouse_copy: Path) -> None:
-    layer = SemanticLayer(warehouse_copy, read_only=False)
-    try:
+    with SemanticLayer(warehouse_copy, read_only=False) as layer:
         spec = ExportSpec(
             "funnel_by_product", "funnel_by_product", "exports", "funnel_by_product_view", "view"
         )
         result = run_export(layer, spec)
         assert result.error is None
         assert result.rows == 30
-    finally:
-        layer.close()
     kinds = _table(
         warehouse_copy,
         "select table_type from information_schema.tables where table_name = 'funnel_by_product_view'",

@@ -421,12 +421,9 @@ def small_generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_small_generated_data_answers_week_over_week_and_inventory_changes(small_generated: Path) -> None:
-    layer = SemanticLayer(small_generated)
-    try:
+    with SemanticLayer(small_generated) as layer:
         by_week = layer.query(saved_query="funnel_by_week").table.to_pandas()
         changes = layer.query(saved_query="inventory_changes_by_product_by_week").table.to_pandas()
-    finally:
-        layer.close()
     assert by_week["view_to_checkout_rate_wow_change"].notna().sum() >= 3  # five calendar weeks
     changed = changes[changes["inventory_changes"] > 0]
     assert changed["metric_time__week"].nunique() >= 3  # every replayed week after the first

@@ -20,11 +20,8 @@ IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 
 def _write(course_warehouse: Path, paths: ReportPaths) -> ReportPaths:
-    layer = SemanticLayer(course_warehouse)
-    try:
+    with SemanticLayer(course_warehouse) as layer:
         write_report(layer, paths)
-    finally:
-        layer.close()
     return paths
 
 

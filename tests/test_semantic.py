@@ -29,9 +29,8 @@ LOST = ["sessions_lost_before_add_to_cart", "sessions_lost_before_checkout"]
 
 @pytest.fixture(scope="module")
 def generated_sl(generated_warehouse: Path) -> Iterator[SemanticLayer]:
-    layer = SemanticLayer(generated_warehouse)
-    yield layer
-    layer.close()
+    with SemanticLayer(generated_warehouse) as layer:
+        yield layer
 
 
 def _frame(layer: SemanticLayer, **request: object) -> pd.DataFrame:

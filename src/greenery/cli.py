@@ -144,11 +144,8 @@ def cmd_publish(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     with exclusive(store.resolve(), "report"):  # its reads would block a writer
         paths = ReportPaths.for_warehouse()
-        layer = SemanticLayer()
-        try:
+        with SemanticLayer() as layer:
             write_report(layer, paths)
-        finally:
-            layer.close()
     print(
         f"wrote the answers into {paths.answers}, their headline into {paths.headline},"
         f" charts into {paths.images}, and {paths.html}"

@@ -77,11 +77,8 @@ def _publish() -> str:
 
 def _report() -> str:
     paths = ReportPaths.for_warehouse()
-    layer = SemanticLayer()
-    try:
+    with SemanticLayer() as layer:
         write_report(layer, paths)
-    finally:
-        layer.close()
     written = [*paths.markdown_files(), paths.images / "*.png", paths.html]
     return ", ".join(str(p.relative_to(store.PROJECT_DIR)) for p in written)
 

@@ -124,11 +124,8 @@ def exposure_asset(exposure: Exposure):
         metadata={"url": MetadataValue.url(exposure.url)} if exposure.url else None,
     )
     def _exposure(context: AssetExecutionContext) -> MaterializeResult:
-        layer = SemanticLayer.published()
-        try:
+        with SemanticLayer.published() as layer:
             rows = {name: layer.query(saved_query=name).table.num_rows for name in exposure.saved_queries}
-        finally:
-            layer.close()
         empty = [name for name, count in rows.items() if count == 0]
         if empty:
             raise Failure(description=f"{exposure.name} would show nothing for: {', '.join(empty)}")

@@ -129,14 +129,13 @@ def run_exports(
     parquet_dir: Path | None = None,
 ) -> list[ExportResult]:
     """Run the exports with one warm engine writing to the warehouse; failures are in the results."""
-    with exclusive(store.resolve(warehouse_file), "export"):
-        layer = SemanticLayer(warehouse_file, read_only=False)
-        try:
-            specs = export_specs(layer, select)
-            _remove_leftovers(layer, parquet_dir)
-            results = [run_export(layer, spec, parquet_dir) for spec in specs]
-        finally:
-            layer.close()
+    with (
+        exclusive(store.resolve(warehouse_file), "export"),
+        SemanticLayer(warehouse_file, read_only=False) as layer,
+    ):
+        specs = export_specs(layer, select)
+        _remove_leftovers(layer, parquet_dir)
+        results = [run_export(layer, spec, parquet_dir) for spec in specs]
     return results
 
 
