@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import duckdb
 import pytest
@@ -51,3 +53,18 @@ def test_deadlines_fire_in_time_order_and_never_after_their_block_ended() -> Non
     time.sleep(0.3)
     assert fired == ["early", "late"]
     assert len(watchdog._heap) <= 64
+
+
+def test_an_ended_statement_leaves_its_connection_to_be_freed() -> None:
+    """A deadline that ended waits in the heap until it comes up, without holding its connection
+    (a retired published copy's, say): DuckDB connections were alive until the process ended."""
+    watchdog = Watchdog()
+    connection = duckdb.connect()
+    with watchdog.limit(60, connection.interrupt):
+        connection.execute("select 1")
+        time.sleep(0.2)  # the watchdog is waiting for this deadline, and stays asleep after it ends
+    assert len(watchdog._heap) == 1
+    gone = weakref.ref(connection)
+    del connection
+    gc.collect()
+    assert gone() is None

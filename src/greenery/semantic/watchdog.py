@@ -16,12 +16,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(order=True)
 class _Deadline:
     at: float
     seq: int
     interrupt: Callable[[], None] = field(compare=False)
     done: bool = field(default=False, compare=False)
+
+    def end(self) -> None:
+        """Done: its statement's connection is no longer held (a done deadline may wait in the heap)."""
+        self.done = True
+        self.interrupt = _nothing
+
+    def fire(self) -> None:
+        """Interrupt the statement, and end."""
+        interrupt = self.interrupt
+        self.end()
+        interrupt()
 
 
 class Watchdog:
@@ -54,7 +69,7 @@ class Watchdog:
         finally:
             with self._wake:  # after this, `interrupt` is never called for this statement
                 if not deadline.done:
-                    deadline.done = True
+                    deadline.end()
                     self._pending -= 1
                 if len(self._heap) > 64 and self._pending < len(self._heap) // 2:
                     self._heap = [d for d in self._heap if not d.done]  # ended statements' deadlines
@@ -73,9 +88,8 @@ class Watchdog:
                     self._wake.wait(wait)
                     continue
                 due = heapq.heappop(self._heap)
-                due.done = True
                 self._pending -= 1
-                due.interrupt()  # under the lock: the statement's block has not ended yet
+                due.fire()  # under the lock: the statement's block has not ended yet
 
 
 WATCHDOG = Watchdog()
