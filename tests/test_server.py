@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -40,7 +41,7 @@ from greenery.serve.auth import TOKEN_ENV
 from greenery.serve.graphql import GraphQLApi
 from greenery.serve.http import create_app
 from greenery.serve.run import serve
-from greenery.warehouse.publish import current_published, publish
+from greenery.warehouse.publish import KEEP_PUBLISHED, current_published, publish, published_root
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 PRODUCT_FUNNEL = ["product_sessions_viewed", "product_sessions_added_to_cart", "product_sessions_purchased"]
@@ -625,6 +626,45 @@ def test_no_request_waits_while_a_new_publish_opens(
             time.sleep(0.1)
     finally:
         release.set()
+        layer_service.close()
+
+
+def _versions_held_open(root: Path) -> set[str]:
+    """The published versions under `root` of which this process holds a file open."""
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # closed meanwhile
+            continue
+        if target.parent.parent == root:
+            held.add(target.parent.name)
+    return held
+
+
+def test_a_long_running_server_lets_go_of_the_versions_publish_removes(
+    course_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that runs for days over daily publishes keeps only the served version's file
+    open: each published copy is the whole warehouse (4.8 GiB at scale 10000), and a copy
+    removed while a process holds it open keeps its disk space."""
+    monkeypatch.setattr(service, "CHECK_EVERY_S", 0.1)
+    copy = publish_copy(course_warehouse, tmp_path / "warehouse")
+    layer_service = service.SemanticLayerService(copy)
+    request = service.QueryRequest(metrics=tuple(FUNNEL))
+    try:
+        for _ in range(KEEP_PUBLISHED + 2):
+            layer_service.run_query(request, read_cache=False, transport="test")  # under a time limit
+            version = publish(copy)
+            deadline = time.monotonic() + 30
+            while layer_service.health()["published_version"] != version.name:
+                assert time.monotonic() < deadline, "the new version was not swapped in"
+                time.sleep(0.1)
+        deadline = time.monotonic() + 10  # the old version is closed just after the swap
+        while (held := _versions_held_open(published_root(copy))) != {version.name}:
+            assert time.monotonic() < deadline, f"open: {sorted(held)}, served: {version.name}"
+            time.sleep(0.1)
+    finally:
         layer_service.close()
 
 
