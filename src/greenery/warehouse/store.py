@@ -443,28 +443,32 @@ def replay_clock(warehouse_file: Path | None = None) -> pd.Timestamp | None:
     return pd.Timestamp(value) if value is not None else None
 
 
-def raw_load_id(warehouse_file: Path | None = None) -> str | None:
-    """The id of the load that wrote the raw catalog (None without one)."""
+@contextmanager
+def _reading_raw(warehouse_file: Path | None) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A read-only connection to the raw catalog for the block, None when there is none yet."""
     if not raw_path(warehouse_file).exists():
-        return None
+        yield None
+        return
     con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
     try:
-        found = table_exists(con, RAW_LOAD)
-        return con.execute(f"select max(load_id) from {RAW_LOAD}").fetchone()[0] if found else None
+        yield con
     finally:
         con.close()
+
+
+def raw_load_id(warehouse_file: Path | None = None) -> str | None:
+    """The id of the load that wrote the raw catalog (None without one)."""
+    with _reading_raw(warehouse_file) as con:
+        if con is None or not table_exists(con, RAW_LOAD):
+            return None
+        return con.execute(f"select max(load_id) from {RAW_LOAD}").fetchone()[0]
 
 
 def raw_generation(warehouse_file: Path | None = None) -> Generation | None:
     """What the raw catalog was generated with: None when it was loaded from CSVs, or written
     before the raw load recorded it (or when there is no raw data)."""
-    if not raw_path(warehouse_file).exists():
-        return None
-    con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
-    try:
-        return generation_in(con)
-    finally:
-        con.close()
+    with _reading_raw(warehouse_file) as con:
+        return generation_in(con) if con is not None else None
 
 
 def generation_in(con: duckdb.DuckDBPyConnection) -> Generation | None:
@@ -480,13 +484,10 @@ def generation_in(con: duckdb.DuckDBPyConnection) -> Generation | None:
 
 def raw_counts(warehouse_file: Path | None = None) -> dict[str, int]:
     """Row count of every raw table (empty when nothing is loaded yet)."""
-    if not raw_path(warehouse_file).exists():
-        return {}
-    con = open_duckdb(raw_path(warehouse_file), read_only=True, warehouse_file=warehouse_file)
-    try:
+    with _reading_raw(warehouse_file) as con:
+        if con is None:
+            return {}
         return {
             name: con.execute(f"SELECT count(*) FROM {schema}.{name}").fetchone()[0]
             for name, (schema, _) in RAW_TABLES.items()
         }
-    finally:
-        con.close()
