@@ -31,6 +31,7 @@ from greenery.data.generate import (
 from greenery.data.load import UUID_TEXT
 from greenery.data.schema import INVENTORY_BY_WEEK, ORDER_STATUSES, TABLES, TABLES_BY_NAME
 from greenery.warehouse import store
+from greenery.warehouse.build import fresh_raw
 
 LARGER = 20  # a scale with several weeks of data, still fast
 ALL_TABLES = {t.name for t in TABLES} | {INVENTORY_BY_WEEK.name}
@@ -446,7 +447,7 @@ def test_the_raw_load_records_what_generated_it(tmp_path: Path) -> None:
     """What `greenery generate --next-days` continues: the scale and seed of generated data,
     nothing for data from elsewhere or a raw catalog written before the record had them."""
     generated, loaded = tmp_path / "generated" / "greenery.duckdb", tmp_path / "loaded" / "greenery.duckdb"
-    store.write_raw(generate(2, seed=7), generated, generation=Generation(scale=2, seed=7))
+    fresh_raw(generated, scale=2, seed=7)
     store.write_raw(collect(1).items(), loaded)
     assert store.raw_generation(generated) == Generation(scale=2, seed=7)
     assert store.raw_generation(loaded) is None

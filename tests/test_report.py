@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from greenery.data.generate import Generation, generate
 from greenery.report import charts, render
 from greenery.report.render import ReportPaths, replace_generated, write_report
 from greenery.semantic.layer import SemanticLayer
 from greenery.warehouse import store
+from greenery.warehouse.build import fresh_raw
 
 COMMITTED = ReportPaths.course()
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -143,7 +143,7 @@ def test_the_answers_of_generated_data_leave_readme_and_docs_alone(
 ) -> None:
     """`greenery report` and the demo write the course's paths for the course export only."""
     generated = tmp_path / "greenery.duckdb"
-    store.write_raw(generate(1), generated, generation=Generation())
+    fresh_raw(generated)
     assert ReportPaths.for_warehouse(generated) == ReportPaths.scratch()
     assert ReportPaths.for_warehouse(course_warehouse) == COMMITTED
     assert ReportPaths.for_warehouse(tmp_path / "none" / "greenery.duckdb") == COMMITTED
