@@ -16,27 +16,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
-def _nothing() -> None:
-    pass
-
-
 @dataclass(order=True)
 class _Deadline:
     at: float
     seq: int
-    interrupt: Callable[[], None] = field(compare=False)
-    done: bool = field(default=False, compare=False)
+    # None once done: a done deadline may wait in the heap, without holding its statement's cursor
+    interrupt: Callable[[], None] | None = field(compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.interrupt is None
 
     def end(self) -> None:
-        """Done: its statement's connection is no longer held (a done deadline may wait in the heap)."""
-        self.done = True
-        self.interrupt = _nothing
+        self.interrupt = None
 
     def fire(self) -> None:
         """Interrupt the statement, and end."""
-        interrupt = self.interrupt
-        self.end()
-        interrupt()
+        interrupt, self.interrupt = self.interrupt, None
+        if interrupt is not None:
+            interrupt()
 
 
 class Watchdog:
