@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import dbtsl.env
@@ -103,6 +104,14 @@ def test_a_dashboard_query_is_answered_from_the_export_over_every_client(
                 metrics=list(SEGMENT_METRICS), group_by=list(SEGMENTS), where=[REPEAT_BUYERS]
             )
             assert sql.startswith(f"{CACHE_MARK} answered from export table {EXPORT}")
+            uncached = client.compile_sql(  # the SQL a query created without the cache runs
+                metrics=list(SEGMENT_METRICS),
+                group_by=list(SEGMENTS),
+                where=[REPEAT_BUYERS],
+                read_cache=False,
+            )
+            assert uncached == _answer(service, DASHBOARD, read_cache=False)[0]
+            assert CACHE_MARK not in uncached
             over_graphql = client.query(
                 metrics=list(SEGMENT_METRICS), group_by=list(SEGMENTS), where=[REPEAT_BUYERS]
             )
@@ -125,6 +134,12 @@ def test_exact_rewrites_equal_metricflow(service: SemanticLayerService) -> None:
     assert _served_from_export(service, ordered).num_rows == 5
     weeks = QueryRequest(saved_query="funnel_by_week", order_by=("metric_time__week",))
     assert _served_from_export(service, weeks).num_rows == 2  # the course data's two weeks
+
+
+def test_a_limit_of_0_answers_the_same_with_or_without_the_cache(service: SemanticLayerService) -> None:
+    """MetricFlow leaves out a limit of 0, so the export table's SQL does too."""
+    unlimited = _served_from_export(service, DASHBOARD)
+    assert _rows(_served_from_export(service, replace(DASHBOARD, limit=0))) == _rows(unlimited)
 
 
 @pytest.mark.parametrize(

@@ -346,7 +346,7 @@ class ExportCache:
                 return None
             terms = [_quote(o.removeprefix("-")) + (" desc" if o.startswith("-") else "") for o in order_by]
             lines.append("order by " + ", ".join(terms))
-        if limit is not None:
+        if limit:  # MetricFlow too leaves out a limit of 0: the same answer either way
             lines.append(f"limit {int(limit)}")
         return "\n".join(line for line in lines if line)
 

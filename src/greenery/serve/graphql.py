@@ -577,7 +577,7 @@ class GraphQLApi:
         request = query_request(args)
         info.context["operation"] = "compileSql"
         info.context["detail"] = f" metrics={request.describe()}"
-        return {"sql": self._service.compile_sql(request)}
+        return {"sql": self._service.compile_sql(request, read_cache=args.get("readCache") is not False)}
 
     def _create_query(self, _root: Any, info: Any, **args: Any) -> Json:
         try:

@@ -514,10 +514,12 @@ class SemanticLayerService:
         self.scheduler = FairScheduler(workers)
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
 
-    def compile_sql(self, request: QueryRequest) -> str:
+    def compile_sql(self, request: QueryRequest, *, read_cache: bool = True) -> str:
+        """The SQL the request runs: with `read_cache` false, MetricFlow's on the marts, as a
+        query created with it runs, never an export table's."""
         checked = request.checked()
         with self.layers.use() as layer:
-            return layer.compile(checked)
+            return layer.compile(checked, read_cache=read_cache)
 
     def create_query(
         self, request: QueryRequest, *, read_cache: bool = True, transport: str = "graphql"

@@ -196,7 +196,8 @@ class SqlApi:
             with self._service.layers.use() as layer:
                 return metadata_table(statement, layer.catalog)
         if statement.compile_only:
-            return pa.table({"SQL": [self._service.compile_sql(statement.request)]})
+            sql = self._service.compile_sql(statement.request, read_cache=statement.read_cache)
+            return pa.table({"SQL": [sql]})
         return self._run(statement.request, read_cache=statement.read_cache)
 
     def _run(self, request: QueryRequest, *, read_cache: bool = True) -> pa.Table:
