@@ -147,6 +147,61 @@ def test_measure_and_sum_around_metrics_as_cube_accepts(adbc: flightsql.Connecti
     assert rows(table) == [{"viewed": 578.0, "added": 467.0, "checked_out": 361.0}]
 
 
+def test_a_time_grain_written_as_date_trunc_is_metricflows_grain(
+    spied: tuple[SqlApi, list[QueryRequest]], course_sl: SemanticLayer
+) -> None:
+    """What a BI tool writes for a chart's time grain: the rate of each week, not of one day in it."""
+    api, asked = spied
+    asked.clear()
+    table = api.execute(
+        "select date_trunc('week', metric_time__day) as week, sum(view_to_checkout_rate) as rate "
+        "from semantic_layer.sessions group by 1 order by 1"
+    )
+    assert [r.group_by for r in asked] == [("metric_time__week",)]
+    expected = course_sl.query(metrics=["view_to_checkout_rate"], group_by=["metric_time__week"]).table
+    assert rows(table) == [
+        {"week": r["metric_time__week"], "rate": r["view_to_checkout_rate"]}
+        for r in rows(expected.sort_by("metric_time__week"))
+    ]
+
+
+def test_grouping_a_metric_by_an_expression_over_a_dimension_is_refused(
+    spied: tuple[SqlApi, list[QueryRequest]],
+) -> None:
+    """A group of several rows of MetricFlow's answer would need a rate added up: refused, naming why."""
+    api, _ = spied
+    for sql in (
+        "select case when user__state = 'Texas' then 'TX' else 'other' end as g, sum(sessions) "
+        "from semantic_layer.sessions group by 1",
+        "select date_trunc('month', metric_time__week), view_to_checkout_rate "
+        "from semantic_layer.sessions group by 1",
+    ):
+        with pytest.raises(SqlError, match=r"group by the columns of semantic_layer\.sessions as they are"):
+            api.execute(sql)
+    with pytest.raises(SqlError, match="sessions is a metric"):
+        api.execute("select count(sessions) from semantic_layer.sessions")
+
+
+def test_schema_qualified_columns_and_an_expression_over_metrics(adbc: flightsql.Connection) -> None:
+    """SQLAlchemy names a column with its schema and table; an expression keeps its written name."""
+    qualified = "semantic_layer.sessions"
+    table = fetch(
+        adbc,
+        f"select {qualified}.session__visitor_type, sum({qualified}.sessions_with_checkout) / "
+        f"sum({qualified}.sessions_with_page_view) from {qualified} "
+        f"group by {qualified}.session__visitor_type",
+    )
+    name = "sum(sessions_with_checkout) / sum(sessions_with_page_view)"
+    assert table.column_names == ["session__visitor_type", name]
+    overall = fetch(
+        adbc,
+        "select sum(sessions_with_checkout) / sum(sessions_with_page_view), view_to_checkout_rate "
+        "from semantic_layer.sessions",
+    )
+    assert overall[name].to_pylist() == pytest.approx([361 / 578])
+    assert overall[name].to_pylist() == pytest.approx(overall["view_to_checkout_rate"].to_pylist())
+
+
 def test_a_saved_query_table_and_a_filter_on_a_dimension_it_does_not_show(
     adbc: flightsql.Connection, course_sl: SemanticLayer
 ) -> None:

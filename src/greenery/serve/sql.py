@@ -47,7 +47,7 @@ from greenery.serve.statements import (
     parse_statement,
     template_end,
 )
-from greenery.serve.tables import SCHEMA, SqlColumn, SqlTable
+from greenery.serve.tables import SCHEMA, TABLE_GRAINS, SqlColumn, SqlTable
 
 MAX_SQL_CHARS = 100_000
 MAX_TEMPLATES = 16
@@ -61,6 +61,8 @@ SANDBOX_CONFIG = {
 _SOURCE = "__sl_source_"  # + the template's number: where the SQL reads a template's answer
 _BARE_CALL = re.compile(r"semantic_layer\s*\.\s*(\w+)\s*\(", re.IGNORECASE)
 _MEASURE = "measure"  # Cube's MEASURE(x): the metric x, as it is
+# aggregates whose value over one row is that row's: around a metric, the metric as it is
+_VALUE_AGGREGATES = (exp.Sum, exp.Avg, exp.Min, exp.Max, exp.AnyValue, exp.Anonymous)
 
 
 class SqlError(ValueError):
@@ -337,11 +339,15 @@ class SqlApi:
         """
         qualifiers = {table.name.lower(), table.alias_or_name.lower()}
         aliases = {p.alias.lower() for p in select.expressions if isinstance(p, exp.Alias)}
+        _truncations_to_grains(select, sql_table)
         plan = _Plan()
         aggregated: set[str] = set()
         for node in select.find_all(exp.Column):
             if node.table and node.table.lower() not in qualifiers:
                 raise UnknownTable(f"unknown table {node.table!r} in {node.sql()}")
+            if node.catalog or (node.db and node.db.lower() != SCHEMA):  # SQLAlchemy names the schema too
+                qualifier = ".".join(part.name for part in node.parts[:-1])
+                raise UnknownTable(f"unknown table {qualifier!r} in {node.sql()}")
             column = sql_table.column(node.name)
             if column is None:
                 if node.name.lower() in aliases:
@@ -350,7 +356,8 @@ class SqlApi:
                     f"{SCHEMA}.{sql_table.name} has no column {node.name!r} "
                     f"(columns: {', '.join(c.name for c in sql_table.columns)})"
                 )
-            node.set("table", None)
+            for part in ("catalog", "db", "table"):
+                node.set(part, None)
             node.set("this", exp.to_identifier(column.name))
             if column.role == "metric":
                 plan.metrics.append(column.name)
@@ -365,6 +372,7 @@ class SqlApi:
                 f"aggregating a dimension ({', '.join(sorted(aggregated))}) and asking for metrics in one "
                 "query is not supported: query the metrics by that dimension instead"
             )
+        _check_each_group_is_one_row(select, plan, sql_table)
         _take_off_metric_aggregates(select, set(plan.metrics))
         return plan
 
@@ -429,7 +437,7 @@ def _push_order_and_limit(select: exp.Select, plan: _Plan, narrowed: bool) -> No
     columns = set(plan.metrics) | set(plan.group_by)
     order: list[str] = []
     for item in select.args["order"].expressions if select.args.get("order") else []:
-        name = _ordered_column(item, select)
+        name = _projected_column(item.this, select)
         if name not in columns:
             return
         order.append(f"-{name}" if item.args.get("desc") else name)
@@ -451,18 +459,53 @@ def _star(sql_table: SqlTable) -> list[str]:
     return [c.name for c in sql_table.columns] if sql_table.saved_query else sql_table.metrics
 
 
+def _truncations_to_grains(select: exp.Select, sql_table: SqlTable) -> None:
+    """``date_trunc('week', metric_time__day)`` → ``metric_time__week``, the grain MetricFlow then
+    computes each metric at (what BI tools write for a chart's time grain; Superset truncates the
+    grain's own column too). Only from the day or the same grain: a month is not made of weeks."""
+    for node in list(select.find_all(exp.TimestampTrunc, exp.DateTrunc)):
+        column, unit = node.this, node.text("unit").lower()
+        if not isinstance(column, exp.Column) or unit not in TABLE_GRAINS:
+            continue
+        base, _, grain = column.name.lower().rpartition("__")
+        target = sql_table.column(f"{base}__{unit}")
+        if target is None or target.role != "time" or grain not in ("day", unit):
+            continue
+        grained = column.copy()
+        grained.set("this", exp.to_identifier(target.name))
+        node.replace(grained)
+
+
+def _check_each_group_is_one_row(select: exp.Select, plan: _Plan, sql_table: SqlTable) -> None:
+    """With GROUP BY and metrics, every dimension the query names must be grouped by as it is, so
+    that each group is one row of MetricFlow's answer: a group of several rows would need their
+    metric values added up, which is wrong for a rate or a distinct count."""
+    group = select.args.get("group")
+    if group is None or not plan.metrics:
+        return
+    grouped = {_projected_column(item, select) for item in group.expressions}
+    merged = [name for name in plan.group_by if name not in grouped]
+    if merged:
+        raise UnsupportedSql(
+            f"group by the columns of {SCHEMA}.{sql_table.name} as they are, not expressions over "
+            f"{', '.join(merged)}: MetricFlow computes each metric at the grain of the columns grouped "
+            "by, and its values cannot be added up again (a time grain is a column of its own, such "
+            "as metric_time__month)"
+        )
+
+
 def _take_off_metric_aggregates(select: exp.Select, metrics: set[str]) -> None:
     """``sum(revenue)``, ``MEASURE(revenue)`` … → the metric as MetricFlow computed it at this grain.
 
-    With GROUP BY each group is one row of MetricFlow's answer: a metric is then read with
-    ``any_value`` (under its own name in the output), which keeps the SQL valid and exact.
+    With GROUP BY each group is one row of MetricFlow's answer (`_check_each_group_is_one_row`):
+    a metric is then read with ``any_value`` (under its own name in the output), which keeps the
+    SQL valid and exact. An expression over metrics keeps the name it was written with.
     """
+    _keep_expression_names(select, metrics)
     for node in list(select.find_all(exp.AggFunc, exp.Anonymous)):
-        if isinstance(node, exp.Anonymous) and node.name.lower() != _MEASURE:
-            continue
-        arguments = [a for a in node.iter_expressions() if not isinstance(a, exp.Literal)]
-        if len(arguments) == 1 and isinstance(arguments[0], exp.Column) and arguments[0].name in metrics:
-            node.replace(exp.column(arguments[0].name))
+        metric = _taken_off(node, metrics)
+        if metric is not None:
+            node.replace(exp.column(metric))
     if select.args.get("group") is None:
         return
     for column in list(select.find_all(exp.Column)):
@@ -471,6 +514,35 @@ def _take_off_metric_aggregates(select: exp.Select, metrics: set[str]) -> None:
             if column.parent is select:  # a projection: keep its name
                 read = exp.alias_(read, column.name)
             column.replace(read)
+
+
+def _keep_expression_names(select: exp.Select, metrics: set[str]) -> None:
+    """An expression over metrics (``sum(revenue) / sum(orders)``) keeps the name it was written
+    with, not its rewrite's."""
+    for projection in list(select.expressions):
+        if isinstance(projection, exp.Alias | exp.Column | exp.Star) or _taken_off(projection, metrics):
+            continue
+        if any(c.name in metrics for c in projection.find_all(exp.Column)):
+            name = projection.sql(dialect="duckdb", normalize_functions="lower")
+            projection.replace(exp.alias_(projection.copy(), name, quoted=True))
+
+
+def _taken_off(node: exp.Expression, metrics: set[str]) -> str | None:
+    """The metric an aggregate reads as it is (``sum(revenue)``, ``MEASURE(revenue)``: one value
+    per group), else None; SqlError for one that would not be the metric (``count(revenue)``)."""
+    if not isinstance(node, exp.AggFunc | exp.Anonymous):
+        return None
+    if isinstance(node, exp.Anonymous) and node.name.lower() != _MEASURE:
+        return None
+    arguments = [a for a in node.iter_expressions() if not isinstance(a, exp.Literal)]
+    if len(arguments) != 1 or not isinstance(arguments[0], exp.Column) or arguments[0].name not in metrics:
+        return None
+    if not isinstance(node, _VALUE_AGGREGATES):
+        raise UnsupportedSql(
+            f"{node.sql()}: {arguments[0].name} is a metric, computed by MetricFlow at the grain "
+            "asked for; select it as it is (sum, avg, min, max or MEASURE of it is the same value)"
+        )
+    return arguments[0].name
 
 
 def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
@@ -499,17 +571,14 @@ def _as_filter(condition: exp.Expression, references: dict[str, str]) -> str | N
         return None
 
 
-def _ordered_column(item: exp.Ordered, select: exp.Select) -> str | None:
-    """The column an ORDER BY item names (directly, by position, or by a projection's alias)."""
-    target = item.this
+def _projected_column(target: exp.Expression, select: exp.Select) -> str | None:
+    """The column an ORDER BY or GROUP BY item names: directly, by position, or by a projection's alias."""
     if _is_number(target):
         position = int(target.this) - 1
         projections = select.expressions
         target = projections[position] if 0 <= position < len(projections) else None
     if isinstance(target, exp.Alias):
         target = target.this
-    if isinstance(target, exp.Column):
-        return target.name
     if isinstance(target, exp.Column | exp.Identifier):
         return target.name
     aliased = next(
