@@ -7,6 +7,7 @@ after every refusal the same connection keeps answering.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -213,6 +214,44 @@ def test_without_a_token_only_loopback(served: Served) -> None:
         PostgresServer(None, "0.0.0.0", 0, None)  # type: ignore[arg-type]
     with pytest.raises(ServerConfigError, match="token shorter than 32 characters"):
         PostgresServer(None, "0.0.0.0", 0, "short")  # type: ignore[arg-type]
+
+
+def test_parameters_as_drivers_write_them(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    """`$1,$2` with no space (JDBC's `?,?`, psycopg's `%s,%s`), and dates and timestamps in
+    psycopg 3's binary format, as a real PostgreSQL takes them."""
+    by_day = course_sl.query(metrics=["orders"], group_by=["metric_time__day"]).table.to_pylist()
+    days = {r["metric_time__day"]: int(r["orders"]) for r in by_day}
+    last = max(days)
+    by_state = course_sl.query(metrics=["orders"], group_by=["user__state"]).table.to_pylist()
+    states = {r["user__state"]: int(r["orders"]) for r in by_state}
+    assert pg.execute("select %s,%s", ["Texas", "California"]).fetchall() == [("Texas", "California")]
+    two = pg.execute(
+        "select user__state, orders from semantic_layer.orders where user__state in (%s,%s) order by 1",
+        ["Texas", "California"],
+    ).fetchall()
+    assert [(s, int(n)) for s, n in two] == [(s, states[s]) for s in ("California", "Texas")]
+    since = "select metric_time__day, orders from semantic_layer.orders where metric_time__day >= %b"
+    for bound in (last.date(), last, last.replace(tzinfo=dt.UTC)):
+        assert [(d, int(n)) for d, n in pg.execute(since, [bound]).fetchall()] == [(last, days[last])]
+
+
+def test_sqlalchemy_reflects_a_table_and_selects_from_it(engine: sa.Engine, course_sl: SemanticLayer) -> None:
+    """A reflected Table (SQLAlchemy reads current_setting('default_table_access_method')), and
+    Core's select on it, which names each column with its schema and table."""
+    orders = sa.Table("orders", sa.MetaData(), schema="semantic_layer", autoload_with=engine)
+    assert {"user__state", "revenue", "metric_time__week"} <= set(orders.columns.keys())
+    query = (
+        sa.select(orders.c.user__state, sa.func.sum(orders.c.revenue).label("revenue"))
+        .group_by(orders.c.user__state)
+        .order_by(sa.desc("revenue"))
+        .limit(3)
+    )
+    with engine.connect() as connection:
+        top = connection.execute(query).fetchall()
+    expected = course_sl.query(
+        metrics=["revenue"], group_by=["user__state"], order_by=["-revenue"], limit=3
+    ).table.to_pylist()
+    assert [(s, float(r)) for s, r in top] == [(e["user__state"], float(e["revenue"])) for e in expected]
 
 
 # ---- SQLAlchemy, pandas, psql -----------------------------------------------------------------

@@ -197,6 +197,26 @@ def parameter_count(text: str) -> int:
     return max(numbers + dollar, default=0)
 
 
+# Outside strings, quoted names, comments and dollar-quoted strings: a `$n` directly followed by
+# something (`$1,$2`), which sqlglot's tokenizer takes for a dollar-quote tag ("1,"), though
+# PostgreSQL's tags never start with a digit.
+_PARAMETER_OR_SKIPPED = re.compile(
+    r"'(?:[^']|'')*'"  # a string
+    r'|"(?:[^"]|"")*"'  # a quoted name
+    r"|--[^\n]*|/\*.*?\*/"  # comments
+    r"|\$((?:[A-Za-z_]\w*)?)\$.*?\$\1\$"  # a dollar-quoted string
+    r"|(\$\d+)(?=[^\s\d])",  # a parameter with no space after it
+    re.DOTALL,
+)
+
+
+def spaced_parameters(text: str) -> str:
+    """The statement with a space after each ``$n`` that lacks one, so that sqlglot reads it."""
+    return _PARAMETER_OR_SKIPPED.sub(lambda m: f"{m.group(2)} " if m.group(2) else m.group(0), text)
+
+
+_EPOCH = dt.datetime(2000, 1, 1)  # PostgreSQL's binary dates and times count from here
+_EPOCH_DATE = dt.date(2000, 1, 1)
 _INTEGERS = {type_oid(n) for n in ("int2", "int4", "int8", "oid")}
 _NUMBERS = {type_oid(n) for n in ("float4", "float8", "numeric")}
 _BOOL = type_oid("bool")
@@ -208,6 +228,10 @@ _BINARY_PARAMETERS: dict[int, Callable[[bytes], object]] = {
     type_oid("float4"): lambda b: struct.unpack("!f", b)[0],
     type_oid("float8"): lambda b: struct.unpack("!d", b)[0],
     type_oid("bool"): lambda b: b != b"\x00",
+    type_oid("date"): lambda b: _EPOCH_DATE + dt.timedelta(days=struct.unpack("!i", b)[0]),
+    type_oid("timestamp"): lambda b: _EPOCH + dt.timedelta(microseconds=struct.unpack("!q", b)[0]),
+    # as UTC, the session's time zone, in which a timestamp column is compared with it
+    type_oid("timestamptz"): lambda b: _EPOCH + dt.timedelta(microseconds=struct.unpack("!q", b)[0]),
 }
 
 
@@ -559,8 +583,6 @@ def _array_item(value: object) -> str:
     return text
 
 
-_EPOCH = dt.datetime(2000, 1, 1)
-_EPOCH_DATE = dt.date(2000, 1, 1)
 _BINARY_VALUES: dict[int, Callable[[Any], bytes]] = {
     type_oid("bool"): lambda v: b"\x01" if v else b"\x00",
     type_oid("int2"): lambda v: struct.pack("!h", v),
@@ -894,9 +916,10 @@ class PgConnection:
             raise PgError(
                 "53400", f"at most {MAX_PREPARED_CHARS:,} characters of prepared statements per connection"
             )
-        count = max(parameter_count(message.query), len(message.param_types))
+        text = spaced_parameters(message.query)
+        count = max(parameter_count(text), len(message.param_types))
         types = [*message.param_types, *([0] * (count - len(message.param_types)))]
-        session.prepared[message.statement] = Prepared(message.query, types)
+        session.prepared[message.statement] = Prepared(text, types)
         self._send(wire.ParseComplete())
 
     def _bind(self, message: wire.Bind) -> None:

@@ -52,8 +52,10 @@ VERSION = f"PostgreSQL {SERVER_VERSION} (greenery semantic layer, answers comput
 # read-only transactions by default: nothing here can be written).
 DEFAULT_SETTINGS: dict[str, str] = {
     "application_name": "",
+    "block_size": "8192",
     "client_encoding": "UTF8",
     "DateStyle": "ISO, MDY",
+    "default_table_access_method": "heap",  # SQLAlchemy reads it when it reflects a table
     "default_transaction_isolation": "read committed",
     "default_transaction_read_only": "on",
     "extra_float_digits": "1",
@@ -78,6 +80,7 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "TimeZone": "UTC",
     "transaction_isolation": "read committed",
     "transaction_read_only": "on",
+    "work_mem": "4MB",
 }
 # Reported to the client at startup and when changed (PostgreSQL's GUC_REPORT settings).
 REPORTED_SETTINGS = (
@@ -744,10 +747,12 @@ def _session_value(node: exp.Expression, facts: SessionFacts) -> exp.Expression 
         return exp.Array(expressions=[exp.Literal.string(n) for n in names])
     if name == "pg_backend_pid" and not args:
         return exp.Literal.number(facts.pid)
-    if name == "current_setting" and args and isinstance(args[0], exp.Literal):
-        value = facts.setting(args[0].name)
+    # the name as a literal, or a bound parameter cast to text (SQLAlchemy's current_setting(%s::VARCHAR))
+    setting = args[0].this if args and isinstance(args[0], exp.Cast) else args[0] if args else None
+    if name == "current_setting" and isinstance(setting, exp.Literal):
+        value = facts.setting(setting.name)
         if value is None and len(args) == 1:
-            raise PgError("42704", f'unrecognized configuration parameter "{args[0].name}"')
+            raise PgError("42704", f'unrecognized configuration parameter "{setting.name}"')
         return _text_or_null(value)
     return None
 
