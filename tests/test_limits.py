@@ -251,3 +251,27 @@ def test_deeply_nested_sql_is_an_input_error_over_postgres(served: Served) -> No
         assert raised.value.sqlstate == "54001" and service.TOO_COMPLEX in str(raised.value)
         connection.rollback()
         assert connection.execute("select 1").fetchone() == (1,)
+
+
+def test_a_slow_catalog_query_and_slow_sql_around_answers_stop_at_the_time_limit(
+    served: Served, adbc: flightsql.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What runs beside MetricFlow's queries is held to the same limit: a cross join of the
+    system catalog over Postgres, or of answers over Flight SQL, would otherwise run for hours."""
+    monkeypatch.setenv(service.TIMEOUT_ENV, "1")
+    catalog = "select count(*) from " + ", ".join(f"pg_catalog.pg_attribute a{n}" for n in range(5))
+    orders = "{{ semantic_layer.query(metrics=['orders'], group_by=['order']) }}"
+    around = f"select count(*) from {orders} a, {orders} b, {orders} c, {orders} d, {orders} e"
+    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
+        start = time.monotonic()
+        with pytest.raises(psycopg.Error) as raised:
+            connection.execute(catalog)
+        assert raised.value.sqlstate == "57014" and "longer than 1 s" in str(raised.value)
+        assert time.monotonic() - start < 30
+        connection.rollback()
+        assert connection.execute("select 1").fetchone() == (1,)
+    start = time.monotonic()
+    with pytest.raises(flightsql.Error, match="ran longer than 1 s and was stopped"):
+        fetch(adbc, around)
+    assert time.monotonic() - start < 30
+    assert fetch(adbc, "select 1 as one").to_pylist() == [{"one": 1}]

@@ -33,7 +33,9 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
+from greenery.semantic.watchdog import WATCHDOG
 from greenery.serve.postgres_system import NAMESPACES, RELATIONS, SERVER_VERSION, TYPES
+from greenery.serve.service import query_timeout_s
 from greenery.serve.sql import open_sandbox
 from greenery.serve.tables import SCHEMA, SqlTables
 
@@ -272,10 +274,14 @@ class PostgresCatalog:
     def run(self, tree: exp.Query, facts: SessionFacts) -> pa.Table:
         """Answer a SELECT over the system catalog (PgError when it cannot be answered)."""
         sql = rewrite(tree, facts, self.table_oids).sql(dialect="duckdb")
+        limit_s = query_timeout_s()
         with self._lock:
             cursor = self._con.cursor()
         try:
-            return cursor.sql(sql).to_arrow_table()
+            with WATCHDOG.limit(limit_s, cursor.interrupt):  # a join of catalogs can take hours
+                return cursor.sql(sql).to_arrow_table()
+        except duckdb.InterruptException:
+            raise PgError("57014", f"canceling statement: it ran longer than {limit_s:g} s") from None
         except duckdb.Error as exc:
             raise _catalog_error(exc) from None
         finally:

@@ -34,8 +34,16 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from greenery.semantic.filters import FilterRejected, normalize_where
+from greenery.semantic.watchdog import WATCHDOG
 from greenery.serve.metadata import metadata_table
-from greenery.serve.service import PublishedLayer, QueryJob, QueryRequest, SemanticLayerService
+from greenery.serve.service import (
+    PublishedLayer,
+    QueryJob,
+    QueryRequest,
+    QueryTimedOut,
+    SemanticLayerService,
+    query_timeout_s,
+)
 from greenery.serve.statements import (
     FUNCTIONS,
     MetadataStatement,
@@ -601,12 +609,19 @@ def _first_line(message: str) -> str:
 
 
 def _run_sandboxed(sql: str, sources: dict[str, pa.Table]) -> pa.Table:
-    """Run the checked SQL over the answers in this thread's sandbox: no file, no network."""
+    """Run the checked SQL over the answers in this thread's sandbox: no file, no network, and no
+    longer than a query may run (a cross join of answers can take hours)."""
     con = _sandbox()
+    limit_s = query_timeout_s()
     try:
         for name, table in sources.items():
             con.register(name, table)
-        return con.sql(sql).to_arrow_table()
+        with WATCHDOG.limit(limit_s, con.interrupt):
+            return con.sql(sql).to_arrow_table()
+    except duckdb.InterruptException:
+        raise QueryTimedOut(
+            f"the SQL around the semantic layer ran longer than {limit_s:g} s and was stopped"
+        ) from None
     except duckdb.Error as exc:
         raise SqlError(f"the SQL around the semantic layer failed: {_first_line(str(exc))}") from None
     finally:
