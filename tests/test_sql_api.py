@@ -9,6 +9,7 @@ pandas; what reaches MetricFlow is checked on the service (the SQL's filter and 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,22 @@ def test_the_template_inside_a_subquery(adbc: flightsql.Connection, by_state: pd
     )
     expected = by_state.loc[["Georgia", "Texas"], "view_to_checkout_rate"]
     assert [(r["state"], r["rate"]) for r in rows(table)] == list(expected.items())
+
+
+def test_prepared_statements_bind_parameters_as_jdbc_and_adbc_do(
+    adbc: flightsql.Connection, by_state: pd.DataFrame
+) -> None:
+    """`?` placeholders bound in the order written (the limit's last), the statement bound again."""
+    sql = f"select user__state, sessions from {BY_STATE} where user__state in (?, ?) order by 1 limit ?"
+    with adbc.cursor() as cursor:
+        for bound in (("Texas", "Georgia", 5), ("Ohio", "Texas", 1)):
+            cursor.execute(sql, bound)
+            expected = [(s, by_state.loc[s, "sessions"]) for s in sorted(bound[:2])[: bound[2]]]
+            assert [(s, float(n)) for s, n in cursor.fetchall()] == expected
+        cursor.execute("select ? as number, ? as day", (42, dt.date(2021, 2, 10)))
+        assert cursor.fetchall() == [(42, "2021-02-10")]
+        with pytest.raises(ProgrammingError, match=r"the statement has 0 parameters \(\?\)"):
+            cursor.execute(BY_STATE, ("Texas",))
 
 
 def test_select_1_pings(adbc: flightsql.Connection) -> None:

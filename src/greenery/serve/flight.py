@@ -21,17 +21,20 @@ token is UNAUTHENTICATED (checked for every call by a server middleware).
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import importlib.metadata
 import logging
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
+from sqlglot import exp
 
 from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayerError
@@ -366,6 +369,8 @@ class _Prepared:
     text: str
     schema: pa.Schema
     job_id: str | None  # the answer computed when preparing, used by the first execution
+    parameter_count: int = 0  # its ``?`` placeholders …
+    parameters: tuple[exp.Expression, ...] | None = None  # … and the literals last bound to them
 
 
 class SemanticLayerFlightServer(flight.FlightServerBase):
@@ -405,8 +410,17 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
-        """Updates and ingestion (``execute_update``, bulk ingest): refused, the layer is read-only."""
-        command = _client_errors(lambda: unpack_any(descriptor.command)[0]) if descriptor.command else "DoPut"
+        """A prepared statement's parameters (`_bind`); updates and ingestion (``execute_update``,
+        bulk ingest) are refused: the layer is read-only."""
+        command, fields = (
+            _client_errors(lambda: unpack_any(descriptor.command)) if descriptor.command else ("DoPut", {})
+        )
+        if command == "CommandPreparedStatementQuery":
+            handle = _bytes_field(fields, 1)
+            _for_client(context, lambda: self._bind(handle, reader.read_all()))
+            # DoPutPreparedStatementResult, unpacked: the handle to execute, the same one
+            writer.write(pa.py_buffer(encode_message([(1, handle)])))
+            return
         raise Unimplemented(
             f"{command} is not accepted: the semantic layer is read-only (send SELECT statements "
             "or {{ semantic_layer.query(…) }} templates)"
@@ -439,10 +453,10 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         ticket = pack_any("TicketStatementQuery", encode_message([(1, _JOB + job.id.encode())]))
         return _info(descriptor, ticket, job.table)
 
-    def _run(self, text: str) -> QueryJob:
+    def _run(self, text: str, parameters: Sequence[exp.Expression] = ()) -> QueryJob:
         """The finished job answering a statement; timeouts and server faults as their gRPC codes."""
         try:
-            return self._sql.run(text)
+            return self._sql.run(text, parameters)
         except QueryTimedOut as exc:
             raise flight.FlightTimedOutError(str(exc)) from None
         except RecursionError:  # a RuntimeError, but the input's fault
@@ -473,9 +487,11 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
             return _tables(layer.tables, fields)
 
     def _execute_prepared(self, handle: bytes) -> QueryJob:
-        prepared = self._prepared.get(handle)
-        if prepared is None:
-            raise InvalidArgument("unknown prepared statement: it was closed, or never created here")
+        prepared = self._prepared_statement(handle)
+        if prepared.parameter_count:
+            if prepared.parameters is None:
+                raise InvalidArgument(f"bind the statement's {prepared.parameter_count} parameters first")
+            return self._run(prepared.text, prepared.parameters)
         if prepared.job_id is not None:  # the first execution reuses the answer computed when preparing
             self._prepared.put(handle, replace(prepared, job_id=None))
             try:
@@ -486,6 +502,23 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
                 if job.table is not None:
                     return job
         return self._run(prepared.text)
+
+    def _prepared_statement(self, handle: bytes) -> _Prepared:
+        prepared = self._prepared.get(handle)
+        if prepared is None:
+            raise InvalidArgument("unknown prepared statement: it was closed, or never created here")
+        return prepared
+
+    def _bind(self, handle: bytes, values: pa.Table) -> None:
+        """Keep one row of parameter values (any Arrow types) for the statement's next executions."""
+        prepared = self._prepared_statement(handle)
+        if values.num_rows != 1 or values.num_columns != prepared.parameter_count:
+            raise InvalidArgument(
+                f"the statement has {prepared.parameter_count} parameters (?): bind one row of as many "
+                f"values (got {values.num_rows} rows of {values.num_columns})"
+            )
+        literals = tuple(_literal(column[0].as_py()) for column in values.columns)
+        self._prepared.put(handle, replace(prepared, parameters=literals))
 
     def _ticket_table(self, ticket: bytes) -> pa.Table:
         command, fields = unpack_any(ticket)
@@ -512,18 +545,41 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         raise Unimplemented(f"the action {action_type!r} is not supported")
 
     def _prepare(self, body: bytes) -> bytes:
-        """Run the statement once: its schema goes back, its answer to the first execution."""
+        """Run the statement once, its parameters null: its schema goes back (none if that run
+        fails), and, without parameters, its answer to the first execution."""
         command, fields = unpack_any(body)
         if command != "ActionCreatePreparedStatementRequest":
             raise InvalidArgument(f"CreatePreparedStatement expects its request message, not {command}")
         text = _text_field(fields, 1)
-        job = self._run(text)
-        assert job.table is not None
-        schema = job.table.schema
+        count = self._sql.parameter_count(text)
+        try:
+            job: QueryJob | None = self._run(text, [exp.Null()] * count)
+        except (ValueError, SemanticLayerError, flight.FlightError):
+            if not count:
+                raise
+            job = None
+        schema = job.table.schema if job is not None and job.table is not None else pa.schema([])
         handle = secrets.token_bytes(16)
-        self._prepared.put(handle, _Prepared(text, schema, job.id))
-        result = encode_message([(1, handle), (2, schema.serialize().to_pybytes())])
-        return pack_any("ActionCreatePreparedStatementResult", result)
+        first = job.id if job is not None and not count else None
+        self._prepared.put(handle, _Prepared(text, schema, first, count))
+        result: list[tuple[int, bytes | int]] = [(1, handle), (2, schema.serialize().to_pybytes())]
+        if count:  # text, for JDBC's setString; any Arrow type is bound
+            parameters = pa.schema([pa.field(f"parameter_{n + 1}", pa.string()) for n in range(count)])
+            result.append((3, parameters.serialize().to_pybytes()))
+        return pack_any("ActionCreatePreparedStatementResult", encode_message(result))
+
+
+def _literal(value: object) -> exp.Expression:
+    """A bound parameter's value as a SQL literal (never as text pasted into SQL)."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int | float | decimal.Decimal):
+        return exp.Literal.number(str(value))
+    if isinstance(value, str | dt.date | dt.time):  # dates and times as text DuckDB casts where compared
+        return exp.Literal.string(str(value))
+    raise InvalidArgument(f"parameters of type {type(value).__name__} are not supported")
 
 
 def _prepared_size(handle: bytes, prepared: _Prepared) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -32,6 +32,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 from greenery.semantic.filters import FilterRejected, normalize_where
 from greenery.semantic.watchdog import WATCHDOG
@@ -176,14 +177,17 @@ class SqlApi:
         self._transport = transport
         self._read = read  # the sqlglot dialect clients write in
 
-    def run(self, text: str) -> QueryJob:
+    def run(self, text: str, parameters: Sequence[exp.Expression] = ()) -> QueryJob:
         """Any statement a client sends: a template or SQL; the finished job holding its answer.
 
         A bare query template runs as the service's query job (cached, logged); anything else
         is answered here and kept as a finished job, so a transport can hand out its rows later.
+        `parameters` are the literals bound to the SQL's ``?`` placeholders, in order.
         """
         start = time.perf_counter()
         if is_bare_template(text):
+            if parameters:
+                raise UnsupportedSql("bind parameters inside semantic_layer templates are not supported")
             try:
                 statement = parse_statement(text)
             except StatementError as exc:
@@ -194,7 +198,7 @@ class SqlApi:
                 )
             table = self.answer(statement)
         else:
-            table = self.execute(text)
+            table = self.execute(text, parameters)
         millis = (time.perf_counter() - start) * 1000
         return self._service.keep(table, statement=text, transport=self._transport, millis=millis)
 
@@ -217,8 +221,27 @@ class SqlApi:
 
     # -- SQL --
 
-    def execute(self, sql: str) -> pa.Table:
-        """Answer one SELECT (see the module's docstring); SqlError or the service's errors otherwise."""
+    def execute(self, sql: str, parameters: Sequence[exp.Expression] = ()) -> pa.Table:
+        """Answer one SELECT (see the module's docstring), its ``?`` placeholders bound to
+        `parameters`; SqlError or the service's errors otherwise."""
+        tree, statements = self._parse_with_templates(sql)
+        count = _parameter_count(tree)
+        if count != len(parameters):
+            raise SqlError(f"the statement has {count} parameters; {len(parameters)} were bound")
+        for placeholder in list(tree.find_all(exp.Placeholder)):
+            placeholder.replace(parameters[int(placeholder.name) - 1].copy())
+        with self._service.layers.use() as layer:
+            sources = dict(self._sources(tree, statements, layer))
+        return _run_sandboxed(tree.sql(dialect="duckdb"), sources)
+
+    def parameter_count(self, sql: str) -> int:
+        """How many ``?`` placeholders the statement has (SqlError if it is not one statement)."""
+        if is_bare_template(sql):
+            return 0
+        return _parameter_count(self._parse_with_templates(sql)[0])
+
+    def _parse_with_templates(self, sql: str) -> tuple[exp.Expression, list[Statement]]:
+        """The SQL parsed, each template in it cut out (see `cut_templates`) and parsed."""
         if len(sql) > MAX_SQL_CHARS:
             raise SqlTooLarge(f"the statement is longer than {MAX_SQL_CHARS} characters")
         try:
@@ -226,10 +249,18 @@ class SqlApi:
             statements = [parse_statement(t) for t in templates]
         except StatementError as exc:
             raise SqlError(str(exc)) from None
-        tree = self._parse(text)
-        with self._service.layers.use() as layer:
-            sources = dict(self._sources(tree, statements, layer))
-        return _run_sandboxed(tree.sql(dialect="duckdb"), sources)
+        return self._parse(self._numbered_placeholders(text)), statements
+
+    def _numbered_placeholders(self, text: str) -> str:
+        """Each ``?`` as ``$1``, ``$2``… in the order written, which a parsed tree does not keep."""
+        try:
+            tokens = sqlglot.tokenize(text, read=self._read)
+        except SqlglotError:
+            return text  # the parser says what is wrong
+        marks = [t for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
+        for number, mark in reversed(list(enumerate(marks, 1))):
+            text = f"{text[: mark.start]}${number} {text[mark.end + 1 :]}"
+        return text
 
     def _parse(self, text: str) -> exp.Expression:
         try:
@@ -551,6 +582,14 @@ def _taken_off(node: exp.Expression, metrics: set[str]) -> str | None:
             "asked for; select it as it is (sum, avg, min, max or MEASURE of it is the same value)"
         )
     return arguments[0].name
+
+
+def _parameter_count(tree: exp.Expression) -> int:
+    """The highest ``$n`` placeholder of a statement whose ``?`` are numbered (0: none)."""
+    numbers = [p.name for p in tree.find_all(exp.Placeholder)]
+    if not all(n.isdigit() for n in numbers):
+        raise UnsupportedSql("only positional parameters (? or $1, $2…) can be bound")
+    return max(map(int, numbers), default=0)
 
 
 def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
