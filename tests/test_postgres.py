@@ -145,6 +145,12 @@ def test_catalog_functions_and_session_commands(pg: psycopg.Connection) -> None:
     assert pg.execute("SHOW TRANSACTION ISOLATION LEVEL").fetchone() == ("read committed",)
     assert pg.execute("select current_setting('standard_conforming_strings')").fetchone() == ("on",)
     assert _sqlstate(pg, "show no_such_setting") == "42704"
+    assert pg.execute("select current_schemas(true), current_schemas(false)").fetchone() == (
+        ["pg_catalog", "semantic_layer", "public"],
+        ["semantic_layer", "public"],
+    )
+    pg.execute("set search_path = public")
+    assert pg.execute("select current_schemas(true)").fetchone() == (["pg_catalog", "public"],)
 
 
 def test_an_error_in_a_transaction_lasts_until_rollback(served: Served) -> None:
@@ -263,6 +269,7 @@ def test_sqlalchemy_inspector_lists_tables_and_columns(engine: sa.Engine, course
     tables = inspector.get_table_names(schema="semantic_layer")
     assert set(course_sl.saved_query_names) <= set(tables)
     assert {"sessions", "orders", "product_sessions"} <= set(tables)
+    assert inspector.get_table_names() == tables  # the search path's first schema, nothing else visible
     columns = {c["name"]: c["type"] for c in inspector.get_columns("funnel_by_week", schema="semantic_layer")}
     assert isinstance(columns["metric_time__week"], sa.TIMESTAMP)
     assert isinstance(columns["view_to_checkout_rate"], sa.Float)
@@ -328,6 +335,9 @@ def test_psql_lists_and_describes(served: Served, course_sl: SemanticLayer) -> N
     assert 'Table "semantic_layer.sessions"' in described
     assert "view_to_checkout_rate" in described and "double precision" in described
     assert "metric_time__week" in described and "timestamp without time zone" in described
+    detailed = psql(r"\d+ semantic_layer.sessions")  # psql's pg_catalog.unnest, the columns' storage
+    assert "view_to_checkout_rate" in detailed and "| plain " in detailed
+    assert "| greenery " in psql(r"\l+") and "pg_default" in psql(r"\db+")
 
 
 def test_a_client_that_does_not_authenticate_in_time_is_closed(

@@ -46,6 +46,7 @@ PUBLIC_OID = 2200
 SCHEMA_OID = 16384  # semantic_layer
 FIRST_TABLE_OID = 16400  # the semantic_layer tables, in name order
 OWNER_OID = 10
+DEFAULT_TABLESPACE_OID = 1663  # pg_default (pg_global is the next)
 OWNER = "greenery"
 DATABASE = "greenery"  # what pg_database lists; clients may connect naming any database
 SERVER_VERSION_TEXT = f"{SERVER_VERSION} (greenery semantic layer)"
@@ -100,8 +101,9 @@ REPORTED_SETTINGS = (
     "TimeZone",
 )
 # Table functions a catalog query may use; everything else (read_csv, glob, query…) is refused.
+# sqlglot reads a schema-qualified pg_catalog.unnest (psql's \d+) as explode.
 TABLE_FUNCTIONS = frozenset(
-    {"generate_series", "exploding_generate_series", "generate_subscripts", "unnest", "range"}
+    {"generate_series", "exploding_generate_series", "generate_subscripts", "unnest", "explode", "range"}
 )
 # Postgres functions that reach files, the network, other sessions or the server's settings.
 FORBIDDEN_FUNCTIONS = re.compile(
@@ -352,7 +354,12 @@ def _rows(tables: SqlTables, table_oids: dict[str, int]) -> dict[tuple[str, str]
                 "datallowconn": True,
                 "datconnlimit": -1,
                 "datlocprovider": "c",
+                "dattablespace": DEFAULT_TABLESPACE_OID,
             }
+        ],
+        (PG_CATALOG, "pg_tablespace"): [  # what psql's \l+ joins the database to
+            {"oid": DEFAULT_TABLESPACE_OID, "spcname": "pg_default", "spcowner": OWNER_OID},
+            {"oid": DEFAULT_TABLESPACE_OID + 1, "spcname": "pg_global", "spcowner": OWNER_OID},
         ],
         (PG_CATALOG, "pg_roles"): [
             {"oid": OWNER_OID, "rolname": OWNER, "rolinherit": True, "rolcanlogin": True, "rolconnlimit": -1}
@@ -439,6 +446,8 @@ def _rows(tables: SqlTables, table_oids: dict[str, int]) -> dict[tuple[str, str]
                     "attname": field.name,
                     "atttypid": type_,
                     "attlen": type_length(type_),
+                    # psql's \d+ Storage: plain for fixed-length types, extended for the others
+                    "attstorage": "p" if type_length(type_) > 0 else "x",
                     "attnum": position,
                     "atttypmod": -1,
                     "attislocal": True,
@@ -508,7 +517,10 @@ _MACROS = [
     f"version() AS '{VERSION}'",
     f"pg_get_userbyid(role) AS '{OWNER}'",
     "format_type(type_oid, typemod) AS (SELECT display FROM sys_type_display WHERE oid = type_oid)",
-    "pg_table_is_visible(relation) AS true",
+    # aliases no caller's column can name: a macro's argument (c.oid) is pasted into its body
+    "sys_table_is_visible(relation, search_path) AS (SELECT list_contains(search_path, visible_ns.nspname) "
+    "FROM sys_pg_catalog.pg_class visible_rel JOIN sys_pg_catalog.pg_namespace visible_ns "
+    "ON visible_ns.oid = visible_rel.relnamespace WHERE visible_rel.oid = relation)",
     "pg_type_is_visible(type_oid) AS true",
     "pg_function_is_visible(function) AS true",
     "pg_collation_is_visible(collation) AS true",
@@ -532,6 +544,9 @@ _MACROS = [
     "pg_relation_size(relation) AS 0::BIGINT, (relation, fork) AS 0::BIGINT",
     "pg_table_size(relation) AS 0::BIGINT",
     "pg_indexes_size(relation) AS 0::BIGINT",
+    "pg_database_size(database) AS 0::BIGINT",
+    "pg_tablespace_location(tablespace) AS ''",
+    "pg_tablespace_size(tablespace) AS 0::BIGINT",
     "obj_description(object) AS (SELECT min(description) FROM sys_pg_catalog.pg_description d "
     "WHERE d.objoid = object AND d.objsubid = 0), "
     "(object, catalog_name) AS (SELECT min(description) FROM sys_pg_catalog.pg_description d "
@@ -737,6 +752,8 @@ def _session_value(node: exp.Expression, facts: SessionFacts) -> exp.Expression 
         return _text_or_null(facts.current_schema)
     if isinstance(node, exp.CurrentCatalog | exp.CurrentDatabase):
         return exp.Literal.string(facts.database)
+    if isinstance(node, exp.CurrentSchemas):  # sqlglot's own node for current_schemas(implicit)
+        return _current_schemas(node.this, facts)
     if not isinstance(node, exp.Anonymous):
         return None
     name, args = node.name.lower(), node.expressions
@@ -747,10 +764,10 @@ def _session_value(node: exp.Expression, facts: SessionFacts) -> exp.Expression 
     if name == "current_schema" and not args:
         return _text_or_null(facts.current_schema)
     if name == "current_schemas" and len(args) == 1:
-        implicit = [PG_CATALOG] if args[0].sql().lower() in ("true", "'t'", "'true'") else []
-        known = [n for n in facts.search_path if n in {SCHEMA, "public", PG_CATALOG, INFORMATION_SCHEMA}]
-        names = list(dict.fromkeys(implicit + known))
-        return exp.Array(expressions=[exp.Literal.string(n) for n in names])
+        return _current_schemas(args[0], facts)
+    if name == "pg_table_is_visible" and len(args) == 1:  # in a schema of the session's search path
+        path = [exp.Literal.string(n) for n in _search_path(facts, implicit=True)]
+        return exp.func("sys_table_is_visible", args[0], exp.Array(expressions=path))
     if name == "pg_backend_pid" and not args:
         return exp.Literal.number(facts.pid)
     # the name as a literal, or a bound parameter cast to text (SQLAlchemy's current_setting(%s::VARCHAR))
@@ -761,6 +778,19 @@ def _session_value(node: exp.Expression, facts: SessionFacts) -> exp.Expression 
             raise PgError("42704", f'unrecognized configuration parameter "{setting.name}"')
         return _text_or_null(value)
     return None
+
+
+def _search_path(facts: SessionFacts, *, implicit: bool) -> list[str]:
+    """The session's search path, of the schemas there are, pg_catalog first when `implicit`."""
+    known = [n for n in facts.search_path if n in {SCHEMA, "public", PG_CATALOG, INFORMATION_SCHEMA}]
+    return list(dict.fromkeys(([PG_CATALOG] if implicit else []) + known))
+
+
+def _current_schemas(implicit: exp.Expression | None, facts: SessionFacts) -> exp.Expression:
+    """current_schemas(implicit): the search path's schemas, pg_catalog first when asked."""
+    with_catalog = implicit is not None and implicit.sql().lower() in ("true", "'t'", "'true'")
+    names = _search_path(facts, implicit=with_catalog)
+    return exp.Array(expressions=[exp.Literal.string(n) for n in names])
 
 
 def _json_build_object(node: exp.Expression, facts: SessionFacts) -> exp.Expression | None:
