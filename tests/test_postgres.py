@@ -12,14 +12,17 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
+import sqlglot
 from pygwire import FrontendConnection
 from pygwire import messages as wire
 
@@ -27,7 +30,8 @@ from conftest import TOKEN, Served
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import postgres
 from greenery.serve.postgres import PostgresServer
-from greenery.serve.service import ServerConfigError
+from greenery.serve.postgres_catalog import DEFAULT_SETTINGS, PgError, PostgresCatalog, SessionFacts
+from greenery.serve.service import SemanticLayerService, ServerConfigError
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 
@@ -372,3 +376,40 @@ def test_sockets_past_the_cap_are_closed_at_once(served: Served, monkeypatch: py
         monkeypatch.undo()
     with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
         assert connection.execute("select 1").fetchone() == (1,)
+
+
+def test_a_catalog_closed_under_a_running_query(course_copy: Path) -> None:
+    """Replaced by a newer version, the catalog lets its running query finish and closes after
+    it; at shutdown it stops the query (57P01). DuckDB refused to close it under a query
+    ('connection is busy'), which failed the server's shutdown."""
+    service = SemanticLayerService(course_copy)
+    with service.layers.use() as layer:
+        tables = layer.tables
+    facts = SessionFacts("analyst", "greenery", dict(DEFAULT_SETTINGS), 1)
+    cross = "select count(*) from {relations}"
+
+    def run_while_closing(relations: int, *, interrupt: bool) -> list[object]:
+        catalog = PostgresCatalog(tables)
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                joined = ", ".join(f"pg_catalog.pg_attribute a{n}" for n in range(relations))
+                outcome.append(catalog.run(sqlglot.parse_one(cross.format(relations=joined)), facts).num_rows)
+            except PgError as error:
+                outcome.append(error.sqlstate)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.3)
+        catalog.close(interrupt=interrupt)
+        thread.join(60)
+        with pytest.raises(PgError, match="replaced by a newer published version"):
+            catalog.run(sqlglot.parse_one("select 1"), facts)
+        return outcome
+
+    try:
+        assert run_while_closing(4, interrupt=False) == [1]  # about a second of work, finished
+        assert run_while_closing(6, interrupt=True) == ["57P01"]  # hours of work, stopped
+    finally:
+        service.close()

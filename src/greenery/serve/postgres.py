@@ -1136,7 +1136,7 @@ class PostgresServer:
         self._tcp.server_close()
         with self._catalog_lock:
             for catalog in self._catalogs.values():
-                catalog.close()
+                catalog.close(interrupt=True)
             self._catalogs = {}
 
 

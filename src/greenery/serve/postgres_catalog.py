@@ -270,6 +270,8 @@ class PostgresCatalog:
     def __init__(self, tables: SqlTables) -> None:
         self._con = open_sandbox()
         self._lock = threading.Lock()
+        self._running: set[duckdb.DuckDBPyConnection] = set()  # the cursors of queries running now
+        self._closed = False
         self.table_oids: dict[str, int] = {}
         self._build(tables)
 
@@ -278,18 +280,38 @@ class PostgresCatalog:
         sql = rewrite(tree, facts, self.table_oids).sql(dialect="duckdb")
         limit_s = query_timeout_s()
         with self._lock:
+            if self._closed:
+                raise PgError("57014", "the catalog was replaced by a newer published version: run it again")
             cursor = self._con.cursor()
+            self._running.add(cursor)
         try:
             with WATCHDOG.limit(limit_s, cursor.interrupt):  # a join of catalogs can take hours
                 return cursor.sql(sql).to_arrow_table()
         except duckdb.InterruptException:
+            if self._closed:
+                raise PgError("57P01", "terminating the statement: the server is shutting down") from None
             raise PgError("57014", f"canceling statement: it ran longer than {limit_s:g} s") from None
         except duckdb.Error as exc:
             raise _catalog_error(exc) from None
         finally:
             cursor.close()
+            with self._lock:
+                self._running.discard(cursor)
+                last = self._closed and not self._running
+            if last:
+                self._con.close()
 
-    def close(self) -> None:
+    def close(self, *, interrupt: bool = False) -> None:
+        """Close the catalog once no query runs on it: now, or when the last running query ends
+        (a catalog replaced by a newer version's); with `interrupt` (a server shutting down), the
+        running queries are stopped first. DuckDB refuses to close a connection a query is using."""
+        with self._lock:
+            self._closed = True
+            if interrupt:
+                for cursor in self._running:
+                    cursor.interrupt()
+            if self._running:
+                return
         self._con.close()
 
     # -- building --
