@@ -7,6 +7,7 @@ after every refusal the same connection keeps answering.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import shutil
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pandas as pd
 import psycopg
 import pytest
@@ -243,6 +245,43 @@ def test_parameters_as_drivers_write_them(pg: psycopg.Connection, course_sl: Sem
     since = "select metric_time__day, orders from semantic_layer.orders where metric_time__day >= %b"
     for bound in (last.date(), last, last.replace(tzinfo=dt.UTC)):
         assert [(d, int(n)) for d, n in pg.execute(since, [bound]).fetchall()] == [(last, days[last])]
+
+
+def test_asyncpg_reads_metrics_and_binds_typed_parameters(served: Served, course_sl: SemanticLayer) -> None:
+    """asyncpg reads every numeric in binary and encodes each parameter by the type the server
+    describes: a cast's (``$1::timestamp``), int8 for LIMIT, text where nothing says."""
+    by_day = course_sl.query(metrics=["orders"], group_by=["metric_time__day"]).table.to_pylist()
+    last = max(r["metric_time__day"] for r in by_day)
+    by_state = course_sl.query(metrics=["orders", "revenue"], group_by=["user__state"]).table.to_pylist()
+    states = {r["user__state"]: (r["orders"], r["revenue"]) for r in by_state}
+    in_state = "select user__state, orders, revenue from semantic_layer.orders where user__state = $1"
+
+    async def ask() -> list[list[tuple[object, ...]]]:
+        connection = await asyncpg.connect(
+            host="127.0.0.1", port=served.pg_port, user="analyst", password=TOKEN, database="greenery"
+        )
+        try:
+            return [
+                [tuple(r) for r in await connection.fetch(sql, *parameters)]
+                for sql, parameters in (
+                    (in_state, ["Texas"]),
+                    ("select user__state from semantic_layer.orders order by 1 limit $1", [2]),
+                    (
+                        "select metric_time__day, orders from semantic_layer.orders "
+                        "where metric_time__day >= $1::timestamp",
+                        [last],
+                    ),
+                    ("select 0.005::numeric, -12.5::numeric, 1e5::numeric", []),
+                )
+            ]
+        finally:
+            await connection.close()
+
+    state, first_two, since, numbers = asyncio.run(ask())
+    assert state == [("Texas", *states["Texas"])]
+    assert [s for (s,) in first_two] == sorted(states)[:2]
+    assert since == [(last, next(r["orders"] for r in by_day if r["metric_time__day"] == last))]
+    assert numbers == [(Decimal("0.005"), Decimal("-12.5"), Decimal("100000"))]
 
 
 def test_sqlalchemy_reflects_a_table_and_selects_from_it(engine: sa.Engine, course_sl: SemanticLayer) -> None:

@@ -235,6 +235,41 @@ _BINARY_PARAMETERS: dict[int, Callable[[bytes], object]] = {
 }
 
 
+_CAST_TYPES = {  # a parameter cast in the statement ($1::int) has the cast's type, as PostgreSQL infers
+    exp.DataType.Type.SMALLINT: "int2",
+    exp.DataType.Type.INT: "int4",
+    exp.DataType.Type.BIGINT: "int8",
+    exp.DataType.Type.FLOAT: "float4",
+    exp.DataType.Type.DOUBLE: "float8",
+    exp.DataType.Type.DECIMAL: "numeric",
+    exp.DataType.Type.BOOLEAN: "bool",
+    exp.DataType.Type.DATE: "date",
+    exp.DataType.Type.TIMESTAMP: "timestamp",
+    exp.DataType.Type.TIMESTAMPTZ: "timestamptz",
+}
+
+
+def inferred_parameter_types(text: str, count: int) -> list[int]:
+    """Each parameter's type OID as PostgreSQL infers it where that is plain: a cast's type
+    (``$1::int``), ``int8`` for LIMIT and OFFSET; 0 (unknown: described as text) elsewhere. A
+    driver such as asyncpg encodes each value by the type described."""
+    types = [0] * count
+    try:
+        parsed = [e for e in sqlglot.parse(text, read="postgres") if e is not None]
+    except SqlglotError:
+        return types
+    for tree in parsed:
+        for parameter in tree.find_all(exp.Parameter):
+            number, parent = parameter.name, parameter.parent
+            if not number.isdigit() or not 1 <= int(number) <= count:
+                continue
+            if isinstance(parent, exp.Cast) and parent.to.this in _CAST_TYPES:
+                types[int(number) - 1] = type_oid(_CAST_TYPES[parent.to.this])
+            elif isinstance(parent, exp.Limit | exp.Offset):
+                types[int(number) - 1] = type_oid("int8")
+    return types
+
+
 def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expression:
     """One bind parameter as a SQL literal node (never as text pasted into SQL)."""
     if value is None:
@@ -583,7 +618,35 @@ def _array_item(value: object) -> str:
     return text
 
 
+def _binary_numeric(value: decimal.Decimal | int) -> bytes:
+    """PostgreSQL's binary numeric: how many base-10000 digits, the weight of the first, the sign,
+    the display scale, then the digits (asyncpg reads every numeric in binary)."""
+    number = decimal.Decimal(value)
+    if not number.is_finite():
+        return struct.pack("!hhHh", 0, 0, 0xC000, 0)  # NaN
+    negative, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    text = "".join(map(str, digits)) + "0" * max(0, exponent)
+    point = len(text) + min(0, exponent)  # where the decimal point falls in `text`
+    if point < 0:
+        text, point = "0" * -point + text, 0
+    integer, fraction = text[:point].lstrip("0"), text[point:]
+    integer = integer.zfill(-(-len(integer) // 4) * 4)
+    fraction = fraction.ljust(-(-len(fraction) // 4) * 4, "0")
+    groups = [int(part[i : i + 4]) for part in (integer, fraction) for i in range(0, len(part), 4)]
+    weight = len(integer) // 4 - 1
+    while groups and groups[0] == 0:
+        groups.pop(0)
+        weight -= 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    sign = 0x4000 if negative and groups else 0
+    header = struct.pack("!hhHh", len(groups), weight if groups else 0, sign, max(0, -exponent))
+    return header + struct.pack(f"!{len(groups)}H", *groups)
+
+
 _BINARY_VALUES: dict[int, Callable[[Any], bytes]] = {
+    type_oid("numeric"): _binary_numeric,
     type_oid("bool"): lambda v: b"\x01" if v else b"\x00",
     type_oid("int2"): lambda v: struct.pack("!h", v),
     type_oid("int4"): lambda v: struct.pack("!i", v),
@@ -918,7 +981,9 @@ class PgConnection:
             )
         text = spaced_parameters(message.query)
         count = max(parameter_count(text), len(message.param_types))
-        types = [*message.param_types, *([0] * (count - len(message.param_types)))]
+        given = [*message.param_types, *([0] * (count - len(message.param_types)))]
+        inferred = inferred_parameter_types(text, count)
+        types = [t or guess for t, guess in zip(given, inferred, strict=True)]
         session.prepared[message.statement] = Prepared(text, types)
         self._send(wire.ParseComplete())
 
