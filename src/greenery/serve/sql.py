@@ -70,7 +70,8 @@ SANDBOX_CONFIG = {
 _SOURCE = "__sl_source_"  # + the template's number: where the SQL reads a template's answer
 _BARE_CALL = re.compile(r"semantic_layer\s*\.\s*(\w+)\s*\(", re.IGNORECASE)
 _MEASURE = "measure"  # Cube's MEASURE(x): the metric x, as it is
-# aggregates whose value over one row is that row's: around a metric, the metric as it is
+# aggregates whose value over one row is that row's (and MEASURE, an Anonymous function to
+# sqlglot): around a metric, the metric as it is
 _VALUE_AGGREGATES = (exp.Sum, exp.Avg, exp.Min, exp.Max, exp.AnyValue, exp.Anonymous)
 
 
