@@ -170,11 +170,13 @@ def test_a_time_grain_written_as_date_trunc_is_metricflows_grain(
     """What a BI tool writes for a chart's time grain: the rate of each week, not of one day in it."""
     api, asked = spied
     asked.clear()
-    table = api.execute(
+    sql = (
         "select date_trunc('week', metric_time__day) as week, sum(view_to_checkout_rate) as rate "
-        "from semantic_layer.sessions group by 1 order by 1"
+        "from semantic_layer.sessions group by {} order by {}"
     )
-    assert [r.group_by for r in asked] == [("metric_time__week",)]
+    table = api.execute(sql.format(1, 1))
+    assert api.execute(sql.format("week", "week")) == table  # grouped by the alias
+    assert [r.group_by for r in asked] == [("metric_time__week",)] * 2
     expected = course_sl.query(metrics=["view_to_checkout_rate"], group_by=["metric_time__week"]).table
     assert rows(table) == [
         {"week": r["metric_time__week"], "rate": r["view_to_checkout_rate"]}

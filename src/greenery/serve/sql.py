@@ -620,24 +620,17 @@ def _as_filter(condition: exp.Expression, references: dict[str, str]) -> str | N
 
 
 def _projected_column(target: exp.Expression, select: exp.Select) -> str | None:
-    """The column an ORDER BY or GROUP BY item names: directly, by position, or by a projection's alias."""
-    if _is_number(target):
+    """The column an ORDER BY or GROUP BY item names: by a projection's alias or position, or directly."""
+    aliased = {p.alias: p.this for p in select.expressions if isinstance(p, exp.Alias)}
+    if isinstance(target, exp.Column | exp.Identifier) and not target.table and target.name in aliased:
+        target = aliased[target.name]
+    elif _is_number(target):
         position = int(target.this) - 1
         projections = select.expressions
         target = projections[position] if 0 <= position < len(projections) else None
     if isinstance(target, exp.Alias):
         target = target.this
-    if isinstance(target, exp.Column | exp.Identifier):
-        return target.name
-    aliased = next(
-        (
-            p.this
-            for p in select.expressions
-            if isinstance(p, exp.Alias) and p.alias == getattr(target, "name", None)
-        ),
-        None,
-    )
-    return aliased.name if isinstance(aliased, exp.Column) else None
+    return target.name if isinstance(target, exp.Column | exp.Identifier) else None
 
 
 def _is_number(node: exp.Expression | None) -> bool:
