@@ -247,6 +247,19 @@ def test_parameters_as_drivers_write_them(pg: psycopg.Connection, course_sl: Sem
         assert [(d, int(n)) for d, n in pg.execute(since, [bound]).fetchall()] == [(last, days[last])]
 
 
+def test_a_limit_keeps_postgres_ordering_of_nulls(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    """DESC puts nulls first in PostgreSQL, last in MetricFlow's DuckDB: the limit stays outside."""
+    answer = course_sl.query(metrics=["orders"], group_by=["order__shipping_service"]).table.to_pylist()
+    services = [(r["order__shipping_service"], r["orders"]) for r in answer]
+    assert any(s is None for s, _ in services)  # orders not shipped yet
+    nulls_first = [r for r in services if r[0] is None] + sorted((r for r in services if r[0]), reverse=True)
+    top = pg.execute(
+        "select order__shipping_service, orders from semantic_layer.orders "
+        "order by order__shipping_service desc limit 2"
+    ).fetchall()
+    assert top == nulls_first[:2]
+
+
 def test_asyncpg_reads_metrics_and_binds_typed_parameters(served: Served, course_sl: SemanticLayer) -> None:
     """asyncpg reads every numeric in binary and encodes each parameter by the type the server
     describes: a cast's (``$1::timestamp``), int8 for LIMIT, text where nothing says."""

@@ -184,6 +184,32 @@ def test_a_time_grain_written_as_date_trunc_is_metricflows_grain(
     ]
 
 
+def test_group_by_shapes_bi_tools_write_that_are_each_one_row(
+    spied: tuple[SqlApi, list[QueryRequest]], course_sl: SemanticLayer
+) -> None:
+    """Parentheses (Looker), an alias in another case, GROUP BY ALL, a day cast to a date
+    (Metabase), ORDER BY the alias a truncation took (Superset): each group one of MetricFlow's rows."""
+    api, _ = spied
+    by_day = course_sl.query(metrics=["sessions"], group_by=["metric_time__day"]).table.to_pylist()
+    expected = sorted((str(r["metric_time__day"])[:10], r["sessions"]) for r in by_day)
+    for sql in (
+        "select (metric_time__day) as d, sum(sessions) from semantic_layer.sessions group by (1)",
+        "select metric_time__day as d, sum(sessions) from semantic_layer.sessions group by D",
+        "select metric_time__day, sum(sessions) from semantic_layer.sessions group by all",
+        "select cast(metric_time__day as date) as metric_time__day, sum(sessions) "
+        "from semantic_layer.sessions group by cast(metric_time__day as date) order by metric_time__day",
+    ):
+        table = api.execute(sql)
+        assert sorted((str(d)[:10], n) for d, n in zip(*table.to_pydict().values(), strict=True)) == expected
+    weekly = api.execute(
+        "select date_trunc('week', metric_time__day) as metric_time__day, sum(sessions) as n "
+        "from semantic_layer.sessions group by date_trunc('week', metric_time__day) order by metric_time__day"
+    )
+    week = "metric_time__week"
+    by_week = course_sl.query(metrics=["sessions"], group_by=[week], order_by=[week]).table
+    assert weekly["n"].to_pylist() == by_week["sessions"].to_pylist()
+
+
 def test_grouping_a_metric_by_an_expression_over_a_dimension_is_refused(
     spied: tuple[SqlApi, list[QueryRequest]],
 ) -> None:

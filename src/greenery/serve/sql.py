@@ -383,6 +383,8 @@ class SqlApi:
         plan = _Plan()
         aggregated: set[str] = set()
         for node in select.find_all(exp.Column):
+            if not node.table and node.name.lower() in aliases and node.find_ancestor(exp.Order):
+                continue  # ORDER BY a projection's alias names the projection, as in PostgreSQL
             if node.table and node.table.lower() not in qualifiers:
                 raise UnknownTable(f"unknown table {node.table!r} in {node.sql()}")
             if node.catalog or (node.db and node.db.lower() != SCHEMA):  # SQLAlchemy names the schema too
@@ -478,7 +480,7 @@ def _push_order_and_limit(select: exp.Select, plan: _Plan, narrowed: bool) -> No
     order: list[str] = []
     for item in select.args["order"].expressions if select.args.get("order") else []:
         name = _projected_column(item.this, select)
-        if name not in columns:
+        if name not in columns or item.args.get("nulls_first"):  # MetricFlow's DuckDB sorts nulls last
             return
         order.append(f"-{name}" if item.args.get("desc") else name)
     plan.order_by = order
@@ -523,7 +525,10 @@ def _check_each_group_is_one_row(select: exp.Select, plan: _Plan, sql_table: Sql
     group = select.args.get("group")
     if group is None or not plan.metrics:
         return
-    grouped = {_projected_column(item, select) for item in group.expressions}
+    items = group.expressions
+    if group.args.get("all"):  # GROUP BY ALL: every projection that is not an aggregate
+        items = [p.unalias() for p in select.expressions if not p.find(exp.AggFunc, exp.Anonymous)]
+    grouped = {_projected_column(item, select) for item in items}
     merged = [name for name in plan.group_by if name not in grouped]
     if merged:
         raise UnsupportedSql(
@@ -532,6 +537,17 @@ def _check_each_group_is_one_row(select: exp.Select, plan: _Plan, sql_table: Sql
             "by, and its values cannot be added up again (a time grain is a column of its own, such "
             "as metric_time__month)"
         )
+
+
+def _same_grouping(item: exp.Expression) -> exp.Expression:
+    """A GROUP BY item as the column it groups the same as, when it is one: in parentheses, or a
+    time column (midnight of its day, week…) cast to a date or timestamp (Metabase's day grain)."""
+    item = item.unnest()
+    if isinstance(item, exp.Cast | exp.Date) and isinstance(item.this.unnest(), exp.Column):
+        cast_to = item.to.this if isinstance(item, exp.Cast) else exp.DataType.Type.DATE
+        if cast_to in (exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP):
+            return item.this.unnest()
+    return item
 
 
 def _take_off_metric_aggregates(select: exp.Select, metrics: set[str]) -> None:
@@ -620,16 +636,18 @@ def _as_filter(condition: exp.Expression, references: dict[str, str]) -> str | N
 
 
 def _projected_column(target: exp.Expression, select: exp.Select) -> str | None:
-    """The column an ORDER BY or GROUP BY item names: by a projection's alias or position, or directly."""
-    aliased = {p.alias: p.this for p in select.expressions if isinstance(p, exp.Alias)}
-    if isinstance(target, exp.Column | exp.Identifier) and not target.table and target.name in aliased:
-        target = aliased[target.name]
+    """The column an ORDER BY or GROUP BY item names: by a projection's alias or position, or
+    directly (`_same_grouping`: in parentheses, or cast to a date)."""
+    target = _same_grouping(target)
+    aliased = {p.alias.lower(): p.this for p in select.expressions if isinstance(p, exp.Alias)}
+    named = isinstance(target, exp.Column | exp.Identifier) and not getattr(target, "table", "")
+    if named and target.name.lower() in aliased:
+        target = aliased[target.name.lower()]
     elif _is_number(target):
         position = int(target.this) - 1
         projections = select.expressions
-        target = projections[position] if 0 <= position < len(projections) else None
-    if isinstance(target, exp.Alias):
-        target = target.this
+        target = projections[position].unalias() if 0 <= position < len(projections) else exp.Null()
+    target = _same_grouping(target)
     return target.name if isinstance(target, exp.Column | exp.Identifier) else None
 
 
