@@ -217,6 +217,13 @@ def spaced_parameters(text: str) -> str:
 
 _EPOCH = dt.datetime(2000, 1, 1)  # PostgreSQL's binary dates and times count from here
 _EPOCH_DATE = dt.date(2000, 1, 1)
+
+
+def _binary_timestamp(value: bytes) -> dt.datetime:
+    """A binary timestamp: microseconds since 2000-01-01 (UTC for a timestamptz)."""
+    return _EPOCH + dt.timedelta(microseconds=struct.unpack("!q", value)[0])
+
+
 _INTEGERS = {type_oid(n) for n in ("int2", "int4", "int8", "oid")}
 _NUMBERS = {type_oid(n) for n in ("float4", "float8", "numeric")}
 _BOOL = type_oid("bool")
@@ -229,9 +236,8 @@ _BINARY_PARAMETERS: dict[int, Callable[[bytes], object]] = {
     type_oid("float8"): lambda b: struct.unpack("!d", b)[0],
     type_oid("bool"): lambda b: b != b"\x00",
     type_oid("date"): lambda b: _EPOCH_DATE + dt.timedelta(days=struct.unpack("!i", b)[0]),
-    type_oid("timestamp"): lambda b: _EPOCH + dt.timedelta(microseconds=struct.unpack("!q", b)[0]),
-    # as UTC, the session's time zone, in which a timestamp column is compared with it
-    type_oid("timestamptz"): lambda b: _EPOCH + dt.timedelta(microseconds=struct.unpack("!q", b)[0]),
+    type_oid("timestamp"): _binary_timestamp,
+    type_oid("timestamptz"): _binary_timestamp,  # in UTC, the session's time zone
 }
 
 
