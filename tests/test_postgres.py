@@ -247,6 +247,22 @@ def test_parameters_as_drivers_write_them(pg: psycopg.Connection, course_sl: Sem
         assert [(d, int(n)) for d, n in pg.execute(since, [bound]).fetchall()] == [(last, days[last])]
 
 
+def test_a_superset_time_range_filter(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    """Superset's PostgreSQL time range, TO_TIMESTAMP('…', 'YYYY-MM-DD HH24:MI:SS.US'), is a
+    constant: computed, it goes into MetricFlow's query, which was refused."""
+    by_day = course_sl.query(metrics=["revenue"], group_by=["metric_time__day"]).table.to_pylist()
+    last = max(r["metric_time__day"] for r in by_day)
+    days = (last, last + dt.timedelta(days=1))
+    start, end = (f"TO_TIMESTAMP('{d:%Y-%m-%d} 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US')" for d in days)
+    rows = pg.execute(
+        "SELECT DATE_TRUNC('week', metric_time__day) AS metric_time__day, SUM(revenue) AS revenue "
+        f"FROM semantic_layer.orders WHERE metric_time__day >= {start} AND metric_time__day < {end} "
+        "GROUP BY DATE_TRUNC('week', metric_time__day)"
+    ).fetchall()
+    week = last - dt.timedelta(days=last.weekday())
+    assert rows == [(week, next(r["revenue"] for r in by_day if r["metric_time__day"] == last))]
+
+
 def test_a_limit_keeps_postgres_ordering_of_nulls(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
     """DESC puts nulls first in PostgreSQL, last in MetricFlow's DuckDB: the limit stays outside."""
     answer = course_sl.query(metrics=["orders"], group_by=["order__shipping_service"]).table.to_pylist()

@@ -21,6 +21,8 @@ files or the network and whose configuration is locked.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import re
 import threading
 import time
@@ -621,7 +623,7 @@ def _as_filter(condition: exp.Expression, references: dict[str, str]) -> str | N
     """The condition as a MetricFlow where filter (columns as ``{{ Dimension(…) }}`` …), or None
     when the filter validator refuses it."""
     tokens: dict[str, str] = {}
-    copy = condition.copy()
+    copy = condition.copy().transform(_folded)
     for number, column in enumerate(list(copy.find_all(exp.Column))):
         token = f"sl_column_{number}_z"
         tokens[token] = references[column.name]
@@ -633,6 +635,27 @@ def _as_filter(condition: exp.Expression, references: dict[str, str]) -> str | N
         return normalize_where(text)
     except (FilterRejected, ValueError):
         return None
+
+
+def _folded(node: exp.Expression) -> exp.Expression:
+    """A computed constant (no column: Superset's ``TO_TIMESTAMP('…', '…')``, ``now() - interval …``)
+    as its value, which a MetricFlow filter can hold; anything else as it is."""
+    calls = [f for f in node.find_all(exp.Func) if not (isinstance(f, exp.Cast) and f.this.is_string)]
+    if not calls or node.find(exp.Column, exp.AggFunc, exp.Placeholder, exp.Parameter) is not None:
+        return node
+    try:
+        value = _run_sandboxed(f"select {node.sql(dialect='duckdb')} as value", {})["value"][0].as_py()
+    except (SqlError, QueryTimedOut):
+        return node  # the filter check refuses it, saying why
+    if isinstance(value, dt.datetime):
+        return exp.cast(exp.Literal.string(str(value)), "timestamp")
+    if isinstance(value, dt.date):
+        return exp.cast(exp.Literal.string(str(value)), "date")
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int | float | decimal.Decimal):
+        return exp.Literal.number(str(value))
+    return exp.Literal.string(value) if isinstance(value, str) else node
 
 
 def _projected_column(target: exp.Expression, select: exp.Select) -> str | None:
