@@ -55,5 +55,23 @@ def test_a_superset_time_series_chart(superset: dict[str, Any], course_sl: Seman
     assert "sum(view_to_checkout_rate)" in superset["sql"].lower()
     expected = course_sl.query(metrics=["view_to_checkout_rate"], group_by=["metric_time__week"]).table
     weekly = {str(w): r for w, r in zip(*expected.to_pydict().values(), strict=True) if r is not None}
-    got = {r["metric_time__week"]: r["SUM(view_to_checkout_rate)"] for r in superset["rows"]}
+    got = {r["week"]: r["SUM(view_to_checkout_rate)"] for r in superset["rows"]}
     assert got == pytest.approx(weekly)
+
+
+def test_a_superset_chart_of_a_daily_column_over_a_time_range(
+    superset: dict[str, Any], course_sl: SemanticLayer
+) -> None:
+    """Weeks of the day column `metric_time__day` of `sessions`, bounded by Superset's
+    TO_TIMESTAMP('…', 'YYYY-MM-DD HH24:MI:SS.US'): MetricFlow's weekly rate of those days only."""
+    assert "TO_TIMESTAMP('2021-02-10 00:00:00.000000'" in superset["ranged_sql"]
+    day = "{{ TimeDimension('metric_time', 'day') }}"
+    in_range = _weekly_rates(course_sl, [f"{day} >= '2021-02-10'", f"{day} < '2021-02-11'"])
+    assert in_range != pytest.approx(_weekly_rates(course_sl, []))  # the range changes the rate
+    got = {r["week"]: r["SUM(view_to_checkout_rate)"] for r in superset["ranged_rows"]}
+    assert got == pytest.approx(in_range)
+
+
+def _weekly_rates(course_sl: SemanticLayer, where: list[str]) -> dict[str, float]:
+    weekly = course_sl.query(metrics=["view_to_checkout_rate"], group_by=["metric_time__week"], where=where)
+    return {str(w): r for w, r in zip(*weekly.table.to_pydict().values(), strict=True) if r is not None}
