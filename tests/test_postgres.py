@@ -242,6 +242,9 @@ def test_parameters_as_drivers_write_them(pg: psycopg.Connection, course_sl: Sem
         ["Texas", "California"],
     ).fetchall()
     assert [(s, int(n)) for s, n in two] == [(s, states[s]) for s in ("California", "Texas")]
+    around = "{{ semantic_layer.query(metrics=['orders'], group_by=['user__state']) }}"
+    texas = pg.execute(f"select user__state, orders from {around} where user__state = %s", ["Texas"])
+    assert [(s, int(n)) for s, n in texas.fetchall()] == [("Texas", states["Texas"])]
     since = "select metric_time__day, orders from semantic_layer.orders where metric_time__day >= %b"
     for bound in (last.date(), last, last.replace(tzinfo=dt.UTC)):
         assert [(d, int(n)) for d, n in pg.execute(since, [bound]).fetchall()] == [(last, days[last])]

@@ -78,6 +78,7 @@ from greenery.serve.sql import (
     UnknownColumn,
     UnknownTable,
     UnsupportedSql,
+    bind_parameters,
 )
 from greenery.serve.statements import FUNCTIONS
 from greenery.serve.tables import SCHEMA
@@ -306,20 +307,6 @@ def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expr
     return exp.Literal.string(text)
 
 
-def bind(tree: exp.Expression, literals: list[exp.Expression]) -> exp.Expression:
-    """The parsed statement with each ``$n`` replaced by its literal."""
-
-    def replace(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal) and not node.this.is_string:
-            number = int(node.this.this)
-            if not 1 <= number <= len(literals):
-                raise PgError("08P01", f"there is no parameter ${number}")
-            return literals[number - 1].copy()
-        return node
-
-    return tree.transform(replace)
-
-
 # ---- the session: settings, transactions, statements ----------------------------------------
 
 
@@ -405,10 +392,8 @@ class Session:
 
     def _select(self, text: str, literals: list[exp.Expression]) -> pa.Table:
         """A query: on the semantic layer through the SQL API; on the system catalog through its emulation."""
-        if is_template(text):
-            if literals:
-                raise PgError("0A000", "bind parameters inside semantic_layer templates are not supported")
-            return self._server.sql_api.run(text).table
+        if is_template(text):  # its parameters are bound by the SQL API, outside the templates
+            return self._server.sql_api.run(text, literals).table
         try:
             parsed = [e for e in sqlglot.parse(text, read="postgres") if e is not None]
         except SqlglotError as exc:
@@ -416,7 +401,7 @@ class Session:
             raise PgError("42601", message) from None
         if len(parsed) != 1 or not isinstance(parsed[0], exp.Query):
             raise PgError("42601", "send one SELECT at a time")
-        tree = bind(parsed[0], literals)
+        tree = bind_parameters(parsed[0], literals)
         if self._reads_semantic_layer(tree):
             name_projections(tree)
             return self._server.sql_api.run(tree.sql(dialect="postgres")).table

@@ -231,8 +231,7 @@ class SqlApi:
         count = _parameter_count(tree)
         if count != len(parameters):
             raise SqlError(f"the statement has {count} parameters; {len(parameters)} were bound")
-        for placeholder in list(tree.find_all(exp.Placeholder)):
-            placeholder.replace(parameters[int(placeholder.name) - 1].copy())
+        tree = bind_parameters(tree, parameters)
         with self._service.layers.use() as layer:
             sources = dict(self._sources(tree, statements, layer))
         return _run_sandboxed(tree.sql(dialect="duckdb"), sources)
@@ -603,12 +602,37 @@ def _taken_off(node: exp.Expression, metrics: set[str]) -> str | None:
     return arguments[0].name
 
 
+def bind_parameters(tree: exp.Expression, parameters: Sequence[exp.Expression]) -> exp.Expression:
+    """The parsed statement with each positional parameter (``$n``, or a ``?`` numbered when the
+    statement was parsed) replaced by its literal: a value is never text pasted into SQL."""
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        number = _parameter_number(node)
+        if number is None:
+            return node
+        if not 1 <= number <= len(parameters):
+            raise SqlError(f"there is no parameter ${number}")
+        return parameters[number - 1].copy()
+
+    return tree.transform(replace)
+
+
+def _parameter_number(node: exp.Expression) -> int | None:
+    """n for the parameter ``$n`` (sqlglot: a placeholder in DuckDB's SQL, a parameter in
+    PostgreSQL's); None for any other node. A named one is refused."""
+    if isinstance(node, exp.Placeholder):
+        if not node.name.isdigit():
+            raise UnsupportedSql("only positional parameters (? or $1, $2…) can be bound")
+        return int(node.name)
+    if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+        return int(node.this.this)
+    return None
+
+
 def _parameter_count(tree: exp.Expression) -> int:
-    """The highest ``$n`` placeholder of a statement whose ``?`` are numbered (0: none)."""
-    numbers = [p.name for p in tree.find_all(exp.Placeholder)]
-    if not all(n.isdigit() for n in numbers):
-        raise UnsupportedSql("only positional parameters (? or $1, $2…) can be bound")
-    return max(map(int, numbers), default=0)
+    """The highest positional parameter of a statement (0: none)."""
+    numbers = (_parameter_number(node) for node in tree.find_all(exp.Placeholder, exp.Parameter))
+    return max((n for n in numbers if n is not None), default=0)
 
 
 def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
