@@ -21,8 +21,6 @@ token is UNAUTHENTICATED (checked for every call by a server middleware).
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import importlib.metadata
 import logging
 import re
@@ -48,7 +46,7 @@ from greenery.serve.service import (
     SemanticLayerService,
     ServerConfigError,
 )
-from greenery.serve.sql import SqlApi
+from greenery.serve.sql import SqlApi, literal
 from greenery.serve.tables import SCHEMA, SqlTable, SqlTables
 
 log = logging.getLogger("greenery.serve")
@@ -571,15 +569,10 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
 
 def _literal(value: object) -> exp.Expression:
     """A bound parameter's value as a SQL literal (never as text pasted into SQL)."""
-    if value is None:
-        return exp.Null()
-    if isinstance(value, bool):
-        return exp.Boolean(this=value)
-    if isinstance(value, int | float | decimal.Decimal):
-        return exp.Literal.number(str(value))
-    if isinstance(value, str | dt.date | dt.time):  # dates and times as text DuckDB casts where compared
-        return exp.Literal.string(str(value))
-    raise InvalidArgument(f"parameters of type {type(value).__name__} are not supported")
+    bound = literal(value)
+    if bound is None:
+        raise InvalidArgument(f"parameters of type {type(value).__name__} are not supported")
+    return bound
 
 
 def _prepared_size(handle: bytes, prepared: _Prepared) -> int:

@@ -671,15 +671,22 @@ def _folded(node: exp.Expression) -> exp.Expression:
         value = _run_sandboxed(f"select {node.sql(dialect='duckdb')} as value", {})["value"][0].as_py()
     except (SqlError, QueryTimedOut):
         return node  # the filter check refuses it, saying why
-    if isinstance(value, dt.datetime):
-        return exp.cast(exp.Literal.string(str(value)), "timestamp")
-    if isinstance(value, dt.date):
-        return exp.cast(exp.Literal.string(str(value)), "date")
+    folded = literal(value)
+    return folded if folded is not None else node
+
+
+def literal(value: object) -> exp.Expression | None:
+    """A Python value as a SQL literal (dates and times as text, which DuckDB casts where they
+    are compared); None for a value of another type."""
+    if value is None:
+        return exp.Null()
     if isinstance(value, bool):
         return exp.Boolean(this=value)
     if isinstance(value, int | float | decimal.Decimal):
         return exp.Literal.number(str(value))
-    return exp.Literal.string(value) if isinstance(value, str) else node
+    if isinstance(value, str | dt.date | dt.time):
+        return exp.Literal.string(str(value))
+    return None
 
 
 def _projected_column(target: exp.Expression, select: exp.Select) -> str | None:
