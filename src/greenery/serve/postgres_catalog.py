@@ -792,13 +792,14 @@ def _session_value(node: exp.Expression, facts: SessionFacts) -> exp.Expression 
         return exp.func("sys_table_is_visible", args[0], exp.Array(expressions=path))
     if name == "pg_backend_pid" and not args:
         return exp.Literal.number(facts.pid)
-    # the name as a literal, or a bound parameter cast to text (SQLAlchemy's current_setting(%s::VARCHAR))
-    setting = args[0].this if args and isinstance(args[0], exp.Cast) else args[0] if args else None
-    if name == "current_setting" and isinstance(setting, exp.Literal):
-        value = facts.setting(setting.name)
-        if value is None and len(args) == 1:
-            raise PgError("42704", f'unrecognized configuration parameter "{setting.name}"')
-        return _text_or_null(value)
+    if name == "current_setting" and args:
+        # the name as a literal, or a bound parameter cast to text (SQLAlchemy's current_setting(%s::VARCHAR))
+        setting = args[0].this if isinstance(args[0], exp.Cast) else args[0]
+        if isinstance(setting, exp.Literal):
+            value = facts.setting(setting.name)
+            if value is None and len(args) == 1:
+                raise PgError("42704", f'unrecognized configuration parameter "{setting.name}"')
+            return _text_or_null(value)
     return None
 
 
