@@ -6,23 +6,31 @@ answering the next request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import resource
 import socket
+import struct
+import threading
 import time
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
+import asyncpg
 import psycopg
 import pytest
 import requests
 
-from conftest import TOKEN, Served, fetch
+from conftest import TOKEN, Served, fetch, running
 from greenery.semantic.layer import QueryInterrupted, SemanticLayer
 from greenery.serve import connections, graphql, http, service
 from greenery.serve.service import QueryRequest
 
+CATALOG_CROSS_JOIN = "select count(*) from " + ", ".join(f"pg_catalog.pg_attribute a{n}" for n in range(5))
+ORDERS = "{{ semantic_layer.query(metrics=['orders'], group_by=['order']) }}"
+ANSWERS_CROSS_JOIN = "select count(*) from " + ", ".join(f"{ORDERS} {n}" for n in "abcde")  # hours of work
 FUNNEL_QUERY = 'mutation { createQuery(environmentId: 1, savedQuery: "funnel_overall") { queryId } }'
 
 
@@ -259,19 +267,130 @@ def test_a_slow_catalog_query_and_slow_sql_around_answers_stop_at_the_time_limit
     """What runs beside MetricFlow's queries is held to the same limit: a cross join of the
     system catalog over Postgres, or of answers over Flight SQL, would otherwise run for hours."""
     monkeypatch.setenv(service.TIMEOUT_ENV, "1")
-    catalog = "select count(*) from " + ", ".join(f"pg_catalog.pg_attribute a{n}" for n in range(5))
-    orders = "{{ semantic_layer.query(metrics=['orders'], group_by=['order']) }}"
-    around = f"select count(*) from {orders} a, {orders} b, {orders} c, {orders} d, {orders} e"
     with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
         start = time.monotonic()
         with pytest.raises(psycopg.Error) as raised:
-            connection.execute(catalog)
+            connection.execute(CATALOG_CROSS_JOIN)
         assert raised.value.sqlstate == "57014" and "longer than 1 s" in str(raised.value)
         assert time.monotonic() - start < 30
         connection.rollback()
         assert connection.execute("select 1").fetchone() == (1,)
     start = time.monotonic()
     with pytest.raises(flightsql.Error, match="ran longer than 1 s and was stopped"):
-        fetch(adbc, around)
+        fetch(adbc, ANSWERS_CROSS_JOIN)
     assert time.monotonic() - start < 30
     assert fetch(adbc, "select 1 as one").to_pylist() == [{"one": 1}]
+
+
+def pg(served: Served, **kwargs: str) -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN, autocommit=True, **kwargs
+    )
+
+
+def test_a_statement_stops_at_the_sessions_statement_timeout(served: Served) -> None:
+    """statement_timeout read as Postgres reads it, from SET or from the startup options (libpq's
+    PGOPTIONS, JDBC's options), stops a statement on the catalog or around answers; the
+    connection answers on, and a value Postgres would refuse is refused the same way."""
+    with pg(served) as connection:
+        for value, shown in (("2500", "2500ms"), ("'1.5s'", "1500ms"), ("'60 s'", "1min"), ("0", "0")):
+            connection.execute(f"set statement_timeout = {value}")
+            assert connection.execute("show statement_timeout").fetchone() == (shown,)
+        connection.execute("set statement_timeout to '500ms'")
+        start = time.monotonic()
+        with pytest.raises(
+            psycopg.errors.QueryCanceled, match="canceling statement due to statement timeout"
+        ):
+            connection.execute(CATALOG_CROSS_JOIN)
+        assert 0.5 <= time.monotonic() - start < 30
+        for bad, message in (
+            ("'abc'", 'invalid value for parameter "statement_timeout": "abc"'),
+            ("-5", '-5 ms is outside the valid range for parameter "statement_timeout"'),
+            ("'5 sec'", 'valid units are "us", "ms", "s", "min", "h" and "d"'),
+        ):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+                connection.execute(f"set statement_timeout = {bad}")
+        assert connection.execute("show statement_timeout").fetchone() == ("500ms",)
+    with pg(served, options="-c statement_timeout=1s") as connection:
+        assert connection.execute("show statement_timeout").fetchone() == ("1s",)
+        start = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled, match="due to statement timeout"):
+            connection.execute(ANSWERS_CROSS_JOIN)
+        assert 1 <= time.monotonic() - start < 30
+        assert connection.execute("select 1").fetchone() == (1,)
+    with pytest.raises(
+        psycopg.OperationalError, match='invalid value for parameter "statement_timeout": "soon"'
+    ):
+        pg(served, options="-c statement_timeout=soon")
+
+
+def test_a_cancel_request_stops_the_statement_running(served: Served) -> None:
+    """Postgres's CancelRequest, sent on a second connection with the key the server gave at
+    startup: by psycopg's cancel_safe, by asyncpg when a fetch times out. A wrong key stops nothing."""
+    with pg(served) as connection:
+        for statement in (CATALOG_CROSS_JOIN, ANSWERS_CROSS_JOIN):
+            cancel = threading.Timer(0.5, connection.cancel_safe)
+            start = time.monotonic()
+            cancel.start()
+            with pytest.raises(psycopg.errors.QueryCanceled, match="canceling statement due to user request"):
+                connection.execute(statement)
+            cancel.join()
+            assert time.monotonic() - start < 30
+            assert connection.execute("select 1").fetchone() == (1,)
+
+        connection.execute("set statement_timeout = '1.5s'")
+        wrong_key = struct.pack("!iiii", 16, 80877102, connection.info.backend_pid, 12345)
+        cancel = threading.Timer(
+            0.3, lambda: socket.create_connection(("127.0.0.1", served.pg_port)).sendall(wrong_key)
+        )
+        cancel.start()
+        with pytest.raises(psycopg.errors.QueryCanceled, match="due to statement timeout"):
+            connection.execute(CATALOG_CROSS_JOIN)
+        cancel.join()
+
+    async def time_out() -> tuple[int, float]:
+        connection = await asyncpg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN)
+        try:
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await connection.fetch(CATALOG_CROSS_JOIN, timeout=0.5)
+            return await connection.fetchval("select 1"), time.monotonic() - start
+        finally:
+            await connection.close()
+
+    one, seconds = asyncio.run(time_out())
+    assert one == 1 and seconds < 30
+
+
+def test_cancel_query_stops_a_running_query(
+    course_copy: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GraphQL's cancelQuery (dbt-sl-sdk, dbt-mcp) stops the query's statement in DuckDB, so the
+    worker it held is free again at once, not when the server's time limit ends it."""
+    endless = "select sum(a.range * b.range) as n from range(1000000) as a, range(1000000) as b"  # hours
+    monkeypatch.setattr(service.PublishedLayer, "compile", lambda *_, **__: endless)
+    caplog.set_level(logging.INFO, logger="greenery.serve")
+    served = {"authorization": f"Bearer {TOKEN}"}
+    with running(http.create_app(course_copy, token=TOKEN)) as host:
+
+        def ask(document: str, query_id: str | None = None) -> dict:
+            body = {"query": document, "variables": {"id": query_id}}
+            answer = requests.post(f"http://{host}/api/graphql", json=body, headers=served, timeout=60)
+            return answer.json()["data"]
+
+        query_id = ask('mutation { createQuery(environmentId: 1, metrics: [{name: "orders"}]) { queryId } }')[
+            "createQuery"
+        ]["queryId"]
+        status = "query($id: String!) { query(environmentId: 1, queryId: $id) { status error } }"
+        deadline = time.monotonic() + 30
+        while ask(status, query_id)["query"]["status"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)  # well inside DuckDB's statement
+        cancel = "mutation($id: String!) { cancelQuery(environmentId: 1, queryId: $id) { queryId } }"
+        ask(cancel, query_id)
+        assert ask(status, query_id)["query"] == {"status": "FAILED", "error": "cancelled by the client"}
+        ended, deadline = f"createQuery {query_id[:8]} FAILED", time.monotonic() + 10
+        while not any(r.getMessage().startswith(ended) for r in caplog.records):  # its worker's log line
+            assert time.monotonic() < deadline, "the cancelled query still runs"
+            time.sleep(0.05)

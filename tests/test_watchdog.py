@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from greenery.semantic.layer import DuckDbClient, QueryInterrupted
-from greenery.semantic.watchdog import Watchdog
+from greenery.semantic.watchdog import WATCHDOG, Cancellable, Watchdog, interrupting, running
 
 ENDLESS = "select sum(a.range * b.range) from range(200000) as a, range(200000) as b"  # 4e10 rows
 
@@ -68,3 +68,38 @@ def test_an_ended_statement_leaves_its_connection_to_be_freed() -> None:
     del connection
     gc.collect()
     assert gone() is None
+
+
+def test_stopping_work_interrupts_its_running_statement_and_refuses_the_next() -> None:
+    """A client's cancel (or statement_timeout) while a statement runs for its work, in this
+    thread or in work it started (a query job inside a Postgres statement)."""
+    client = DuckDbClient(duckdb.connect())
+    statement = Cancellable()
+    stopper = threading.Timer(0.3, lambda: statement.stop("user request"))
+    start = time.monotonic()
+    with running(statement), running(Cancellable()) as job:
+        stopper.start()
+        with pytest.raises(QueryInterrupted):
+            client.arrow(ENDLESS, timeout_s=60)
+        assert 0.3 <= time.monotonic() - start < 30
+        assert (statement.stopped_for, job.stopped_for) == ("user request", "user request")
+        with pytest.raises(QueryInterrupted):  # refused before it starts: DuckDB would miss the interrupt
+            client.arrow("select 42 as answer", timeout_s=60)
+    assert client.arrow("select 42 as answer", timeout_s=60).to_pylist() == [{"answer": 42}]
+
+
+def test_only_what_runs_for_the_work_now_is_interrupted() -> None:
+    calls: list[str] = []
+    with interrupting(lambda: calls.append("outside any work")):  # nothing to register with
+        pass
+    work = Cancellable()
+    with running(work):
+        with WATCHDOG.limit(None, lambda: calls.append("ended")):
+            pass
+        with interrupting(lambda: calls.append("waiting")):
+            work.stop("statement timeout")
+            work.stop("user request")  # the first reason stays; nothing is interrupted twice
+        with interrupting(lambda: calls.append("after the stop")):
+            pass
+    assert calls == ["waiting", "after the stop"]
+    assert work.stopped_for == "statement timeout"

@@ -1,8 +1,12 @@
-"""Time limits for running statements: one watchdog thread for all of them.
+"""Time limits and cancels for running statements: one watchdog thread for all of them.
 
 A timer thread per statement costs a thread start on every query (about 0.35 ms on this
 2-core machine, as much as a whole cached answer); the watchdog sleeps until the earliest
 deadline and calls that statement's `interrupt`.
+
+A client may also stop its work while it runs (a Postgres cancel request or statement_timeout,
+GraphQL's cancelQuery): that work is a `Cancellable` run with `running`, and every DuckDB
+statement started for it under `Watchdog.limit` is interrupted when it is stopped.
 """
 
 from __future__ import annotations
@@ -12,8 +16,72 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+import duckdb
+
+
+class Cancellable:
+    """Work a client may stop while it runs: whatever runs for it registers how to interrupt it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._interrupts: dict[int, Callable[[], None]] = {}
+        self._keys = itertools.count()
+        self.stopped_for: str | None = None  # why it was stopped ("user request", "statement timeout")
+
+    def stop(self, reason: str) -> None:
+        """Interrupt what runs for the work now; what would start for it later is refused."""
+        with self._lock:
+            if self.stopped_for is not None:
+                return
+            self.stopped_for = reason
+            interrupts = list(self._interrupts.values())
+        for interrupt in interrupts:
+            interrupt()
+
+    @contextmanager
+    def interrupting(self, interrupt: Callable[[], None]) -> Iterator[None]:
+        """Within the block, stopping the work calls `interrupt` (at once, if it was stopped already)."""
+        key = next(self._keys)
+        with self._lock:
+            stopped = self.stopped_for is not None
+            if not stopped:
+                self._interrupts[key] = interrupt
+        if stopped:
+            interrupt()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._interrupts.pop(key, None)
+
+
+_RUNNING: ContextVar[Cancellable | None] = ContextVar("greenery_running", default=None)
+
+
+@contextmanager
+def running(work: Cancellable) -> Iterator[Cancellable]:
+    """Run the block as `work`: stopping it, or the work this thread was running already (which
+    `work` is part of), interrupts what the block runs."""
+    outer = _RUNNING.get()
+    token = _RUNNING.set(work)
+    try:
+        if outer is None:
+            yield work
+        else:
+            with outer.interrupting(lambda: work.stop(outer.stopped_for or "")):
+                yield work
+    finally:
+        _RUNNING.reset(token)
+
+
+def interrupting(interrupt: Callable[[], None]) -> AbstractContextManager[None]:
+    """Within the block, stopping the work this thread runs (if any) calls `interrupt`."""
+    work = _RUNNING.get()
+    return nullcontext() if work is None else work.interrupting(interrupt)
 
 
 @dataclass(order=True)
@@ -49,7 +117,17 @@ class Watchdog:
 
     @contextmanager
     def limit(self, seconds: float | None, interrupt: Callable[[], None]) -> Iterator[None]:
-        """Within the block, `interrupt` is called after `seconds` (never, for None)."""
+        """Within the block, a DuckDB statement's `interrupt` is called after `seconds` (never, for
+        None), or when the work this thread runs is stopped; if it was stopped already, the block
+        does not start (duckdb.InterruptException, as from an interrupted statement)."""
+        work = _RUNNING.get()
+        if work is not None and work.stopped_for is not None:
+            raise duckdb.InterruptException(f"the statement was stopped: {work.stopped_for}")
+        with interrupting(interrupt), self._deadline(seconds, interrupt):
+            yield
+
+    @contextmanager
+    def _deadline(self, seconds: float | None, interrupt: Callable[[], None]) -> Iterator[None]:
         if seconds is None:
             yield
             return

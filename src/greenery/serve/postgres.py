@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import hmac
 import itertools
 import json
 import logging
@@ -48,6 +49,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from greenery.semantic.layer import SemanticLayerError
+from greenery.semantic.watchdog import WATCHDOG, Cancellable, running
 from greenery.serve.auth import ScramRefused, ScramSha256, bind_refusal
 from greenery.serve.postgres_catalog import (
     DEFAULT_SETTINGS,
@@ -334,13 +336,15 @@ class Session:
         self.pid = secrets.randbelow(2**31 - 1) + 1
         self.secret = secrets.token_bytes(4)
         self.settings = dict(DEFAULT_SETTINGS)
-        for name, value in params.items():
+        given = {**startup_options(params.get("options", "")), **params}  # a parameter overrides options
+        for name, value in given.items():
             canonical = self._canonical(name)
             if canonical is not None and canonical not in ("client_encoding", "server_version"):
-                self.settings[canonical] = value
+                self.settings[canonical] = checked_setting(canonical, value)
         self.status = TransactionStatus.IDLE
         self.prepared: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
+        self.current_statement: Cancellable | None = None  # the statement running now, for a cancel request
 
     @property
     def facts(self) -> SessionFacts:
@@ -355,11 +359,40 @@ class Session:
     def run(self, text: str, literals: list[exp.Expression] | None = None) -> Outcome:
         """One statement; a PgError for what Postgres would refuse (the transaction fails with it)."""
         try:
-            return self._run(text, literals or [])
+            return self.run_stoppable(text, literals or [])
         except Exception as exc:
             if self.status == TransactionStatus.IN_TRANSACTION:
                 self.status = TransactionStatus.ERROR_TRANSACTION
             raise _error_for(exc) from None
+
+    def run_stoppable(self, text: str, literals: list[exp.Expression]) -> Outcome:
+        """One statement, stopped by a cancel request or at the session's statement_timeout, as in
+        Postgres: 57014, whether the stop interrupted a query or came between two of its steps."""
+        statement = Cancellable()
+        timeout_ms = setting_ms("statement_timeout", self.settings["statement_timeout"])
+        self.current_statement = statement
+        try:
+            with (
+                WATCHDOG.limit(timeout_ms / 1000 or None, lambda: statement.stop("statement timeout")),
+                running(statement),
+            ):
+                outcome = self._run(text, literals)
+        except Exception:
+            if statement.stopped_for is None:
+                raise
+            outcome = None
+        finally:
+            self.current_statement = None
+        if statement.stopped_for is not None:
+            raise PgError("57014", f"canceling statement due to {statement.stopped_for}")
+        assert outcome is not None
+        return outcome
+
+    def cancel(self) -> None:
+        """A cancel request for this session: stop the statement running now, if one is."""
+        statement = self.current_statement
+        if statement is not None:
+            statement.stop("user request")
 
     def _run(self, text: str, literals: list[exp.Expression]) -> Outcome:
         if len(text) > MAX_SQL_CHARS:
@@ -477,7 +510,7 @@ class Session:
             raise PgError("55P02", f'parameter "{canonical}" cannot be changed')
         if canonical == "client_encoding" or value is None:
             value = DEFAULT_SETTINGS.get(canonical, "")
-        self.settings[canonical] = value
+        self.settings[canonical] = checked_setting(canonical, value)
         reported = {canonical: value} if canonical in REPORTED_SETTINGS else {}
         return Outcome("SET", reported=reported)
 
@@ -546,6 +579,61 @@ def _setting_value(value: str) -> str | None:
         return None
     items = [i.strip() for i in re.findall(r"'(?:[^']|'')*'|[^,]+", value)]
     return ", ".join(i[1:-1].replace("''", "'") if i.startswith("'") else i.strip('"') for i in items)
+
+
+# Postgres's units of time settings, in milliseconds (statement_timeout's unit when none is given)
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+_MAX_INT = 2**31 - 1
+_TIME_SETTINGS = frozenset({"statement_timeout"})
+
+
+def checked_setting(name: str, value: str) -> str:
+    """A setting's value as SHOW shows it, PgError 22023 when Postgres would refuse it."""
+    if name not in _TIME_SETTINGS:
+        return value
+    ms = setting_ms(name, value)
+    unit = next(u for u in ("d", "h", "min", "s", "ms") if ms % _TIME_UNITS_MS[u] == 0)
+    return "0" if ms == 0 else f"{ms // int(_TIME_UNITS_MS[unit])}{unit}"
+
+
+def setting_ms(name: str, value: str) -> int:
+    """A time setting in milliseconds, read as Postgres reads it: '5000', '1.5s', '1 min'."""
+    match = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([a-z]*)\s*", value, re.I)
+    if match is None:
+        raise PgError("22023", f'invalid value for parameter "{name}": "{value}"')
+    unit = match.group(2) or "ms"
+    if unit not in _TIME_UNITS_MS:
+        raise PgError(
+            "22023",
+            f'invalid value for parameter "{name}": "{value}" '
+            '(valid units are "us", "ms", "s", "min", "h" and "d")',
+        )
+    exact = float(match.group(1)) * _TIME_UNITS_MS[unit]
+    if not abs(exact) <= _MAX_INT:  # infinite and NaN too
+        raise PgError("22023", f'invalid value for parameter "{name}": "{value}" (it exceeds integer range)')
+    ms = round(exact)
+    if ms < 0:
+        raise PgError("22023", f'{ms} ms is outside the valid range for parameter "{name}" (0 .. {_MAX_INT})')
+    return ms
+
+
+def startup_options(options: str) -> dict[str, str]:
+    """The settings a startup message's ``options`` gives: ``-c name=value`` or ``--name=value``
+    (libpq's PGOPTIONS, JDBC's options); a backslash escapes a space."""
+    words = iter(re.sub(r"\\(.)", r"\1", w) for w in re.findall(r"(?:\\.|[^\s\\])+", options))
+    settings: dict[str, str] = {}
+    for word in words:
+        if word == "-c":
+            item = next(words, "")
+        elif word.startswith(("-c", "--")):
+            item = word[2:]
+        else:
+            raise PgError("42601", f"invalid command-line argument for server process: {word}")
+        name, equals, value = item.partition("=")
+        if not equals:
+            raise PgError("42601", f"-c {name} requires a value")
+        settings[name.replace("-", "_")] = value
+    return settings
 
 
 _COMMANDS: dict[str, Callable[[Session, str], Outcome]] = {
@@ -742,6 +830,8 @@ class PgConnection:
         except OSError:
             pass
         finally:
+            if self._session is not None:
+                self._server.close_session(self._session)
             if self._admitted:
                 self._server.leave()
             self._sock.close()
@@ -836,7 +926,9 @@ class PgConnection:
         self._flush()
 
     def _cancel(self, message: wire.CancelRequest) -> None:
-        raise _Closed  # queries are not cancellable here; the client's connection stays as it is
+        """Stop the statement another connection runs, if the key is its; never answered, as in Postgres."""
+        self._server.cancel(message.process_id, message.secret_key)
+        raise _Closed
 
     def _terminate(self, message: wire.Terminate) -> None:
         raise _Closed
@@ -885,7 +977,10 @@ class PgConnection:
     def _authenticated(self) -> None:
         user = self._startup.get("user") or "greenery"
         database = self._startup.get("database") or user
-        session = Session(self._server, user, database, self._startup)
+        try:
+            session = self._server.open_session(user, database, self._startup)
+        except PgError as error:  # a setting in the startup message Postgres would refuse
+            self._fatal(error.sqlstate, str(error))
         self._session = session
         self._send(wire.AuthenticationOk())
         for name in REPORTED_SETTINGS:
@@ -1018,7 +1113,11 @@ class PgConnection:
         if first_word(text) not in _QUERIES or session.status == TransactionStatus.ERROR_TRANSACTION:
             return None
         try:
-            return session._run(text, literals)
+            return session.run_stoppable(text, literals)
+        except PgError as error:
+            if error.sqlstate == "57014":  # cancelled or timed out: so would the Execute be
+                raise
+            return None
         except Exception:
             return None
 
@@ -1136,6 +1235,7 @@ class PostgresServer:
         self._catalog_lock = threading.Lock()
         self._clients = 0
         self._clients_lock = threading.Lock()
+        self._sessions: dict[int, Session] = {}  # by process id, for cancel requests
         self._tcp = _TcpServer((host, port), self)
         self._thread = threading.Thread(target=self._tcp.serve_forever, name="greenery-postgres", daemon=True)
 
@@ -1186,6 +1286,29 @@ class PostgresServer:
     def leave(self) -> None:
         with self._clients_lock:
             self._clients = max(0, self._clients - 1)
+
+    def open_session(self, user: str, database: str, params: dict[str, str]) -> Session:
+        """A new connection's session (PgError for a setting Postgres would refuse), known by
+        its process id until it closes."""
+        session = Session(self, user, database, params)
+        with self._clients_lock:
+            while session.pid in self._sessions:
+                session.pid = secrets.randbelow(2**31 - 1) + 1
+            self._sessions[session.pid] = session
+        return session
+
+    def close_session(self, session: Session) -> None:
+        with self._clients_lock:
+            if self._sessions.get(session.pid) is session:
+                del self._sessions[session.pid]
+
+    def cancel(self, pid: int, secret: bytes) -> None:
+        """A cancel request: stop the statement of the session with this process id and secret key."""
+        with self._clients_lock:
+            session = self._sessions.get(pid)
+        if session is not None and hmac.compare_digest(session.secret, secret):
+            log.info("postgres: cancel request for session %d", pid)
+            session.cancel()
 
     def shutdown(self) -> None:
         self._tcp.shutdown()

@@ -36,6 +36,7 @@ from greenery.semantic import filters
 from greenery.semantic.cache import Lru
 from greenery.semantic.declarative import ExportCache, export_of
 from greenery.semantic.layer import MetricQuery, SemanticLayer, SemanticLayerError
+from greenery.semantic.watchdog import Cancellable, interrupting, running
 from greenery.serve.catalog import Catalog
 from greenery.serve.scheduler import FairScheduler, QueueFull
 from greenery.serve.tables import SqlTables
@@ -398,6 +399,7 @@ class QueryJob:
     from_cache: bool = False
     millis: float | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set once finished and logged
+    work: Cancellable = field(default_factory=Cancellable, repr=False)  # stopped by cancelQuery
     _finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _when_done: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -550,7 +552,8 @@ class SemanticLayerService:
         job, _ = self._new_job(request, read_cache, transport)
         if not job.done.is_set() and not self.scheduler.run_here(lambda: self._run(job), large=request.large):
             self._submit(job)
-            job.done.wait(wait_s)
+            with interrupting(lambda: self.cancel_query(job.id)):  # the caller's statement was stopped
+                job.done.wait(wait_s)
         if not job.done.is_set():
             self.cancel_query(job.id)
             raise QueryTimedOut(f"the query took longer than {wait_s:.0f} s")
@@ -599,8 +602,10 @@ class SemanticLayerService:
         return self.queries.get(query_id)
 
     def cancel_query(self, query_id: str) -> QueryJob:
+        """Finish the job as cancelled, and stop its query if it runs."""
         job = self.queries.get(query_id)
         if job.finish(error="cancelled by the client"):
+            job.work.stop("user request")
             job.set_done()
         return job
 
@@ -629,7 +634,7 @@ class SemanticLayerService:
             return
         try:
             checked = job.checked or job.request.checked()
-            with self.layers.use() as layer:
+            with running(job.work), self.layers.use() as layer:
                 job.version = layer.version
                 job.sql, table, job.from_cache = layer.answer(checked, read_cache=job.read_cache)
             job.finish(table=table)
