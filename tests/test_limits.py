@@ -394,3 +394,22 @@ def test_cancel_query_stops_a_running_query(
         while not any(r.getMessage().startswith(ended) for r in caplog.records):  # its worker's log line
             assert time.monotonic() < deadline, "the cancelled query still runs"
             time.sleep(0.05)
+
+
+def test_a_flight_call_the_client_cancels_stops_its_statement(
+    served: Served, adbc: flightsql.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ADBC's adbc_cancel ends the gRPC call; the server sees it and stops the statement the call
+    runs, rather than computing an answer nobody reads until the server's time limit."""
+    caplog.set_level(logging.INFO, logger="greenery.serve")
+    with adbc.cursor() as cursor:
+        cancel = threading.Timer(0.5, cursor.adbc_cancel)
+        cancel.start()
+        with pytest.raises(flightsql.OperationalError, match="CANCELLED"):
+            cursor.execute(ANSWERS_CROSS_JOIN)
+        cancel.join()
+    deadline = time.monotonic() + 10
+    while not any("stopped: the client cancelled the call" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "the cancelled call's statement still runs"
+        time.sleep(0.05)
+    assert fetch(adbc, "select 1 as one").to_pylist() == [{"one": 1}]

@@ -103,3 +103,14 @@ def test_only_what_runs_for_the_work_now_is_interrupted() -> None:
             pass
     assert calls == ["waiting", "after the stop"]
     assert work.stopped_for == "statement timeout"
+
+
+def test_a_repeated_check_runs_until_its_block_ends() -> None:
+    watchdog = Watchdog()
+    checks: list[float] = []
+    with watchdog.every(0.05, lambda: checks.append(time.monotonic())):
+        time.sleep(0.5)
+    seen = len(checks)
+    time.sleep(0.2)
+    assert 5 <= seen == len(checks)  # about ten, and none after the block
+    assert not watchdog._pending

@@ -90,6 +90,7 @@ class _Deadline:
     seq: int
     # None once done: a done deadline may wait in the heap, without holding its statement's cursor
     interrupt: Callable[[], None] | None = field(compare=False)
+    every: float | None = field(default=None, compare=False)  # a check repeated this often, until done
 
     @property
     def done(self) -> bool:
@@ -99,8 +100,12 @@ class _Deadline:
         self.interrupt = None
 
     def fire(self) -> None:
-        """Interrupt the statement, and end."""
-        interrupt, self.interrupt = self.interrupt, None
+        """Interrupt the statement, and end (a repeated check: call it, and come up again later)."""
+        interrupt = self.interrupt
+        if self.every is None:
+            self.interrupt = None
+        else:
+            self.at += self.every
         if interrupt is not None:
             interrupt()
 
@@ -126,12 +131,19 @@ class Watchdog:
         with interrupting(interrupt), self._deadline(seconds, interrupt):
             yield
 
+    def every(self, seconds: float, check: Callable[[], None]) -> AbstractContextManager[None]:
+        """Within the block, `check` is called every `seconds` (on the watchdog's thread: it must
+        be quick), such as whether the client that waits for the block has gone."""
+        return self._deadline(seconds, check, every=seconds)
+
     @contextmanager
-    def _deadline(self, seconds: float | None, interrupt: Callable[[], None]) -> Iterator[None]:
+    def _deadline(
+        self, seconds: float | None, interrupt: Callable[[], None], every: float | None = None
+    ) -> Iterator[None]:
         if seconds is None:
             yield
             return
-        deadline = _Deadline(time.monotonic() + seconds, next(self._seq), interrupt)
+        deadline = _Deadline(time.monotonic() + seconds, next(self._seq), interrupt, every)
         with self._wake:
             heapq.heappush(self._heap, deadline)
             self._pending += 1
@@ -164,8 +176,11 @@ class Watchdog:
                     self._wake.wait(wait)
                     continue
                 due = heapq.heappop(self._heap)
-                self._pending -= 1
                 due.fire()  # under the lock: the statement's block has not ended yet
+                if due.done:
+                    self._pending -= 1
+                else:
+                    heapq.heappush(self._heap, due)
 
 
 WATCHDOG = Watchdog()

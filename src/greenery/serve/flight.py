@@ -36,6 +36,7 @@ from sqlglot import exp
 
 from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayerError
+from greenery.semantic.watchdog import WATCHDOG, Cancellable, running
 from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
@@ -56,6 +57,7 @@ MAX_PREPARED = 1024  # open prepared statements kept (the oldest are closed firs
 PREPARED_BYTES = 16 * 1024 * 1024  # … within about this many bytes of statement text and schemas
 BATCH_BYTES = 4 * 1024 * 1024  # record batches are cut to about this size (gRPC's default limit)
 _JOB = b"job:"  # ticket handles: a finished query job
+CANCEL_CHECK_S = 0.2  # how often a running call looks whether its client cancelled it
 T = TypeVar("T")
 
 
@@ -581,9 +583,26 @@ def _prepared_size(handle: bytes, prepared: _Prepared) -> int:
 
 def _for_client(context: flight.ServerCallContext, call: Callable[[], T]) -> T:
     """`call` with its queries counted against the RPC's client, its gRPC peer (one client
-    connection; see greenery.serve.scheduler), and client errors mapped (`_client_errors`)."""
-    with as_client(f"flight:{context.peer()}"):
-        return _client_errors(call)
+    connection; see greenery.serve.scheduler), and client errors mapped (`_client_errors`).
+    A call the client cancels (ADBC's ``adbc_cancel``, a gRPC deadline) stops what it runs."""
+    work = Cancellable()
+
+    def stop_if_cancelled() -> None:
+        if context.is_cancelled():
+            work.stop("the client cancelled the call")
+
+    with (
+        as_client(f"flight:{context.peer()}"),
+        running(work),
+        WATCHDOG.every(CANCEL_CHECK_S, stop_if_cancelled),
+    ):
+        try:
+            return _client_errors(call)
+        except Exception:
+            if work.stopped_for is None:
+                raise
+            log.info("flight: a call from %s stopped: %s", context.peer(), work.stopped_for)
+            raise flight.FlightCancelledError(work.stopped_for) from None
 
 
 def _info(descriptor: flight.FlightDescriptor, ticket: bytes, table: pa.Table) -> flight.FlightInfo:
