@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pandas as pd
@@ -364,6 +365,13 @@ def test_pandas_read_sql(engine: sa.Engine, course_sl: SemanticLayer) -> None:
             connection,
             params={"week": "2021-02-08"},
         )
+    with engine.connect().execution_options(stream_results=True) as connection:  # a named cursor
+        chunks = list(pd.read_sql(BY_STATE, connection, chunksize=10))
+    assert [len(c) for c in chunks[:-1]] == [10] * (len(chunks) - 1)
+    streamed = pd.concat(chunks)
+    assert list(zip(streamed["user__state"], streamed["orders"].astype(int), strict=True)) == (
+        _orders_by_state(course_sl)
+    )
     assert overall.astype(int).to_dict("records") == [dict(zip(FUNNEL, [578, 467, 361], strict=True))]
     expected = course_sl.query(
         metrics=["view_to_checkout_rate"],
@@ -484,3 +492,96 @@ def test_a_catalog_closed_under_a_running_query(course_copy: Path) -> None:
         assert run_while_closing(6, interrupt=True) == ["57P01"]  # hours of work, stopped
     finally:
         service.close()
+
+
+# ---- cursors: an answer read in pieces ------------------------------------------------------
+
+BY_STATE = "select user__state, orders from semantic_layer.orders order by 1"
+
+
+def _orders_by_state(course_sl: SemanticLayer) -> list[tuple[str, int]]:
+    rows = course_sl.query(metrics=["orders"], group_by=["user__state"]).table.to_pylist()
+    return sorted((r["user__state"], r["orders"]) for r in rows)
+
+
+def _ints(rows: list[tuple[Any, ...]]) -> list[tuple[Any, int]]:
+    return [(state, int(orders)) for state, orders in rows]
+
+
+def test_psycopg_named_cursors_read_an_answer_in_pieces(served: Served, course_sl: SemanticLayer) -> None:
+    """A named (server-side) cursor: DECLARE over the extended protocol with a bound parameter,
+    Describe of the cursor's portal, FETCH FORWARD n, MOVE to scroll; WITH HOLD outside a
+    transaction, with binary rows; without WITH HOLD, refused there as Postgres refuses it."""
+    expected = [(state, orders) for state, orders in _orders_by_state(course_sl) if orders > 10]
+    connect = {"host": "127.0.0.1", "port": served.pg_port, "user": "u", "password": TOKEN}
+    with psycopg.connect(**connect) as connection:  # psycopg's default: statements in a transaction
+        with connection.cursor(name="states", scrollable=True) as cursor:
+            cursor.execute(
+                "select user__state, orders from semantic_layer.orders where orders > %s order by 1", [10]
+            )
+            assert [c.name for c in cursor.description or []] == ["user__state", "orders"]
+            first, one, rest = cursor.fetchmany(3), cursor.fetchone(), cursor.fetchall()
+            assert one is not None and _ints([*first, one, *rest]) == expected
+            cursor.scroll(1, "absolute")
+            again = cursor.fetchone()
+            cursor.scroll(-2)
+            assert again is not None and _ints([again, *cursor.fetchmany(2)]) == [expected[1], *expected[:2]]
+        connection.commit()
+    with psycopg.connect(**connect, autocommit=True) as connection:
+        with connection.cursor(name="held", withhold=True, binary=True) as cursor:
+            cursor.itersize = 7
+            cursor.execute(BY_STATE)
+            assert _ints(list(cursor)) == _orders_by_state(course_sl)
+        with pytest.raises(psycopg.errors.NoActiveSqlTransaction), connection.cursor(name="loose") as cursor:
+            cursor.execute(BY_STATE)
+
+
+def test_sql_cursors_move_as_in_postgres(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    """DECLARE … WITH HOLD and FETCH in one simple query, as psqlODBC sends them (Tableau's
+    PostgreSQL connector reads that way), then every FETCH direction. The expected rows are
+    what PostgreSQL 15 on this machine answered to the same statements over a five-row
+    ``generate_series``; the errors are its SQLSTATEs."""
+    r = _orders_by_state(course_sl)[:5]
+    cursor = psycopg.ClientCursor(pg)  # the simple query protocol, as psql and psqlODBC
+    cursor.execute(f'declare "SQL_CUR1" cursor with hold for {BY_STATE} limit 5; fetch 2 in "SQL_CUR1"')
+    assert cursor.statusmessage == "DECLARE CURSOR" and cursor.nextset()
+    assert _ints(cursor.fetchall()) == r[:2]
+
+    def fetch(statement: str) -> tuple[str | None, list[tuple[Any, int]]]:
+        cursor.execute(statement)
+        return cursor.statusmessage, _ints(cursor.fetchall()) if cursor.description else []
+
+    assert fetch('fetch next in "SQL_CUR1"') == ("FETCH 1", [r[2]])
+    assert fetch('fetch prior from "SQL_CUR1"') == ("FETCH 1", [r[1]])
+    assert fetch('fetch all "SQL_CUR1"') == ("FETCH 3", r[2:])
+    assert fetch('fetch backward 2 from "SQL_CUR1"') == ("FETCH 2", [r[4], r[3]])
+    assert fetch('move absolute 0 in "SQL_CUR1"') == ("MOVE 0", [])
+    assert fetch('fetch absolute -1 from "SQL_CUR1"') == ("FETCH 1", [r[4]])
+    assert fetch('fetch relative 0 from "SQL_CUR1"') == ("FETCH 1", [r[4]])
+    assert fetch('fetch forward 0 from "SQL_CUR1"') == ("FETCH 1", [r[4]])
+    assert fetch('move 10 in "SQL_CUR1"') == ("MOVE 0", [])
+    assert fetch('fetch "SQL_CUR1"') == ("FETCH 0", [])
+    assert fetch('close "SQL_CUR1"') == ("CLOSE CURSOR", [])
+    assert _sqlstate(pg, 'fetch 1 from "SQL_CUR1"') == "34000"
+
+    assert _sqlstate(pg, f"declare c cursor for {BY_STATE}") == "25P01"  # outside a transaction
+    cursor.execute("begin")
+    cursor.execute(f"declare c no scroll cursor for {BY_STATE} limit 5; fetch absolute 3 from c")
+    assert cursor.nextset() and _ints(cursor.fetchall()) == [r[2]]
+    assert fetch("fetch relative 5 from c") == ("FETCH 0", [])
+    assert _sqlstate(pg, "fetch relative -1 from c") == "55000"  # NO SCROLL: only forward
+    cursor.execute("rollback")
+    cursor.execute("begin")
+    cursor.execute(f"declare c cursor for {BY_STATE}")
+    assert _sqlstate(pg, f"declare c cursor for {BY_STATE}") == "42P03"
+    cursor.execute("rollback")
+
+    cursor.execute("begin")
+    cursor.execute(f"declare c cursor for {BY_STATE}; declare h cursor with hold for {BY_STATE}")
+    cursor.execute("commit")  # closes the cursor declared without WITH HOLD
+    assert _sqlstate(pg, "fetch 1 from c") == "34000"
+    assert fetch("fetch 1 from h") == ("FETCH 1", r[:1])
+    assert fetch("close all") == ("CLOSE CURSOR ALL", [])
+    assert _sqlstate(pg, "fetch 1 from h") == "34000"
+    assert _sqlstate(pg, "declare f cursor with hold for insert into x values (1)") == "42601"
+    assert pg.execute("select 1").fetchone() == (1,)

@@ -62,6 +62,7 @@ from greenery.serve.postgres_catalog import (
     type_length,
     type_oid,
 )
+from greenery.serve.postgres_cursors import Declaration, close_target, declaration, fetch_request, fetched
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
     TOO_COMPLEX,
@@ -320,11 +321,15 @@ class Prepared:
 
 @dataclass
 class Portal:
+    """A bound statement (Bind), or a cursor DECLAREd in SQL: PostgreSQL's portals are both."""
+
     text: str
     literals: list[exp.Expression]
     result_formats: list[int]
     outcome: Outcome | None = None
-    sent: int = 0  # rows already sent (Execute with a row limit)
+    # rows already sent (Execute with a row limit); a cursor's position (see postgres_cursors)
+    position: int = 0
+    cursor: Declaration | None = None  # how a DECLAREd cursor may be read
 
 
 class Session:
@@ -411,6 +416,8 @@ class Session:
             raise PgError("25006", f"cannot execute {word.upper()} in a read-only transaction")
         if word == "copy":
             return self._copy(text)
+        if word == "declare":
+            return self._declare(text, literals)
         if word == "explain":
             raise PgError("0A000", "EXPLAIN is not supported: the semantic layer compiles its own SQL")
         if word not in _QUERIES and not is_template(text):
@@ -459,6 +466,56 @@ class Session:
                 table.set("db", exp.to_identifier(SCHEMA))
                 found = True
         return found
+
+    # -- cursors (greenery.serve.postgres_cursors) --
+
+    def _declare(self, text: str, literals: list[exp.Expression]) -> Outcome:
+        declared = declaration(text)
+        if not declared.hold and self.status == TransactionStatus.IDLE:
+            raise PgError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
+        if declared.name in self.portals:
+            raise PgError("42P03", f'cursor "{declared.name}" already exists')
+        if len(self.portals) >= MAX_PREPARED:
+            raise PgError("53400", f"at most {MAX_PREPARED} open portals per connection")
+        word = first_word(declared.query)
+        if word not in _QUERIES and not is_template(declared.query):
+            raise PgError("42601", f'syntax error at or near "{word}": a cursor reads a query')
+        outcome = self._run(declared.query, literals)
+        self.portals[declared.name] = Portal(declared.query, literals, [], outcome, cursor=declared)
+        return Outcome("DECLARE CURSOR")
+
+    def _fetch(self, text: str) -> Outcome:
+        request = fetch_request(text)
+        portal = self._cursor(request.name)
+        assert portal.outcome is not None and portal.outcome.table is not None and portal.cursor is not None
+        table = portal.outcome.table
+        rows, portal.position = fetched(portal.position, table.num_rows, request, portal.cursor.scroll)
+        if request.move:
+            return Outcome(f"MOVE {len(rows)}")
+        return Outcome(f"FETCH {len(rows)}", table.take(pa.array(rows, pa.int64())))
+
+    def _close_cursor(self, text: str) -> Outcome:
+        name = close_target(text)
+        if name is None:
+            self._drop_cursors(lambda _: True)
+            return Outcome("CLOSE CURSOR ALL")
+        self._cursor(name)
+        del self.portals[name]
+        return Outcome("CLOSE CURSOR")
+
+    def _cursor(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None or portal.cursor is None:
+            raise PgError("34000", f'cursor "{name}" does not exist')
+        return portal
+
+    def _drop_cursors(self, which: Callable[[Declaration], bool]) -> None:
+        self.portals = {n: p for n, p in self.portals.items() if p.cursor is None or not which(p.cursor)}
+
+    def _end_transaction(self) -> None:
+        """Back to no transaction: the cursors declared without WITH HOLD close."""
+        self.status = TransactionStatus.IDLE
+        self._drop_cursors(lambda cursor: not cursor.hold)
 
     def _copy(self, text: str) -> Outcome:
         if re.search(r"\bfrom\b", text, re.I) and not re.search(r"^\s*copy\s*\(", text, re.I):
@@ -533,7 +590,7 @@ class Session:
     def _commit(self, text: str) -> Outcome:
         failed = self.status == TransactionStatus.ERROR_TRANSACTION
         idle = self.status == TransactionStatus.IDLE
-        self.status = TransactionStatus.IDLE
+        self._end_transaction()
         notices = [("25P01", "there is no transaction in progress")] if idle else []
         return Outcome("ROLLBACK" if failed else "COMMIT", notices=notices)
 
@@ -544,7 +601,7 @@ class Session:
             self.status = TransactionStatus.IN_TRANSACTION
             return Outcome("ROLLBACK")
         idle = self.status == TransactionStatus.IDLE
-        self.status = TransactionStatus.IDLE
+        self._end_transaction()
         return Outcome("ROLLBACK", notices=[("25P01", "there is no transaction in progress")] if idle else [])
 
     def _savepoint(self, text: str) -> Outcome:
@@ -652,7 +709,9 @@ _COMMANDS: dict[str, Callable[[Session, str], Outcome]] = {
     "deallocate": Session._deallocate,
     "listen": Session._plain,
     "unlisten": Session._plain,
-    "close": Session._plain,
+    "fetch": Session._fetch,
+    "move": Session._fetch,
+    "close": Session._close_cursor,
 }
 
 
@@ -1136,12 +1195,14 @@ class PgConnection:
             self._send(wire.EmptyQueryResponse() if outcome.empty else wire.CommandComplete(tag=outcome.tag))
             return
         formats = result_formats(portal.result_formats, _width(outcome))
-        stop = portal.sent + message.max_rows if message.max_rows > 0 else outcome.table.num_rows
+        stop = portal.position + message.max_rows if message.max_rows > 0 else outcome.table.num_rows
         self._notices_and_settings(outcome)
-        for columns in encode_rows(outcome.table, formats, portal.sent, min(stop, outcome.table.num_rows)):
+        for columns in encode_rows(
+            outcome.table, formats, portal.position, min(stop, outcome.table.num_rows)
+        ):
             self._send(wire.DataRow(columns=columns))
-        portal.sent = min(stop, outcome.table.num_rows)
-        if portal.sent < outcome.table.num_rows:
+        portal.position = min(stop, outcome.table.num_rows)
+        if portal.position < outcome.table.num_rows:
             self._send(wire.PortalSuspended())
         else:
             self._send(wire.CommandComplete(tag=outcome.tag))
