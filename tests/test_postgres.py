@@ -585,3 +585,71 @@ def test_sql_cursors_move_as_in_postgres(pg: psycopg.Connection, course_sl: Sema
     assert _sqlstate(pg, "fetch 1 from h") == "34000"
     assert _sqlstate(pg, "declare f cursor with hold for insert into x values (1)") == "42601"
     assert pg.execute("select 1").fetchone() == (1,)
+
+
+# ---- arrays: a list bound to one parameter ---------------------------------------------------
+
+
+def test_a_list_parameter_as_psycopg_sends_it(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    """``x = any(%s)`` with a Python list, the way to filter on several values in psycopg: its
+    text array (``{Texas,Ohio}``) or binary array becomes an ARRAY literal; dates stay dates."""
+    states = dict(_orders_by_state(course_sl))
+    by_day = course_sl.query(metrics=["orders"], group_by=["metric_time__day"]).table.to_pylist()
+    days = {r["metric_time__day"]: r["orders"] for r in by_day}
+    two_days = sorted(days)[:2]
+    in_states = (
+        "select user__state, orders from semantic_layer.orders where user__state = any(%{}) order by 1"
+    )
+    on_days = (
+        "select metric_time__day, orders from semantic_layer.orders "
+        "where metric_time__day = any(%{}) order by 1"
+    )
+    for placeholder in "sb":  # text, then binary
+        rows = pg.execute(in_states.format(placeholder), [["Texas", "Ohio", 'a "quoted", name']]).fetchall()
+        assert _ints(rows) == [("Ohio", states["Ohio"]), ("Texas", states["Texas"])]
+        rows = pg.execute(on_days.format(placeholder), [[d.date() for d in two_days]]).fetchall()
+        assert _ints(rows) == [(d, days[d]) for d in two_days]
+    others = pg.execute(
+        "select user__state, orders from semantic_layer.orders where user__state <> all(%s) order by 1",
+        [["Ohio"]],
+    ).fetchall()
+    assert _ints(others) == [(state, n) for state, n in states.items() if state != "Ohio"]
+
+
+def test_asyncpg_binds_lists_and_looks_up_array_types(served: Served, course_sl: SemanticLayer) -> None:
+    """asyncpg encodes a list by the array type described: text[] for ``= any($1)``, a cast's
+    array type otherwise, which it first looks up in pg_type with its own introspection query
+    (``$1::oid[]``, oid and oid[] columns, binary) after ``set_config('jit', 'off', false)``."""
+    states = dict(_orders_by_state(course_sl))
+
+    async def ask() -> list[list[tuple[object, ...]]]:
+        connection = await asyncpg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN)
+        try:
+            return [
+                [tuple(r) for r in await connection.fetch(sql, parameter)]
+                for sql, parameter in (
+                    (
+                        "select user__state from semantic_layer.orders where user__state = any($1)",
+                        ["Texas", None],
+                    ),
+                    (
+                        "select user__state, orders from semantic_layer.orders where orders = any($1::int[])",
+                        [3],
+                    ),
+                    ("select set_config('statement_timeout', $1, false) as value", "2s"),
+                )
+            ]
+        finally:
+            await connection.close()
+
+    texas, three, timeout = asyncio.run(ask())
+    assert texas == [("Texas",)]
+    assert sorted(_ints(three)) == sorted((s, n) for s, n in states.items() if n == 3)
+    assert timeout == [("2s",)]
+
+
+def test_catalog_oids_are_described_as_oid(pg: psycopg.Connection) -> None:
+    """An oid column reads as type oid, and an array of them as oid[], as in PostgreSQL."""
+    cursor = pg.execute("select oid, array[oid] as oids from pg_catalog.pg_class limit 1")
+    assert [d.type_code for d in cursor.description or []] == [26, 1028]
+    assert _sqlstate(pg, "select set_config('statement_timeout', 'soon', false)") == "22023"

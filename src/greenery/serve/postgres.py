@@ -57,6 +57,8 @@ from greenery.serve.postgres_catalog import (
     PgError,
     PostgresCatalog,
     SessionFacts,
+    array_type,
+    element_type,
     name_projections,
     pg_type_of,
     type_length,
@@ -209,14 +211,22 @@ _PARAMETER_OR_SKIPPED = re.compile(
     r'|"(?:[^"]|"")*"'  # a quoted name
     r"|--[^\n]*|/\*.*?\*/"  # comments
     r"|\$((?:[A-Za-z_]\w*)?)\$.*?\$\1\$"  # a dollar-quoted string
-    r"|(\$\d+)(?=[^\s\d])",  # a parameter with no space after it
-    re.DOTALL,
+    r"|(\$\d+)(?=[^\s\d])"  # a parameter with no space after it
+    r"|(::\s*oid\s*\[\s*\])",  # a cast to oid[] (asyncpg's type lookups), which sqlglot cannot read
+    re.DOTALL | re.IGNORECASE,
 )
 
 
-def spaced_parameters(text: str) -> str:
-    """The statement with a space after each ``$n`` that lacks one, so that sqlglot reads it."""
-    return _PARAMETER_OR_SKIPPED.sub(lambda m: f"{m.group(2)} " if m.group(2) else m.group(0), text)
+def sqlglot_readable(text: str) -> str:
+    """The statement as sqlglot reads it: a space after each ``$n`` that lacks one (else
+    ``$1,`` reads as a dollar quote), ``::int8[]`` for ``::oid[]``."""
+    return _PARAMETER_OR_SKIPPED.sub(_readable, text)
+
+
+def _readable(match: re.Match[str]) -> str:
+    if match.group(2):
+        return f"{match.group(2)} "
+    return "::int8[]" if match.group(3) else match.group(0)
 
 
 _EPOCH = dt.datetime(2000, 1, 1)  # PostgreSQL's binary dates and times count from here
@@ -231,6 +241,7 @@ def _binary_timestamp(value: bytes) -> dt.datetime:
 _INTEGERS = {type_oid(n) for n in ("int2", "int4", "int8", "oid")}
 _NUMBERS = {type_oid(n) for n in ("float4", "float8", "numeric")}
 _BOOL = type_oid("bool")
+_TIMES = {type_oid(name): name for name in ("date", "timestamp", "timestamptz")}
 _BINARY_PARAMETERS: dict[int, Callable[[bytes], object]] = {
     type_oid("int2"): lambda b: struct.unpack("!h", b)[0],
     type_oid("int4"): lambda b: struct.unpack("!i", b)[0],
@@ -264,26 +275,55 @@ def inferred_parameter_types(text: str, count: int) -> list[int]:
     (``$1::int``), ``int8`` for LIMIT and OFFSET; 0 (unknown: described as text) elsewhere. A
     driver such as asyncpg encodes each value by the type described."""
     types = [0] * count
+    for number in re.findall(r"\$(\d+)\s*::\s*oid\s*\[\s*\]", text, re.I):  # unreadable to sqlglot
+        if 1 <= int(number) <= count:
+            types[int(number) - 1] = array_type(type_oid("oid"))
     try:
-        parsed = [e for e in sqlglot.parse(text, read="postgres") if e is not None]
+        parsed = [e for e in sqlglot.parse(sqlglot_readable(text), read="postgres") if e is not None]
     except SqlglotError:
         return types
     for tree in parsed:
         for parameter in tree.find_all(exp.Parameter):
             number, parent = parameter.name, parameter.parent
-            if not number.isdigit() or not 1 <= int(number) <= count:
+            while isinstance(parent, exp.Paren):
+                parent = parent.parent
+            if not number.isdigit() or not 1 <= int(number) <= count or types[int(number) - 1]:
                 continue
-            if isinstance(parent, exp.Cast) and parent.to.this in _CAST_TYPES:
-                types[int(number) - 1] = type_oid(_CAST_TYPES[parent.to.this])
+            if isinstance(parent, exp.Cast):
+                types[int(number) - 1] = _cast_type(parent.to)
             elif isinstance(parent, exp.Limit | exp.Offset):
                 types[int(number) - 1] = type_oid("int8")
+            elif _quantifier(parent):  # x = any($1): an array, of text where nothing says
+                types[int(number) - 1] = array_type(type_oid("text"))
     return types
+
+
+def _quantifier(node: exp.Expression | None) -> bool:
+    """ANY or ALL around a list (sqlglot reads ``<> all(…)`` as a function call)."""
+    return isinstance(node, exp.Any | exp.All) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() == "all"
+    )
+
+
+def _cast_type(to: exp.DataType) -> int:
+    """The type OID of a cast's target type, an array of one too; 0 for others."""
+    if to.this == exp.DataType.Type.ARRAY and to.expressions:
+        return array_type(_cast_type(to.expressions[0]))
+    if to.this in (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR):
+        return type_oid("text")
+    return type_oid(_CAST_TYPES[to.this]) if to.this in _CAST_TYPES else 0
 
 
 def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expression:
     """One bind parameter as a SQL literal node (never as text pasted into SQL)."""
     if value is None:
         return exp.Null()
+    if element := element_type(type_):  # x = any($1) with a list (psycopg, asyncpg)
+        items = _binary_array(value) if binary else _text_array(value.decode("utf-8"))
+        literals = [parameter_literal(item, element, binary) for item in items]
+        if element in _TIMES:  # typed: DuckDB compares a list of text with no time
+            literals = [exp.cast(v, _TIMES[element]) if isinstance(v, exp.Literal) else v for v in literals]
+        return exp.Array(expressions=literals)
     if binary:
         decode = _BINARY_PARAMETERS.get(type_)
         if decode is None and type_ not in (0, type_oid("text"), type_oid("varchar"), type_oid("name")):
@@ -308,6 +348,49 @@ def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expr
             raise PgError("22P02", f'invalid input syntax for type boolean: "{text}"')
         return exp.Boolean(this=truth in ("t", "true", "1", "yes", "on", "y"))
     return exp.Literal.string(text)
+
+
+_ARRAY_ITEM = r'\s*(?:"((?:[^"\\]|\\.)*)"|((?:[^,{}"\\]|\\.)*))\s*,'  # quoted or bare, then a comma
+
+
+def _text_array(text: str) -> list[bytes | None]:
+    """The items of a one-dimensional array in PostgreSQL's text form: ``{a,"b, c",NULL}``."""
+    body = re.sub(r"^\s*(\[[^\]]*\])+\s*=", "", text).strip()  # dimension decoration: [1:2]={…}
+    if not (body.startswith("{") and body.endswith("}")):
+        raise PgError("22P02", f'malformed array literal: "{text[:80]}"')
+    inner = body[1:-1] + ","
+    if not inner[:-1].strip():
+        return []
+    if not re.fullmatch(f"(?:{_ARRAY_ITEM})+", inner):
+        if "{" in inner:
+            raise PgError("0A000", "multi-dimensional array parameters are not supported")
+        raise PgError("22P02", f'malformed array literal: "{text[:80]}"')
+    return [
+        None
+        if not quoted and bare.strip().upper() == "NULL"
+        else re.sub(r"\\(.)", r"\1", quoted or bare.strip()).encode()
+        for quoted, bare in re.findall(_ARRAY_ITEM, inner)
+    ]
+
+
+def _binary_array(value: bytes) -> list[bytes | None]:
+    """The items of a one-dimensional array in PostgreSQL's binary form (each still binary)."""
+    try:
+        dimensions = struct.unpack_from("!i", value)[0]
+        if dimensions == 0:
+            return []
+        if dimensions != 1:
+            raise PgError("0A000", "multi-dimensional array parameters are not supported")
+        (size,) = struct.unpack_from("!i", value, 12)
+        items: list[bytes | None] = []
+        at = 20
+        for _ in range(size):
+            (length,) = struct.unpack_from("!i", value, at)
+            items.append(None if length < 0 else value[at + 4 : at + 4 + length])
+            at += 4 + max(length, 0)
+        return items
+    except struct.error:
+        raise PgError("08P01", "insufficient data left in an array parameter") from None
 
 
 # ---- the session: settings, transactions, statements ----------------------------------------
@@ -350,6 +433,7 @@ class Session:
         self.prepared: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
         self.current_statement: Cancellable | None = None  # the statement running now, for a cancel request
+        self._describing = False  # running a statement only to learn its columns (columns_of)
 
     @property
     def facts(self) -> SessionFacts:
@@ -392,6 +476,23 @@ class Session:
             raise PgError("57014", f"canceling statement due to {statement.stopped_for}")
         assert outcome is not None
         return outcome
+
+    def columns_of(self, text: str, literals: list[exp.Expression]) -> Outcome | None:
+        """A statement run only to learn its columns (Describe of a statement), changing nothing
+        in the session: None if it fails."""
+        if first_word(text) not in _QUERIES or self.status == TransactionStatus.ERROR_TRANSACTION:
+            return None
+        self._describing = True
+        try:
+            return self.run_stoppable(text, literals)
+        except PgError as error:
+            if error.sqlstate == "57014":  # cancelled or timed out: so would the Execute be
+                raise
+            return None
+        except Exception:
+            return None
+        finally:
+            self._describing = False
 
     def cancel(self) -> None:
         """A cancel request for this session: stop the statement running now, if one is."""
@@ -441,11 +542,30 @@ class Session:
             raise PgError("42601", message) from None
         if len(parsed) != 1 or not isinstance(parsed[0], exp.Query):
             raise PgError("42601", "send one SELECT at a time")
-        tree = bind_parameters(parsed[0], literals)
+        tree = self._set_configs(bind_parameters(parsed[0], literals))
         if self._reads_semantic_layer(tree):
             name_projections(tree)
             return self._server.sql_api.run(tree.sql(dialect="postgres")).table
         return self._server.catalog().run(tree, self.facts)
+
+    def _set_configs(self, tree: exp.Query) -> exp.Query:
+        """``set_config(name, value, is_local)`` as in Postgres: the session's setting changes (for
+        the session, is_local or not: nothing here lasts a transaction), and the call reads as
+        the setting's new value."""
+
+        def apply(node: exp.Expression) -> exp.Expression:
+            if not (isinstance(node, exp.Anonymous) and node.name.lower() == "set_config"):
+                return node
+            args = node.expressions
+            if self._describing:  # a text column; nothing set
+                return exp.Literal.string("")
+            if len(args) != 3 or not all(isinstance(a, exp.Literal) for a in args[:2]):
+                raise PgError("0A000", "set_config takes a literal name and value here")
+            name = self._canonical(args[0].name) or args[0].name
+            self._assign(name, args[1].name)
+            return exp.Literal.string(self.settings[name])
+
+        return tree.transform(apply)  # type: ignore[return-value]
 
     def _reads_semantic_layer(self, tree: exp.Expression) -> bool:
         """Whether the query names a semantic_layer table (unqualified names resolved by search_path)."""
@@ -789,6 +909,7 @@ _BINARY_VALUES: dict[int, Callable[[Any], bytes]] = {
     type_oid("int2"): lambda v: struct.pack("!h", v),
     type_oid("int4"): lambda v: struct.pack("!i", v),
     type_oid("int8"): lambda v: struct.pack("!q", v),
+    type_oid("oid"): lambda v: struct.pack("!I", v),
     type_oid("float4"): lambda v: struct.pack("!f", v),
     type_oid("float8"): lambda v: struct.pack("!d", v),
     type_oid("text"): lambda v: str(v).encode("utf-8"),
@@ -822,10 +943,28 @@ def encode_rows(
 def _encoder(field: pa.Field, format_code: int) -> Callable[[Any], bytes]:
     if format_code == 0:
         return lambda v: _text_value(v).encode("utf-8")
-    encode = _BINARY_VALUES.get(pg_type_of(field.type))
+    oid = pg_type_of(field.type)
+    element = element_type(oid)
+    if element and (encode_item := _BINARY_VALUES.get(element)):
+        return lambda items: _binary_array_value(items, element, encode_item)
+    encode = _BINARY_VALUES.get(oid)
     if encode is None:
         raise PgError("0A000", f"binary format is not supported for column {field.name!r}: ask for text")
     return encode
+
+
+def _binary_array_value(items: list[Any], element: int, encode: Callable[[Any], bytes]) -> bytes:
+    """A one-dimensional array in PostgreSQL's binary form: dimensions, whether it holds a NULL,
+    the items' type, its length and lower bound 1, then each item's length and bytes."""
+    if not items:
+        return struct.pack("!iiI", 0, 0, element)
+    header = struct.pack("!iiIii", 1, int(None in items), element, len(items), 1)
+    parts = [struct.pack("!i", -1) if v is None else _length_prefixed(encode(v)) for v in items]
+    return header + b"".join(parts)
+
+
+def _length_prefixed(value: bytes) -> bytes:
+    return struct.pack("!i", len(value)) + value
 
 
 def result_formats(requested: list[int], columns: int) -> list[int]:
@@ -1124,10 +1263,10 @@ class PgConnection:
             raise PgError(
                 "53400", f"at most {MAX_PREPARED_CHARS:,} characters of prepared statements per connection"
             )
-        text = spaced_parameters(message.query)
+        text = sqlglot_readable(message.query)
         count = max(parameter_count(text), len(message.param_types))
         given = [*message.param_types, *([0] * (count - len(message.param_types)))]
-        inferred = inferred_parameter_types(text, count)
+        inferred = inferred_parameter_types(message.query, count)
         types = [t or guess for t, guess in zip(given, inferred, strict=True)]
         session.prepared[message.statement] = Prepared(text, types)
         self._send(wire.ParseComplete())
@@ -1159,26 +1298,12 @@ class PgConnection:
             types = [t or type_oid("text") for t in prepared.parameter_types]
             self._send(wire.ParameterDescription(type_oids=types))
             nulls: list[exp.Expression] = [exp.Null() for _ in types]
-            outcome = self._run_quietly(prepared.text, nulls)
+            outcome = session.columns_of(prepared.text, nulls)
             self._describe_rows(outcome, [0] * _width(outcome))
             return
         portal = self._portal(message.name)
         outcome = self._outcome(session, portal)
         self._describe_rows(outcome, result_formats(portal.result_formats, _width(outcome)))
-
-    def _run_quietly(self, text: str, literals: list[exp.Expression]) -> Outcome | None:
-        """A statement run only to learn its columns (Describe of a statement): None if it fails."""
-        session = self._active()
-        if first_word(text) not in _QUERIES or session.status == TransactionStatus.ERROR_TRANSACTION:
-            return None
-        try:
-            return session.run_stoppable(text, literals)
-        except PgError as error:
-            if error.sqlstate == "57014":  # cancelled or timed out: so would the Execute be
-                raise
-            return None
-        except Exception:
-            return None
 
     def _describe_rows(self, outcome: Outcome | None, formats: list[int]) -> None:
         if outcome is None or outcome.table is None:

@@ -65,6 +65,7 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "in_hot_standby": "off",
     "integer_datetimes": "on",
     "IntervalStyle": "postgres",
+    "jit": "off",  # no JIT here (asyncpg reads it, and sets it off, before it looks up a type)
     "is_superuser": "off",
     "lc_collate": "C.UTF-8",
     "lc_ctype": "C.UTF-8",
@@ -147,6 +148,18 @@ def type_oid(name: str) -> int:
     return _TYPE_BY_NAME[name]
 
 
+def element_type(oid: int) -> int:
+    """The type of an array type's items (0 for a type that is not an array)."""
+    row = _TYPE_ROWS.get(oid)
+    return row[6] if row and row[5] == "A" else 0
+
+
+def array_type(oid: int) -> int:
+    """The array type whose items are of this type (0 if there is none)."""
+    row = _TYPE_ROWS.get(oid)
+    return row[7] if row else 0
+
+
 def type_length(oid: int) -> int:
     row = _TYPE_ROWS.get(oid)
     return row[2] if row else -1
@@ -170,7 +183,7 @@ def pg_type_of(dtype: pa.DataType) -> int:
         return type_oid(scalar)
     if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
         element = _scalar_type_name(dtype.value_type) or "text"
-        return _TYPE_ROWS[type_oid(element)][7]  # typarray
+        return array_type(type_oid(element))
     return type_oid("json") if pa.types.is_struct(dtype) or pa.types.is_map(dtype) else type_oid("text")
 
 
@@ -179,7 +192,8 @@ def _scalar_type_name(dtype: pa.DataType) -> str | None:
         (pa.types.is_boolean, "bool"),
         (lambda t: pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t), "int2"),
         (lambda t: pa.types.is_int32(t) or pa.types.is_uint16(t), "int4"),
-        (lambda t: pa.types.is_int64(t) or pa.types.is_uint32(t), "int8"),
+        (pa.types.is_uint32, "oid"),
+        (pa.types.is_int64, "int8"),
         (pa.types.is_uint64, "numeric"),
         (lambda t: pa.types.is_float16(t) or pa.types.is_float32(t), "float4"),
         (pa.types.is_float64, "float8"),
@@ -197,9 +211,9 @@ def _scalar_type_name(dtype: pa.DataType) -> str | None:
 
 
 _DUCKDB_TYPES = {  # Postgres column types of the system relations, as the emulation stores them
-    "oid": "BIGINT",
+    "oid": "UINTEGER",  # read back as Postgres oid (uint32), arrays of it as oid[]
     "regproc": "VARCHAR",
-    "regtype": "BIGINT",
+    "regtype": "UINTEGER",
     "xid": "BIGINT",
     "smallint": "SMALLINT",
     "integer": "INTEGER",
@@ -213,10 +227,10 @@ _DUCKDB_TYPES = {  # Postgres column types of the system relations, as the emula
     "information_schema.time_stamp": "TIMESTAMPTZ",
     "information_schema.cardinal_number": "INTEGER",
     "int2vector": "SMALLINT[]",
-    "oidvector": "BIGINT[]",
+    "oidvector": "UINTEGER[]",
 }
 _DUCKDB_ARRAY_TYPES = {
-    "oid[]": "BIGINT[]",
+    "oid[]": "UINTEGER[]",
     "smallint[]": "SMALLINT[]",
     "real[]": "REAL[]",
     "boolean[]": "BOOLEAN[]",
@@ -883,7 +897,7 @@ def _cast(node: exp.Expression, facts: SessionFacts) -> exp.Expression | None:
 
 
 _CAST_TYPES = {
-    "oid": "BIGINT",
+    "oid": "UINT",
     "xid": "BIGINT",
     "cid": "BIGINT",
     "text": "VARCHAR",
@@ -898,7 +912,7 @@ _CAST_TYPES = {
     "int4": "INTEGER",
     "int8": "BIGINT",
     "int2vector": "SMALLINT[]",
-    "oidvector": "BIGINT[]",
+    "oidvector": "UINT[]",
 }
 
 _NODE_HANDLERS: list[Callable[[exp.Expression, SessionFacts], exp.Expression | None]] = [
