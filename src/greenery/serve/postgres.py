@@ -64,6 +64,7 @@ from greenery.serve.postgres_catalog import (
     type_length,
     type_oid,
 )
+from greenery.serve.postgres_copy import CopyRequest, copy_lines, copy_request
 from greenery.serve.postgres_cursors import Declaration, close_target, declaration, fetch_request, fetched
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
@@ -125,6 +126,7 @@ class Outcome:
     notices: list[tuple[str, str]] = field(default_factory=list)  # (SQLSTATE, message) warnings
     reported: dict[str, str] = field(default_factory=dict)  # settings changed, sent as ParameterStatus
     empty: bool = False  # an empty query string
+    copy: CopyRequest | None = None  # COPY … TO STDOUT: the table is sent as its lines
 
 
 def _error_for(exc: Exception) -> PgError:
@@ -516,7 +518,7 @@ class Session:
         if word in _WRITES:
             raise PgError("25006", f"cannot execute {word.upper()} in a read-only transaction")
         if word == "copy":
-            return self._copy(text)
+            return self._copy(text, literals)
         if word == "declare":
             return self._declare(text, literals)
         if word == "explain":
@@ -637,10 +639,17 @@ class Session:
         self.status = TransactionStatus.IDLE
         self._drop_cursors(lambda cursor: not cursor.hold)
 
-    def _copy(self, text: str) -> Outcome:
+    def _copy(self, text: str, literals: list[exp.Expression]) -> Outcome:
+        """COPY (query) TO STDOUT (greenery.serve.postgres_copy); COPY FROM is refused."""
         if re.search(r"\bfrom\b", text, re.I) and not re.search(r"^\s*copy\s*\(", text, re.I):
             raise PgError("25006", "cannot execute COPY FROM in a read-only transaction")
-        raise PgError("0A000", "COPY is not supported here: read the answer with SELECT")
+        request = copy_request(text)
+        word = first_word(request.query)
+        if word not in _QUERIES and not is_template(request.query):
+            raise PgError("42601", f'syntax error at or near "{word}": COPY reads a query')
+        table = self._run(request.query, literals).table
+        assert table is not None
+        return Outcome(f"COPY {table.num_rows}", table, copy=request)
 
     # -- session commands --
 
@@ -1212,10 +1221,27 @@ class PgConnection:
         if outcome.empty:
             self._send(wire.EmptyQueryResponse())
             return
+        if outcome.copy is not None:
+            self._send_copy(outcome)
+            return
         if outcome.table is not None:
             self._send(row_description(outcome.table, formats))
             for columns in encode_rows(outcome.table, formats, start, stop):
                 self._send(wire.DataRow(columns=columns))
+        self._send(wire.CommandComplete(tag=outcome.tag))
+
+    def _send_copy(self, outcome: Outcome) -> None:
+        """COPY's answer: CopyOutResponse, a CopyData per line, CopyDone, then the tag."""
+        assert outcome.table is not None and outcome.copy is not None
+        table = outcome.table
+        self._send(wire.CopyOutResponse(overall_format=0, col_formats=[0] * table.num_columns))
+        columns = [column.to_pylist() for column in table.columns]
+        rows = (
+            [None if v is None else _text_value(v) for v in values] for values in zip(*columns, strict=True)
+        )
+        for line in copy_lines(table.column_names, rows, outcome.copy):
+            self._send(wire.CopyData(data=line))
+        self._send(wire.CopyDone())
         self._send(wire.CommandComplete(tag=outcome.tag))
 
     def _notices_and_settings(self, outcome: Outcome) -> None:
@@ -1306,7 +1332,7 @@ class PgConnection:
         self._describe_rows(outcome, result_formats(portal.result_formats, _width(outcome)))
 
     def _describe_rows(self, outcome: Outcome | None, formats: list[int]) -> None:
-        if outcome is None or outcome.table is None:
+        if outcome is None or outcome.table is None or outcome.copy is not None:
             self._send(wire.NoData())
         else:
             self._send(row_description(outcome.table, formats))
@@ -1315,6 +1341,10 @@ class PgConnection:
         session = self._active()
         portal = self._portal(message.portal)
         outcome = self._outcome(session, portal)
+        if outcome.copy is not None:
+            self._notices_and_settings(outcome)
+            self._send_copy(outcome)
+            return
         if outcome.table is None:
             self._notices_and_settings(outcome)
             self._send(wire.EmptyQueryResponse() if outcome.empty else wire.CommandComplete(tag=outcome.tag))
