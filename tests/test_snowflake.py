@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -90,6 +92,16 @@ def test_the_incremental_build_runs_on_emulated_snowflake(snowflake_run: Emulate
 def test_emulation_leaves_no_dummy_credentials_behind(snowflake_run: EmulatedRun) -> None:
     leaked = {k: v for k, v in DUMMY_CREDENTIALS.items() if v and os.environ.get(k) == v}
     assert leaked == {}
+
+
+def test_the_emulation_leaves_no_folder_in_tmp() -> None:
+    """fakesnow makes a folder for its stages when imported; the process that imported it removes it."""
+    code = "import greenery.snowflake.emulation as e; print(e.fakesnow_stage.LOCAL_BUCKET_PATH)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("fakesnow_bucket_") and not folder.exists()
 
 
 def test_key_pair_auth_from_the_environment_reaches_the_connector(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ see `FAKESNOW_NOPS`, `_for_fakesnow` (with `_CLUSTERED_CTAS`: the clustering key
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ import snowflake.connector.errors
 import sqlglot
 from dbt.cli.main import dbtRunner
 from fakesnow.cursor import FakeSnowflakeCursor
+from fakesnow.transforms import stage as fakesnow_stage
 from snowflake.connector import pandas_tools
 from sqlglot import exp
 
@@ -51,6 +53,9 @@ from greenery.data.load import LoadError, read_folder
 from greenery.data.schema import INVENTORY_BY_WEEK, TABLES, Table
 from greenery.snowflake.dialect import check_sql, check_target, sql_files
 from greenery.warehouse.store import PROJECT_DIR
+
+# fakesnow makes a folder for its stages when imported, and never removes it: one per process
+atexit.register(shutil.rmtree, fakesnow_stage.LOCAL_BUCKET_PATH, ignore_errors=True)
 
 TARGET = "snowflake"
 RAW_DATABASE = "raw"
