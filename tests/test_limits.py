@@ -26,6 +26,7 @@ import requests
 from conftest import TOKEN, Served, fetch, running
 from greenery.semantic.layer import QueryInterrupted, SemanticLayer
 from greenery.serve import connections, graphql, http, service
+from greenery.serve.postgres import start_postgres_server
 from greenery.serve.service import QueryRequest
 
 CATALOG_CROSS_JOIN = "select count(*) from " + ", ".join(f"pg_catalog.pg_attribute a{n}" for n in range(5))
@@ -413,3 +414,35 @@ def test_a_flight_call_the_client_cancels_stops_its_statement(
         assert time.monotonic() < deadline, "the cancelled call's statement still runs"
         time.sleep(0.05)
     assert fetch(adbc, "select 1 as one").to_pylist() == [{"one": 1}]
+
+
+def test_a_statement_stopped_while_its_query_waits_for_a_worker(
+    course_copy: Path, course_sl: SemanticLayer
+) -> None:
+    """Every worker busy with other clients' queries: a Postgres statement's query waits its
+    turn, and its statement_timeout ends the wait (the waiting query is cancelled, not run later)."""
+    layer_service = service.SemanticLayerService(course_copy, workers=2)
+    postgres = start_postgres_server(layer_service, "127.0.0.1", 0, TOKEN, warm=False)
+    release = threading.Event()
+    try:
+        for client in ("a", "b"):
+            layer_service.scheduler.submit(lambda: release.wait(60), client)
+        with psycopg.connect(
+            host="127.0.0.1", port=postgres.port, user="u", password=TOKEN, autocommit=True
+        ) as connection:
+            connection.execute("set statement_timeout = 500")
+            start = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled, match="due to statement timeout"):
+                connection.execute("select revenue from semantic_layer.orders")
+            assert 0.5 <= time.monotonic() - start < 10
+            release.set()
+            orders = course_sl.query(metrics=["orders"]).table.to_pylist()[0]["orders"]
+            assert connection.execute("select orders from semantic_layer.orders").fetchone() == (orders,)
+        cancelled = [
+            job for job in layer_service.queries._jobs.values() if job.request.metrics == ("revenue",)
+        ]
+        assert [job.error for job in cancelled] == ["cancelled by the client"]
+    finally:
+        release.set()
+        postgres.shutdown()
+        layer_service.close()
