@@ -446,3 +446,20 @@ def test_a_statement_stopped_while_its_query_waits_for_a_worker(
         release.set()
         postgres.shutdown()
         layer_service.close()
+
+
+def test_input_made_to_backtrack_is_refused_at_once(served: Served) -> None:
+    """Regular expressions read array parameters and COPY statements: input shaped to make them
+    backtrack (a malformed array of 60,000 spaces, a COPY with 90,000 trailing spaces) is
+    refused in linear time, where a nested quantifier took minutes."""
+    with pg(served) as connection:
+        start = time.monotonic()
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="malformed array literal"):
+            connection.execute(
+                "select user__state from semantic_layer.orders where user__state = any(%s::text[])",
+                ["{" + " " * 30_000 + "x" + " " * 30_000 + '"}'],
+            )
+        with pytest.raises(psycopg.errors.SyntaxError):
+            connection.execute("copy (select 1) to stdout " + " " * 90_000 + "x")
+        assert time.monotonic() - start < 10
+        assert connection.execute("select 1").fetchone() == (1,)

@@ -352,7 +352,8 @@ def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expr
     return exp.Literal.string(text)
 
 
-_ARRAY_ITEM = r'\s*(?:"((?:[^"\\]|\\.)*)"|((?:[^,{}"\\]|\\.)*))\s*,'  # quoted or bare, then a comma
+# quoted or bare, then a comma; possessive (*+): a malformed array fails in linear time
+_ARRAY_ITEM = r'\s*+(?:"((?:[^"\\]|\\.)*+)"\s*+|((?:[^,{}"\\]|\\.)*+)),'
 
 
 def _text_array(text: str) -> list[bytes | None]:

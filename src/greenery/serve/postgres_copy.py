@@ -17,7 +17,7 @@ from greenery.serve.postgres_catalog import PgError
 
 _COPY = re.compile(
     r"^\s*copy\s+(?:\((?P<query>.*)\)|(?P<table>[\w.\"]+)(?:\s*\((?P<columns>[^()]*)\))?)"
-    r"\s+to\s+(?P<target>\S+)(?P<options>.*?)\s*;?\s*$",
+    r"\s+to\s+(?P<target>\S+)(?P<options>.*)$",
     re.I | re.S,
 )
 _OPTION_LIST = re.compile(r"^\s*(?:with\s*)?\((?P<items>.*)\)\s*$", re.I | re.S)
@@ -39,7 +39,7 @@ class CopyRequest:
 
 def copy_request(text: str) -> CopyRequest:
     """A ``COPY … TO STDOUT`` statement read; PgError for what is refused or malformed."""
-    match = _COPY.match(text)
+    match = _COPY.match(text.strip().rstrip(";"))
     if match is None:
         raise PgError(
             "42601", f"syntax error in {text.strip()[:80]}: COPY (query) TO STDOUT [WITH (options)]"
