@@ -449,9 +449,10 @@ def test_a_statement_stopped_while_its_query_waits_for_a_worker(
 
 
 def test_input_made_to_backtrack_is_refused_at_once(served: Served) -> None:
-    """Regular expressions read array parameters and COPY statements: input shaped to make them
-    backtrack (a malformed array of 60,000 spaces, a COPY with 90,000 trailing spaces) is
-    refused in linear time, where a nested quantifier took minutes."""
+    """Regular expressions read array parameters, COPY statements and a prepared statement's
+    parameters: input shaped to make them backtrack (a malformed array of 60,000 spaces, a COPY
+    with 90,000 trailing spaces, 40,000 unclosed dollar quotes) is refused in linear time,
+    where each took a minute or more."""
     with pg(served) as connection:
         start = time.monotonic()
         with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="malformed array literal"):
@@ -461,5 +462,8 @@ def test_input_made_to_backtrack_is_refused_at_once(served: Served) -> None:
             )
         with pytest.raises(psycopg.errors.SyntaxError):
             connection.execute("copy (select 1) to stdout " + " " * 90_000 + "x")
+        unclosed_quotes = "".join(f"$t{n}$ " for n in range(40_000))  # each opens a string never closed
+        with pytest.raises(psycopg.Error):
+            connection.execute(f"select %s {unclosed_quotes}", [1])  # Parse: parameters read first
         assert time.monotonic() - start < 10
         assert connection.execute("select 1").fetchone() == (1,)

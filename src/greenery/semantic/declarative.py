@@ -372,7 +372,7 @@ class ExportCache:
             refs.append(name)
             return _quote(name)
 
-        sql = re.sub(r"\{\{(.*?)\}\}", column, where, flags=re.DOTALL)
+        sql = filters.sub_templates(column, where)
         return None if "" in refs else sql
 
 

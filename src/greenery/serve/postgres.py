@@ -208,27 +208,40 @@ def parameter_count(text: str) -> int:
 # Outside strings, quoted names, comments and dollar-quoted strings: a `$n` directly followed by
 # something (`$1,$2`), which sqlglot's tokenizer takes for a dollar-quote tag ("1,"), though
 # PostgreSQL's tags never start with a digit.
-_PARAMETER_OR_SKIPPED = re.compile(
+_READABLE = re.compile(
     r"'(?:[^']|'')*'"  # a string
     r'|"(?:[^"]|"")*"'  # a quoted name
-    r"|--[^\n]*|/\*.*?\*/"  # comments
-    r"|\$((?:[A-Za-z_]\w*)?)\$.*?\$\1\$"  # a dollar-quoted string
-    r"|(\$\d+)(?=[^\s\d])"  # a parameter with no space after it
-    r"|(::\s*oid\s*\[\s*\])",  # a cast to oid[] (asyncpg's type lookups), which sqlglot cannot read
-    re.DOTALL | re.IGNORECASE,
+    r"|--[^\n]*"  # a line comment
+    r"|(?P<open>/\*|\$(?:[A-Za-z_]\w*)?\$)"  # a block comment or a dollar-quoted string begins
+    r"|(?P<parameter>\$\d+)(?=[^\s\d])"  # a parameter with no space after it
+    r"|(?P<oid>::\s*oid\s*\[\s*\])",  # a cast to oid[] (asyncpg's type lookups), which sqlglot cannot read
+    re.IGNORECASE,
 )
 
 
 def sqlglot_readable(text: str) -> str:
     """The statement as sqlglot reads it: a space after each ``$n`` that lacks one (else
-    ``$1,`` reads as a dollar quote), ``::int8[]`` for ``::oid[]``."""
-    return _PARAMETER_OR_SKIPPED.sub(_readable, text)
-
-
-def _readable(match: re.Match[str]) -> str:
-    if match.group(2):
-        return f"{match.group(2)} "
-    return "::int8[]" if match.group(3) else match.group(0)
+    ``$1,`` reads as a dollar quote), ``::int8[]`` for ``::oid[]``; strings and comments as they
+    are. One pass: a block comment or dollar quote is skipped to its end with str.find (a regex
+    scanning for it from every unclosed ``$tag$`` took 9 s on 100,000 characters)."""
+    parts: list[str] = []
+    at = 0
+    while (match := _READABLE.search(text, at)) is not None:
+        start, end = match.span()
+        if match.group("open"):
+            close = "*/" if match.group("open") == "/*" else match.group("open")
+            found = text.find(close, end)
+            end = len(text) if found < 0 else found + len(close)
+            parts.append(text[at:end])
+        elif match.group("parameter"):
+            parts.append(text[at:end] + " ")
+        elif match.group("oid"):
+            parts.append(text[at:start] + "::int8[]")
+        else:
+            parts.append(text[at:end])
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
 
 
 _EPOCH = dt.datetime(2000, 1, 1)  # PostgreSQL's binary dates and times count from here
