@@ -707,3 +707,39 @@ def test_copy_writes_values_as_postgres_does() -> None:
     assert b"".join(copy_lines(["a", "b", "c"], rows, older)).decode() == (
         'a;b;c\nx,y;1;NULL\n;2;"q""r"\ntab\there;3;"new\nline"\n\\\\back;NULL;ok\n'
     )
+
+
+def test_settings_last_as_long_as_in_postgres(pg: psycopg.Connection) -> None:
+    """SET LOCAL lasts until the transaction ends (outside one: a warning, no change); a SET in a
+    transaction rolled back is taken back; set_config(…, true) is SET LOCAL. The same statements
+    on PostgreSQL 15 on this machine show the same values."""
+    assert pg.execute("select 1").fetchone() == (1,)  # the catalog is built (seconds, on first use)
+    cursor = psycopg.ClientCursor(pg)
+    notices: list[str] = []
+    pg.add_notice_handler(lambda notice: notices.append(notice.sqlstate or ""))
+
+    def shown() -> str:
+        cursor.execute("show statement_timeout")
+        row = cursor.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    cursor.execute("set local statement_timeout = '7s'")
+    assert shown() == "0" and notices == ["25P01"]
+    cursor.execute("begin; set statement_timeout = '3s'; rollback")
+    assert shown() == "0"
+    cursor.execute("begin; set local statement_timeout = '4s'")
+    assert shown() == "4s"
+    cursor.execute("commit")
+    assert shown() == "0"
+    cursor.execute("begin; set statement_timeout = '5s'; commit")
+    assert shown() == "5s"
+    cursor.execute("begin; select set_config('statement_timeout', '6s', true)")
+    assert cursor.nextset() and cursor.fetchone() == ("6s",) and shown() == "6s"
+    cursor.execute("commit")
+    assert shown() == "5s"
+    before = pg.info.parameter_status("application_name")
+    cursor.execute("begin; set application_name = 'in a transaction'")
+    assert pg.info.parameter_status("application_name") == "in a transaction"
+    cursor.execute("rollback")  # a reported setting taken back is reported again
+    assert pg.info.parameter_status("application_name") == before

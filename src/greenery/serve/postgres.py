@@ -450,6 +450,8 @@ class Session:
         self.portals: dict[str, Portal] = {}
         self.current_statement: Cancellable | None = None  # the statement running now, for a cancel request
         self._describing = False  # running a statement only to learn its columns (columns_of)
+        self._before_transaction: dict[str, str] = {}  # the settings at BEGIN, back on ROLLBACK
+        self._after_transaction: dict[str, str | None] = {}  # what SET LOCAL changed, back at the end
 
     @property
     def facts(self) -> SessionFacts:
@@ -565,9 +567,8 @@ class Session:
         return self._server.catalog().run(tree, self.facts)
 
     def _set_configs(self, tree: exp.Query) -> exp.Query:
-        """``set_config(name, value, is_local)`` as in Postgres: the session's setting changes (for
-        the session, is_local or not: nothing here lasts a transaction), and the call reads as
-        the setting's new value."""
+        """``set_config(name, value, is_local)`` as in Postgres: the setting changes as SET (or SET
+        LOCAL) changes it, and the call reads as its new value."""
 
         def apply(node: exp.Expression) -> exp.Expression:
             if not (isinstance(node, exp.Anonymous) and node.name.lower() == "set_config"):
@@ -578,8 +579,9 @@ class Session:
             if len(args) != 3 or not all(isinstance(a, exp.Literal) for a in args[:2]):
                 raise PgError("0A000", "set_config takes a literal name and value here")
             name = self._canonical(args[0].name) or args[0].name
-            self._assign(name, args[1].name)
-            return exp.Literal.string(self.settings[name])
+            local = isinstance(args[2], exp.Boolean) and args[2].this is True
+            self._assign(name, args[1].name, local=local)
+            return exp.Literal.string(checked_setting(name, args[1].name))
 
         return tree.transform(apply)  # type: ignore[return-value]
 
@@ -648,10 +650,23 @@ class Session:
     def _drop_cursors(self, which: Callable[[Declaration], bool]) -> None:
         self.portals = {n: p for n, p in self.portals.items() if p.cursor is None or not which(p.cursor)}
 
-    def _end_transaction(self) -> None:
-        """Back to no transaction: the cursors declared without WITH HOLD close."""
+    def _end_transaction(self, *, committed: bool) -> dict[str, str]:
+        """Back to no transaction: the cursors declared without WITH HOLD close, and the settings
+        SET LOCAL changed (rolled back: any SET) take their values back. Returns the reported
+        settings that changed, to send as ParameterStatus."""
+        before = dict(self.settings)
+        if self.status != TransactionStatus.IDLE and not committed:
+            self.settings = self._before_transaction or self.settings
+        elif self.status != TransactionStatus.IDLE:
+            for name, value in self._after_transaction.items():
+                if value is None:
+                    self.settings.pop(name, None)
+                else:
+                    self.settings[name] = value
         self.status = TransactionStatus.IDLE
+        self._before_transaction, self._after_transaction = {}, {}
         self._drop_cursors(lambda cursor: not cursor.hold)
+        return {n: self.settings[n] for n in REPORTED_SETTINGS if before.get(n) != self.settings.get(n)}
 
     def _copy(self, text: str, literals: list[exp.Expression]) -> Outcome:
         """COPY (query) TO STDOUT (greenery.serve.postgres_copy); COPY FROM is refused."""
@@ -689,6 +704,7 @@ class Session:
         return Outcome("SHOW", pa.table({canonical.lower(): [self.settings[canonical]]}))
 
     def _set(self, text: str) -> Outcome:
+        local = re.match(r"^\s*set\s+local\s", text, re.I) is not None
         body = re.sub(r"^\s*set\s+((session|local)\s+)?", "", text, flags=re.I).strip().rstrip(";").strip()
         lowered = body.lower()
         if re.match(
@@ -702,17 +718,23 @@ class Session:
             if match is None:
                 raise PgError("42601", f"syntax error in SET {body[:80]}")
             name, value = match.group(1).strip('"'), match.group(3).strip()
-        return self._assign(name, _setting_value(value))
+        return self._assign(name, _setting_value(value), local=local)
 
-    def _assign(self, name: str, value: str | None) -> Outcome:
+    def _assign(self, name: str, value: str | None, *, local: bool = False) -> Outcome:
+        """Change a setting: for the session, or with `local` until the transaction ends (as in
+        Postgres, a transaction rolled back takes its session changes back too)."""
         canonical = self._canonical(name) or name
         if canonical in ("server_version", "server_encoding", "is_superuser", "integer_datetimes"):
             raise PgError("55P02", f'parameter "{canonical}" cannot be changed')
         if canonical == "client_encoding" or value is None:
             value = DEFAULT_SETTINGS.get(canonical, "")
-        self.settings[canonical] = checked_setting(canonical, value)
-        reported = {canonical: value} if canonical in REPORTED_SETTINGS else {}
-        return Outcome("SET", reported=reported)
+        checked = checked_setting(canonical, value)
+        if local and self.status == TransactionStatus.IDLE:
+            return Outcome("SET", notices=[("25P01", "SET LOCAL can only be used in transaction blocks")])
+        if local:
+            self._after_transaction.setdefault(canonical, self.settings.get(canonical))
+        self.settings[canonical] = checked
+        return Outcome("SET", reported={canonical: checked} if canonical in REPORTED_SETTINGS else {})
 
     def _reset(self, text: str) -> Outcome:
         name = re.sub(r"^\s*reset\s+", "", text, flags=re.I).strip().rstrip(";").strip().strip('"')
@@ -728,14 +750,15 @@ class Session:
         if self.status != TransactionStatus.IDLE:
             return Outcome(tag, notices=[("25001", "there is already a transaction in progress")])
         self.status = TransactionStatus.IN_TRANSACTION
+        self._before_transaction = dict(self.settings)
         return Outcome(tag)
 
     def _commit(self, text: str) -> Outcome:
         failed = self.status == TransactionStatus.ERROR_TRANSACTION
         idle = self.status == TransactionStatus.IDLE
-        self._end_transaction()
+        reported = self._end_transaction(committed=not failed)
         notices = [("25P01", "there is no transaction in progress")] if idle else []
-        return Outcome("ROLLBACK" if failed else "COMMIT", notices=notices)
+        return Outcome("ROLLBACK" if failed else "COMMIT", notices=notices, reported=reported)
 
     def _rollback(self, text: str) -> Outcome:
         if re.match(r"^\s*rollback\s+(work\s+|transaction\s+)?to\b", text, re.I):
@@ -744,8 +767,9 @@ class Session:
             self.status = TransactionStatus.IN_TRANSACTION
             return Outcome("ROLLBACK")
         idle = self.status == TransactionStatus.IDLE
-        self._end_transaction()
-        return Outcome("ROLLBACK", notices=[("25P01", "there is no transaction in progress")] if idle else [])
+        reported = self._end_transaction(committed=False)
+        notices = [("25P01", "there is no transaction in progress")] if idle else []
+        return Outcome("ROLLBACK", notices=notices, reported=reported)
 
     def _savepoint(self, text: str) -> Outcome:
         if self.status == TransactionStatus.IDLE:
