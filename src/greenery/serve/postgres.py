@@ -466,13 +466,13 @@ class Session:
     def run(self, text: str, literals: list[exp.Expression] | None = None) -> Outcome:
         """One statement; a PgError for what Postgres would refuse (the transaction fails with it)."""
         try:
-            return self.run_stoppable(text, literals or [])
+            return self._run_stoppable(text, literals or [])
         except Exception as exc:
             if self.status == TransactionStatus.IN_TRANSACTION:
                 self.status = TransactionStatus.ERROR_TRANSACTION
             raise _error_for(exc) from None
 
-    def run_stoppable(self, text: str, literals: list[exp.Expression]) -> Outcome:
+    def _run_stoppable(self, text: str, literals: list[exp.Expression]) -> Outcome:
         """One statement, stopped by a cancel request or at the session's statement_timeout, as in
         Postgres: 57014, whether the stop interrupted a query or came between two of its steps."""
         statement = Cancellable()
@@ -502,7 +502,7 @@ class Session:
             return None
         self._describing = True
         try:
-            return self.run_stoppable(text, literals)
+            return self._run_stoppable(text, literals)
         except PgError as error:
             if error.sqlstate == "57014":  # cancelled or timed out: so would the Execute be
                 raise
