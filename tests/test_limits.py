@@ -467,3 +467,69 @@ def test_input_made_to_backtrack_is_refused_at_once(served: Served) -> None:
             connection.execute(f"select %s {unclosed_quotes}", [1])  # Parse: parameters read first
         assert time.monotonic() - start < 10
         assert connection.execute("select 1").fetchone() == (1,)
+
+
+NESTED_ARRAYS = "array[" * 20 + "1" + "]" * 20  # 126 characters: sqlglot took 8 s, doubling per level
+
+
+def test_sql_the_parser_cannot_afford_is_refused_before_parsing(
+    served: Served, adbc: flightsql.Connection
+) -> None:
+    """Shapes sqlglot's parser takes exponential or quadratic time over are refused first, on
+    every transport, in the time a normal query takes; each took seconds to minutes of CPU."""
+    start = time.monotonic()
+    where = {"sql": "{{ Dimension('user__state') }} = " + NESTED_ARRAYS}
+    compile_nested = {
+        "query": "mutation C($w: [WhereInput!]) { compileSql(environmentId: 1, "
+        'metrics: [{name: "sessions"}], where: $w) { sql } }',
+        "variables": {"w": [where]},
+    }
+    message = post(served, json.dumps(compile_nested)).json()["errors"][0]["message"]
+    assert "square brackets nested 20 deep (at most 8)" in message
+    search = {
+        "query": "query M($t: [String!]) { "
+        "metricsPaginated(environmentId: 1, searchTerms: $t) { totalItems } }",
+        "variables": {"t": ["x"] * 101},
+    }
+    assert "at most 100 searchTerms" in post(served, json.dumps(search)).json()["errors"][0]["message"]
+    with pytest.raises(flightsql.Error, match="too complex to read: square brackets"):
+        fetch(adbc, f"select {NESTED_ARRAYS} as n")
+    with pytest.raises(flightsql.Error, match="at most 2000"):
+        fetch(adbc, "select " + ",".join(["?"] * 2001))
+    objects = adbc.adbc_get_objects(table_name_filter="%" * 30 + "ord_rs").read_all().to_pylist()
+    tables = [
+        table["table_name"]
+        for catalog in objects
+        for schema in catalog["catalog_db_schemas"] or []
+        for table in schema["db_schema_tables"] or []
+    ]
+    assert tables == ["orders"]  # LIKE matched in linear time (a regex of 30 .* took minutes)
+    with pg(served) as connection:
+        for statement, sqlstate in (
+            (f"select {NESTED_ARRAYS}", "54001"),
+            ("select 1;" * 1001, "54000"),
+            (f"set search_path = '{'x' * 5000}'", "22023"),
+        ):
+            assert _sqlstate(connection, statement) == sqlstate, statement
+        for n in range(100):
+            connection.execute(f"set greenery.custom_{n} = 1")
+        assert _sqlstate(connection, "set greenery.custom_100 = 1") == "53400"
+        assert connection.execute("select 1").fetchone() == (1,)
+
+    async def huge_parameter_number() -> str:
+        connection = await asyncpg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN)
+        try:
+            with pytest.raises(asyncpg.PostgresError) as raised:
+                await connection.fetch("select $10000000")  # 16 characters: 12 s and 2 GB before
+            return str(raised.value.sqlstate)
+        finally:
+            await connection.close()
+
+    assert asyncio.run(huge_parameter_number()) == "54000"
+    assert time.monotonic() - start < 30
+
+
+def _sqlstate(connection: psycopg.Connection, statement: str) -> str | None:
+    with pytest.raises(psycopg.Error) as raised:
+        psycopg.ClientCursor(connection).execute(statement)
+    return raised.value.sqlstate

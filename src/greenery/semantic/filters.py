@@ -22,6 +22,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from greenery.semantic.shape import TooComplex, check_brackets
+
 MAX_FILTER_CHARS = 4000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -178,6 +180,10 @@ def normalize_where(where: str) -> str:
     sql = sub_templates(placeholder, where)
     if "{{" in sql or "}}" in sql:
         raise FilterRejected(where, "an unbalanced '{{' or '}}'")
+    try:
+        check_brackets(sql)
+    except TooComplex as exc:
+        raise FilterRejected(where, str(exc)) from None
     tree = _parse_sql(where, sql)
     for node in tree.walk():
         _check_node(where, node, len(references))

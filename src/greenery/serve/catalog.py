@@ -27,6 +27,7 @@ from greenery.semantic.layer import SemanticLayer
 
 _STANDARD_GRAINS = sorted(TimeGranularity, key=lambda g: g.to_int())
 MAX_PAGE_SIZE = 1000
+MAX_SEARCH_TERMS = 100  # searchTerms of one metricsPaginated call
 Json = dict[str, Any]
 
 
@@ -67,8 +68,11 @@ def page(
         raise ValueError(f"pageNum counts from 1 (got {page_num})")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"pageSize must be between 1 and {MAX_PAGE_SIZE} (got {page_size})")
+    if len(search_terms) > MAX_SEARCH_TERMS:
+        raise ValueError(f"at most {MAX_SEARCH_TERMS} searchTerms (got {len(search_terms)})")
     terms = [t.strip().lower() for t in [search or "", *search_terms] if t and t.strip()]
-    found = [item for item in items if not terms or any(t in _searchable(item) for t in terms)]
+    searchable = [(item, _searchable(item)) for item in items]
+    found = [item for item, text in searchable if not terms or any(t in text for t in terms)]
     start = (page_num - 1) * page_size
     return Page(page_num, page_size, len(found), list(found[start : start + page_size]))
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -238,11 +237,26 @@ TABLE_TYPES = ["TABLE", "VIEW"]  # a semantic model's table; a saved query's (a 
 
 
 def _like(pattern: str, value: str) -> bool:
-    """SQL LIKE (``%`` and ``_``) as Flight SQL's filter patterns use it; an empty pattern matches all."""
+    """SQL LIKE (``%`` and ``_``) as Flight SQL's filter patterns use it, case-insensitive; an
+    empty pattern matches all. The greedy wildcard match, which goes back only to the last
+    ``%``: at most len(pattern) × len(value) steps (a regex of ``.*`` took over 10 s for
+    ``%%%…x``, growing exponentially)."""
     if not pattern:
         return True
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL) is not None
+    pattern, value = pattern.lower(), value.lower()
+    p = v = 0
+    star, resume = -1, 0  # the last % seen, and where in `value` it would take one more character
+    while v < len(value):
+        if p < len(pattern) and pattern[p] == "%":
+            star, resume, p = p, v, p + 1
+        elif p < len(pattern) and pattern[p] in ("_", value[v]):
+            p, v = p + 1, v + 1
+        elif star >= 0:
+            resume += 1
+            p, v = star + 1, resume
+        else:
+            return False
+    return all(c == "%" for c in pattern[p:])
 
 
 def _db_schemas(pattern: str) -> pa.Table:

@@ -49,6 +49,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from greenery.semantic.layer import SemanticLayerError
+from greenery.semantic.shape import TooComplex, check_brackets
 from greenery.semantic.watchdog import WATCHDOG, Cancellable, running
 from greenery.serve.auth import ScramRefused, ScramSha256, bind_refusal
 from greenery.serve.postgres_catalog import (
@@ -75,6 +76,7 @@ from greenery.serve.service import (
     ServerConfigError,
 )
 from greenery.serve.sql import (
+    MAX_PARAMETERS,
     MAX_SQL_CHARS,
     ReadOnlySql,
     SqlApi,
@@ -98,6 +100,9 @@ MAX_SOCKETS = 2 * MAX_CONNECTIONS  # … and open sockets (a thread each): more 
 STARTUP_TIMEOUT_S = 10.0  # from connecting to authenticated: a client slower than this is closed
 MAX_PREPARED = 512  # named statements and portals per connection …
 MAX_PREPARED_CHARS = 4 * MAX_SQL_CHARS  # … and characters of prepared statements per connection
+MAX_STATEMENTS = 1000  # statements in one simple-query message
+MAX_SETTING_CHARS = 4096  # a setting's value
+MAX_CUSTOM_SETTINGS = 100  # settings a connection SETs besides PostgreSQL's own (DEFAULT_SETTINGS)
 SCRAM = "SCRAM-SHA-256"
 RECV_BYTES = 64 * 1024
 _TEMPLATE = re.compile(r"\{\{|\bsemantic_layer\s*\.\s*(\w+)\s*\(", re.I)
@@ -294,8 +299,9 @@ def inferred_parameter_types(text: str, count: int) -> list[int]:
         if 1 <= int(number) <= count:
             types[int(number) - 1] = array_type(type_oid("oid"))
     try:
+        check_brackets(text)
         parsed = [e for e in sqlglot.parse(sqlglot_readable(text), read="postgres") if e is not None]
-    except SqlglotError:
+    except (SqlglotError, TooComplex):  # running it says what is wrong
         return types
     for tree in parsed:
         for parameter in tree.find_all(exp.Parameter):
@@ -554,6 +560,10 @@ class Session:
         if is_template(text):  # its parameters are bound by the SQL API, outside the templates
             return self._server.sql_api.run(text, literals).table
         try:
+            check_brackets(text)
+        except TooComplex as exc:
+            raise PgError("54001", f"the statement is too complex to read: {exc}") from None
+        try:
             parsed = [e for e in sqlglot.parse(text, read="postgres") if e is not None]
         except SqlglotError as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
@@ -729,6 +739,11 @@ class Session:
         if canonical == "client_encoding" or value is None:
             value = DEFAULT_SETTINGS.get(canonical, "")
         checked = checked_setting(canonical, value)
+        if (
+            canonical not in self.settings
+            and len(self.settings) >= len(DEFAULT_SETTINGS) + MAX_CUSTOM_SETTINGS
+        ):
+            raise PgError("53400", f"at most {MAX_CUSTOM_SETTINGS} settings of other names per connection")
         if local and self.status == TransactionStatus.IDLE:
             return Outcome("SET", notices=[("25P01", "SET LOCAL can only be used in transaction blocks")])
         if local:
@@ -812,7 +827,10 @@ _TIME_SETTINGS = frozenset({"statement_timeout"})
 
 
 def checked_setting(name: str, value: str) -> str:
-    """A setting's value as SHOW shows it, PgError 22023 when Postgres would refuse it."""
+    """A setting's value as SHOW shows it, PgError 22023 when Postgres would refuse it (or it is
+    longer than MAX_SETTING_CHARS: search_path is read for every table a query names)."""
+    if len(value) > MAX_SETTING_CHARS:
+        raise PgError("22023", f'the value of "{name}" is longer than {MAX_SETTING_CHARS} characters')
     if name not in _TIME_SETTINGS:
         return value
     ms = setting_ms(name, value)
@@ -1238,7 +1256,13 @@ class PgConnection:
 
     def _query(self, message: wire.Query) -> None:
         session = self._active()
-        for text in split_statements(message.query_string):
+        statements = split_statements(message.query_string)
+        if len(statements) > MAX_STATEMENTS:
+            self._error(
+                PgError("54000", f"{len(statements)} statements in one query (at most {MAX_STATEMENTS})")
+            )
+            statements = []
+        for text in statements:
             try:
                 outcome = session.run(text)
             except PgError as error:
@@ -1329,6 +1353,8 @@ class PgConnection:
             )
         text = sqlglot_readable(message.query)
         count = max(parameter_count(text), len(message.param_types))
+        if count > MAX_PARAMETERS:
+            raise PgError("54000", f"the statement has {count} parameters (at most {MAX_PARAMETERS})")
         given = [*message.param_types, *([0] * (count - len(message.param_types)))]
         inferred = inferred_parameter_types(message.query, count)
         types = [t or guess for t, guess in zip(given, inferred, strict=True)]

@@ -625,6 +625,7 @@ _MACROS = [
 
 def _catalog_error(exc: duckdb.Error) -> PgError:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = message[:300]  # DuckDB may echo the client's text, or a value it made, at any length
     for pattern, sqlstate in _DUCKDB_ERRORS:
         if re.search(pattern, message, re.I):
             return PgError(sqlstate, _plain(message))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import re
 import threading
 import time
@@ -37,6 +38,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
 from greenery.semantic.filters import FilterRejected, normalize_where
+from greenery.semantic.shape import TooComplex, check_brackets
 from greenery.semantic.watchdog import WATCHDOG
 from greenery.serve.metadata import metadata_table
 from greenery.serve.service import (
@@ -61,6 +63,9 @@ from greenery.serve.statements import (
 from greenery.serve.tables import SCHEMA, TABLE_GRAINS, SqlColumn, SqlTable
 
 MAX_SQL_CHARS = 100_000
+MAX_PARAMETERS = 65_535  # the highest $n, as in PostgreSQL (its Bind message counts them in 16 bits)
+MAX_FOLDS = 16  # computed constants in one condition worked out for MetricFlow (a sandbox query each)
+MAX_PARAMETER_REFERENCES = 2_000  # ? and $n in one statement (binding each costs its list's length)
 MAX_TEMPLATES = 16
 SANDBOX_CONFIG = {
     "enable_external_access": False,
@@ -247,6 +252,10 @@ class SqlApi:
         if len(sql) > MAX_SQL_CHARS:
             raise SqlTooLarge(f"the statement is longer than {MAX_SQL_CHARS} characters")
         try:
+            check_brackets(sql)
+        except TooComplex as exc:
+            raise SqlTooLarge(f"the statement is too complex to read: {exc}") from None
+        try:
             text, templates = cut_templates(sql, FUNCTIONS)
             statements = [parse_statement(t) for t in templates]
         except StatementError as exc:
@@ -260,9 +269,15 @@ class SqlApi:
         except SqlglotError:
             return text  # the parser says what is wrong
         marks = [t for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
-        for number, mark in reversed(list(enumerate(marks, 1))):
-            text = f"{text[: mark.start]}${number} {text[mark.end + 1 :]}"
-        return text
+        if len(marks) > MAX_PARAMETER_REFERENCES:
+            raise SqlTooLarge(
+                f"the statement has {len(marks)} parameters (at most {MAX_PARAMETER_REFERENCES})"
+            )
+        pieces, at = [], 0
+        for number, mark in enumerate(marks, 1):
+            pieces.append(f"{text[at : mark.start]}${number} ")
+            at = mark.end + 1
+        return "".join(pieces) + text[at:]
 
     def _parse(self, text: str) -> exp.Expression:
         try:
@@ -614,6 +629,14 @@ def bind_parameters(tree: exp.Expression, parameters: Sequence[exp.Expression]) 
             raise SqlError(f"there is no parameter ${number}")
         return parameters[number - 1].copy()
 
+    numbers = [n for node in tree.find_all(exp.Placeholder, exp.Parameter) if (n := _parameter_number(node))]
+    if len(numbers) > MAX_PARAMETER_REFERENCES:  # each replacement in a list costs the whole list
+        raise SqlTooLarge(f"the statement has {len(numbers)} parameters (at most {MAX_PARAMETER_REFERENCES})")
+    sizes = {n: len(parameters[n - 1].sql()) for n in set(numbers) if 1 <= n <= len(parameters)}
+    if sum(sizes.get(n, 0) for n in numbers) > MAX_SQL_CHARS:  # a long value, copied for each reference
+        raise SqlTooLarge(
+            f"the statement with its parameters bound is longer than {MAX_SQL_CHARS} characters"
+        )
     return tree.transform(replace)
 
 
@@ -623,10 +646,18 @@ def _parameter_number(node: exp.Expression) -> int | None:
     if isinstance(node, exp.Placeholder):
         if not node.name.isdigit():
             raise UnsupportedSql("only positional parameters (? or $1, $2…) can be bound")
-        return int(node.name)
+        return _checked_number(node.name)
     if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal) and not node.this.is_string:
-        return int(node.this.this)
+        return _checked_number(node.this.this)
     return None
+
+
+def _checked_number(digits: str) -> int:
+    """A parameter's number, at most MAX_PARAMETERS (a client's ``$10000000`` would have the
+    server allocate ten million parameter types)."""
+    if len(digits) > 5 or int(digits) > MAX_PARAMETERS:
+        raise SqlError(f"there is no parameter ${digits[:12]}: at most {MAX_PARAMETERS} parameters")
+    return int(digits)
 
 
 def _parameter_count(tree: exp.Expression) -> int:
@@ -647,32 +678,50 @@ def _as_filter(condition: exp.Expression, references: dict[str, str]) -> str | N
     """The condition as a MetricFlow where filter (columns as ``{{ Dimension(…) }}`` …), or None
     when the filter validator refuses it."""
     tokens: dict[str, str] = {}
-    copy = condition.copy().transform(_folded)
+    copy = _folded(condition)
     for number, column in enumerate(list(copy.find_all(exp.Column))):
         token = f"sl_column_{number}_z"
         tokens[token] = references[column.name]
         column.replace(exp.column(token))
-    text = copy.sql(dialect="duckdb")
-    for token, template in tokens.items():
-        text = re.sub(rf"\b{token}\b", lambda _, t=template: t, text)
+    text = re.sub(
+        r"\bsl_column_\d+_z\b", lambda m: tokens.get(m.group(0), m.group(0)), copy.sql(dialect="duckdb")
+    )
     try:
         return normalize_where(text)
     except (FilterRejected, ValueError):
         return None
 
 
-def _folded(node: exp.Expression) -> exp.Expression:
-    """A computed constant (no column: Superset's ``TO_TIMESTAMP('…', '…')``, ``now() - interval …``)
-    as its value, which a MetricFlow filter can hold; anything else as it is."""
-    calls = [f for f in node.find_all(exp.Func) if not (isinstance(f, exp.Cast) and f.this.is_string)]
-    if not calls or node.find(exp.Column, exp.AggFunc, exp.Placeholder, exp.Parameter) is not None:
-        return node
-    try:
-        value = _run_sandboxed(f"select {node.sql(dialect='duckdb')} as value", {})["value"][0].as_py()
-    except (SqlError, QueryTimedOut):
-        return node  # the filter check refuses it, saying why
-    folded = literal(value)
-    return folded if folded is not None else node
+def _folded(condition: exp.Expression) -> exp.Expression:
+    """The condition (a copy) with each computed constant in it (no column: Superset's
+    ``TO_TIMESTAMP('…', '…')``, ``now() - interval …``) as its value, which a MetricFlow filter
+    can hold. Which subtrees hold a call or a column is worked out in one pass from the leaves
+    up; asking each node's subtree again took seconds on a 10,000-character sum."""
+    condition = condition.copy()
+    has_call: dict[int, bool] = {}
+    has_column: dict[int, bool] = {}
+    for node in reversed(list(condition.walk(bfs=True))):  # children before their parent
+        children = list(node.iter_expressions())
+        call = isinstance(node, exp.Func) and not (isinstance(node, exp.Cast) and node.this.is_string)
+        column = isinstance(node, exp.Column | exp.AggFunc | exp.Placeholder | exp.Parameter)
+        has_call[id(node)] = call or any(has_call[id(c)] for c in children)
+        has_column[id(node)] = column or any(has_column[id(c)] for c in children)
+
+    folds = itertools.count(1)
+
+    def fold(node: exp.Expression) -> exp.Expression:
+        if not has_call.get(id(node)) or has_column.get(id(node), True):
+            return node
+        if next(folds) > MAX_FOLDS:  # a query each: the rest stay as written (the sandbox computes them)
+            return node
+        try:
+            value = _run_sandboxed(f"select {node.sql(dialect='duckdb')} as value", {})["value"][0].as_py()
+        except (SqlError, QueryTimedOut):
+            return node  # the filter check refuses it, saying why
+        folded = literal(value)
+        return folded if folded is not None else node
+
+    return condition.transform(fold, copy=False)
 
 
 def literal(value: object) -> exp.Expression | None:

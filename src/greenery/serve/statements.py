@@ -22,7 +22,7 @@ from typing import Literal
 from metricflow_semantic_interfaces.type_enums.time_granularity import TimeGranularity
 
 from greenery.semantic import filters
-from greenery.serve.service import QueryRequest
+from greenery.serve.service import MAX_ITEMS, QueryRequest
 
 MAX_STATEMENT_CHARS = 100_000
 _PREFIX = re.compile(r"\s*(?:select\s+\*\s+from\s+)?\{\{", re.IGNORECASE)
@@ -284,7 +284,10 @@ def _reference(node: ast.Call) -> _Reference:
 
 def _query(arguments: dict[str, Value]) -> QueryStatement:
     group_by = [_group_by(item) for item in _items(arguments.get("group_by"))]
-    order_by = tuple(_order_by(item, group_by) for item in _items(arguments.get("order_by")))
+    order_items = _items(arguments.get("order_by"))
+    if max(len(group_by), len(order_items)) > MAX_ITEMS:  # before matching each order-by to each group-by
+        raise StatementError(f"at most {MAX_ITEMS} group_by and {MAX_ITEMS} order_by items")
+    order_by = tuple(_order_by(item, group_by) for item in order_items)
     saved_query = arguments.get("saved_query")
     if saved_query is not None and not isinstance(saved_query, str):
         raise StatementError("saved_query takes a quoted name")
