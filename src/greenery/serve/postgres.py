@@ -276,7 +276,8 @@ _BINARY_PARAMETERS: dict[int, Callable[[bytes], object]] = {
 }
 
 
-_CAST_TYPES = {  # a parameter cast in the statement ($1::int) has the cast's type, as PostgreSQL infers
+# a parameter cast in the statement ($1::int) has the cast's type, as PostgreSQL infers
+_PARAMETER_CAST_TYPES = {
     exp.DataType.Type.SMALLINT: "int2",
     exp.DataType.Type.INT: "int4",
     exp.DataType.Type.BIGINT: "int8",
@@ -332,7 +333,7 @@ def _cast_type(to: exp.DataType) -> int:
         return array_type(_cast_type(to.expressions[0]))
     if to.this in (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR):
         return type_oid("text")
-    return type_oid(_CAST_TYPES[to.this]) if to.this in _CAST_TYPES else 0
+    return type_oid(_PARAMETER_CAST_TYPES[to.this]) if to.this in _PARAMETER_CAST_TYPES else 0
 
 
 def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expression:
@@ -625,10 +626,8 @@ class Session:
             raise PgError("42P03", f'cursor "{declared.name}" already exists')
         if len(self.portals) >= MAX_PREPARED:
             raise PgError("53400", f"at most {MAX_PREPARED} open portals per connection")
-        word = first_word(declared.query)
-        if word not in _QUERIES and not is_template(declared.query):
-            raise PgError("42601", f'syntax error at or near "{word}": a cursor reads a query')
-        outcome = self._run(declared.query, literals)
+        table = self._query_rows(declared.query, literals, "a cursor")
+        outcome = Outcome(f"SELECT {table.num_rows}", table)
         self.portals[declared.name] = Portal(declared.query, literals, [], outcome, cursor=declared)
         return Outcome("DECLARE CURSOR")
 
@@ -683,12 +682,17 @@ class Session:
         if re.search(r"\bfrom\b", text, re.I) and not re.search(r"^\s*copy\s*\(", text, re.I):
             raise PgError("25006", "cannot execute COPY FROM in a read-only transaction")
         request = copy_request(text)
-        word = first_word(request.query)
-        if word not in _QUERIES and not is_template(request.query):
-            raise PgError("42601", f'syntax error at or near "{word}": COPY reads a query')
-        table = self._run(request.query, literals).table
-        assert table is not None
+        table = self._query_rows(request.query, literals, "COPY")
         return Outcome(f"COPY {table.num_rows}", table, copy=request)
+
+    def _query_rows(self, query: str, literals: list[exp.Expression], reader: str) -> pa.Table:
+        """The rows of the query a cursor or COPY reads (42601 if it is not a query)."""
+        word = first_word(query)
+        if word not in _QUERIES and not is_template(query):
+            raise PgError("42601", f'syntax error at or near "{word}": {reader} reads a query')
+        table = self._run(query, literals).table
+        assert table is not None
+        return table
 
     # -- session commands --
 
@@ -1024,12 +1028,10 @@ def _binary_array_value(items: list[Any], element: int, encode: Callable[[Any], 
     if not items:
         return struct.pack("!iiI", 0, 0, element)
     header = struct.pack("!iiIii", 1, int(None in items), element, len(items), 1)
-    parts = [struct.pack("!i", -1) if v is None else _length_prefixed(encode(v)) for v in items]
-    return header + b"".join(parts)
-
-
-def _length_prefixed(value: bytes) -> bytes:
-    return struct.pack("!i", len(value)) + value
+    encoded = [None if v is None else encode(v) for v in items]
+    return header + b"".join(
+        struct.pack("!i", -1) if e is None else struct.pack("!i", len(e)) + e for e in encoded
+    )
 
 
 def result_formats(requested: list[int], columns: int) -> list[int]:
@@ -1405,13 +1407,8 @@ class PgConnection:
         session = self._active()
         portal = self._portal(message.portal)
         outcome = self._outcome(session, portal)
-        if outcome.copy is not None:
-            self._notices_and_settings(outcome)
-            self._send_copy(outcome)
-            return
-        if outcome.table is None:
-            self._notices_and_settings(outcome)
-            self._send(wire.EmptyQueryResponse() if outcome.empty else wire.CommandComplete(tag=outcome.tag))
+        if outcome.table is None or outcome.copy is not None:  # no rows to send in pieces
+            self._send_outcome(outcome, [])
             return
         formats = result_formats(portal.result_formats, _width(outcome))
         stop = portal.position + message.max_rows if message.max_rows > 0 else outcome.table.num_rows
