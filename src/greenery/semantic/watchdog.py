@@ -28,8 +28,7 @@ class Cancellable:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._interrupts: dict[int, Callable[[], None]] = {}
-        self._keys = itertools.count()
+        self._interrupts: list[Callable[[], None]] = []
         self.stopped_for: str | None = None  # why it was stopped ("user request", "statement timeout")
 
     def stop(self, reason: str) -> None:
@@ -38,25 +37,25 @@ class Cancellable:
             if self.stopped_for is not None:
                 return
             self.stopped_for = reason
-            interrupts = list(self._interrupts.values())
+            interrupts = list(self._interrupts)
         for interrupt in interrupts:
             interrupt()
 
     @contextmanager
     def interrupting(self, interrupt: Callable[[], None]) -> Iterator[None]:
         """Within the block, stopping the work calls `interrupt` (at once, if it was stopped already)."""
-        key = next(self._keys)
         with self._lock:
             stopped = self.stopped_for is not None
             if not stopped:
-                self._interrupts[key] = interrupt
+                self._interrupts.append(interrupt)
         if stopped:
             interrupt()
         try:
             yield
         finally:
             with self._lock:
-                self._interrupts.pop(key, None)
+                if not stopped:
+                    self._interrupts.remove(interrupt)
 
 
 _RUNNING: ContextVar[Cancellable | None] = ContextVar("greenery_running", default=None)

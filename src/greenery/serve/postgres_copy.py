@@ -101,7 +101,7 @@ def _older_options(words: list[str]) -> dict[str, str]:
             if lowered == "as":
                 continue
             settings[taking], taking = _unquoted(word), None
-        elif lowered in ("with",):
+        elif lowered == "with":
             continue
         elif lowered in ("csv", "binary"):
             settings["format"] = lowered
