@@ -579,22 +579,21 @@ class Session:
 
     def _set_configs(self, tree: exp.Query) -> exp.Query:
         """``set_config(name, value, is_local)`` as in Postgres: the setting changes as SET (or SET
-        LOCAL) changes it, and the call reads as its new value."""
+        LOCAL) changes it, and the call reads as its new value. Replaced where it stands: a
+        transform of every statement's tree, for a call almost none has, cost more than parsing it."""
+        for call in [n for n in tree.find_all(exp.Anonymous) if n.name.lower() == "set_config"]:
+            call.replace(self._set_config(call.expressions))
+        return tree
 
-        def apply(node: exp.Expression) -> exp.Expression:
-            if not (isinstance(node, exp.Anonymous) and node.name.lower() == "set_config"):
-                return node
-            args = node.expressions
-            if self._describing:  # a text column; nothing set
-                return exp.Literal.string("")
-            if len(args) != 3 or not all(isinstance(a, exp.Literal) for a in args[:2]):
-                raise PgError("0A000", "set_config takes a literal name and value here")
-            name = self._canonical(args[0].name) or args[0].name
-            local = isinstance(args[2], exp.Boolean) and args[2].this is True
-            self._assign(name, args[1].name, local=local)
-            return exp.Literal.string(checked_setting(name, args[1].name))
-
-        return tree.transform(apply)  # type: ignore[return-value]
+    def _set_config(self, args: list[exp.Expression]) -> exp.Expression:
+        if self._describing:  # a text column; nothing set
+            return exp.Literal.string("")
+        if len(args) != 3 or not all(isinstance(a, exp.Literal) for a in args[:2]):
+            raise PgError("0A000", "set_config takes a literal name and value here")
+        name = self._canonical(args[0].name) or args[0].name
+        local = isinstance(args[2], exp.Boolean) and args[2].this is True
+        self._assign(name, args[1].name, local=local)
+        return exp.Literal.string(checked_setting(name, args[1].name))
 
     def _reads_semantic_layer(self, tree: exp.Expression) -> bool:
         """Whether the query names a semantic_layer table (unqualified names resolved by search_path)."""

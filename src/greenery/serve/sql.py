@@ -619,7 +619,8 @@ def _taken_off(node: exp.Expression, metrics: set[str]) -> str | None:
 
 def bind_parameters(tree: exp.Expression, parameters: Sequence[exp.Expression]) -> exp.Expression:
     """The parsed statement with each positional parameter (``$n``, or a ``?`` numbered when the
-    statement was parsed) replaced by its literal: a value is never text pasted into SQL."""
+    statement was parsed) replaced by its literal, in a copy (the same tree if it has none): a
+    value is never text pasted into SQL."""
 
     def replace(node: exp.Expression) -> exp.Expression:
         number = _parameter_number(node)
@@ -629,7 +630,10 @@ def bind_parameters(tree: exp.Expression, parameters: Sequence[exp.Expression]) 
             raise SqlError(f"there is no parameter ${number}")
         return parameters[number - 1].copy()
 
-    numbers = [n for node in tree.find_all(exp.Placeholder, exp.Parameter) if (n := _parameter_number(node))]
+    found = (_parameter_number(node) for node in tree.find_all(exp.Placeholder, exp.Parameter))
+    numbers = [n for n in found if n is not None]
+    if not numbers:  # the statement as it is: transform copies the whole tree (more than parsing it costs)
+        return tree
     if len(numbers) > MAX_PARAMETER_REFERENCES:  # each replacement in a list costs the whole list
         raise SqlTooLarge(f"the statement has {len(numbers)} parameters (at most {MAX_PARAMETER_REFERENCES})")
     sizes = {n: len(parameters[n - 1].sql()) for n in set(numbers) if 1 <= n <= len(parameters)}
