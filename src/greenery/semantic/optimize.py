@@ -49,12 +49,14 @@ def _merge(outer: exp.Select) -> bool:
         return False
     left_columns = {_key(expression): name for name, expression in _outputs(left).items()}
     right_outputs = _outputs(right)
+    # the right side's inner subqueries are the left's under other names (subq_42 for subq_31)
+    renamed = dict(zip(_inner_subqueries(_bare(right)), _inner_subqueries(_bare(left)), strict=True))
     read = [c for c in outer.find_all(exp.Column) if c.table == right_alias and c.name in right_outputs]
     for column in read:  # each right-side column the outer query reads, computed on the left
-        expression = right_outputs[column.name]
+        expression = _requalified(right_outputs[column.name], renamed)
         if _key(expression) not in left_columns:
             name = f"{column.name}__{right_alias}"
-            left.append("expressions", exp.alias_(expression.copy(), name))
+            left.append("expressions", exp.alias_(expression, name))
             left_columns[_key(expression)] = name
         column.replace(exp.column(left_columns[_key(expression)], table=left_alias))
     outer.set("joins", None)
@@ -85,17 +87,34 @@ def _twins(outer: exp.Select) -> tuple[tuple[exp.Select, str], tuple[exp.Select,
 def _without_projections(select: exp.Select) -> str:
     """The subquery's FROM, joins, WHERE and GROUP BY (what must be identical), as SQL, its
     inner subqueries named by position."""
-    bare = select.copy()
-    bare.set("expressions", [exp.Star()])
+    bare = _bare(select)
     # MetricFlow numbers its inner subqueries (subq_5, subq_14): compare them by position
-    names = {s.alias: f"_subquery_{i}" for i, s in enumerate(bare.find_all(exp.Subquery)) if s.alias}
+    names = {alias: f"_subquery_{i}" for i, alias in enumerate(_inner_subqueries(bare))}
     for subquery in bare.find_all(exp.Subquery):
         if subquery.alias in names:
             subquery.set("alias", exp.TableAlias(this=exp.to_identifier(names[subquery.alias])))
-    for column in bare.find_all(exp.Column):
-        if column.table in names:
-            column.set("table", exp.to_identifier(names[column.table]))
-    return bare.sql(dialect=DIALECT)
+    return _requalified(bare, names).sql(dialect=DIALECT)
+
+
+def _bare(select: exp.Select) -> exp.Select:
+    """A copy of the select with ``*`` for its projections."""
+    bare = select.copy()
+    bare.set("expressions", [exp.Star()])
+    return bare
+
+
+def _inner_subqueries(bare: exp.Select) -> list[str]:
+    """The aliases of a bare select's subqueries, in order."""
+    return [subquery.alias for subquery in bare.find_all(exp.Subquery) if subquery.alias]
+
+
+def _requalified(expression: exp.Expression, tables: dict[str, str]) -> exp.Expression:
+    """A copy of `expression` whose columns qualified by a table in `tables` name its new name."""
+    copy = expression.copy()
+    for column in copy.find_all(exp.Column):
+        if column.table in tables:
+            column.set("table", exp.to_identifier(tables[column.table]))
+    return copy
 
 
 def _only_safe_aggregates(outer: exp.Select) -> bool:
