@@ -263,6 +263,36 @@ def test_a_saved_query_table_and_a_filter_on_a_dimension_it_does_not_show(
     assert rows(new) == rows(expected)
 
 
+def test_star_is_every_column_the_catalog_lists(adbc: flightsql.Connection, course_sl: SemanticLayer) -> None:
+    """``select *`` on each table of the schema answers the columns GetTables gives it, in that
+    order; on a semantic model's table, the same rows as naming every column (each metric by
+    every dimension and entity: a session's row, here). It used to be a model's metric totals,
+    which the offset metric view_to_checkout_rate_wow_change cannot give without metric_time."""
+    objects = adbc.adbc_get_objects(db_schema_filter="semantic_layer", depth="tables").read_all()
+    tables = [
+        table["table_name"]
+        for catalog in objects.to_pylist()
+        for schema in catalog["catalog_db_schemas"]
+        for table in schema["db_schema_tables"]
+    ]
+    assert {"sessions", "orders", "product_sessions", "funnel_by_week"} <= set(tables)
+    for table in tables:
+        listed = adbc.adbc_get_table_schema(table, db_schema_filter="semantic_layer")
+        assert fetch(adbc, f"select * from semantic_layer.{table} limit 3").schema.equals(listed), table
+    sessions = adbc.adbc_get_table_schema("sessions", db_schema_filter="semantic_layer")
+    every_column = ", ".join(f'"{name}"' for name in sessions.names)
+    order = "order by session, metric_time__day limit 5"
+    star = fetch(adbc, f"select * from semantic_layer.sessions {order}")
+    assert star.equals(fetch(adbc, f"select {every_column} from semantic_layer.sessions {order}"))
+    first = star.slice(0, 1).to_pylist()[0]
+    expected = course_sl.query(
+        metrics=["sessions", "session_revenue"],
+        group_by=["user__state"],
+        where=[f"{{{{ Entity('session') }}}} = '{first['session']}'"],
+    ).table.to_pylist()
+    assert expected == [{k: first[k] for k in ("user__state", "sessions", "session_revenue")}]
+
+
 def test_unknown_columns_and_joins_are_refused_with_the_reason(adbc: flightsql.Connection) -> None:
     with pytest.raises(ProgrammingError, match="has no column 'revenue'"):
         fetch(adbc, "select revenue from semantic_layer.sessions")

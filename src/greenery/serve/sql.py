@@ -366,7 +366,7 @@ class SqlApi:
         if any(s is not select for s in select.find_all(exp.Select)):
             raise UnsupportedSql(f"subqueries inside a query on {SCHEMA}.{sql_table.name} are not supported")
         if any(isinstance(p, exp.Star) for p in select.expressions):
-            select.set("expressions", [exp.column(c) for c in _star(sql_table)])
+            select.set("expressions", [exp.column(c.name) for c in sql_table.columns])
         plan = self._plan(select, table, sql_table)
         if not plan.metrics and not plan.group_by:
             raise SqlError(
@@ -510,11 +510,6 @@ def _only_source(select: exp.Select, table: exp.Table) -> bool:
     """Whether the table is the SELECT's whole FROM (no joins, no other tables)."""
     source = select.args.get("from_")
     return source is not None and source.this is table and not select.args.get("joins")
-
-
-def _star(sql_table: SqlTable) -> list[str]:
-    """``*``: a saved query's every column; a semantic model's every metric (its totals)."""
-    return [c.name for c in sql_table.columns] if sql_table.saved_query else sql_table.metrics
 
 
 def _truncations_to_grains(select: exp.Select, sql_table: SqlTable) -> None:

@@ -101,11 +101,12 @@ class SqlTables:
         return table
 
     def schema(self, name: str) -> pa.Schema:
-        """The table's columns as MetricFlow answers them (computed once)."""
+        """The table's columns, typed as MetricFlow answers them, in the table's order (computed once)."""
         with self._lock:
             if name not in self._schemas:
                 table = self.get(name)
-                self._schemas[name] = self._describe(table.metrics, table.group_by)
+                described = self._describe(table.metrics, table.group_by)
+                self._schemas[name] = pa.schema([described.field(c.name) for c in table.columns])
             return self._schemas[name]
 
     def _saved_query_table(self, query: Json) -> SqlTable:
