@@ -263,6 +263,30 @@ def test_a_saved_query_table_and_a_filter_on_a_dimension_it_does_not_show(
     assert rows(new) == rows(expected)
 
 
+def test_a_filter_on_a_dimension_joined_through_another_entity(
+    adbc: flightsql.Connection, course_sl: SemanticLayer
+) -> None:
+    """``session__user__state`` is a user's state reached through the session: MetricFlow's
+    where filter names it ``Dimension('user__state', entity_path=['session'])`` (it refuses
+    ``Dimension('session__user__state')``, which the SQL API used to send). Checked against
+    the same metric grouped by that column, for a dimension and a time dimension."""
+    viewed = "product_sessions_viewed"
+    by_state = course_sl.query(metrics=[viewed], group_by=["session__user__state"]).table.to_pylist()
+    texas = [row[viewed] for row in by_state if row["session__user__state"] == "Texas"]
+    table = "semantic_layer.product_sessions"
+    filtered = fetch(adbc, f"select {viewed} from {table} where session__user__state = 'Texas'")
+    assert filtered[viewed].to_pylist() == texas
+    assert texas[0] > 0
+    day = "session__order__ordered_at__day"
+    by_day = course_sl.query(metrics=[viewed], group_by=[day]).table.to_pylist()
+    later = sum(
+        row[viewed] for row in by_day if row[day] is not None and row[day] >= dt.datetime(2021, 2, 10)
+    )
+    filtered = fetch(adbc, f"select {viewed} from {table} where {day} >= '2021-02-10'")
+    assert filtered[viewed].to_pylist() == [later]
+    assert 0 < later < sum(row[viewed] for row in by_day)
+
+
 def test_star_is_every_column_the_catalog_lists(adbc: flightsql.Connection, course_sl: SemanticLayer) -> None:
     """``select *`` on each table of the schema answers the columns GetTables gives it, in that
     order; on a semantic model's table, the same rows as naming every column (each metric by

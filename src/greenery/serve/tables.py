@@ -35,13 +35,28 @@ class SqlColumn:
 
     @property
     def template(self) -> str:
-        """The column as a MetricFlow where-filter reference."""
-        if self.role == "time":
-            base, _, grain = self.name.rpartition("__")
-            return f"{{{{ TimeDimension('{base}', '{grain}') }}}}"
+        """The column as a MetricFlow where-filter reference.
+
+        A where filter names a dimension by its entity and itself (``user__state``); the
+        entities joined through before that go in ``entity_path``: the column
+        ``session__user__state`` is ``Dimension('user__state', entity_path=['session'])``.
+        """
         if self.role == "entity":
             return f"{{{{ Entity('{self.name}') }}}}"
-        return f"{{{{ Dimension('{self.name}') }}}}"
+        if self.role == "time":
+            base, _, grain = self.name.rpartition("__")
+            name, path = _entity_path(base)
+            return f"{{{{ TimeDimension('{name}', '{grain}'{path}) }}}}"
+        name, path = _entity_path(self.name)
+        return f"{{{{ Dimension('{name}'{path}) }}}}"
+
+
+def _entity_path(name: str) -> tuple[str, str]:
+    """``a__b__c`` as the name ``b__c`` and the argument ``, entity_path=['a']``."""
+    parts = name.split("__")
+    if len(parts) <= 2:
+        return name, ""
+    return "__".join(parts[-2:]), f", entity_path={parts[:-2]!r}"
 
 
 @dataclass(frozen=True)
