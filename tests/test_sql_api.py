@@ -317,6 +317,33 @@ def test_star_is_every_column_the_catalog_lists(adbc: flightsql.Connection, cour
     assert expected == [{k: first[k] for k in ("user__state", "sessions", "session_revenue")}]
 
 
+def test_a_query_without_metrics_reads_the_values_in_the_tables_rows(
+    adbc: flightsql.Connection, course_warehouse: Path
+) -> None:
+    """Tableau asks a date column's range before it draws a filter, Metabase scans a column's
+    distinct values: with no metric, MetricFlow would answer every day of the time spine
+    (2020-01-01 to 2030-12-31) and every value of a dimension's own table. A semantic model's
+    table answers the values its rows hold, a saved query's table those of its answer."""
+    raw = oracle.raw_frames(course_warehouse)
+    started = pd.to_datetime(oracle.sessions(raw)["session_started_at"]).dt.normalize()
+    dates = fetch(
+        adbc,
+        'SELECT MIN("sessions"."metric_time__day") AS "tmn", MAX("sessions"."metric_time__day") AS "tmx" '
+        'FROM "semantic_layer"."sessions" "sessions" HAVING (COUNT(1) > 0)',
+    )
+    assert list(dates.to_pylist()[0].values()) == [started.min(), started.max()]
+    days = fetch(adbc, "select distinct metric_time__day from semantic_layer.sessions order by 1")
+    assert days["metric_time__day"].to_pylist() == sorted(started.unique())
+    states = fetch(adbc, "select user__state from semantic_layer.sessions group by 1 order by 1")
+    homes = raw["users"].merge(raw["addresses"], on="address_id")
+    visitors = homes[homes["user_id"].isin(raw["events"]["user_id"])]
+    assert states["user__state"].to_pylist() == sorted(visitors["state"].unique())
+    weeks = fetch(adbc, "select distinct metric_time__week from semantic_layer.funnel_by_week order by 1")
+    answer = fetch(adbc, "select metric_time__week from semantic_layer.funnel_by_week order by 1")
+    assert weeks.equals(answer)
+    assert answer.num_rows == 2  # the offset metric's week after the data has a row too
+
+
 def test_unknown_columns_and_joins_are_refused_with_the_reason(adbc: flightsql.Connection) -> None:
     with pytest.raises(ProgrammingError, match="has no column 'revenue'"):
         fetch(adbc, "select revenue from semantic_layer.sessions")

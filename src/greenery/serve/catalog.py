@@ -126,6 +126,12 @@ class Catalog:
         self._measure_models = {
             measure.name: model.name for model in manifest.semantic_models for measure in model.measures
         }
+        self._non_additive = {
+            measure.name
+            for model in manifest.semantic_models
+            for measure in model.measures
+            if measure.non_additive_dimension is not None
+        }
         self._measures: dict[str, Json] = {
             measure.name: {
                 "name": measure.name,
@@ -250,6 +256,24 @@ class Catalog:
             return False
         inputs = MetricLookup.metric_inputs(metric, include_conversion_metric_input=True)
         return all(self.filter_commutes(i.name) for i in inputs)
+
+    def has_every_group(self, name: str) -> bool:
+        """Whether the metric has a row for every group of its semantic model's rows: a simple
+        metric with no filter, on a measure additive over time, nulls not filled from a time
+        spine. Grouped by dimensions with such a metric, MetricFlow gives the groups that occur
+        in the model's rows; with no metric, every value of the dimensions' own tables and, for
+        metric_time, every day of the time spine."""
+        metric = self._lookup.metric_lookup.get_metric(MetricReference(name))
+        measure = metric.type_params.measure
+        return (
+            metric.type is MetricType.SIMPLE
+            and metric.filter is None
+            and measure is not None
+            and measure.filter is None
+            and not measure.join_to_timespine
+            and measure.fill_nulls_with is None
+            and measure.name not in self._non_additive
+        )
 
     def home_model(self, name: str) -> str:
         """The semantic model whose measures a metric reads (its first one's)."""

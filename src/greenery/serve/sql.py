@@ -373,6 +373,11 @@ class SqlApi:
                 f"select at least one metric or dimension of {SCHEMA}.{sql_table.name} "
                 f"(metrics: {', '.join(sql_table.metrics)})"
             )
+        if not plan.metrics:  # the groups of the table's rows, not every value of each dimension
+            if sql_table.saved_query is not None:  # a saved query's rows are its whole answer's
+                plan.metrics, plan.group_by = sql_table.metrics, sql_table.group_by
+            elif sql_table.row_metric is not None:
+                plan.metrics = [sql_table.row_metric]
         references = {c.name: c.template for c in sql_table.columns if c.role != "metric"}
         self._push(select, plan, references, layer)
         return self._run(

@@ -66,6 +66,8 @@ class SqlTable:
     columns: tuple[SqlColumn, ...]
     saved_query: str | None = None
     where: tuple[str, ...] = ()  # a saved query's own filter
+    # a semantic model's metric with a row for each group of its rows (Catalog.has_every_group)
+    row_metric: str | None = None
     _by_name: dict[str, SqlColumn] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -171,4 +173,9 @@ class SqlTables:
             SqlColumn(e["name"], "entity", e["description"]) for e in self._catalog.model_entities[model]
         ]
         columns += [SqlColumn(m["name"], "metric", m["description"]) for m in metrics]
-        return SqlTable(model, f"Metrics of the {model} semantic model, by their dimensions", tuple(columns))
+        return SqlTable(
+            model,
+            f"Metrics of the {model} semantic model, by their dimensions",
+            tuple(columns),
+            row_metric=next((name for name in names if self._catalog.has_every_group(name)), None),
+        )
