@@ -210,6 +210,46 @@ def test_group_by_shapes_bi_tools_write_that_are_each_one_row(
     assert weekly["n"].to_pylist() == by_week["sessions"].to_pylist()
 
 
+def test_tableaus_dates_discrete_and_continuous_are_metricflows_grains(
+    spied: tuple[SqlApi, list[QueryRequest]], course_sl: SemanticLayer
+) -> None:
+    """Tableau's PostgreSQL connector groups a discrete date by its parts, cast to a number, and
+    truncates a continuous one after casting it to a date: the parts that name a year, a quarter
+    or a day group by that grain's column, each group one of MetricFlow's rows."""
+    api, asked = spied
+    rate = 'SUM("sessions"."view_to_checkout_rate") AS "rate"'
+    part = 'CAST(EXTRACT({0} FROM "sessions"."metric_time__day") AS BIGINT) AS "{0}"'
+    source = 'FROM "semantic_layer"."sessions" "sessions"'
+    for parts, grain in (
+        (["year"], "year"),
+        (["year", "quarter"], "quarter"),
+        (["year", "month", "day"], "day"),
+    ):
+        asked.clear()
+        projections = ", ".join(part.format(p) for p in parts)
+        positions = ", ".join(str(n + 1) for n in range(len(parts)))
+        table = api.execute(
+            f"SELECT {projections}, {rate} {source} GROUP BY {positions} ORDER BY {positions}"
+        )
+        column = f"metric_time__{grain}"
+        assert [r.group_by for r in asked] == [(column,)]
+        expected = course_sl.query(
+            metrics=["view_to_checkout_rate"], group_by=[column], order_by=[column]
+        ).table
+        assert table["rate"].to_pylist() == expected["view_to_checkout_rate"].to_pylist()
+        assert table["year"].to_pylist() == [t.year for t in expected[column].to_pylist()]
+    days = [(t.year, t.month, t.day) for t in expected["metric_time__day"].to_pylist()]
+    assert list(zip(*table.select(["year", "month", "day"]).to_pydict().values(), strict=True)) == days
+    assert len(days) == 3
+    asked.clear()
+    monthly = api.execute(
+        f"""SELECT DATE_TRUNC('MONTH', CAST("sessions"."metric_time__day" AS DATE)) AS "tmn", {rate} """
+        f"{source} GROUP BY 1"
+    )
+    assert [r.group_by for r in asked] == [("metric_time__month",)]
+    assert monthly["rate"].to_pylist() == [361 / 578]
+
+
 def test_grouping_a_metric_by_an_expression_over_a_dimension_is_refused(
     spied: tuple[SqlApi, list[QueryRequest]],
 ) -> None:
@@ -220,6 +260,9 @@ def test_grouping_a_metric_by_an_expression_over_a_dimension_is_refused(
         "from semantic_layer.sessions group by 1",
         "select date_trunc('month', metric_time__week), view_to_checkout_rate "
         "from semantic_layer.sessions group by 1",
+        # the month of any year, and the year of a week (which can start in the year before)
+        "select extract(month from metric_time__day), sum(sessions) from semantic_layer.sessions group by 1",
+        "select extract(year from metric_time__week), sum(sessions) from semantic_layer.sessions group by 1",
     ):
         with pytest.raises(SqlError, match=r"group by the columns of semantic_layer\.sessions as they are"):
             api.execute(sql)

@@ -401,6 +401,7 @@ class SqlApi:
         qualifiers = {table.name.lower(), table.alias_or_name.lower()}
         aliases = {p.alias.lower() for p in select.expressions if isinstance(p, exp.Alias)}
         _truncations_to_grains(select, sql_table)
+        _date_parts_to_grains(select, sql_table)
         plan = _Plan()
         aggregated: set[str] = set()
         for node in select.find_all(exp.Column):
@@ -522,7 +523,7 @@ def _truncations_to_grains(select: exp.Select, sql_table: SqlTable) -> None:
     computes each metric at (what BI tools write for a chart's time grain; Superset truncates the
     grain's own column too). Only from the day or the same grain: a month is not made of weeks."""
     for node in list(select.find_all(exp.TimestampTrunc, exp.DateTrunc)):
-        column, unit = node.this, node.text("unit").lower()
+        column, unit = _same_grouping(node.this), node.text("unit").lower()  # Tableau casts it to a date
         if not isinstance(column, exp.Column) or unit not in TABLE_GRAINS:
             continue
         base, _, grain = column.name.lower().rpartition("__")
@@ -532,6 +533,80 @@ def _truncations_to_grains(select: exp.Select, sql_table: SqlTable) -> None:
         grained = column.copy()
         grained.set("this", exp.to_identifier(target.name))
         node.replace(grained)
+
+
+# the grains whose value a set of date parts names: the parts it takes, and those it has
+_GRAINS_BY_PARTS = (
+    ("day", {"year", "month", "day"}, {"year", "quarter", "month", "day"}),
+    ("month", {"year", "month"}, {"year", "quarter", "month"}),
+    ("quarter", {"year", "quarter"}, {"year", "quarter"}),
+    ("year", {"year"}, {"year"}),
+)
+_GRAIN_ORDER = ("day", "month", "quarter", "year")  # each made of whole ones before it (not week)
+
+
+def _date_parts_to_grains(select: exp.Select, sql_table: SqlTable) -> None:
+    """GROUP BY ``extract(year from metric_time__day), extract(quarter from metric_time__day)``
+    (Tableau's discrete dates) → GROUP BY ``metric_time__quarter``, the parts read from that
+    column: together they name one quarter, so each group is one row of MetricFlow's answer.
+    Parts that name no grain (the month alone, of any year) are left as written, and refused as
+    any other expression over a dimension is."""
+    group = select.args.get("group")
+    if group is None:
+        return
+    parts: dict[str, dict[str, tuple[exp.Expression, str]]] = {}  # dimension → part → (item, grain)
+    for item in group.expressions:
+        found = _date_part(_resolved(item, select), sql_table)
+        if found is not None:
+            base, grain, part = found
+            parts.setdefault(base, {})[part] = (item, grain)
+    for base, items in parts.items():
+        named = set(items)
+        grain = next((g for g, takes, has in _GRAINS_BY_PARTS if takes <= named <= has), None)
+        target = sql_table.column(f"{base}__{grain}")
+        finer = _GRAIN_ORDER[: _GRAIN_ORDER.index(grain) + 1] if grain else ()
+        if target is None or target.role != "time" or any(g not in finer for _, g in items.values()):
+            continue
+        for node in list(select.find_all(exp.Extract)):
+            column = _same_grouping(node.expression)
+            if not isinstance(column, exp.Column) or node.find_ancestor(exp.Where):
+                continue
+            if column.name.lower() in {f"{base}__{g}" for g in finer}:
+                grained = column.copy()
+                grained.set("this", exp.to_identifier(target.name))
+                node.set("expression", grained)
+        replaced = [item for item, _ in items.values()]
+        kept = [i for i in group.expressions if all(i is not r for r in replaced)]
+        group.set("expressions", [*kept, exp.column(target.name)])
+
+
+def _date_part(item: exp.Expression, sql_table: SqlTable) -> tuple[str, str, str] | None:
+    """(time dimension, its grain, part) of ``extract(part from dimension__grain)``, cast to a
+    number or not."""
+    item = item.unnest()
+    if isinstance(item, exp.Cast) and item.to.is_type(*exp.DataType.INTEGER_TYPES):
+        item = item.this.unnest()
+    if not isinstance(item, exp.Extract):
+        return None
+    column = _same_grouping(item.expression)
+    found = sql_table.column(column.name) if isinstance(column, exp.Column) else None
+    if found is None or found.role != "time":
+        return None
+    base, _, grain = found.name.rpartition("__")
+    return base, grain, item.text("this").lower()
+
+
+def _resolved(item: exp.Expression, select: exp.Select) -> exp.Expression:
+    """An ORDER BY or GROUP BY item as the projection it names by position or alias, else itself."""
+    if _is_number(item):
+        position = int(item.this) - 1
+        projections = select.expressions
+        return projections[position].unalias() if 0 <= position < len(projections) else exp.Null()
+    if isinstance(item, exp.Column | exp.Identifier) and not getattr(item, "table", ""):
+        for projection in select.expressions:
+            if isinstance(projection, exp.Alias) and projection.alias.lower() == item.name.lower():
+                return projection.this
+    return item
 
 
 def _check_each_group_is_one_row(select: exp.Select, plan: _Plan, sql_table: SqlTable) -> None:
@@ -745,16 +820,7 @@ def literal(value: object) -> exp.Expression | None:
 def _projected_column(target: exp.Expression, select: exp.Select) -> str | None:
     """The column an ORDER BY or GROUP BY item names: by a projection's alias or position, or
     directly (`_same_grouping`: in parentheses, or cast to a date)."""
-    target = _same_grouping(target)
-    aliased = {p.alias.lower(): p.this for p in select.expressions if isinstance(p, exp.Alias)}
-    named = isinstance(target, exp.Column | exp.Identifier) and not getattr(target, "table", "")
-    if named and target.name.lower() in aliased:
-        target = aliased[target.name.lower()]
-    elif _is_number(target):
-        position = int(target.this) - 1
-        projections = select.expressions
-        target = projections[position].unalias() if 0 <= position < len(projections) else exp.Null()
-    target = _same_grouping(target)
+    target = _same_grouping(_resolved(_same_grouping(target), select))
     return target.name if isinstance(target, exp.Column | exp.Identifier) else None
 
 
