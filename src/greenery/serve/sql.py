@@ -561,17 +561,21 @@ def _date_parts_to_grains(select: exp.Select, sql_table: SqlTable) -> None:
             base, grain, part = found
             parts.setdefault(base, {})[part] = (item, grain)
     for base, items in parts.items():
-        named = set(items)
-        grain = next((g for g, takes, has in _GRAINS_BY_PARTS if takes <= named <= has), None)
-        target = sql_table.column(f"{base}__{grain}")
-        finer = _GRAIN_ORDER[: _GRAIN_ORDER.index(grain) + 1] if grain else ()
-        if target is None or target.role != "time" or any(g not in finer for _, g in items.values()):
+        grain = next((g for g, takes, has in _GRAINS_BY_PARTS if takes <= set(items) <= has), None)
+        target = sql_table.column(f"{base}__{grain}") if grain else None
+        if target is None or target.role != "time":
             continue
+        finer = _GRAIN_ORDER[: _GRAIN_ORDER.index(grain) + 1]
+        if any(g not in finer for _, g in items.values()):
+            continue
+        sources = {f"{base}__{g}" for g in finer}
         for node in list(select.find_all(exp.Extract)):
             column = _same_grouping(node.expression)
-            if not isinstance(column, exp.Column) or node.find_ancestor(exp.Where):
-                continue
-            if column.name.lower() in {f"{base}__{g}" for g in finer}:
+            if (
+                isinstance(column, exp.Column)
+                and column.name.lower() in sources
+                and not node.find_ancestor(exp.Where)
+            ):
                 grained = column.copy()
                 grained.set("this", exp.to_identifier(target.name))
                 node.set("expression", grained)
