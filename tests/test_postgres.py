@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -625,6 +626,29 @@ def test_a_list_parameter_as_psycopg_sends_it(pg: psycopg.Connection, course_sl:
         [["Ohio"]],
     ).fetchall()
     assert _ints(others) == [(state, n) for state, n in states.items() if state != "Ohio"]
+
+
+def test_an_array_written_as_a_string(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
+    """``= any('{Texas,Ohio}')``: PostgreSQL reads the string as an array literal, on the
+    semantic layer as on its catalog; a malformed one is 22P02, as PostgreSQL 15 answers."""
+    states = dict(_orders_by_state(course_sl))
+    rows = pg.execute(
+        "select user__state, orders from semantic_layer.orders "
+        """where user__state = any('{Texas,"Ohio"}') order by 1"""
+    ).fetchall()
+    assert _ints(rows) == [("Ohio", states["Ohio"]), ("Texas", states["Texas"])]
+    others = pg.execute(
+        "select user__state from semantic_layer.orders where user__state <> all(('{Ohio}')) order by 1"
+    ).fetchall()
+    assert [state for (state,) in others] == [state for state in states if state != "Ohio"]
+    tables = pg.execute(
+        "select relname from pg_catalog.pg_class where relname = any('{orders,sessions}') order by 1"
+    ).fetchall()
+    assert tables == [("orders",), ("sessions",)]
+    with pytest.raises(
+        psycopg.errors.InvalidTextRepresentation, match=re.escape('malformed array literal: "{a,b"')
+    ):
+        pg.execute("select 1 where 'a' = any('{a,b')")
 
 
 def test_asyncpg_binds_lists_and_looks_up_array_types(served: Served, course_sl: SemanticLayer) -> None:

@@ -327,6 +327,20 @@ def _quantifier(node: exp.Expression | None) -> bool:
     )
 
 
+def _array_literals(tree: exp.Expression) -> exp.Expression:
+    """``x = any('{Texas,"New York"}')``: PostgreSQL reads a string given to ANY or ALL as an array
+    literal (text[] where nothing says otherwise), as it reads an array parameter; replaced by
+    that array where it stands."""
+    for node in list(tree.find_all(exp.Any, exp.All, exp.Anonymous)):
+        if not _quantifier(node):
+            continue
+        argument = node.expressions[0] if isinstance(node, exp.Anonymous) and node.expressions else node.this
+        literal = argument.unnest() if isinstance(argument, exp.Expression) else None
+        if isinstance(literal, exp.Literal) and literal.is_string:
+            literal.replace(parameter_literal(literal.this.encode(), array_type(type_oid("text")), False))
+    return tree
+
+
 def _cast_type(to: exp.DataType) -> int:
     """The type OID of a cast's target type, an array of one too; 0 for others."""
     if to.this == exp.DataType.Type.ARRAY and to.expressions:
@@ -571,7 +585,7 @@ class Session:
             raise PgError("42601", message) from None
         if len(parsed) != 1 or not isinstance(parsed[0], exp.Query):
             raise PgError("42601", "send one SELECT at a time")
-        tree = self._set_configs(bind_parameters(parsed[0], literals))
+        tree = self._set_configs(_array_literals(bind_parameters(parsed[0], literals)))
         if self._reads_semantic_layer(tree):
             name_projections(tree)
             return self._server.sql_api.run(tree.sql(dialect="postgres")).table
