@@ -253,6 +253,35 @@ def test_tableaus_dates_discrete_and_continuous_are_metricflows_grains(
     assert monthly["rate"].to_pylist() == [361 / 578]
 
 
+def test_a_window_over_metrics_reads_the_answers_rows(
+    spied: tuple[SqlApi, list[QueryRequest]], course_sl: SemanticLayer
+) -> None:
+    """A running total as Metabase writes it (``sum(sum(x)) over (order by …)``), the same
+    without GROUP BY, and a share of the total: each window adds up MetricFlow's rows at the
+    grain asked for (a metric inside a window is not taken off as ``sum(x)`` alone is)."""
+    api, asked = spied
+    asked.clear()
+    by_day = course_sl.query(
+        metrics=["sessions"], group_by=["metric_time__day"], order_by=["metric_time__day"]
+    )
+    daily = [int(n) for n in by_day.table["sessions"].to_pylist()]
+    running = [sum(daily[: i + 1]) for i in range(len(daily))]
+    for sql in (
+        "select metric_time__day, sum(sum(sessions)) over (order by metric_time__day "
+        "rows unbounded preceding) as total from semantic_layer.sessions group by 1 order by 1",
+        "select metric_time__day, sum(sessions) over (order by metric_time__day) as total "
+        "from semantic_layer.sessions order by 1",
+    ):
+        assert [int(n) for n in api.execute(sql)["total"].to_pylist()] == running
+    shares = api.execute(
+        "select metric_time__day, sum(sessions) / sum(sum(sessions)) over () as share "
+        "from semantic_layer.sessions group by 1 order by 1"
+    )
+    assert shares["share"].to_pylist() == pytest.approx([n / sum(daily) for n in daily])
+    assert {r.group_by for r in asked} == {("metric_time__day",)}
+    assert len(daily) == 3
+
+
 def test_grouping_a_metric_by_an_expression_over_a_dimension_is_refused(
     spied: tuple[SqlApi, list[QueryRequest]],
 ) -> None:

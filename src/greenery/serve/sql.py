@@ -654,17 +654,26 @@ def _take_off_metric_aggregates(select: exp.Select, metrics: set[str]) -> None:
     """
     _keep_expression_names(select, metrics)
     for node in list(select.find_all(exp.AggFunc, exp.Anonymous)):
+        if isinstance(node.parent, exp.Window):  # a window's aggregate reads the answer's rows
+            continue
         metric = _taken_off(node, metrics)
         if metric is not None:
             node.replace(exp.column(metric))
     if select.args.get("group") is None:
         return
     for column in list(select.find_all(exp.Column)):
-        if column.name in metrics and column.find_ancestor(exp.AggFunc, exp.Where) is None:
+        if column.name in metrics and not _read_per_group(column):
             read = exp.AnyValue(this=column.copy())
             if column.parent is select:  # a projection: keep its name
                 read = exp.alias_(read, column.name)
             column.replace(read)
+
+
+def _read_per_group(column: exp.Column) -> bool:
+    """Whether a column is read in WHERE or by an aggregate of its group, not by a window's
+    (``sum(sum(sessions)) over (order by …)``, a running total: the window adds up groups)."""
+    reader = column.find_ancestor(exp.AggFunc, exp.Where)
+    return reader is not None and not isinstance(reader.parent, exp.Window)
 
 
 def _keep_expression_names(select: exp.Select, metrics: set[str]) -> None:
