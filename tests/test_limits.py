@@ -24,10 +24,11 @@ import pytest
 import requests
 
 from conftest import TOKEN, Served, fetch, running
-from greenery.semantic.layer import QueryInterrupted, SemanticLayer
+from greenery.semantic.layer import QueryInterrupted, SemanticLayer, SemanticLayerError
 from greenery.serve import connections, graphql, http, service
 from greenery.serve.postgres import start_postgres_server
 from greenery.serve.service import QueryRequest
+from greenery.warehouse import store
 
 CATALOG_CROSS_JOIN = "select count(*) from " + ", ".join(f"pg_catalog.pg_attribute a{n}" for n in range(5))
 ORDERS = "{{ semantic_layer.query(metrics=['orders'], group_by=['order']) }}"
@@ -123,6 +124,26 @@ def test_a_slow_query_is_interrupted_at_its_time_limit(course_copy: Path) -> Non
         slow = "select count(*) from range(100000000000) a"  # minutes of work
         with pytest.raises(QueryInterrupted, match=r"longer than 0\.5 s and was stopped"):
             layer.run(slow, timeout_s=0.5)
+        assert layer.query(metrics=["sessions_with_checkout"]).table.to_pylist() == [
+            {"sessions_with_checkout": 361}
+        ]
+    finally:
+        layer.close()
+
+
+def test_a_query_over_the_memory_limit_says_what_to_ask_instead(
+    course_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's own message advises fewer threads or more memory, which a client cannot set;
+    the layer's says what to ask for instead, and the engine answers the next query. (What a
+    semantic model's every column costs: select * of page_views at scale 1000 stopped so.)"""
+    monkeypatch.setenv(store.MEMORY_ENV, "64MB")
+    layer = SemanticLayer.published(course_copy)
+    try:
+        with pytest.raises(
+            SemanticLayerError, match="needs more memory than the warehouse may use: group by"
+        ):
+            layer.run("select list(i) from range(50000000) t(i)")  # a list cannot spill to disk
         assert layer.query(metrics=["sessions_with_checkout"]).table.to_pylist() == [
             {"sessions_with_checkout": 361}
         ]

@@ -40,6 +40,10 @@ NO_PARAMS = SqlBindParameterSet()
 KEEP_COMPILED = 1024  # compiled SQL kept per engine …
 KEEP_COMPILED_CHARS = 32 * 1024 * 1024  # … within this many characters of SQL and query text
 TOO_DEEP = "the query is too large or too deeply nested to compile: ask for less at once"
+TOO_BIG = (
+    "the query needs more memory than the warehouse may use: group by fewer columns (an entity "
+    "such as session or event makes a row of each one), a coarser time grain, or filter it"
+)
 
 
 class SemanticLayerError(ValueError):
@@ -328,6 +332,8 @@ class SemanticLayer:
         greenery.semantic.prepared); stopped after `timeout_s` seconds if given."""
         try:
             return self.client.arrow(sql, timeout_s)
+        except duckdb.OutOfMemoryException:
+            raise SemanticLayerError(TOO_BIG) from None
         except duckdb.Error as exc:
             raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
 
