@@ -530,9 +530,7 @@ def _truncations_to_grains(select: exp.Select, sql_table: SqlTable) -> None:
         target = sql_table.column(f"{base}__{unit}")
         if target is None or target.role != "time" or grain not in ("day", unit):
             continue
-        grained = column.copy()
-        grained.set("this", exp.to_identifier(target.name))
-        node.replace(grained)
+        node.replace(_renamed(column, target.name))
 
 
 # the grains whose value a set of date parts names: the parts it takes, and those it has
@@ -576,12 +574,17 @@ def _date_parts_to_grains(select: exp.Select, sql_table: SqlTable) -> None:
                 and column.name.lower() in sources
                 and not node.find_ancestor(exp.Where)
             ):
-                grained = column.copy()
-                grained.set("this", exp.to_identifier(target.name))
-                node.set("expression", grained)
+                node.set("expression", _renamed(column, target.name))
         replaced = [item for item, _ in items.values()]
         kept = [i for i in group.expressions if all(i is not r for r in replaced)]
         group.set("expressions", [*kept, exp.column(target.name)])
+
+
+def _renamed(column: exp.Column, name: str) -> exp.Column:
+    """The column, qualified as it was, under another name (another grain of its dimension)."""
+    renamed = column.copy()
+    renamed.set("this", exp.to_identifier(name))
+    return renamed
 
 
 def _date_part(item: exp.Expression, sql_table: SqlTable) -> tuple[str, str, str] | None:
