@@ -187,3 +187,14 @@ def fetch(connection: flightsql.Connection, statement: str) -> pa.Table:
     with connection.cursor() as cursor:
         cursor.execute(statement)
         return cursor.fetch_arrow_table()
+
+
+def table_names(connection: flightsql.Connection, **filters: str) -> list[str]:
+    """The tables GetTables lists (ADBC's get_objects, with its filters)."""
+    objects = connection.adbc_get_objects(depth="tables", **filters).read_all().to_pylist()
+    return [
+        table["table_name"]
+        for catalog in objects
+        for schema in catalog["catalog_db_schemas"] or []
+        for table in schema["db_schema_tables"] or []
+    ]

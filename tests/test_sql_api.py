@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 from adbc_driver_manager import ProgrammingError
 
-from conftest import fetch
+from conftest import fetch, table_names
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.catalog import Catalog
 from greenery.serve.service import QueryRequest, SemanticLayerService
@@ -367,13 +367,7 @@ def test_star_is_every_column_the_catalog_lists(adbc: flightsql.Connection, cour
     order; on a semantic model's table, the same rows as naming every column (each metric by
     every dimension and entity: a session's row, here). It used to be a model's metric totals,
     which the offset metric view_to_checkout_rate_wow_change cannot give without metric_time."""
-    objects = adbc.adbc_get_objects(db_schema_filter="semantic_layer", depth="tables").read_all()
-    tables = [
-        table["table_name"]
-        for catalog in objects.to_pylist()
-        for schema in catalog["catalog_db_schemas"]
-        for table in schema["db_schema_tables"]
-    ]
+    tables = table_names(adbc, db_schema_filter="semantic_layer")
     assert {"sessions", "orders", "product_sessions", "funnel_by_week"} <= set(tables)
     for table in tables:
         listed = adbc.adbc_get_table_schema(table, db_schema_filter="semantic_layer")
