@@ -25,10 +25,12 @@ from adbc_driver_flightsql import DatabaseOptions
 from starlette.applications import Starlette
 
 from greenery.semantic.layer import SemanticLayer
+from greenery.serve.catalog import Catalog
 from greenery.serve.connections import GuardedConfig
 from greenery.serve.flight import start_flight_server
 from greenery.serve.http import create_app
 from greenery.serve.postgres import start_postgres_server
+from greenery.serve.tables import SqlTable, SqlTables
 from greenery.warehouse.build import rebuild
 from greenery.warehouse.dbt import TARGET_DIR
 from greenery.warehouse.publish import publish
@@ -156,6 +158,18 @@ class Served:
     @property
     def flight_uri(self) -> str:
         return f"grpc://127.0.0.1:{self.flight_port}"
+
+
+@pytest.fixture(scope="module")
+def course_catalog(course_sl: SemanticLayer) -> Catalog:
+    """The metadata of the module's published course copy, as the server builds it."""
+    return Catalog(course_sl, course_sl.engine_lock)
+
+
+def model_tables(catalog: Catalog) -> list[SqlTable]:
+    """The semantic_layer tables of the semantic models (not of saved queries), columns only."""
+    tables = SqlTables(catalog, describe=lambda metrics, group_by: pa.schema([]))
+    return [table for table in tables.tables.values() if table.saved_query is None]
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 import pyarrow as pa
 import pytest
 
+from conftest import model_tables
 from greenery.semantic.compat import query_request, quote_reserved_identifiers
 from greenery.semantic.layer import SemanticLayer
 from greenery.semantic.optimize import merge_twin_aggregations
 from greenery.serve.catalog import Catalog
-from greenery.serve.tables import SqlTables
 
 # MetricFlow's shape (funnel_by_user_segment's), over a table with NULL keys: `=` does not
 # match them, so the full outer join leaves such a key's two rows apart until the outer
@@ -66,6 +68,22 @@ def test_sql_that_does_not_parse_is_left_as_written() -> None:
     assert merge_twin_aggregations("select from where") == "select from where"
 
 
+def _as_written(
+    layer: SemanticLayer,
+    *,
+    saved_query: str | None = None,
+    metrics: Sequence[str] = (),
+    group_by: Sequence[str] = (),
+    where: Sequence[str] = (),
+) -> str:
+    """MetricFlow's SQL for the query, before any rewrite but the quoting every query gets."""
+    request = query_request(
+        saved_query=saved_query, metrics=metrics, group_by=group_by, where=where, order_by=(), limit=None
+    )
+    written = layer.engine.explain(request).sql_statement.without_descriptions.sql
+    return quote_reserved_identifiers(written, layer._reserved_names)
+
+
 @pytest.mark.parametrize(
     ("saved_query", "where"),
     [
@@ -81,11 +99,7 @@ def test_metricflow_funnel_queries_run_merged_with_the_same_answer(
     """The funnel saved queries (step counts with their rates) compile to one aggregation, and
     give the rows MetricFlow's own SQL gives."""
     compiled = course_sl.compile(saved_query=saved_query, where=where)
-    request = query_request(
-        saved_query=saved_query, metrics=(), group_by=(), where=where, order_by=(), limit=None
-    )
-    written = course_sl.engine.explain(request)
-    as_written = written.sql_statement.without_descriptions.sql
+    as_written = _as_written(course_sl, saved_query=saved_query, where=where)
     assert "FULL OUTER JOIN" in as_written
     assert "FULL OUTER JOIN" not in compiled
     answer = _sorted(course_sl.run(compiled))
@@ -96,34 +110,21 @@ def test_metricflow_funnel_queries_run_merged_with_the_same_answer(
 COARSER_GRAINS = ("__week", "__month", "__quarter", "__year")
 
 
-def _as_written(layer: SemanticLayer, metrics: list[str], group_by: tuple[str, ...]) -> str:
-    """MetricFlow's SQL for the query, before any rewrite but the quoting every query gets."""
-    request = query_request(
-        saved_query=None, metrics=metrics, group_by=group_by, where=(), order_by=(), limit=None
-    )
-    written = layer.engine.explain(request).sql_statement.without_descriptions.sql
-    return quote_reserved_identifiers(written, layer._reserved_names)
-
-
 def test_every_semantic_model_by_each_dimension_merged_gives_metricflows_answer(
-    course_sl: SemanticLayer,
+    course_sl: SemanticLayer, course_catalog: Catalog
 ) -> None:
     """Every metric of each semantic model the SQL API offers as a table (those whose filters
     commute: the offset metric needs metric_time) by each of its columns at the day grain, and
     by none: the merged SQL answers what MetricFlow's own does. For a dimension two joins away,
     each twin joins its own subquery (subq_31, subq_42); the merge once copied the right one's
     name into the left's projections, and every such query of product_sessions failed."""
-    catalog = Catalog(course_sl, course_sl.engine_lock)
-    tables = SqlTables(catalog, describe=lambda metrics, group_by: pa.schema([]))
     merged = 0
-    for table in tables.tables.values():
-        if table.saved_query is not None:
-            continue
-        metrics = [m for m in table.metrics if catalog.filter_commutes(m)]
+    for table in model_tables(course_catalog):
+        metrics = [m for m in table.metrics if course_catalog.filter_commutes(m)]
         columns = [name for name in table.group_by if not name.endswith(COARSER_GRAINS)]
         for group_by in [(), *((name,) for name in columns)]:
             compiled = course_sl.compile(metrics=metrics, group_by=group_by)
-            as_written = _as_written(course_sl, metrics, group_by)
+            as_written = _as_written(course_sl, metrics=metrics, group_by=group_by)
             merged += compiled != as_written
             answer = _sorted(course_sl.run(compiled))
             assert answer.equals(_sorted(course_sl.run(as_written))), (table.name, group_by)

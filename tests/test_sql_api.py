@@ -21,12 +21,11 @@ import pyarrow as pa
 import pytest
 from adbc_driver_manager import ProgrammingError
 
-from conftest import fetch, table_names
+from conftest import fetch, model_tables, table_names
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.catalog import Catalog
 from greenery.serve.service import QueryRequest, SemanticLayerService
-from greenery.serve.sql import SqlApi, SqlError
-from greenery.serve.tables import SqlTables
+from greenery.serve.sql import SqlApi, SqlError, literal
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
 BY_STATE = (
@@ -421,12 +420,6 @@ def test_unknown_columns_and_joins_are_refused_with_the_reason(adbc: flightsql.C
     assert fetch(adbc, "select 2 as two").to_pylist() == [{"two": 2}]  # the connection still serves
 
 
-def _sql_literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _ordered(rows: list[dict[str, object]], metric: str, columns: list[str]) -> list[dict[str, object]]:
     """Rows as ``order by metric desc nulls last, column… nulls last`` sorts them."""
 
@@ -439,7 +432,7 @@ def _ordered(rows: list[dict[str, object]], metric: str, columns: list[str]) -> 
 
 
 def test_random_queries_on_the_tables_answer_what_metricflow_answers(
-    adbc: flightsql.Connection, course_sl: SemanticLayer
+    adbc: flightsql.Connection, course_sl: SemanticLayer, course_catalog: Catalog
 ) -> None:
     """Seeded random queries over the semantic models' tables (one to three metrics, up to two
     columns, dimensions two joins away among them, a filter on a column that is not selected,
@@ -448,12 +441,11 @@ def test_random_queries_on_the_tables_answer_what_metricflow_answers(
     against grouping in test_a_filter_on_a_dimension_joined_through_another_entity). Such a
     comparison found every filter on a column like session__user__state refused."""
     rng = random.Random(20261207)
-    catalog = Catalog(course_sl, course_sl.engine_lock)
     covered = dict.fromkeys(["a filter two joins away", "a column two joins away"], 0)
-    tables = [t for t in SqlTables(catalog, lambda m, g: pa.schema([])).tables.values() if not t.saved_query]
+    tables = model_tables(course_catalog)
     for _ in range(60):
         table = rng.choice(tables)
-        commuting = [m for m in table.metrics if catalog.filter_commutes(m)]
+        commuting = [m for m in table.metrics if course_catalog.filter_commutes(m)]
         metrics = rng.sample(commuting, rng.randint(1, min(3, len(commuting))))
         dimensions = [c for c in table.columns if c.role in ("dimension", "time")]
         columns = [c.name for c in rng.sample(dimensions, rng.randint(0, 2))]
@@ -465,12 +457,12 @@ def test_random_queries_on_the_tables_answer_what_metricflow_answers(
         order, limit = metrics[0], rng.randint(1, 5)
         sql = (
             f"select {', '.join([*columns, *selected])} from semantic_layer.{table.name} "
-            f"where {filtered.name} = {_sql_literal(value)} "
+            f"where {filtered.name} = {literal(value).sql()} "
             + (f"group by {', '.join(columns)} " if wrapped and columns else "")
             + f"order by {', '.join([f'{order} desc nulls last', *(f'{c} nulls last' for c in columns)])} "
             f"limit {limit}"
         )
-        where = f"{filtered.template} = {_sql_literal(value)}"
+        where = f"{filtered.template} = {literal(value).sql()}"
         expected = course_sl.query(metrics=metrics, group_by=columns, where=[where]).table.to_pylist()
         assert expected, sql
         wanted = [{k: row[k] for k in [*columns, *metrics]} for row in _ordered(expected, order, columns)]
