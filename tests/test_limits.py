@@ -151,6 +151,30 @@ def test_a_query_over_the_memory_limit_says_what_to_ask_instead(
         layer.close()
 
 
+def test_a_query_over_the_memory_limit_is_out_of_memory_over_postgres(
+    course_copy: Path, course_sl: SemanticLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLSTATE 53200, as PostgreSQL reports a query out of memory, with the layer's advice; the
+    connection answers the next statement. (Every column of a table at 10 MB on the course data.)"""
+    monkeypatch.setenv(store.MEMORY_ENV, "10MB")
+    layer_service = service.SemanticLayerService(course_copy)
+    postgres = start_postgres_server(layer_service, "127.0.0.1", 0, TOKEN, warm=False)
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=postgres.port, user="u", password=TOKEN, autocommit=True
+        ) as connection:
+            with pytest.raises(
+                psycopg.errors.OutOfMemory, match="needs more memory than the warehouse may use"
+            ):
+                connection.execute("select * from semantic_layer.sessions")
+            checkouts = course_sl.query(metrics=["sessions_with_checkout"]).table.to_pylist()
+            answer = connection.execute("select sessions_with_checkout from semantic_layer.sessions")
+            assert [{"sessions_with_checkout": value} for (value,) in answer] == checkouts
+    finally:
+        postgres.shutdown()
+        layer_service.close()
+
+
 def test_the_time_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(service.TIMEOUT_ENV, raising=False)
     assert service.query_timeout_s() == service.DEFAULT_TIMEOUT_S

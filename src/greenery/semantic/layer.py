@@ -54,6 +54,10 @@ class QueryInterrupted(SemanticLayerError):
     """A query stopped at its time limit (the message says which)."""
 
 
+class QueryOutOfMemory(SemanticLayerError):
+    """A query over the warehouse's memory limit (the message says what to ask for instead)."""
+
+
 def _cells(cursor: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
     """A cursor's rows as MetricFlow's table takes them: a uuid id (macros/id_type.sql) as its
     text. Only a result with a uuid column is copied."""
@@ -333,7 +337,7 @@ class SemanticLayer:
         try:
             return self.client.arrow(sql, timeout_s)
         except duckdb.OutOfMemoryException:
-            raise SemanticLayerError(TOO_BIG) from None
+            raise QueryOutOfMemory(TOO_BIG) from None
         except duckdb.Error as exc:
             raise SemanticLayerError(f"the warehouse rejected the query: {exc}") from exc
 

@@ -72,6 +72,7 @@ from greenery.serve.service import (
     TOO_COMPLEX,
     QueryFailed,
     QueryTimedOut,
+    QueryTooBig,
     SemanticLayerService,
     ServerConfigError,
 )
@@ -150,6 +151,7 @@ def _error_for(exc: Exception) -> PgError:
         (ReadOnlySql, "25006"),
         (UnsupportedSql, "0A000"),
         (QueryTimedOut, "57014"),
+        (QueryTooBig, "53200"),
         (SqlError, "42000"),
         (QueryFailed, "42000"),
         (SemanticLayerError, "42000"),

@@ -35,7 +35,13 @@ import pyarrow as pa
 from greenery.semantic import filters
 from greenery.semantic.cache import Lru
 from greenery.semantic.declarative import ExportCache, export_of
-from greenery.semantic.layer import MetricQuery, SemanticLayer, SemanticLayerError
+from greenery.semantic.layer import (
+    MetricQuery,
+    QueryInterrupted,
+    QueryOutOfMemory,
+    SemanticLayer,
+    SemanticLayerError,
+)
 from greenery.semantic.watchdog import Cancellable, interrupting, running
 from greenery.serve.catalog import Catalog
 from greenery.serve.scheduler import FairScheduler, QueueFull
@@ -100,8 +106,19 @@ class QueryFailed(ValueError):
     """A query the semantic layer refused or could not answer (the message says why)."""
 
 
+class QueryTooBig(QueryFailed):
+    """A query over the warehouse's memory limit."""
+
+
 class QueryTimedOut(RuntimeError):
     """A query that did not finish in time (it was cancelled)."""
+
+
+# what a one-call transport raises for a query the semantic layer stopped so (others: QueryFailed)
+_FAILURES: dict[type[Exception], type[Exception]] = {
+    QueryInterrupted: QueryTimedOut,
+    QueryOutOfMemory: QueryTooBig,
+}
 
 
 class QueryNotFound(ValueError):
@@ -391,6 +408,7 @@ class QueryJob:
     status: str = "PENDING"  # PENDING → RUNNING → SUCCESSFUL | FAILED
     sql: str | None = None
     error: str | None = None
+    failure: type[Exception] = QueryFailed  # what run_query raises with the error
     table: pa.Table | None = None
     version: str | None = None
     read_cache: bool = True
@@ -445,7 +463,13 @@ class QueryJob:
             self.status = "RUNNING"
             return True
 
-    def finish(self, *, table: pa.Table | None = None, error: str | None = None) -> bool:
+    def finish(
+        self,
+        *,
+        table: pa.Table | None = None,
+        error: str | None = None,
+        failure: type[Exception] = QueryFailed,
+    ) -> bool:
         """Record the outcome once (a cancelled job stays cancelled); False if already finished."""
         with self._lock:
             if self._finished:
@@ -453,7 +477,7 @@ class QueryJob:
             if error is None:
                 self.table, self.status = table, "SUCCESSFUL"
             else:
-                self.error, self.status = error, "FAILED"
+                self.error, self.failure, self.status = error, failure, "FAILED"
             self._finished = True
             return True
 
@@ -558,8 +582,7 @@ class SemanticLayerService:
             self.cancel_query(job.id)
             raise QueryTimedOut(f"the query took longer than {wait_s:.0f} s")
         if job.status != "SUCCESSFUL" or job.table is None:
-            error = job.error or f"the query ended {job.status}"
-            raise (RuntimeError if error.startswith(INTERNAL_ERROR) else QueryFailed)(error)
+            raise job.failure(job.error or f"the query ended {job.status}")
         return job
 
     def _new_job(self, request: QueryRequest, read_cache: bool, transport: str) -> tuple[QueryJob, bool]:
@@ -639,12 +662,12 @@ class SemanticLayerService:
                 job.sql, table, job.from_cache = layer.answer(checked, read_cache=job.read_cache)
             job.finish(table=table)
         except (SemanticLayerError, ValueError) as exc:
-            job.finish(error=str(exc))
+            job.finish(error=str(exc), failure=_FAILURES.get(type(exc), QueryFailed))
         except (RecursionError, MemoryError):  # nesting or size the input should not have had
             job.finish(error=TOO_COMPLEX)
         except Exception as exc:  # report, never leave a client polling forever
             log.exception("query %s failed unexpectedly", job.id)
-            job.finish(error=f"{INTERNAL_ERROR} ({type(exc).__name__}): {exc}")
+            job.finish(error=f"{INTERNAL_ERROR} ({type(exc).__name__}): {exc}", failure=RuntimeError)
         finally:
             self._done(job, start)
 
