@@ -11,15 +11,18 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
+import psycopg
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
@@ -31,6 +34,7 @@ from dbtsl.api.adbc.protocol import ADBCProtocol
 from dbtsl.api.shared.query_params import GroupByParam, GroupByType
 from dbtsl.asyncio import AsyncSemanticLayerClient
 from dbtsl.error import AuthError, QueryFailedError
+from test_limits import ANSWERS_CROSS_JOIN
 from test_server import FUNNEL, PRODUCT_FUNNEL, assert_same_rows
 
 from conftest import TOKEN, Served, fetch
@@ -568,27 +572,35 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: Path) -> None:
-    http_port, flight_port = _free_port(), _free_port()
+def _greenery_serve(course_copy: Path, http_port: int, *args: str) -> subprocess.Popen[str]:
+    """`greenery serve` on the course copy with the test token, once its health check answers."""
     env = {**os.environ, TOKEN_ENV: TOKEN, store.ENV_VAR: str(course_copy)}
     greenery = Path(sys.executable).with_name("greenery")
     process = subprocess.Popen(
-        [str(greenery), "serve", "--port", str(http_port), "--flight-port", str(flight_port), "--access-log"],
+        [str(greenery), "serve", "--port", str(http_port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"greenery serve ended: {process.communicate()[1]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("greenery serve did not start")
+        try:
+            if requests.get(f"http://127.0.0.1:{http_port}/healthz", timeout=2).ok:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.2)
+
+
+def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: Path) -> None:
+    http_port, flight_port = _free_port(), _free_port()
+    process = _greenery_serve(course_copy, http_port, "--flight-port", str(flight_port), "--access-log")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "greenery serve did not start"
-            try:
-                if requests.get(f"http://127.0.0.1:{http_port}/healthz", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
         kwargs = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {TOKEN}"}
         with flightsql.connect(f"grpc://127.0.0.1:{flight_port}", db_kwargs=kwargs) as connection:
             overall = fetch(connection, "{{ semantic_layer.query(saved_query='funnel_overall') }}")
@@ -603,6 +615,56 @@ def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: 
     assert "/dashboard?token=[redacted]" in stdout + stderr  # uvicorn's access log, asked for
     assert "GET /healthz" in stdout + stderr
     assert TOKEN not in stdout + stderr
+
+
+def test_greenery_serve_interrupted_stops_the_statements_running(course_copy: Path) -> None:
+    """Ctrl-C while statements run (a cross join of answers: hours of work in DuckDB): each client
+    is told the server is shutting down (Postgres: FATAL 57P01, as PostgreSQL's fast shutdown;
+    Flight SQL: cancelled), and the process ends at once. A thread left inside DuckDB when
+    Python exits aborts the process ("terminate called …"), as it did before."""
+    http_port, flight_port, pg_port = _free_port(), _free_port(), _free_port()
+    process = _greenery_serve(
+        course_copy, http_port, "--flight-port", str(flight_port), "--pg-port", str(pg_port)
+    )
+    errors: dict[str, BaseException] = {}
+
+    def postgres() -> None:
+        with psycopg.connect(host="127.0.0.1", port=pg_port, user="u", password=TOKEN) as connection:
+            try:
+                connection.execute(ANSWERS_CROSS_JOIN)
+            except psycopg.Error as exc:
+                errors["postgres"] = exc
+
+    def adbc() -> None:
+        kwargs = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {TOKEN}"}
+        with flightsql.connect(f"grpc://127.0.0.1:{flight_port}", db_kwargs=kwargs) as connection:
+            try:
+                fetch(connection, ANSWERS_CROSS_JOIN)
+            except Exception as exc:
+                errors["flight"] = exc
+
+    clients = [threading.Thread(target=postgres), threading.Thread(target=adbc)]
+    try:
+        with psycopg.connect(host="127.0.0.1", port=pg_port, user="u", password=TOKEN) as idle:
+            assert idle.execute("select 1").fetchone() == (1,)
+            for client in clients:
+                client.start()
+            time.sleep(3)  # both statements are running
+            assert all(client.is_alive() for client in clients)
+            start = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+            assert time.monotonic() - start < 30
+            with pytest.raises(psycopg.OperationalError, match="terminating connection due to administrator"):
+                idle.execute("select 1")
+    finally:
+        process.kill()
+        for client in clients:
+            client.join(timeout=30)
+    assert isinstance(errors["postgres"], psycopg.errors.AdminShutdown)
+    assert "the server is shutting down" in str(errors["flight"])
+    assert process.returncode == 130 and "greenery serve: interrupted" in stderr
+    assert "terminate called" not in stderr and "Traceback" not in stderr
 
 
 def test_updates_are_refused_as_read_only(adbc: flightsql.Connection) -> None:

@@ -493,6 +493,25 @@ def test_a_statement_stopped_while_its_query_waits_for_a_worker(
         layer_service.close()
 
 
+def test_closing_the_service_ends_the_queries_not_finished(course_copy: Path) -> None:
+    """A query still waiting for a worker when the server stops ends FAILED, saying why, so a
+    client polling it is told, not left waiting for a worker that never comes."""
+    layer_service = service.SemanticLayerService(course_copy, workers=2)
+    release = threading.Event()
+    try:
+        for client in ("a", "b"):
+            layer_service.scheduler.submit(lambda: release.wait(60), client)
+        job = layer_service.create_query(QueryRequest(metrics=("revenue",)), read_cache=False)
+        closing = threading.Thread(target=layer_service.close)
+        closing.start()
+        assert job.done.wait(10)
+        assert (job.status, job.error) == ("FAILED", service.SHUTTING_DOWN)
+    finally:
+        release.set()
+    closing.join(30)
+    assert not closing.is_alive()
+
+
 def test_input_made_to_backtrack_is_refused_at_once(served: Served) -> None:
     """Regular expressions read array parameters, COPY statements and a prepared statement's
     parameters: input shaped to make them backtrack (a malformed array of 60,000 spaces, a COPY

@@ -58,6 +58,38 @@ class Cancellable:
                     self._interrupts.remove(interrupt)
 
 
+class RunningWork:
+    """The work running for one server, to stop all of it when the server shuts down (no thread
+    may still be inside DuckDB when the process exits: it would abort)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._work: set[Cancellable] = set()
+        self._stopped_for: str | None = None
+
+    @contextmanager
+    def track(self, work: Cancellable) -> Iterator[Cancellable]:
+        """Within the block, `stop_all` stops `work` (at once, if it was called already)."""
+        with self._lock:
+            self._work.add(work)
+            stopped_for = self._stopped_for
+        if stopped_for is not None:
+            work.stop(stopped_for)
+        try:
+            yield work
+        finally:
+            with self._lock:
+                self._work.discard(work)
+
+    def stop_all(self, reason: str) -> None:
+        """Stop the work running now, and any tracked from now on."""
+        with self._lock:
+            self._stopped_for = reason
+            running_now = list(self._work)
+        for work in running_now:
+            work.stop(reason)
+
+
 _RUNNING: ContextVar[Cancellable | None] = ContextVar("greenery_running", default=None)
 
 

@@ -35,10 +35,11 @@ from sqlglot import exp
 
 from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayerError
-from greenery.semantic.watchdog import WATCHDOG, Cancellable, running
+from greenery.semantic.watchdog import WATCHDOG, Cancellable, RunningWork, running
 from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
+    SHUTTING_DOWN,
     TOO_COMPLEX,
     QueryJob,
     QueryNotFound,
@@ -396,18 +397,25 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         self._service = service
         self._sql = SqlApi(service, transport="flight")
         self._prepared: Lru[bytes, _Prepared] = Lru(MAX_PREPARED, PREPARED_BYTES, _prepared_size)
+        self._calls = RunningWork()  # stopped when the server shuts down
+
+    def shutdown(self) -> None:
+        """Stop the calls running now (their clients are told the server is shutting down), then
+        gRPC's shutdown, which waits for them to end."""
+        self._calls.stop_all(SHUTTING_DOWN)
+        super().shutdown()
 
     # -- RPCs --
 
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        return _for_client(context, lambda: self._flight_info(descriptor))
+        return _for_client(context, self._calls, lambda: self._flight_info(descriptor))
 
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
-        return _for_client(context, lambda: flight.SchemaResult(self._schema(descriptor)))
+        return _for_client(context, self._calls, lambda: flight.SchemaResult(self._schema(descriptor)))
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         table = _client_errors(lambda: self._ticket_table(ticket.ticket))
@@ -415,7 +423,7 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
         body = action.body.to_pybytes() if action.body is not None else b""
-        return iter(_for_client(context, lambda: self._action(action.type, body)))
+        return iter(_for_client(context, self._calls, lambda: self._action(action.type, body)))
 
     def do_put(
         self,
@@ -431,7 +439,7 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
         )
         if command == "CommandPreparedStatementQuery":
             handle = _bytes_field(fields, 1)
-            _for_client(context, lambda: self._bind(handle, reader.read_all()))
+            _for_client(context, self._calls, lambda: self._bind(handle, reader.read_all()))
             # DoPutPreparedStatementResult, unpacked: the handle to execute, the same one
             writer.write(pa.py_buffer(encode_message([(1, handle)])))
             return
@@ -595,10 +603,11 @@ def _prepared_size(handle: bytes, prepared: _Prepared) -> int:
     return len(handle) + len(prepared.text) + prepared.schema.serialize().size
 
 
-def _for_client(context: flight.ServerCallContext, call: Callable[[], T]) -> T:
+def _for_client(context: flight.ServerCallContext, calls: RunningWork, call: Callable[[], T]) -> T:
     """`call` with its queries counted against the RPC's client, its gRPC peer (one client
     connection; see greenery.serve.scheduler), and client errors mapped (`_client_errors`).
-    A call the client cancels (ADBC's ``adbc_cancel``, a gRPC deadline) stops what it runs."""
+    A call the client cancels (ADBC's ``adbc_cancel``, a gRPC deadline) stops what it runs, as
+    does the server shutting down (`calls`)."""
     work = Cancellable()
 
     def stop_if_cancelled() -> None:
@@ -607,6 +616,7 @@ def _for_client(context: flight.ServerCallContext, call: Callable[[], T]) -> T:
 
     with (
         as_client(f"flight:{context.peer()}"),
+        calls.track(work),
         running(work),
         WATCHDOG.every(CANCEL_CHECK_S, stop_if_cancelled),
     ):

@@ -50,11 +50,12 @@ from sqlglot.errors import SqlglotError
 
 from greenery.semantic.layer import SemanticLayerError
 from greenery.semantic.shape import TooComplex, check_brackets
-from greenery.semantic.watchdog import WATCHDOG, Cancellable, running
+from greenery.semantic.watchdog import WATCHDOG, Cancellable, RunningWork, running
 from greenery.serve.auth import ScramRefused, ScramSha256, bind_refusal
 from greenery.serve.postgres_catalog import (
     DEFAULT_SETTINGS,
     REPORTED_SETTINGS,
+    TERMINATING,
     PgError,
     PostgresCatalog,
     SessionFacts,
@@ -69,6 +70,7 @@ from greenery.serve.postgres_copy import CopyRequest, copy_lines, copy_request
 from greenery.serve.postgres_cursors import Declaration, close_target, declaration, fetch_request, fetched
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
+    SHUTTING_DOWN,
     TOO_COMPLEX,
     QueryFailed,
     QueryTimedOut,
@@ -98,6 +100,7 @@ MAX_MESSAGE_BYTES = 4 * MAX_SQL_CHARS  # a message still incomplete past this ma
 MAX_RESULT_ROWS = 1_000_000  # larger answers are refused (54000): aggregate or add a LIMIT
 MAX_CONNECTIONS = 64  # clients past their startup message …
 MAX_SOCKETS = 2 * MAX_CONNECTIONS  # … and open sockets (a thread each): more are closed at once
+SHUTDOWN_WAIT_S = 10.0  # at shutdown, for the connections' threads to end their stopped statements
 STARTUP_TIMEOUT_S = 10.0  # from connecting to authenticated: a client slower than this is closed
 MAX_PREPARED = 512  # named statements and portals per connection …
 MAX_PREPARED_CHARS = 4 * MAX_SQL_CHARS  # … and characters of prepared statements per connection
@@ -503,6 +506,7 @@ class Session:
         self.current_statement = statement
         try:
             with (
+                self._server.statements.track(statement),
                 WATCHDOG.limit(timeout_ms / 1000 or None, lambda: statement.stop("statement timeout")),
                 running(statement),
             ):
@@ -513,6 +517,8 @@ class Session:
             outcome = None
         finally:
             self.current_statement = None
+        if statement.stopped_for == SHUTTING_DOWN:
+            raise PgError("57P01", TERMINATING)
         if statement.stopped_for is not None:
             raise PgError("57014", f"canceling statement due to {statement.stopped_for}")
         assert outcome is not None
@@ -527,7 +533,7 @@ class Session:
         try:
             return self._run_stoppable(text, literals)
         except PgError as error:
-            if error.sqlstate == "57014":  # cancelled or timed out: so would the Execute be
+            if error.sqlstate in ("57014", "57P01"):  # stopped: so would the Execute be
                 raise
             return None
         except Exception:
@@ -1132,6 +1138,8 @@ class PgConnection:
             except TimeoutError:
                 continue  # the deadline check above ends it
             if not data:
+                if self._server.closing.is_set():  # the server woke the connection to end it
+                    self._fatal("57P01", TERMINATING)
                 raise _Closed
             pending += len(data)
             for message in self._wire.receive(data):
@@ -1152,6 +1160,9 @@ class PgConnection:
             self._out.clear()
 
     def _error(self, error: PgError, severity: str = "ERROR") -> None:
+        """Report an error; one that ends the connection (the server shutting down) ends it."""
+        if error.sqlstate == "57P01" and severity != "FATAL":
+            self._fatal(error.sqlstate, str(error))
         self._send(
             wire.ErrorResponse(fields={"S": severity, "V": severity, "C": error.sqlstate, "M": str(error)})
         )
@@ -1494,12 +1505,12 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     def __init__(self, address: tuple[str, int], postgres: PostgresServer) -> None:
         self.postgres = postgres
         self._sockets: set[socket.socket] = set()
-        self._sockets_lock = threading.Lock()
+        self._sockets_changed = threading.Condition()
         super().__init__(address, _Handler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """At most MAX_SOCKETS open: a socket past that is closed before it gets a thread."""
-        with self._sockets_lock:
+        with self._sockets_changed:
             if len(self._sockets) >= MAX_SOCKETS:
                 log.warning("postgres: %d sockets open, closing a new one", len(self._sockets))
                 return False
@@ -1508,8 +1519,22 @@ class _TcpServer(socketserver.ThreadingTCPServer):
 
     def shutdown_request(self, request: Any) -> None:
         super().shutdown_request(request)
-        with self._sockets_lock:
+        with self._sockets_changed:
             self._sockets.discard(request)
+            self._sockets_changed.notify_all()
+
+    def end_connections(self, wait_s: float) -> None:
+        """Wake every connection waiting for input (it reads the end of its input and ends), and
+        wait up to `wait_s` seconds for their threads to finish."""
+        deadline = time.monotonic() + wait_s
+        with self._sockets_changed:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
+            while self._sockets and (remaining := deadline - time.monotonic()) > 0:
+                self._sockets_changed.wait(remaining)
+            if self._sockets:
+                log.warning("postgres: %d connections still open at shutdown", len(self._sockets))
 
 
 class PostgresServer:
@@ -1528,6 +1553,8 @@ class PostgresServer:
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._sessions: dict[int, Session] = {}  # by process id, for cancel requests
+        self.statements = RunningWork()  # stopped when the server shuts down
+        self.closing = threading.Event()
         self._tcp = _TcpServer((host, port), self)
         self._thread = threading.Thread(target=self._tcp.serve_forever, name="greenery-postgres", daemon=True)
 
@@ -1603,7 +1630,13 @@ class PostgresServer:
             session.cancel()
 
     def shutdown(self) -> None:
+        """Stop listening and end every connection as PostgreSQL's fast shutdown does: a running
+        statement is stopped, and each client is told FATAL 57P01; their threads are waited for
+        (SHUTDOWN_WAIT_S at most), so that none is inside DuckDB when the process exits."""
+        self.closing.set()
         self._tcp.shutdown()
+        self.statements.stop_all(SHUTTING_DOWN)
+        self._tcp.end_connections(SHUTDOWN_WAIT_S)
         self._tcp.server_close()
         with self._catalog_lock:
             for catalog in self._catalogs.values():

@@ -115,6 +115,10 @@ FORBIDDEN_FUNCTIONS = re.compile(
 )
 
 
+# PostgreSQL's message to its clients at a fast shutdown (SQLSTATE 57P01)
+TERMINATING = "terminating connection due to administrator command: the server is shutting down"
+
+
 class PgError(ValueError):
     """An error for the client, with the SQLSTATE a real server would send."""
 
@@ -303,7 +307,7 @@ class PostgresCatalog:
                 return cursor.sql(sql).to_arrow_table()
         except duckdb.InterruptException:
             if self._closed:
-                raise PgError("57P01", "terminating the statement: the server is shutting down") from None
+                raise PgError("57P01", TERMINATING) from None
             raise PgError("57014", f"canceling statement: it ran longer than {limit_s:g} s") from None
         except duckdb.Error as exc:
             raise _catalog_error(exc) from None

@@ -60,6 +60,7 @@ MAX_FILTER_TEXT = 20_000  # … and their characters together
 # A request this long (names and filters), or with this many items, is a large job: large jobs
 # share at most QUERY_WORKERS - 1 workers, so ordinary queries always have one.
 LARGE_REQUEST_CHARS, LARGE_REQUEST_ITEMS = 2_000, 20
+SHUTTING_DOWN = "the server is shutting down"  # why work still running when it stops was stopped
 INTERNAL_ERROR = "internal error"  # how a job's error starts when the server, not the query, failed
 # What a client hears when its input nests too deeply or is too big to process (RecursionError,
 # MemoryError): its own error, never an internal one.
@@ -526,6 +527,10 @@ class QueryStore:
             job = self._jobs.pop(oldest)
             self._bytes -= job.table.nbytes if job.table is not None else 0
 
+    def unfinished(self) -> list[QueryJob]:
+        with self._lock:
+            return [job for job in self._jobs.values() if not job.done.is_set()]
+
     def __len__(self) -> int:
         return len(self._jobs)
 
@@ -627,10 +632,14 @@ class SemanticLayerService:
     def cancel_query(self, query_id: str) -> QueryJob:
         """Finish the job as cancelled, and stop its query if it runs."""
         job = self.queries.get(query_id)
-        if job.finish(error="cancelled by the client"):
-            job.work.stop("user request")
-            job.set_done()
+        self._stop(job, "cancelled by the client", "user request")
         return job
+
+    @staticmethod
+    def _stop(job: QueryJob, error: str, reason: str) -> None:
+        if job.finish(error=error):
+            job.work.stop(reason)
+            job.set_done()
 
     def _look_up(self, job: QueryJob) -> bool:
         """What the current version knows of the job's request, in one visit, never waiting: with
@@ -707,5 +716,9 @@ class SemanticLayerService:
             }
 
     def close(self) -> None:
+        """Queries not finished end FAILED (the server is shutting down), their DuckDB statements
+        stopped; then the workers are waited for and the warehouse closed."""
+        for job in self.queries.unfinished():
+            self._stop(job, SHUTTING_DOWN, SHUTTING_DOWN)
         self.scheduler.shutdown(wait=True)
         self.layers.close()
