@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,24 @@ def test_bad_arguments_and_missing_steps(tmp_path: Path, args: list[str], code: 
     warehouse = tmp_path / "warehouse" / "greenery.duckdb"
     _assert_refused(_run(warehouse, args), code, message)
     assert not warehouse.exists() and not store.raw_path(warehouse).exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "protocol"),
+    [("--port", "HTTP"), ("--flight-port", "Arrow Flight SQL"), ("--pg-port", "Postgres")],
+)
+def test_a_port_in_use_is_named(course_copy: Path, flag: str, protocol: str) -> None:
+    """One line naming the protocol and the port, and what had started is stopped: no thread or
+    DuckDB connection left for the exit to trip on (nanobind listed dozens as leaked), and no
+    gRPC log line or uvicorn's own error."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        args = ["serve", "--port", port] if flag == "--port" else ["serve", "--port", "0", flag, port]
+        done = _run(course_copy, args)
+    _assert_refused(
+        done, 1, f"greenery serve: error: cannot serve {protocol} on 127.0.0.1:{port}: Address already in use"
+    )
+    assert "nanobind" not in done.stderr and "add_port" not in done.stderr and "ERROR:" not in done.stderr
 
 
 def _too_large_integer(folder: Path) -> None:

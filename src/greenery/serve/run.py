@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import sys
 
 import uvicorn
@@ -41,6 +44,7 @@ def serve(
 
     The query log has a line per query; `access_log` adds uvicorn's line per HTTP request (a
     GraphQL query is two or more: create, then polls), which costs about 0.3 ms a request.
+    A port that cannot be served is a ServerConfigError naming it; what had started stops.
     """
     token = configured_token()
     if refusal := bind_refusal(host, token):
@@ -48,40 +52,62 @@ def serve(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # one line per query; MetricFlow's own INFO logs are too chatty
     logging.getLogger("greenery.serve").setLevel(logging.INFO)
-    app = create_app(token=token)
-    service: SemanticLayerService = app.state.service
-    print(f"greenery serve: published version {service.layers.version} of {service.warehouse_file}")
-    print(f"greenery serve: GraphQL at http://{host}:{port}/api/graphql, health at /healthz")
-    print(f"greenery serve: dashboard at http://{host}:{port}/dashboard")
-    if token is None:
-        print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
-    raise_open_file_limit()  # room for the connection caps (see greenery.serve.connections)
-    # configures logging (uvicorn's loggers included)
-    config = GuardedConfig(app, host=host, port=port, log_level="info", access_log=access_log)
-    logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
-    flight = None
-    if flight_port is not None:
-        flight = _start_flight(service, host, flight_port, token)
-        app.state.on_shutdown.append(flight.shutdown)
-        print(f"greenery serve: Arrow Flight SQL at {flight_location(host, flight.port)}", flush=True)
-    if pg_port is not None:
-        postgres = _start_postgres(service, host, pg_port, token)
-        app.state.on_shutdown.append(postgres.shutdown)
-        print(
-            f"greenery serve: Postgres at postgresql://{host}:{postgres.port}/greenery "
-            f"(any user; password: ${TOKEN_ENV})",
-            flush=True,
-        )
+    with contextlib.ExitStack() as started:  # stopped if a later step fails; then by the app
+        http_socket = started.enter_context(_listening(host, port, "HTTP"))  # before the layer loads
+        port = http_socket.getsockname()[1]
+        app = create_app(token=token)
+        service: SemanticLayerService = app.state.service
+        started.callback(service.close)
+        print(f"greenery serve: published version {service.layers.version} of {service.warehouse_file}")
+        print(f"greenery serve: GraphQL at http://{host}:{port}/api/graphql, health at /healthz")
+        print(f"greenery serve: dashboard at http://{host}:{port}/dashboard")
+        if token is None:
+            print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
+        raise_open_file_limit()  # room for the connection caps (see greenery.serve.connections)
+        flight, postgres = None, None
+        if flight_port is not None:
+            flight = _start_flight(service, host, flight_port, token)
+            started.callback(flight.shutdown)
+            print(f"greenery serve: Arrow Flight SQL at {flight_location(host, flight.port)}", flush=True)
+        if pg_port is not None:
+            postgres = _start_postgres(service, host, pg_port, token)
+            started.callback(postgres.shutdown)
+            print(
+                f"greenery serve: Postgres at postgresql://{host}:{postgres.port}/greenery "
+                f"(any user; password: ${TOKEN_ENV})",
+                flush=True,
+            )
+        app.state.on_shutdown.extend(server.shutdown for server in (flight, postgres) if server is not None)
+        started.pop_all()  # from here the app's shutdown stops them, and uvicorn closes the socket
     print("greenery serve: for AI agents, run dbt-mcp with (see docs/serving.md):")
     for line in dbt_mcp_recipe(host, port, flight.port if flight is not None else None).splitlines():
         print(f"    {line}")
-    uvicorn.Server(config).run()
+    # configures logging (uvicorn's loggers included)
+    config = GuardedConfig(app, host=host, port=port, log_level="info", access_log=access_log)
+    logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
+    uvicorn.Server(config).run(sockets=[http_socket])
+
+
+def _listening(host: str, port: int, protocol: str) -> socket.socket:
+    """A socket bound and listening on host:port (a port in use is a ServerConfigError)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise _cannot_serve(protocol, host, port, exc) from exc
+
+
+def _cannot_serve(protocol: str, host: str, port: int, exc: OSError) -> ServerConfigError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ServerConfigError(f"cannot serve {protocol} on {host}:{port}: {reason}")
 
 
 def _start_flight(
     service: SemanticLayerService, host: str, port: int, token: str | None
 ) -> SemanticLayerFlightServer:
     """The Flight SQL server on the same service and token, listening."""
+    if port:  # gRPC says only "Server did not start properly" (and logs its own line) otherwise
+        _listening(host, port, "Arrow Flight SQL").close()
     try:
         return start_flight_server(service, host, port, token)
     except (ArrowException, OSError) as exc:
@@ -93,4 +119,4 @@ def _start_postgres(service: SemanticLayerService, host: str, port: int, token: 
     try:
         return start_postgres_server(service, host, port, token)
     except OSError as exc:
-        raise ServerConfigError(f"cannot serve Postgres on {host}:{port}: {exc}") from exc
+        raise _cannot_serve("Postgres", host, port, exc) from exc
