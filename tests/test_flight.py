@@ -8,6 +8,7 @@ course warehouse; every answer is compared with GraphQL and with SemanticLayer i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from test_server import FUNNEL, PRODUCT_FUNNEL, assert_same_rows
 from conftest import TOKEN, Served, fetch
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import service
-from greenery.serve.auth import TOKEN_ENV
+from greenery.serve.auth import TOKEN_ENV, netloc
 from greenery.serve.flight import (
     SQL_INFO_SCHEMA,
     decode_message,
@@ -566,18 +567,21 @@ def test_the_parser_names_what_is_wrong(statement: str, message: str) -> None:
 # ---- `greenery serve --flight-port` ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Ports free now, all different (each held open until all are chosen)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.create_server(("127.0.0.1", 0))) for _ in range(count)]
+        return [sock.getsockname()[1] for sock in sockets]
 
 
-def _greenery_serve(course_copy: Path, http_port: int, *args: str) -> subprocess.Popen[str]:
+def _greenery_serve(
+    course_copy: Path, http_port: int, *args: str, host: str = "127.0.0.1"
+) -> subprocess.Popen[str]:
     """`greenery serve` on the course copy with the test token, once its health check answers."""
     env = {**os.environ, TOKEN_ENV: TOKEN, store.ENV_VAR: str(course_copy)}
     greenery = Path(sys.executable).with_name("greenery")
     process = subprocess.Popen(
-        [str(greenery), "serve", "--port", str(http_port), *args],
+        [str(greenery), "serve", "--host", host, "--port", str(http_port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -591,14 +595,14 @@ def _greenery_serve(course_copy: Path, http_port: int, *args: str) -> subprocess
             process.kill()
             raise AssertionError("greenery serve did not start")
         try:
-            if requests.get(f"http://127.0.0.1:{http_port}/healthz", timeout=2).ok:
+            if requests.get(f"http://{netloc(host, http_port)}/healthz", timeout=2).ok:
                 return process
         except requests.ConnectionError:
             time.sleep(0.2)
 
 
 def test_greenery_serve_runs_flight_next_to_graphql_with_one_token(course_copy: Path) -> None:
-    http_port, flight_port = _free_port(), _free_port()
+    http_port, flight_port = _free_ports(2)
     process = _greenery_serve(course_copy, http_port, "--flight-port", str(flight_port), "--access-log")
     try:
         kwargs = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {TOKEN}"}
@@ -621,15 +625,16 @@ def test_greenery_serve_interrupted_stops_the_statements_running(course_copy: Pa
     """Ctrl-C while statements run (a cross join of answers: hours of work in DuckDB): each client
     is told the server is shutting down (Postgres: FATAL 57P01, as PostgreSQL's fast shutdown;
     Flight SQL: cancelled), and the process ends at once. A thread left inside DuckDB when
-    Python exits aborts the process ("terminate called …"), as it did before."""
-    http_port, flight_port, pg_port = _free_port(), _free_port(), _free_port()
+    Python exits aborts the process ("terminate called …"), as it did before. On IPv6 loopback,
+    which the Postgres endpoint could not serve."""
+    http_port, flight_port, pg_port = _free_ports(3)
     process = _greenery_serve(
-        course_copy, http_port, "--flight-port", str(flight_port), "--pg-port", str(pg_port)
+        course_copy, http_port, "--flight-port", str(flight_port), "--pg-port", str(pg_port), host="::1"
     )
     errors: dict[str, BaseException] = {}
 
     def postgres() -> None:
-        with psycopg.connect(host="127.0.0.1", port=pg_port, user="u", password=TOKEN) as connection:
+        with psycopg.connect(host="::1", port=pg_port, user="u", password=TOKEN) as connection:
             try:
                 connection.execute(ANSWERS_CROSS_JOIN)
             except psycopg.Error as exc:
@@ -637,7 +642,7 @@ def test_greenery_serve_interrupted_stops_the_statements_running(course_copy: Pa
 
     def adbc() -> None:
         kwargs = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {TOKEN}"}
-        with flightsql.connect(f"grpc://127.0.0.1:{flight_port}", db_kwargs=kwargs) as connection:
+        with flightsql.connect(f"grpc://[::1]:{flight_port}", db_kwargs=kwargs) as connection:
             try:
                 fetch(connection, ANSWERS_CROSS_JOIN)
             except Exception as exc:
@@ -645,7 +650,7 @@ def test_greenery_serve_interrupted_stops_the_statements_running(course_copy: Pa
 
     clients = [threading.Thread(target=postgres), threading.Thread(target=adbc)]
     try:
-        with psycopg.connect(host="127.0.0.1", port=pg_port, user="u", password=TOKEN) as idle:
+        with psycopg.connect(host="::1", port=pg_port, user="u", password=TOKEN) as idle:
             assert idle.execute("select 1").fetchone() == (1,)
             for client in clients:
                 client.start()
@@ -653,7 +658,7 @@ def test_greenery_serve_interrupted_stops_the_statements_running(course_copy: Pa
             assert all(client.is_alive() for client in clients)
             start = time.monotonic()
             process.send_signal(signal.SIGINT)
-            _, stderr = process.communicate(timeout=60)
+            stdout, stderr = process.communicate(timeout=60)
             assert time.monotonic() - start < 30
             with pytest.raises(psycopg.OperationalError, match="terminating connection due to administrator"):
                 idle.execute("select 1")
@@ -663,6 +668,8 @@ def test_greenery_serve_interrupted_stops_the_statements_running(course_copy: Pa
             client.join(timeout=30)
     assert isinstance(errors["postgres"], psycopg.errors.AdminShutdown)
     assert "the server is shutting down" in str(errors["flight"])
+    assert f"Postgres at postgresql://[::1]:{pg_port}/greenery" in stdout
+    assert f"GraphQL at http://[::1]:{http_port}/api/graphql" in stdout
     assert process.returncode == 130 and "greenery serve: interrupted" in stderr
     assert "terminate called" not in stderr and "Traceback" not in stderr
 

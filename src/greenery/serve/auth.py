@@ -54,6 +54,11 @@ def host_name(host_header: str) -> str:
     return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
 
 
+def netloc(host: str, port: int) -> str:
+    """host:port as a URL writes it (``[::1]:8000``: an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

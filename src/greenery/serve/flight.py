@@ -36,7 +36,7 @@ from sqlglot import exp
 from greenery.semantic.cache import Lru
 from greenery.semantic.layer import SemanticLayerError
 from greenery.semantic.watchdog import WATCHDOG, Cancellable, RunningWork, running
-from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal
+from greenery.serve.auth import NOT_AUTHORIZED, bearer_matches, bind_refusal, netloc
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
     SHUTTING_DOWN,
@@ -647,7 +647,7 @@ def _rebatched(table: pa.Table) -> pa.Table:
 
 
 def flight_location(host: str, port: int) -> str:
-    return f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+    return f"grpc://{netloc(host, port)}"
 
 
 def start_flight_server(

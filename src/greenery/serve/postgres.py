@@ -1503,6 +1503,7 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], postgres: PostgresServer) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.postgres = postgres
         self._sockets: set[socket.socket] = set()
         self._sockets_changed = threading.Condition()

@@ -11,7 +11,7 @@ import sys
 import uvicorn
 from pyarrow.lib import ArrowException
 
-from greenery.serve.auth import TOKEN_ENV, bind_refusal, configured_token
+from greenery.serve.auth import TOKEN_ENV, bind_refusal, configured_token, netloc
 from greenery.serve.connections import GuardedConfig, raise_open_file_limit
 from greenery.serve.flight import SemanticLayerFlightServer, flight_location, start_flight_server
 from greenery.serve.http import RedactTokenFilter, create_app
@@ -59,8 +59,8 @@ def serve(
         service: SemanticLayerService = app.state.service
         started.callback(service.close)
         print(f"greenery serve: published version {service.layers.version} of {service.warehouse_file}")
-        print(f"greenery serve: GraphQL at http://{host}:{port}/api/graphql, health at /healthz")
-        print(f"greenery serve: dashboard at http://{host}:{port}/dashboard")
+        print(f"greenery serve: GraphQL at http://{netloc(host, port)}/api/graphql, health at /healthz")
+        print(f"greenery serve: dashboard at http://{netloc(host, port)}/dashboard")
         if token is None:
             print(f"greenery serve: UNAUTHENTICATED ({TOKEN_ENV} is not set): loopback only", file=sys.stderr)
         raise_open_file_limit()  # room for the connection caps (see greenery.serve.connections)
@@ -73,7 +73,7 @@ def serve(
             postgres = _start_postgres(service, host, pg_port, token)
             started.callback(postgres.shutdown)
             print(
-                f"greenery serve: Postgres at postgresql://{host}:{postgres.port}/greenery "
+                f"greenery serve: Postgres at postgresql://{netloc(host, postgres.port)}/greenery "
                 f"(any user; password: ${TOKEN_ENV})",
                 flush=True,
             )
@@ -98,8 +98,10 @@ def _listening(host: str, port: int, protocol: str) -> socket.socket:
 
 
 def _cannot_serve(protocol: str, host: str, port: int, exc: OSError) -> ServerConfigError:
-    reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    return ServerConfigError(f"cannot serve {protocol} on {host}:{port}: {reason}")
+    # the system's words for its errno (create_server adds the address to strerror); a name
+    # lookup's error (socket.gaierror, a negative errno) has its own strerror
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    return ServerConfigError(f"cannot serve {protocol} on {netloc(host, port)}: {reason}")
 
 
 def _start_flight(
@@ -111,7 +113,7 @@ def _start_flight(
     try:
         return start_flight_server(service, host, port, token)
     except (ArrowException, OSError) as exc:
-        raise ServerConfigError(f"cannot serve Arrow Flight SQL on {host}:{port}: {exc}") from exc
+        raise ServerConfigError(f"cannot serve Arrow Flight SQL on {netloc(host, port)}: {exc}") from exc
 
 
 def _start_postgres(service: SemanticLayerService, host: str, port: int, token: str | None) -> PostgresServer:
