@@ -391,7 +391,7 @@ PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
 
 @pytest.mark.skipif(not os.path.exists(PSQL), reason="psql is not installed")
 def test_psql_lists_and_describes(served: Served, course_sl: SemanticLayer) -> None:
-    def psql(command: str) -> str:
+    def psql(*commands: str) -> str:
         done = subprocess.run(
             [
                 PSQL,
@@ -404,8 +404,9 @@ def test_psql_lists_and_describes(served: Served, course_sl: SemanticLayer) -> N
                 "-d",
                 "greenery",
                 "-X",
-                "-c",
-                command,
+                "-v",
+                "ON_ERROR_STOP=1",
+                *(arg for command in commands for arg in ("-c", command)),
             ],
             env={**os.environ, "PGPASSWORD": TOKEN, "PGCONNECT_TIMEOUT": "30"},
             capture_output=True,
@@ -424,6 +425,12 @@ def test_psql_lists_and_describes(served: Served, course_sl: SemanticLayer) -> N
     detailed = psql(r"\d+ semantic_layer.sessions")  # psql's pg_catalog.unnest, the columns' storage
     assert "view_to_checkout_rate" in detailed and "| plain " in detailed
     assert "| greenery " in psql(r"\l+") and "pg_default" in psql(r"\db+")
+    # psql's other listings, each a catalog query of its own (pg_catalog.current_database() in
+    # \dRs; pg_statistics_obj_is_visible, pg_char_to_encoding): all run
+    listings = r"\dn \du \df \dv \di \dT \dx \dX \dO \dc \dC \do \dF \dRp \dRs \dE \dm \ds \dD \dp \dy"
+    listed = psql(*listings.split())  # ON_ERROR_STOP: the last is there only if every one ran
+    assert "List of subscriptions" in listed and listed.rstrip().endswith("(0 rows)")
+    assert "List of event triggers" in listed
 
     funnel = "select metric_time__week, sessions_with_page_view from semantic_layer.funnel_by_week order by 1"
     exported = Path(tempfile.mkdtemp()) / "funnel.csv"

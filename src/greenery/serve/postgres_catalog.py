@@ -564,6 +564,15 @@ _MACROS = [
     "pg_type_is_visible(type_oid) AS true",
     "pg_function_is_visible(function) AS true",
     "pg_collation_is_visible(collation) AS true",
+    "pg_statistics_obj_is_visible(statistics) AS true",
+    "pg_opclass_is_visible(opclass) AS true",
+    "pg_opfamily_is_visible(opfamily) AS true",
+    "pg_operator_is_visible(operator) AS true",
+    "pg_conversion_is_visible(conversion) AS true",
+    "pg_ts_config_is_visible(config) AS true",
+    "pg_ts_dict_is_visible(dictionary) AS true",
+    "pg_ts_parser_is_visible(parser) AS true",
+    "pg_ts_template_is_visible(template) AS true",
     "pg_get_expr(node, relation) AS NULL::VARCHAR, (node, relation, pretty) AS NULL::VARCHAR",
     "pg_get_constraintdef(constraint_oid) AS NULL::VARCHAR, (constraint_oid, pretty) AS NULL::VARCHAR",
     "pg_get_indexdef(index_oid) AS NULL::VARCHAR, (index_oid, col, pretty) AS NULL::VARCHAR",
@@ -578,6 +587,7 @@ _MACROS = [
     "pg_get_function_identity_arguments(function) AS NULL::VARCHAR",
     "pg_relation_is_publishable(relation) AS false",
     "pg_encoding_to_char(encoding) AS 'UTF8'",
+    "pg_char_to_encoding(name) AS 6",  # UTF8's number in PostgreSQL
     "pg_is_in_recovery() AS false",
     "txid_current() AS 1::BIGINT",
     "pg_total_relation_size(relation) AS 0::BIGINT",
@@ -768,12 +778,13 @@ def _rewrite_node(node: exp.Expression, facts: SessionFacts) -> exp.Expression:
 
 
 def _without_qualifier(node: exp.Expression, facts: SessionFacts) -> exp.Expression | None:
-    """``pg_catalog.f(x)`` → ``f(x)`` (the macros and DuckDB's functions are unqualified)."""
+    """``pg_catalog.f(x)`` → ``f(x)`` (the macros and DuckDB's functions are unqualified), and
+    ``pg_catalog.current_database()`` → its value, once the call is replaced by it."""
     if (
         isinstance(node, exp.Dot)
         and isinstance(node.this, exp.Identifier)
         and node.this.name.lower() in (PG_CATALOG, INFORMATION_SCHEMA)
-        and isinstance(node.expression, exp.Func)
+        and not isinstance(node.expression, exp.Identifier)
     ):
         return node.expression
     return None
