@@ -431,6 +431,8 @@ def test_psql_lists_and_describes(served: Served, course_sl: SemanticLayer) -> N
     listed = psql(*listings.split())  # ON_ERROR_STOP: the last is there only if every one ran
     assert "List of subscriptions" in listed and listed.rstrip().endswith("(0 rows)")
     assert "List of event triggers" in listed
+    settings = psql("set search_path = semantic_layer", r"\dconfig *")  # current_setting(s.name)
+    assert re.search(r"^ search_path +\| semantic_layer$", settings, re.MULTILINE), settings
 
     funnel = "select metric_time__week, sessions_with_page_view from semantic_layer.funnel_by_week order by 1"
     exported = Path(tempfile.mkdtemp()) / "funnel.csv"

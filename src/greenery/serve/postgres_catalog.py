@@ -830,6 +830,12 @@ def _session_value(node: exp.Expression, facts: SessionFacts) -> exp.Expression 
             if value is None and len(args) == 1:
                 raise PgError("42704", f'unrecognized configuration parameter "{setting.name}"')
             return _text_or_null(value)
+        # a name read from each row (psql's \dconfig: current_setting(s.name) over pg_settings)
+        values = [
+            exp.If(this=exp.Literal.string(k.lower()), true=_text_or_null(v))
+            for k, v in facts.settings.items()
+        ]
+        return exp.Case(this=exp.Lower(this=setting), ifs=values)
     return None
 
 
