@@ -359,6 +359,49 @@ def test_sql_info_and_catalog_commands(raw: flight.FlightClient) -> None:
     assert types["table_type"].to_pylist() == ["TABLE", "VIEW"]
     keys = _read(raw, raw.get_flight_info(_command("CommandGetPrimaryKeys", [(3, b"sessions")]), AUTH))
     assert (keys.num_rows, keys.schema.names[2:4]) == (0, ["table_name", "column_name"])
+    for command in ("CommandGetImportedKeys", "CommandGetExportedKeys", "CommandGetCrossReference"):
+        fields = (
+            [(3, b"sessions"), (6, b"orders")]
+            if command == "CommandGetCrossReference"
+            else [(3, b"sessions")]
+        )
+        foreign = _read(raw, raw.get_flight_info(_command(command, fields), AUTH))  # DBeaver's references
+        assert (foreign.num_rows, foreign.schema.names[2:4]) == (0, ["pk_table_name", "pk_column_name"])
+
+
+JDBC_TYPES = {
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "double": "DOUBLE",
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+}
+
+
+def test_xdbc_type_info_lists_the_types_the_tables_have(raw: flight.FlightClient) -> None:
+    """JDBC's getTypeInfo over Flight SQL: every column type of every semantic_layer table is
+    listed, by JDBC type code, and one code asks for one type (BIGINT's is negative)."""
+    types = _read(raw, raw.get_flight_info(_command("CommandGetXdbcTypeInfo"), AUTH))
+    codes = types["data_type"].to_pylist()
+    assert codes == sorted(codes) and types["data_type"].equals(types["sql_data_type"])
+    listed = set(types["type_name"].to_pylist())
+    tables = _read(raw, raw.get_flight_info(_command("CommandGetTables", [(5, 1)]), AUTH))
+    for serialized in tables["table_schema"].to_pylist():
+        for field in pa.ipc.read_schema(pa.py_buffer(serialized)):
+            kind = field.type
+            name = (
+                "DECIMAL"
+                if pa.types.is_decimal(kind)
+                else "TIMESTAMP"
+                if pa.types.is_timestamp(kind)
+                else "DATE"
+                if pa.types.is_date(kind)
+                else JDBC_TYPES[str(kind)]
+            )
+            assert name in listed, field
+    for code, name in [(93, "TIMESTAMP"), (-5 % (1 << 64), "BIGINT")]:
+        one = _read(raw, raw.get_flight_info(_command("CommandGetXdbcTypeInfo", [(1, code)]), AUTH))
+        assert one["type_name"].to_pylist() == [name]
 
 
 def test_protobuf_codec_round_trips() -> None:

@@ -232,7 +232,64 @@ _CATALOG_COMMANDS: dict[str, pa.Schema] = {
         ]
     ),
     "CommandGetSqlInfo": pa.schema([]),  # see SQL_INFO_SCHEMA
+    "CommandGetXdbcTypeInfo": pa.schema(
+        [
+            pa.field("type_name", pa.utf8(), nullable=False),
+            pa.field("data_type", pa.int32(), nullable=False),
+            ("column_size", pa.int32()),
+            ("literal_prefix", pa.utf8()),
+            ("literal_suffix", pa.utf8()),
+            ("create_params", pa.list_(pa.field("item", pa.utf8(), nullable=False))),
+            pa.field("nullable", pa.int32(), nullable=False),
+            pa.field("case_sensitive", pa.bool_(), nullable=False),
+            pa.field("searchable", pa.int32(), nullable=False),
+            ("unsigned_attribute", pa.bool_()),
+            pa.field("fixed_prec_scale", pa.bool_(), nullable=False),
+            ("auto_increment", pa.bool_()),
+            ("local_type_name", pa.utf8()),
+            ("minimum_scale", pa.int32()),
+            ("maximum_scale", pa.int32()),
+            pa.field("sql_data_type", pa.int32(), nullable=False),
+            ("datetime_subcode", pa.int32()),
+            ("num_prec_radix", pa.int32()),
+            ("interval_precision", pa.int32()),
+        ]
+    ),
 }
+# Foreign keys (imported, exported, between two tables): one schema; the semantic layer has none.
+_FOREIGN_KEYS = pa.schema(
+    [
+        ("pk_catalog_name", pa.utf8()),
+        ("pk_db_schema_name", pa.utf8()),
+        pa.field("pk_table_name", pa.utf8(), nullable=False),
+        pa.field("pk_column_name", pa.utf8(), nullable=False),
+        ("fk_catalog_name", pa.utf8()),
+        ("fk_db_schema_name", pa.utf8()),
+        pa.field("fk_table_name", pa.utf8(), nullable=False),
+        pa.field("fk_column_name", pa.utf8(), nullable=False),
+        pa.field("key_sequence", pa.int32(), nullable=False),
+        ("fk_key_name", pa.utf8()),
+        ("pk_key_name", pa.utf8()),
+        pa.field("update_rule", pa.uint8(), nullable=False),
+        pa.field("delete_rule", pa.uint8(), nullable=False),
+    ]
+)
+_FOREIGN_KEY_COMMANDS = ["CommandGetImportedKeys", "CommandGetExportedKeys", "CommandGetCrossReference"]
+_CATALOG_COMMANDS |= dict.fromkeys(_FOREIGN_KEY_COMMANDS, _FOREIGN_KEYS)
+# one unnamed catalog; no keys
+_NO_ROWS = {"CommandGetCatalogs", "CommandGetPrimaryKeys", *_FOREIGN_KEY_COMMANDS}
+# GetXdbcTypeInfo: the types the answers' columns have, by their JDBC type code (java.sql.Types),
+# as (name, code, size, literal prefix, literal suffix, precision radix)
+_XDBC_TYPES = [
+    ("DECIMAL", 3, 38, None, None, 10),
+    ("INTEGER", 4, 10, None, None, 10),
+    ("DOUBLE", 8, 15, None, None, 10),
+    ("VARCHAR", 12, None, "'", "'", None),
+    ("BOOLEAN", 16, 1, None, None, None),
+    ("DATE", 91, 10, "DATE '", "'", None),
+    ("TIMESTAMP", 93, 26, "TIMESTAMP '", "'", None),
+    ("BIGINT", -5, 19, None, None, 10),
+]
 _TABLE_SCHEMA_FIELD = pa.field("table_schema", pa.binary(), nullable=False)
 TABLE_TYPES = ["TABLE", "VIEW"]  # a semantic model's table; a saved query's (a fixed query)
 
@@ -290,6 +347,44 @@ def _tables(tables: SqlTables, fields: dict[int, list[bytes | int]]) -> pa.Table
         schema = schema.append(_TABLE_SCHEMA_FIELD)
         columns["table_schema"] = [tables.schema(t.name).serialize().to_pybytes() for t in rows]
     return pa.table(columns, schema=schema)
+
+
+def _xdbc_type_info(data_type: list[bytes | int] | None) -> pa.Table:
+    """The answers' column types, or the one asked for (its JDBC code), sorted by code as JDBC's
+    getTypeInfo lists them."""
+    wanted = None if not data_type else _signed32(data_type[-1])
+    rows = [
+        {
+            "type_name": name,
+            "data_type": code,
+            "column_size": size,
+            "literal_prefix": prefix,
+            "literal_suffix": suffix,
+            "create_params": ["precision", "scale"] if name == "DECIMAL" else None,
+            "nullable": 1,  # columnNullable
+            "case_sensitive": name == "VARCHAR",
+            "searchable": 3,  # typeSearchable
+            "unsigned_attribute": False if radix else None,
+            "fixed_prec_scale": False,
+            "auto_increment": False,
+            "local_type_name": name,
+            "minimum_scale": 0 if name == "DECIMAL" else None,
+            "maximum_scale": 38 if name == "DECIMAL" else None,
+            "sql_data_type": code,
+            "datetime_subcode": None,
+            "num_prec_radix": radix,
+            "interval_precision": None,
+        }
+        for name, code, size, prefix, suffix, radix in sorted(_XDBC_TYPES, key=lambda t: t[1])
+        if wanted is None or code == wanted
+    ]
+    return pa.Table.from_pylist(rows, schema=_CATALOG_COMMANDS["CommandGetXdbcTypeInfo"])
+
+
+def _signed32(value: bytes | int) -> int:
+    """A protobuf int32 field's value (a negative one arrives as a 64-bit two's complement varint)."""
+    number = int(value) if isinstance(value, int) else 0
+    return number - (1 << 64) if number >= 1 << 63 else number
 
 
 def _table_type(table: SqlTable) -> str:
@@ -501,8 +596,10 @@ class SemanticLayerFlightServer(flight.FlightServerBase):
             return _sql_info(_uint_list(fields, 1))
         if command == "CommandGetTableTypes":
             return pa.table({"table_type": TABLE_TYPES}, schema=_CATALOG_COMMANDS[command])
-        if command in ("CommandGetCatalogs", "CommandGetPrimaryKeys"):
-            return _CATALOG_COMMANDS[command].empty_table()  # one unnamed catalog; no keys
+        if command == "CommandGetXdbcTypeInfo":
+            return _xdbc_type_info(fields.get(1))
+        if command in _NO_ROWS:
+            return _CATALOG_COMMANDS[command].empty_table()
         with self._service.layers.use() as layer:
             if command == "CommandGetDbSchemas":
                 return _db_schemas(_text_field(fields, 2))
