@@ -278,9 +278,10 @@ _FOREIGN_KEY_COMMANDS = ["CommandGetImportedKeys", "CommandGetExportedKeys", "Co
 _CATALOG_COMMANDS |= dict.fromkeys(_FOREIGN_KEY_COMMANDS, _FOREIGN_KEYS)
 # one unnamed catalog; no keys
 _NO_ROWS = {"CommandGetCatalogs", "CommandGetPrimaryKeys", *_FOREIGN_KEY_COMMANDS}
-# GetXdbcTypeInfo: the types the answers' columns have, by their JDBC type code (java.sql.Types),
-# as (name, code, size, literal prefix, literal suffix, precision radix)
+# GetXdbcTypeInfo: the types the answers' columns have, in the order of their JDBC type code
+# (java.sql.Types), as (name, code, size, literal prefix, literal suffix, precision radix)
 _XDBC_TYPES = [
+    ("BIGINT", -5, 19, None, None, 10),
     ("DECIMAL", 3, 38, None, None, 10),
     ("INTEGER", 4, 10, None, None, 10),
     ("DOUBLE", 8, 15, None, None, 10),
@@ -288,7 +289,6 @@ _XDBC_TYPES = [
     ("BOOLEAN", 16, 1, None, None, None),
     ("DATE", 91, 10, "DATE '", "'", None),
     ("TIMESTAMP", 93, 26, "TIMESTAMP '", "'", None),
-    ("BIGINT", -5, 19, None, None, 10),
 ]
 _TABLE_SCHEMA_FIELD = pa.field("table_schema", pa.binary(), nullable=False)
 TABLE_TYPES = ["TABLE", "VIEW"]  # a semantic model's table; a saved query's (a fixed query)
@@ -375,7 +375,7 @@ def _xdbc_type_info(data_type: list[bytes | int] | None) -> pa.Table:
             "num_prec_radix": radix,
             "interval_precision": None,
         }
-        for name, code, size, prefix, suffix, radix in sorted(_XDBC_TYPES, key=lambda t: t[1])
+        for name, code, size, prefix, suffix, radix in _XDBC_TYPES
         if wanted is None or code == wanted
     ]
     return pa.Table.from_pylist(rows, schema=_CATALOG_COMMANDS["CommandGetXdbcTypeInfo"])

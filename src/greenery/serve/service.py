@@ -60,7 +60,7 @@ MAX_FILTER_TEXT = 20_000  # … and their characters together
 # A request this long (names and filters), or with this many items, is a large job: large jobs
 # share at most QUERY_WORKERS - 1 workers, so ordinary queries always have one.
 LARGE_REQUEST_CHARS, LARGE_REQUEST_ITEMS = 2_000, 20
-SHUTTING_DOWN = "the server is shutting down"  # why work still running when it stops was stopped
+SHUTTING_DOWN = "the server is shutting down"  # the reason given to work stopped because the server stops
 INTERNAL_ERROR = "internal error"  # how a job's error starts when the server, not the query, failed
 # What a client hears when its input nests too deeply or is too big to process (RecursionError,
 # MemoryError): its own error, never an internal one.
