@@ -163,6 +163,28 @@ def test_catalog_functions_and_session_commands(pg: psycopg.Connection) -> None:
     assert pg.execute("select current_schemas(true)").fetchone() == (["pg_catalog", "public"],)
 
 
+def test_the_clock_and_casts_named_as_postgresql_names_them(pg: psycopg.Connection) -> None:
+    """select now() or current_date, which clients send to read the server's clock, ran into
+    DuckDB reading the keyword as the column named after it. A cast's column is named by what
+    it casts, or by its type's internal name (each name as PostgreSQL 15 answers)."""
+    cursor = pg.execute(
+        "select current_date, current_timestamp(3) as p, localtimestamp, statement_timestamp(), "
+        "1::bigint, 'a'::char(2), 'pg_class'::regclass::oid, (1 + 2)::text, relname::text::varchar, "
+        "current_date::text from pg_class limit 1"
+    )
+    row = cursor.fetchone() or ()
+    assert [c.name for c in cursor.description] == [
+        "current_date", "p", "localtimestamp", "statement_timestamp",
+        "int8", "bpchar", "oid", "text", "relname", "current_date",
+    ]  # fmt: skip
+    today = dt.datetime.now(dt.UTC).date()
+    assert row[0] in (today, today - dt.timedelta(days=1)) and abs(row[1] - row[3]) < dt.timedelta(seconds=1)
+    assert (row[4], row[6], row[7], row[9]) == (1, 1259, "3", row[0].isoformat())
+    (sessions,) = pg.execute("select sessions from semantic_layer.sessions").fetchone() or (None,)
+    beside = pg.execute("select current_date, sessions from semantic_layer.sessions").fetchone()
+    assert beside == (row[0], sessions)  # around the semantic layer's answers too
+
+
 def test_an_error_in_a_transaction_lasts_until_rollback(served: Served) -> None:
     with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
         assert connection.execute("select 1").fetchone() == (1,)  # psycopg opened a transaction

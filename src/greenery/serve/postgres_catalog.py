@@ -36,7 +36,7 @@ from sqlglot import exp
 from greenery.semantic.watchdog import WATCHDOG
 from greenery.serve.postgres_system import NAMESPACES, RELATIONS, SERVER_VERSION, TYPES
 from greenery.serve.service import query_timeout_s
-from greenery.serve.sql import open_sandbox
+from greenery.serve.sql import clock_calls, open_sandbox
 from greenery.serve.tables import SCHEMA, SqlTables
 
 PG_CATALOG = "pg_catalog"
@@ -589,6 +589,8 @@ _MACROS = [
     "pg_encoding_to_char(encoding) AS 'UTF8'",
     "pg_char_to_encoding(name) AS 6",  # UTF8's number in PostgreSQL
     "pg_is_in_recovery() AS false",
+    "statement_timestamp() AS get_current_timestamp()",
+    "clock_timestamp() AS get_current_timestamp()",
     "txid_current() AS 1::BIGINT",
     "pg_total_relation_size(relation) AS 0::BIGINT",
     "pg_relation_size(relation) AS 0::BIGINT, (relation, fork) AS 0::BIGINT",
@@ -691,7 +693,7 @@ def rewrite(tree: exp.Query, facts: SessionFacts, table_oids: Mapping[str, int])
             rewritten = new
         else:
             node.replace(new)
-    return rewritten
+    return clock_calls(rewritten)
 
 
 def name_projections(tree: exp.Expression) -> None:
@@ -719,6 +721,19 @@ _KEYWORD_NAMES: dict[type[exp.Expression], str] = {
 }
 
 
+# a cast's column is named by its type's internal name (``1::bigint`` is int8), as sqlglot writes it
+_TYPE_NAMES = {
+    "bigint": "int8",
+    "int": "int4",
+    "smallint": "int2",
+    "real": "float4",
+    "double precision": "float8",
+    "boolean": "bool",
+    "decimal": "numeric",
+    "char": "bpchar",
+}
+
+
 def _output_name(node: exp.Expression) -> str | None:
     """Postgres' name for an unaliased projection; None when the node names itself (columns, *)."""
     if isinstance(node, exp.Alias | exp.Column | exp.Star):
@@ -727,13 +742,16 @@ def _output_name(node: exp.Expression) -> str | None:
         return _output_name(node.expression)
     if type(node) in _KEYWORD_NAMES:
         return _KEYWORD_NAMES[type(node)]
-    if isinstance(node, exp.Cast):
+    if isinstance(node, exp.Cast):  # named by what it casts, down to a column or a call, or its type
         inner = node.this
+        while isinstance(inner, exp.Cast):
+            inner = inner.this
         if isinstance(inner, exp.Column):
             return inner.name
-        if isinstance(inner, exp.Func | exp.Dot | exp.Cast):
+        if isinstance(inner, exp.Func | exp.Dot) or type(inner) in _KEYWORD_NAMES:
             return _output_name(inner)
-        return node.to.sql("postgres").lower().rsplit(".", 1)[-1].replace('"', "")
+        written = node.to.sql("postgres").lower().rsplit(".", 1)[-1].replace('"', "").split("(")[0]
+        return _TYPE_NAMES.get(written, written)
     if isinstance(node, exp.Func):
         return _function_name(node)
     return "?column?"

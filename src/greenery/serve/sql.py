@@ -239,7 +239,7 @@ class SqlApi:
         tree = bind_parameters(tree, parameters)
         with self._service.layers.use() as layer:
             sources = dict(self._sources(tree, statements, layer))
-        return _run_sandboxed(tree.sql(dialect="duckdb"), sources)
+        return _run_sandboxed(clock_calls(tree).sql(dialect="duckdb"), sources)
 
     def parameter_count(self, sql: str) -> int:
         """How many ``?`` placeholders the statement has (SqlError if it is not one statement)."""
@@ -846,6 +846,24 @@ def _is_number(node: exp.Expression | None) -> bool:
 
 def _first_line(message: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else message
+
+
+# DuckDB reads a bare current_date… as a column first, so a projection named after it fails
+# ("Column CURRENT_DATE referenced that exists in the SELECT clause"): written as its call
+_CLOCK_CALLS: dict[type[exp.Expression], str] = {
+    exp.CurrentTimestamp: "get_current_timestamp",  # also now()
+    exp.CurrentDate: "current_date",
+    exp.CurrentTime: "get_current_time",
+    exp.Localtimestamp: "current_localtimestamp",
+    exp.Localtime: "current_localtime",
+}
+
+
+def clock_calls(tree: exp.Expression) -> exp.Expression:
+    """The tree with current_date, current_timestamp, now()… as DuckDB's calls (in place)."""
+    for node in list(tree.find_all(*_CLOCK_CALLS)):
+        node.replace(exp.Anonymous(this=_CLOCK_CALLS[type(node)]))
+    return tree
 
 
 def _run_sandboxed(sql: str, sources: dict[str, pa.Table]) -> pa.Table:
