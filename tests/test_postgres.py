@@ -166,7 +166,8 @@ def test_catalog_functions_and_session_commands(pg: psycopg.Connection) -> None:
 def test_the_clock_and_casts_named_as_postgresql_names_them(pg: psycopg.Connection) -> None:
     """select now() or current_date, which clients send to read the server's clock, ran into
     DuckDB reading the keyword as the column named after it. A cast's column is named by what
-    it casts, or by its type's internal name (each name as PostgreSQL 15 answers)."""
+    it casts, or by its type's internal name; a call by its Postgres name, an operator ?column?
+    (each name as PostgreSQL 15 answers)."""
     cursor = pg.execute(
         "select current_date, current_timestamp(3) as p, localtimestamp, statement_timestamp(), "
         "1::bigint, 'a'::char(2), 'pg_class'::regclass::oid, (1 + 2)::text, relname::text::varchar, "
@@ -180,9 +181,46 @@ def test_the_clock_and_casts_named_as_postgresql_names_them(pg: psycopg.Connecti
     today = dt.datetime.now(dt.UTC).date()
     assert row[0] in (today, today - dt.timedelta(days=1)) and abs(row[1] - row[3]) < dt.timedelta(seconds=1)
     assert (row[4], row[6], row[7], row[9]) == (1, 1259, "3", row[0].isoformat())
+    calls = pg.execute(
+        "select to_char(now(), 'YYYY'), date_trunc('day', now()), array[1, 2], case when true then 1 end, "
+        "true or false, 2 ^ 3, now() at time zone 'UTC', position('b' in 'abc'), trim(' a '), version(), "
+        "pg_catalog.set_config('application_name', 'x', false), generate_series(1, 1)"
+    )
+    assert [c.name for c in calls.description] == [  # sqlglot's own names were group_concat, time_to_str…
+        "to_char", "date_trunc", "array", "case", "?column?", "?column?",
+        "timezone", "position", "btrim", "version", "set_config", "generate_series",
+    ]  # fmt: skip
+    aggregated = pg.execute("select string_agg(x, ',') from (values ('a'), ('b')) t(x)")
+    assert (aggregated.description[0].name, aggregated.fetchone()) == ("string_agg", ("a,b",))
     (sessions,) = pg.execute("select sessions from semantic_layer.sessions").fetchone() or (None,)
     beside = pg.execute("select current_date, sessions from semantic_layer.sessions").fetchone()
     assert beside == (row[0], sessions)  # around the semantic layer's answers too
+
+
+INTERVALS = (
+    "select interval '2 days' as a, interval '1 year 2 months 3 days 04:05:06.5' as b, "
+    "-interval '1 year 2 months 3 days 04:05:06.5' as c, interval '0' as d, interval '-0.5 seconds' as e"
+)
+
+
+def test_intervals_reach_the_client_as_postgresql_sends_them(pg: psycopg.Connection, served: Served) -> None:
+    """In text ('1 year 2 mons 3 days 04:05:06.5') and in binary, read by psycopg and asyncpg as
+    from PostgreSQL 15 (a year 365 days, a month 30); DuckDB's interval reached psycopg as
+    'MonthDayNano(…)', which it could not read."""
+    day = dt.timedelta(days=1)
+    expected = (2 * day, dt.timedelta(days=428, seconds=14706.5), -dt.timedelta(days=428, seconds=14706.5))
+    expected += (dt.timedelta(0), -dt.timedelta(seconds=0.5))
+    assert pg.execute(INTERVALS).fetchone() == expected
+    assert pg.cursor(binary=True).execute(INTERVALS).fetchone() == expected
+
+    async def read() -> tuple[object, ...]:
+        connection = await asyncpg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN)
+        try:
+            return tuple(await connection.fetchrow(INTERVALS))
+        finally:
+            await connection.close()
+
+    assert asyncio.run(read()) == expected
 
 
 def test_an_error_in_a_transaction_lasts_until_rollback(served: Served) -> None:

@@ -593,9 +593,10 @@ class Session:
             raise PgError("42601", message) from None
         if len(parsed) != 1 or not isinstance(parsed[0], exp.Query):
             raise PgError("42601", "send one SELECT at a time")
-        tree = self._set_configs(_array_literals(bind_parameters(parsed[0], literals)))
+        tree = _array_literals(bind_parameters(parsed[0], literals))
+        name_projections(tree)  # before set_config(…) is replaced by its value
+        tree = self._set_configs(tree)
         if self._reads_semantic_layer(tree):
-            name_projections(tree)
             return self._server.sql_api.run(tree.sql(dialect="postgres")).table
         return self._server.catalog().run(tree, self.facts)
 
@@ -946,8 +947,8 @@ def _text_value(value: object) -> str:
         return re.sub(r"([+-]\d\d):00$", r"\1", text)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+    if isinstance(value, dt.timedelta | pa.MonthDayNano):  # a duration, DuckDB's INTERVAL
+        return _interval_text(*_interval_parts(value))
     if isinstance(value, bytes):
         return "\\x" + value.hex()
     if isinstance(value, list):
@@ -955,6 +956,24 @@ def _text_value(value: object) -> str:
     if isinstance(value, dict):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def _interval_text(months: int, days: int, micros: int) -> str:
+    """An interval as PostgreSQL writes it (IntervalStyle postgres): ``1 year 2 mons 3 days
+    -04:05:06.5``, each part that is not zero."""
+    years = int(months / 12)  # toward zero, as PostgreSQL splits a negative interval
+    months -= 12 * years
+    parts = [
+        f"{n} {unit}{'' if n == 1 else 's'}"
+        for n, unit in ((years, "year"), (months, "mon"), (days, "day"))
+        if n
+    ]
+    if micros or not parts:
+        sign, micros = ("-" if micros < 0 else ""), abs(micros)
+        seconds, fraction = divmod(micros, 1_000_000)
+        clock = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        parts.append(clock + (f".{fraction:06d}".rstrip("0") if fraction else ""))
+    return " ".join(parts)
 
 
 def _array_item(value: object) -> str:
@@ -1010,7 +1029,19 @@ _BINARY_VALUES: dict[int, Callable[[Any], bytes]] = {
     type_oid("timestamptz"): lambda v: struct.pack(
         "!q", _micros(v.astimezone(dt.UTC).replace(tzinfo=None) - _EPOCH)
     ),
+    type_oid("interval"): lambda v: _binary_interval(*_interval_parts(v)),
 }
+
+
+def _interval_parts(value: dt.timedelta | pa.MonthDayNano) -> tuple[int, int, int]:
+    """An interval as (months, days, microseconds): a duration is all microseconds."""
+    if isinstance(value, dt.timedelta):
+        return 0, 0, _micros(value)
+    return value.months, value.days, value.nanoseconds // 1000
+
+
+def _binary_interval(months: int, days: int, micros: int) -> bytes:
+    return struct.pack("!qii", micros, days, months)
 
 
 def _micros(delta: dt.timedelta) -> int:

@@ -752,9 +752,22 @@ def _output_name(node: exp.Expression) -> str | None:
             return _output_name(inner)
         written = node.to.sql("postgres").lower().rsplit(".", 1)[-1].replace('"', "").split("(")[0]
         return _TYPE_NAMES.get(written, written)
-    if isinstance(node, exp.Func):
-        return _function_name(node)
+    if isinstance(node, exp.AtTimeZone):
+        return "timezone"
+    if isinstance(node, exp.Func) and not isinstance(node, exp.Binary):  # and, or, ^ are operators
+        return _written_name(node)
     return "?column?"
+
+
+def _written_name(call: exp.Func) -> str:
+    """A call's name as PostgreSQL writes it: sqlglot's own may differ (string_agg is its
+    GroupConcat, to_char TimeToStr), so the call is written in Postgres' dialect to learn it."""
+    if isinstance(call, exp.Anonymous):
+        return str(call.name).lower()
+    if isinstance(call, exp.Trim) and call.args.get("position") is None:
+        return "btrim"
+    written = re.match(r"\w+", call.sql("postgres"))  # f(…), ARRAY[…], CASE …, POSITION(… IN …)
+    return written.group(0).lower() if written else "?column?"
 
 
 def _rewrite_table(table: exp.Table, ctes: set[str]) -> None:
