@@ -698,8 +698,9 @@ def test_a_list_parameter_as_psycopg_sends_it(pg: psycopg.Connection, course_sl:
 
 
 def test_an_array_written_as_a_string(pg: psycopg.Connection, course_sl: SemanticLayer) -> None:
-    """``= any('{Texas,Ohio}')``: PostgreSQL reads the string as an array literal, on the
-    semantic layer as on its catalog; a malformed one is 22P02, as PostgreSQL 15 answers."""
+    """``= any('{Texas,Ohio}')`` or ``'{1,2}'::int[]``: PostgreSQL reads the string as an array
+    literal, on the semantic layer as on its catalog; a malformed one is 22P02, as PostgreSQL 15
+    answers."""
     states = dict(_orders_by_state(course_sl))
     rows = pg.execute(
         "select user__state, orders from semantic_layer.orders "
@@ -718,6 +719,10 @@ def test_an_array_written_as_a_string(pg: psycopg.Connection, course_sl: Semanti
         psycopg.errors.InvalidTextRepresentation, match=re.escape('malformed array literal: "{a,b"')
     ):
         pg.execute("select 1 where 'a' = any('{a,b')")
+    cast = "select '{1,2}'::int[], '{a,\"b c\"}'::text[], '{2021-01-01}'::date[], 2 = any('{1,2}'::int[])"
+    assert pg.execute(cast).fetchone() == ([1, 2], ["a", "b c"], [dt.date(2021, 1, 1)], True)
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match='for type integer: "x"'):
+        pg.execute("select '{1,x}'::int[]")
 
 
 def test_asyncpg_binds_lists_and_looks_up_array_types(served: Served, course_sl: SemanticLayer) -> None:

@@ -333,9 +333,13 @@ def _quantifier(node: exp.Expression | None) -> bool:
 
 
 def _array_literals(tree: exp.Expression) -> exp.Expression:
-    """``x = any('{Texas,"New York"}')``: PostgreSQL reads a string given to ANY or ALL as an array
-    literal (text[] where nothing says otherwise), as it reads an array parameter; replaced by
-    that array where it stands."""
+    """``x = any('{Texas,"New York"}')`` and ``'{1,2}'::int[]``: PostgreSQL reads a string given to
+    ANY or ALL, or cast to an array type, as an array literal (text[] where nothing says
+    otherwise), as it reads an array parameter; replaced by that array where it stands."""
+    for cast in list(tree.find_all(exp.Cast)):
+        literal = cast.this
+        if isinstance(literal, exp.Literal) and literal.is_string and element_type(_cast_type(cast.to)):
+            literal.replace(parameter_literal(literal.this.encode(), _cast_type(cast.to), False))
     for node in list(tree.find_all(exp.Any, exp.All, exp.Anonymous)):
         if not _quantifier(node):
             continue
