@@ -101,11 +101,9 @@ REPORTED_SETTINGS = (
     "standard_conforming_strings",
     "TimeZone",
 )
-# Table functions a catalog query may use; everything else (read_csv, glob, query…) is refused.
-# sqlglot reads a schema-qualified pg_catalog.unnest (psql's \d+) as explode.
-TABLE_FUNCTIONS = frozenset(
-    {"generate_series", "exploding_generate_series", "generate_subscripts", "unnest", "explode", "range"}
-)
+# Table functions a catalog query may use, by their Postgres names; everything else (read_csv,
+# glob, query…) is refused.
+TABLE_FUNCTIONS = frozenset({"generate_series", "generate_subscripts", "unnest", "range"})
 # Postgres functions that reach files, the network, other sessions or the server's settings.
 FORBIDDEN_FUNCTIONS = re.compile(
     r"^(pg_read_\w+|pg_ls_\w+|pg_stat_file|pg_file_\w+|lo_\w+|dblink\w*|pg_sleep\w*|set_config|"
@@ -676,7 +674,6 @@ def _plain(message: str) -> str:
 def rewrite(tree: exp.Query, facts: SessionFacts, table_oids: Mapping[str, int]) -> exp.Expression:
     """The query for the catalog DuckDB (a copy; PgError for what must not run)."""
     tree = tree.copy()
-    name_projections(tree)
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in list(tree.find_all(exp.Table)):
         _rewrite_table(table, ctes)
@@ -759,9 +756,10 @@ def _output_name(node: exp.Expression) -> str | None:
     return "?column?"
 
 
-def _written_name(call: exp.Func) -> str:
+def _written_name(call: exp.Expression) -> str:
     """A call's name as PostgreSQL writes it: sqlglot's own may differ (string_agg is its
-    GroupConcat, to_char TimeToStr), so the call is written in Postgres' dialect to learn it."""
+    GroupConcat, to_char TimeToStr, unnest Explode), so the call is written in Postgres' dialect
+    to learn it (as long as parsing the call: for the projections and table functions only)."""
     if isinstance(call, exp.Anonymous):
         return str(call.name).lower()
     if isinstance(call, exp.Trim) and call.args.get("position") is None:
@@ -772,7 +770,7 @@ def _written_name(call: exp.Func) -> str:
 
 def _rewrite_table(table: exp.Table, ctes: set[str]) -> None:
     if not isinstance(table.this, exp.Identifier):
-        name = _function_name(table.this)
+        name = _written_name(table.this)
         if name not in TABLE_FUNCTIONS:
             raise PgError("42501", f"table function {name}() is not allowed here")
         table.set("db", None)  # pg_catalog.generate_series → DuckDB's own
@@ -792,12 +790,10 @@ def _rewrite_table(table: exp.Table, ctes: set[str]) -> None:
     raise PgError("42P01", f'relation "{shown}" does not exist')
 
 
-def _function_name(node: exp.Expression) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    if isinstance(node, exp.Func):
-        return node.sql_name().lower()
-    return node.sql("postgres").split("(")[0].lower()
+def _function_name(call: exp.Func) -> str:
+    """A call's name, cheaply, for the check of every call: sqlglot's, which is Postgres' for
+    each function FORBIDDEN_FUNCTIONS names (none of them has a sqlglot name of its own)."""
+    return str(call.name).lower() if isinstance(call, exp.Anonymous) else call.sql_name().lower()
 
 
 def _rewrite_node(node: exp.Expression, facts: SessionFacts) -> exp.Expression:
