@@ -67,8 +67,13 @@ class RunningWork:
         self._work: set[Cancellable] = set()
         self._stopped_for: str | None = None
 
+    @property
+    def stopped(self) -> bool:
+        """Whether stop_all was called (the server is stopping)."""
+        return self._stopped_for is not None
+
     @contextmanager
-    def track(self, work: Cancellable) -> Iterator[Cancellable]:
+    def track(self, work: Cancellable) -> Iterator[None]:
         """Within the block, `stop_all` stops `work` (at once, if it was called already)."""
         with self._lock:
             self._work.add(work)
@@ -76,7 +81,7 @@ class RunningWork:
         if stopped_for is not None:
             work.stop(stopped_for)
         try:
-            yield work
+            yield
         finally:
             with self._lock:
                 self._work.discard(work)

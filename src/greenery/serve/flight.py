@@ -352,7 +352,7 @@ def _tables(tables: SqlTables, fields: dict[int, list[bytes | int]]) -> pa.Table
 def _xdbc_type_info(data_type: list[bytes | int] | None) -> pa.Table:
     """The answers' column types, or the one asked for (its JDBC code), sorted by code as JDBC's
     getTypeInfo lists them."""
-    wanted = None if not data_type else _signed32(data_type[-1])
+    wanted = _signed32(data_type[-1]) if data_type and isinstance(data_type[-1], int) else None
     rows = [
         {
             "type_name": name,
@@ -381,9 +381,8 @@ def _xdbc_type_info(data_type: list[bytes | int] | None) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=_CATALOG_COMMANDS["CommandGetXdbcTypeInfo"])
 
 
-def _signed32(value: bytes | int) -> int:
+def _signed32(number: int) -> int:
     """A protobuf int32 field's value (a negative one arrives as a 64-bit two's complement varint)."""
-    number = int(value) if isinstance(value, int) else 0
     return number - (1 << 64) if number >= 1 << 63 else number
 
 

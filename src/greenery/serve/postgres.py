@@ -337,9 +337,9 @@ def _array_literals(tree: exp.Expression) -> exp.Expression:
     ANY or ALL, or cast to an array type, as an array literal (text[] where nothing says
     otherwise), as it reads an array parameter; replaced by that array where it stands."""
     for cast in list(tree.find_all(exp.Cast)):
-        literal = cast.this
-        if isinstance(literal, exp.Literal) and literal.is_string and element_type(_cast_type(cast.to)):
-            literal.replace(parameter_literal(literal.this.encode(), _cast_type(cast.to), False))
+        literal, type_ = cast.this, _cast_type(cast.to)
+        if isinstance(literal, exp.Literal) and literal.is_string and element_type(type_):
+            literal.replace(parameter_literal(literal.this.encode(), type_, False))
     for node in list(tree.find_all(exp.Any, exp.All, exp.Anonymous)):
         if not _quantifier(node):
             continue
@@ -1173,7 +1173,7 @@ class PgConnection:
             except TimeoutError:
                 continue  # the deadline check above ends it
             if not data:
-                if self._server.closing.is_set():  # the server woke the connection to end it
+                if self._server.statements.stopped:  # the server woke the connection to end it
                     self._fatal("57P01", TERMINATING)
                 raise _Closed
             pending += len(data)
@@ -1590,7 +1590,6 @@ class PostgresServer:
         self._clients_lock = threading.Lock()
         self._sessions: dict[int, Session] = {}  # by process id, for cancel requests
         self.statements = RunningWork()  # stopped when the server shuts down
-        self.closing = threading.Event()
         self._tcp = _TcpServer((host, port), self)
         self._thread = threading.Thread(target=self._tcp.serve_forever, name="greenery-postgres", daemon=True)
 
@@ -1669,9 +1668,8 @@ class PostgresServer:
         """Stop listening and end every connection as PostgreSQL's fast shutdown does: a running
         statement is stopped, and each client is told FATAL 57P01; their threads are waited for
         (SHUTDOWN_WAIT_S at most), so that none is inside DuckDB when the process exits."""
-        self.closing.set()
-        self._tcp.shutdown()
         self.statements.stop_all(SHUTTING_DOWN)
+        self._tcp.shutdown()
         self._tcp.end_connections(SHUTDOWN_WAIT_S)
         self._tcp.server_close()
         with self._catalog_lock:
