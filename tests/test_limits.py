@@ -15,6 +15,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
@@ -157,22 +158,12 @@ def test_a_query_over_the_memory_limit_is_out_of_memory_over_postgres(
     """SQLSTATE 53200, as PostgreSQL reports a query out of memory, with the layer's advice; the
     connection answers the next statement. (Every column of a table at 10 MB on the course data.)"""
     monkeypatch.setenv(store.MEMORY_ENV, "10MB")
-    layer_service = service.SemanticLayerService(course_copy)
-    postgres = start_postgres_server(layer_service, "127.0.0.1", 0, TOKEN, warm=False)
-    try:
-        with psycopg.connect(
-            host="127.0.0.1", port=postgres.port, user="u", password=TOKEN, autocommit=True
-        ) as connection:
-            with pytest.raises(
-                psycopg.errors.OutOfMemory, match="needs more memory than the warehouse may use"
-            ):
-                connection.execute("select * from semantic_layer.sessions")
-            checkouts = course_sl.query(metrics=["sessions_with_checkout"]).table.to_pylist()
-            answer = connection.execute("select sessions_with_checkout from semantic_layer.sessions")
-            assert [{"sessions_with_checkout": value} for (value,) in answer] == checkouts
-    finally:
-        postgres.shutdown()
-        layer_service.close()
+    with own_postgres(course_copy) as (_, connection):
+        with pytest.raises(psycopg.errors.OutOfMemory, match="needs more memory than the warehouse may use"):
+            connection.execute("select * from semantic_layer.sessions")
+        checkouts = course_sl.query(metrics=["sessions_with_checkout"]).table.to_pylist()
+        answer = connection.execute("select sessions_with_checkout from semantic_layer.sessions")
+        assert [{"sessions_with_checkout": value} for (value,) in answer] == checkouts
 
 
 def test_the_time_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -328,6 +319,30 @@ def test_a_slow_catalog_query_and_slow_sql_around_answers_stop_at_the_time_limit
     assert fetch(adbc, "select 1 as one").to_pylist() == [{"one": 1}]
 
 
+@contextlib.contextmanager
+def own_postgres(
+    course_copy: Path, workers: int = service.QUERY_WORKERS
+) -> Iterator[tuple[service.SemanticLayerService, psycopg.Connection]]:
+    """A service with a Postgres endpoint of the test's own (settings it reads when it opens, its
+    own workers), and a connection to it; both closed at the end."""
+    layer_service = service.SemanticLayerService(course_copy, workers=workers)
+    postgres = start_postgres_server(layer_service, "127.0.0.1", 0, TOKEN, warm=False)
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=postgres.port, user="u", password=TOKEN, autocommit=True
+        ) as connection:
+            yield layer_service, connection
+    finally:
+        postgres.shutdown()
+        layer_service.close()
+
+
+def occupy_workers(layer_service: service.SemanticLayerService, release: threading.Event) -> None:
+    """Both of the service's two workers busy with other clients' jobs until `release` is set."""
+    for client in ("a", "b"):
+        layer_service.scheduler.submit(lambda: release.wait(60), client)
+
+
 def pg(served: Served, **kwargs: str) -> psycopg.Connection:
     return psycopg.connect(
         host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN, autocommit=True, **kwargs
@@ -466,15 +481,10 @@ def test_a_statement_stopped_while_its_query_waits_for_a_worker(
 ) -> None:
     """Every worker busy with other clients' queries: a Postgres statement's query waits its
     turn, and its statement_timeout ends the wait (the waiting query is cancelled, not run later)."""
-    layer_service = service.SemanticLayerService(course_copy, workers=2)
-    postgres = start_postgres_server(layer_service, "127.0.0.1", 0, TOKEN, warm=False)
     release = threading.Event()
-    try:
-        for client in ("a", "b"):
-            layer_service.scheduler.submit(lambda: release.wait(60), client)
-        with psycopg.connect(
-            host="127.0.0.1", port=postgres.port, user="u", password=TOKEN, autocommit=True
-        ) as connection:
+    with own_postgres(course_copy, workers=2) as (layer_service, connection):
+        try:
+            occupy_workers(layer_service, release)
             connection.execute("set statement_timeout = 500")
             start = time.monotonic()
             with pytest.raises(psycopg.errors.QueryCanceled, match="due to statement timeout"):
@@ -483,14 +493,12 @@ def test_a_statement_stopped_while_its_query_waits_for_a_worker(
             release.set()
             orders = course_sl.query(metrics=["orders"]).table.to_pylist()[0]["orders"]
             assert connection.execute("select orders from semantic_layer.orders").fetchone() == (orders,)
-        cancelled = [
-            job for job in layer_service.queries._jobs.values() if job.request.metrics == ("revenue",)
-        ]
-        assert [job.error for job in cancelled] == ["cancelled by the client"]
-    finally:
-        release.set()
-        postgres.shutdown()
-        layer_service.close()
+            cancelled = [
+                job for job in layer_service.queries._jobs.values() if job.request.metrics == ("revenue",)
+            ]
+            assert [job.error for job in cancelled] == ["cancelled by the client"]
+        finally:
+            release.set()  # before the service closes, which waits for its workers
 
 
 def test_closing_the_service_ends_the_queries_not_finished(course_copy: Path) -> None:
@@ -499,8 +507,7 @@ def test_closing_the_service_ends_the_queries_not_finished(course_copy: Path) ->
     layer_service = service.SemanticLayerService(course_copy, workers=2)
     release = threading.Event()
     try:
-        for client in ("a", "b"):
-            layer_service.scheduler.submit(lambda: release.wait(60), client)
+        occupy_workers(layer_service, release)
         job = layer_service.create_query(QueryRequest(metrics=("revenue",)), read_cache=False)
         closing = threading.Thread(target=layer_service.close)
         closing.start()
