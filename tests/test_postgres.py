@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_postgresql.dbapi as adbc_postgresql
 import asyncpg
 import pandas as pd
 import psycopg
@@ -783,8 +784,88 @@ def test_copy_to_stdout_as_psycopg_reads_it(pg: psycopg.Connection, course_sl: S
         assert [(s, int(n)) for s, n in copy.rows()] == states
     assert _sqlstate(pg, "copy semantic_layer.orders from stdin") == "25006"
     assert _sqlstate(pg, "copy (select 1) to '/tmp/answer.csv'") == "42501"
-    assert _sqlstate(pg, "copy (select 1 as one) to stdout with (format binary)") == "0A000"
+    assert _sqlstate(pg, "copy (select 1 as one) to stdout with (format binary, header)") == "0A000"
     assert pg.execute("select 1").fetchone() == (1,)
+
+
+def test_binary_copy_as_postgresql_writes_it(pg: psycopg.Connection) -> None:
+    """COPY … (FORMAT binary): the bytes PostgreSQL 15 on this machine wrote for the same row, and
+    through psycopg's binary reader the values the text protocol sends, of every type a catalog
+    query or an answer has (the older form, WITH BINARY, for the answer)."""
+    cursor = pg.cursor()
+    row = "select 1::int as a, 'a'::text as b, null::int as c"
+    with cursor.copy(f"copy ({row}) to stdout (format binary)") as copy:
+        written = b"".join(bytes(block) for block in copy)
+    assert written == (
+        b"PGCOPY\n\xff\r\n\x00"
+        + bytes(8)  # signature, no flags, no header extension
+        + b"\x00\x03"
+        + b"\x00\x00\x00\x04\x00\x00\x00\x01"
+        + b"\x00\x00\x00\x01a"
+        + b"\xff\xff\xff\xff"
+        + b"\xff\xff"  # the trailer
+    )
+    typed = (
+        "select date '2021-02-08' as d, time '04:05:06.5' as t, interval '1 day 02:00:00' as i, true as b, "
+        "array[1, 2] as a, 2.5::double as f, 'x'::text as s"
+    )
+    answer = (
+        "select metric_time__week, sessions_with_checkout, view_to_checkout_rate "
+        "from semantic_layer.funnel_by_week order by 1"
+    )
+    for query, form, types in (
+        (typed, "(format binary)", ["date", "time", "interval", "bool", "int4[]", "float8", "text"]),
+        (answer, "with binary", ["timestamp", "numeric", "float8"]),
+    ):
+        expected = pg.execute(query).fetchall()
+        with cursor.copy(f"copy ({query}) to stdout {form}") as copy:
+            copy.set_types(types)
+            assert list(copy.rows()) == expected
+        assert cursor.rowcount == len(expected) > 0
+
+
+def test_adbc_reads_answers_through_binary_copy(
+    pg: psycopg.Connection, served: Served, course_sl: SemanticLayer
+) -> None:
+    """The ADBC PostgreSQL driver, pandas' and polars' Arrow reader: it reads its type table from
+    pg_type (``typreceive != 0``), then each answer as ``COPY (…) TO STDOUT (FORMAT binary)`` in
+    one extended exchange, on one connection; a bound parameter goes through Bind. pandas'
+    read_sql takes the connection as it is."""
+    typed = pg.execute(
+        "select typname, typreceive::text from pg_catalog.pg_type "
+        "where typreceive != 0 and typname in ('int4', '_int4', 'any') order by 1"
+    ).fetchall()
+    assert typed == [("_int4", "array_recv"), ("int4", "int4recv")]  # as PostgreSQL 15 lists them
+    uri = f"postgresql://analyst:{TOKEN}@127.0.0.1:{served.pg_port}/greenery"
+    weekly = "select metric_time__week, view_to_checkout_rate from semantic_layer.funnel_by_week order by 1"
+    with adbc_postgresql.connect(uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"select {', '.join(FUNNEL)} from semantic_layer.funnel_overall")
+        funnel = cursor.fetch_arrow_table().to_pylist()
+        cursor.execute(weekly)
+        weeks = cursor.fetch_arrow_table()
+        by_state = "select user__state, orders from semantic_layer.orders"
+        cursor.execute(f"{by_state} where user__state = $1", ["Texas"])
+        texas = cursor.fetchall()
+        assert len(texas) == 1
+        listed = connection.adbc_get_objects(depth="tables", db_schema_filter="semantic_layer").read_all()
+        frame = pd.read_sql(f"{by_state} order by 1", connection)
+    expected = course_sl.query(metrics=FUNNEL).table.to_pylist()[0]
+    assert [int(funnel[0][m]) for m in FUNNEL] == [int(expected[m]) for m in FUNNEL]  # numeric: text
+    by_week = course_sl.query(
+        metrics=["view_to_checkout_rate"], group_by=["metric_time__week"], order_by=["metric_time__week"]
+    ).table
+    assert [str(t) for t in weeks.schema.types] == ["timestamp[us]", "double"]
+    assert weeks["metric_time__week"].to_pylist() == by_week["metric_time__week"].to_pylist()
+    rates = by_week["view_to_checkout_rate"].to_pylist()
+    assert weeks["view_to_checkout_rate"].to_pylist() == pytest.approx(rates)
+    states = _orders_by_state(course_sl)
+    assert [(s, int(n)) for s, n in texas] == [(s, n) for s, n in states if s == "Texas"]
+    assert [(s, int(n)) for s, n in frame.itertuples(index=False)] == states
+    schemas = listed.to_pylist()[0]["catalog_db_schemas"]
+    tables = pg.execute(
+        "select table_name from information_schema.tables where table_schema = 'semantic_layer'"
+    ).fetchall()
+    assert sorted(t["table_name"] for t in schemas[0]["db_schema_tables"]) == sorted(r[0] for r in tables)
 
 
 def test_copy_writes_values_as_postgres_does() -> None:
@@ -805,6 +886,40 @@ def test_copy_writes_values_as_postgres_does() -> None:
     assert b"".join(copy_lines(["a", "b", "c"], rows, older)).decode() == (
         'a;b;c\nx,y;1;NULL\n;2;"q""r"\ntab\there;3;"new\nline"\n\\\\back;NULL;ok\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "sqlstate"),
+    [
+        ("(format binary, header)", "0A000"),
+        ("(format binary, delimiter ',')", "42601"),
+        ("(format binary, null 'x')", "42601"),
+        ("(format binary, quote '\"')", "0A000"),
+        ("(format text, quote '\"')", "0A000"),
+        ("(format binary, escape 'x')", "0A000"),
+        ("(delimiter ',,')", "0A000"),
+        ("(format csv, quote 'ab')", "0A000"),
+        ("(format csv, format csv)", "42601"),
+        ("csv binary", "42601"),
+        ("(format parquet)", "22023"),
+        ("(format csv, delimiter '\"')", "22023"),
+        ("(header match)", "0A000"),
+    ],
+)
+def test_copy_options_refused_as_postgres_refuses_them(options: str, sqlstate: str) -> None:
+    """Each SQLSTATE is the one PostgreSQL 15 on this machine gave for ``copy (select 1) to stdout …``."""
+    with pytest.raises(PgError) as caught:
+        copy_request(f"copy (select 1) to stdout {options}")
+    assert caught.value.sqlstate == sqlstate
+
+
+def test_copy_headers_and_escapes_as_postgres_writes_them() -> None:
+    """PostgreSQL 15 writes a header in text format too (its names escaped as values are), and in
+    CSV puts the ESCAPE character before each quote and escape character inside quotes."""
+    text = copy_request("copy (select 1) to stdout (header)")
+    assert b"".join(copy_lines(["a b", "c\td"], [["1", None]], text)) == b"a b\tc\\td\n1\t\\N\n"
+    escaped = copy_request("copy (select 1) to stdout (format csv, escape '\\')")
+    assert b"".join(copy_lines(["x", "y"], [['a"b', "c\\d"]], escaped)) == b'"a\\"b",c\\d\n'
 
 
 def test_settings_last_as_long_as_in_postgres(pg: psycopg.Connection) -> None:

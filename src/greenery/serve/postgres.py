@@ -23,21 +23,17 @@ are ``ErrorResponse`` messages with a SQLSTATE, and the connection stays usable 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import decimal
 import hmac
 import itertools
-import json
 import logging
-import math
 import re
 import secrets
 import socket
 import socketserver
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -62,12 +58,17 @@ from greenery.serve.postgres_catalog import (
     array_type,
     element_type,
     name_projections,
-    pg_type_of,
-    type_length,
     type_oid,
 )
-from greenery.serve.postgres_copy import CopyRequest, copy_lines, copy_request
+from greenery.serve.postgres_copy import CopyRequest, copy_data, copy_request
 from greenery.serve.postgres_cursors import Declaration, close_target, declaration, fetch_request, fetched
+from greenery.serve.postgres_values import (
+    array_items,
+    binary_parameter,
+    encode_rows,
+    result_formats,
+    row_description,
+)
 from greenery.serve.scheduler import as_client
 from greenery.serve.service import (
     SHUTTING_DOWN,
@@ -135,7 +136,7 @@ class Outcome:
     notices: list[tuple[str, str]] = field(default_factory=list)  # (SQLSTATE, message) warnings
     reported: dict[str, str] = field(default_factory=dict)  # settings changed, sent as ParameterStatus
     empty: bool = False  # an empty query string
-    copy: CopyRequest | None = None  # COPY … TO STDOUT: the table is sent as its lines
+    copy: CopyRequest | None = None  # COPY … TO STDOUT: the table is sent as COPY data
 
 
 def _error_for(exc: Exception) -> PgError:
@@ -254,31 +255,10 @@ def sqlglot_readable(text: str) -> str:
     return "".join(parts)
 
 
-_EPOCH = dt.datetime(2000, 1, 1)  # PostgreSQL's binary dates and times count from here
-_EPOCH_DATE = dt.date(2000, 1, 1)
-
-
-def _binary_timestamp(value: bytes) -> dt.datetime:
-    """A binary timestamp: microseconds since 2000-01-01 (UTC for a timestamptz)."""
-    return _EPOCH + dt.timedelta(microseconds=struct.unpack("!q", value)[0])
-
-
 _INTEGERS = {type_oid(n) for n in ("int2", "int4", "int8", "oid")}
 _NUMBERS = {type_oid(n) for n in ("float4", "float8", "numeric")}
 _BOOL = type_oid("bool")
 _TIMES = {type_oid(name): name for name in ("date", "timestamp", "timestamptz")}
-_BINARY_PARAMETERS: dict[int, Callable[[bytes], object]] = {
-    type_oid("int2"): lambda b: struct.unpack("!h", b)[0],
-    type_oid("int4"): lambda b: struct.unpack("!i", b)[0],
-    type_oid("int8"): lambda b: struct.unpack("!q", b)[0],
-    type_oid("oid"): lambda b: struct.unpack("!I", b)[0],
-    type_oid("float4"): lambda b: struct.unpack("!f", b)[0],
-    type_oid("float8"): lambda b: struct.unpack("!d", b)[0],
-    type_oid("bool"): lambda b: b != b"\x00",
-    type_oid("date"): lambda b: _EPOCH_DATE + dt.timedelta(days=struct.unpack("!i", b)[0]),
-    type_oid("timestamp"): _binary_timestamp,
-    type_oid("timestamptz"): _binary_timestamp,  # in UTC, the session's time zone
-}
 
 
 # a parameter cast in the statement ($1::int) has the cast's type, as PostgreSQL infers
@@ -364,16 +344,12 @@ def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expr
     if value is None:
         return exp.Null()
     if element := element_type(type_):  # x = any($1) with a list (psycopg, asyncpg)
-        items = _binary_array(value) if binary else _text_array(value.decode("utf-8"))
-        literals = [parameter_literal(item, element, binary) for item in items]
+        literals = [parameter_literal(item, element, binary) for item in array_items(value, binary)]
         if element in _TIMES:  # typed: DuckDB compares a list of text with no time
             literals = [exp.cast(v, _TIMES[element]) if isinstance(v, exp.Literal) else v for v in literals]
         return exp.Array(expressions=literals)
     if binary:
-        decode = _BINARY_PARAMETERS.get(type_)
-        if decode is None and type_ not in (0, type_oid("text"), type_oid("varchar"), type_oid("name")):
-            raise PgError("0A000", f"binary parameters of type {type_} are not supported: send them as text")
-        decoded: object = decode(value) if decode is not None else value.decode("utf-8")
+        decoded = binary_parameter(value, type_)
         text = str(decoded).lower() if isinstance(decoded, bool) else str(decoded)
     else:
         text = value.decode("utf-8")
@@ -393,50 +369,6 @@ def parameter_literal(value: bytes | None, type_: int, binary: bool) -> exp.Expr
             raise PgError("22P02", f'invalid input syntax for type boolean: "{text}"')
         return exp.Boolean(this=truth in ("t", "true", "1", "yes", "on", "y"))
     return exp.Literal.string(text)
-
-
-# quoted or bare, then a comma; possessive (*+): a malformed array fails in linear time
-_ARRAY_ITEM = r'\s*+(?:"((?:[^"\\]|\\.)*+)"\s*+|((?:[^,{}"\\]|\\.)*+)),'
-
-
-def _text_array(text: str) -> list[bytes | None]:
-    """The items of a one-dimensional array in PostgreSQL's text form: ``{a,"b, c",NULL}``."""
-    body = re.sub(r"^\s*(\[[^\]]*\])+\s*=", "", text).strip()  # dimension decoration: [1:2]={…}
-    if not (body.startswith("{") and body.endswith("}")):
-        raise PgError("22P02", f'malformed array literal: "{text[:80]}"')
-    inner = body[1:-1] + ","
-    if not inner[:-1].strip():
-        return []
-    if not re.fullmatch(f"(?:{_ARRAY_ITEM})+", inner):
-        if "{" in inner:
-            raise PgError("0A000", "multi-dimensional array parameters are not supported")
-        raise PgError("22P02", f'malformed array literal: "{text[:80]}"')
-    return [
-        None
-        if not quoted and bare.strip().upper() == "NULL"
-        else re.sub(r"\\(.)", r"\1", quoted or bare.strip()).encode()
-        for quoted, bare in re.findall(_ARRAY_ITEM, inner)
-    ]
-
-
-def _binary_array(value: bytes) -> list[bytes | None]:
-    """The items of a one-dimensional array in PostgreSQL's binary form (each still binary)."""
-    try:
-        dimensions = struct.unpack_from("!i", value)[0]
-        if dimensions == 0:
-            return []
-        if dimensions != 1:
-            raise PgError("0A000", "multi-dimensional array parameters are not supported")
-        (size,) = struct.unpack_from("!i", value, 12)
-        items: list[bytes | None] = []
-        at = 20
-        for _ in range(size):
-            (length,) = struct.unpack_from("!i", value, at)
-            items.append(None if length < 0 else value[at + 4 : at + 4 + length])
-            at += 4 + max(length, 0)
-        return items
-    except struct.error:
-        raise PgError("08P01", "insufficient data left in an array parameter") from None
 
 
 # ---- the session: settings, transactions, statements ----------------------------------------
@@ -930,195 +862,6 @@ _COMMANDS: dict[str, Callable[[Session, str], Outcome]] = {
 }
 
 
-# ---- values on the wire -------------------------------------------------------------------
-
-
-def _text_value(value: object) -> str:
-    """A value in Postgres' text output format."""
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        text = repr(value)
-        return text[:-2] if text.endswith(".0") else text
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime):
-        text = value.isoformat(sep=" ")
-        return re.sub(r"([+-]\d\d):00$", r"\1", text)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta | pa.MonthDayNano):  # a duration, DuckDB's INTERVAL
-        return _interval_text(*_interval_parts(value))
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    if isinstance(value, list):
-        return "{" + ",".join(_array_item(v) for v in value) + "}"
-    if isinstance(value, dict):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _interval_text(months: int, days: int, micros: int) -> str:
-    """An interval as PostgreSQL writes it (IntervalStyle postgres): ``1 year 2 mons 3 days
-    -04:05:06.5``, each part that is not zero."""
-    years = int(months / 12)  # toward zero, as PostgreSQL splits a negative interval
-    months -= 12 * years
-    parts = [
-        f"{n} {unit}{'' if n == 1 else 's'}"
-        for n, unit in ((years, "year"), (months, "mon"), (days, "day"))
-        if n
-    ]
-    if micros or not parts:
-        sign, micros = ("-" if micros < 0 else ""), abs(micros)
-        seconds, fraction = divmod(micros, 1_000_000)
-        clock = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        parts.append(clock + (f".{fraction:06d}".rstrip("0") if fraction else ""))
-    return " ".join(parts)
-
-
-def _array_item(value: object) -> str:
-    if value is None:
-        return "NULL"
-    text = _text_value(value)
-    if text == "" or re.search(r'[{},"\\\s]', text) or text.upper() == "NULL":
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
-
-
-def _binary_numeric(value: decimal.Decimal | int) -> bytes:
-    """PostgreSQL's binary numeric: how many base-10000 digits, the weight of the first, the sign,
-    the display scale, then the digits (asyncpg reads every numeric in binary)."""
-    number = decimal.Decimal(value)
-    if not number.is_finite():
-        return struct.pack("!hhHh", 0, 0, 0xC000, 0)  # NaN
-    negative, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)  # finite
-    text = "".join(map(str, digits)) + "0" * max(0, exponent)
-    point = len(text) + min(0, exponent)  # where the decimal point falls in `text`
-    if point < 0:
-        text, point = "0" * -point + text, 0
-    integer, fraction = text[:point].lstrip("0"), text[point:]
-    integer = integer.zfill(-(-len(integer) // 4) * 4)
-    fraction = fraction.ljust(-(-len(fraction) // 4) * 4, "0")
-    groups = [int(part[i : i + 4]) for part in (integer, fraction) for i in range(0, len(part), 4)]
-    weight = len(integer) // 4 - 1
-    while groups and groups[0] == 0:
-        groups.pop(0)
-        weight -= 1
-    while groups and groups[-1] == 0:
-        groups.pop()
-    sign = 0x4000 if negative and groups else 0
-    header = struct.pack("!hhHh", len(groups), weight if groups else 0, sign, max(0, -exponent))
-    return header + struct.pack(f"!{len(groups)}H", *groups)
-
-
-_BINARY_VALUES: dict[int, Callable[[Any], bytes]] = {
-    type_oid("numeric"): _binary_numeric,
-    type_oid("bool"): lambda v: b"\x01" if v else b"\x00",
-    type_oid("int2"): lambda v: struct.pack("!h", v),
-    type_oid("int4"): lambda v: struct.pack("!i", v),
-    type_oid("int8"): lambda v: struct.pack("!q", v),
-    type_oid("oid"): lambda v: struct.pack("!I", v),
-    type_oid("float4"): lambda v: struct.pack("!f", v),
-    type_oid("float8"): lambda v: struct.pack("!d", v),
-    type_oid("text"): lambda v: str(v).encode("utf-8"),
-    type_oid("json"): lambda v: json.dumps(v, default=str).encode("utf-8"),
-    type_oid("bytea"): lambda v: bytes(v),
-    type_oid("date"): lambda v: struct.pack("!i", (v - _EPOCH_DATE).days),
-    type_oid("timestamp"): lambda v: struct.pack("!q", _micros(v - _EPOCH)),
-    type_oid("timestamptz"): lambda v: struct.pack(
-        "!q", _micros(v.astimezone(dt.UTC).replace(tzinfo=None) - _EPOCH)
-    ),
-    type_oid("interval"): lambda v: _binary_interval(*_interval_parts(v)),
-}
-
-
-def _interval_parts(value: dt.timedelta | pa.MonthDayNano) -> tuple[int, int, int]:
-    """An interval as (months, days, microseconds): a duration is all microseconds."""
-    if isinstance(value, dt.timedelta):
-        return 0, 0, _micros(value)
-    return value.months, value.days, value.nanoseconds // 1000
-
-
-def _binary_interval(months: int, days: int, micros: int) -> bytes:
-    return struct.pack("!qii", micros, days, months)
-
-
-def _micros(delta: dt.timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def encode_rows(
-    table: pa.Table, formats: list[int], start: int = 0, stop: int | None = None
-) -> Iterator[list[bytes | None]]:
-    """The table's rows start..stop as DataRow columns, each in the format the client asked for."""
-    part = table.slice(start, (stop - start) if stop is not None else None)
-    encoders = [_encoder(field, formats[i]) for i, field in enumerate(table.schema)]
-    columns = [column.to_pylist() for column in part.columns]
-    for values in zip(*columns, strict=True):
-        yield [None if v is None else encode(v) for v, encode in zip(values, encoders, strict=True)]
-    if not columns:
-        return
-
-
-def _encoder(field: pa.Field, format_code: int) -> Callable[[Any], bytes]:
-    if format_code == 0:
-        return lambda v: _text_value(v).encode("utf-8")
-    oid = pg_type_of(field.type)
-    element = element_type(oid)
-    if element and (encode_item := _BINARY_VALUES.get(element)):
-        return lambda items: _binary_array_value(items, element, encode_item)
-    encode = _BINARY_VALUES.get(oid)
-    if encode is None:
-        raise PgError("0A000", f"binary format is not supported for column {field.name!r}: ask for text")
-    return encode
-
-
-def _binary_array_value(items: list[Any], element: int, encode: Callable[[Any], bytes]) -> bytes:
-    """A one-dimensional array in PostgreSQL's binary form: dimensions, whether it holds a NULL,
-    the items' type, its length and lower bound 1, then each item's length and bytes."""
-    if not items:
-        return struct.pack("!iiI", 0, 0, element)
-    header = struct.pack("!iiIii", 1, int(None in items), element, len(items), 1)
-    encoded = [None if v is None else encode(v) for v in items]
-    return header + b"".join(
-        struct.pack("!i", -1) if e is None else struct.pack("!i", len(e)) + e for e in encoded
-    )
-
-
-def result_formats(requested: list[int], columns: int) -> list[int]:
-    """Bind's result format codes: none (all text), one (for every column) or one per column."""
-    if not requested:
-        return [0] * columns
-    if len(requested) == 1:
-        return requested * columns
-    if len(requested) != columns:
-        raise PgError(
-            "08P01", f"bind message has {len(requested)} result formats but query has {columns} columns"
-        )
-    return requested
-
-
-def row_description(table: pa.Table, formats: list[int]) -> wire.RowDescription:
-    fields = []
-    for column, format_code in zip(table.schema, formats, strict=True):
-        oid = pg_type_of(column.type)
-        fields.append(
-            wire.FieldDescription(
-                name=column.name,
-                type_oid=oid,
-                type_size=type_length(oid),
-                type_modifier=-1,
-                format_code=format_code,
-            )
-        )
-    return wire.RowDescription(fields=fields)
-
-
 # ---- the connection: pygwire messages in, messages out -------------------------------------
 
 
@@ -1356,17 +1099,19 @@ class PgConnection:
         self._send(wire.CommandComplete(tag=outcome.tag))
 
     def _send_copy(self, outcome: Outcome) -> None:
-        """COPY's answer: CopyOutResponse, a CopyData per line, CopyDone, then the tag."""
+        """COPY's answer: CopyOutResponse, its CopyData messages, CopyDone, then the tag.
+
+        The three COPY messages are written past pygwire's state machine: after CopyDone,
+        pygwire 0.2.0 returns to the simple query phase even when an Execute sent the COPY, and
+        would then refuse the Sync that ends the extended exchange (as the ADBC driver and
+        connectorx send every query)."""
         assert outcome.table is not None and outcome.copy is not None
-        table = outcome.table
-        self._send(wire.CopyOutResponse(overall_format=0, col_formats=[0] * table.num_columns))
-        columns = [column.to_pylist() for column in table.columns]
-        rows = (
-            [None if v is None else _text_value(v) for v in values] for values in zip(*columns, strict=True)
-        )
-        for line in copy_lines(table.column_names, rows, outcome.copy):
-            self._send(wire.CopyData(data=line))
-        self._send(wire.CopyDone())
+        code = outcome.copy.format_code
+        copy_out = wire.CopyOutResponse(overall_format=code, col_formats=[code] * outcome.table.num_columns)
+        self._out += copy_out.to_wire()
+        for data in copy_data(outcome.table, outcome.copy):
+            self._out += wire.CopyData(data=data).to_wire()
+        self._out += wire.CopyDone().to_wire()
         self._send(wire.CommandComplete(tag=outcome.tag))
 
     def _notices_and_settings(self, outcome: Outcome) -> None:

@@ -34,7 +34,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from greenery.semantic.watchdog import WATCHDOG
-from greenery.serve.postgres_system import NAMESPACES, RELATIONS, SERVER_VERSION, TYPES
+from greenery.serve.postgres_system import NAMESPACES, RELATIONS, SERVER_VERSION, TYPE_FUNCTIONS, TYPES
 from greenery.serve.service import query_timeout_s
 from greenery.serve.sql import clock_calls, open_sandbox
 from greenery.serve.tables import SCHEMA, SqlTables
@@ -46,6 +46,7 @@ PUBLIC_OID = 2200
 SCHEMA_OID = 16384  # semantic_layer
 FIRST_TABLE_OID = 16400  # the semantic_layer tables, in name order
 OWNER_OID = 10
+NO_FUNCTION = "-"  # a function column (regproc) naming none, OID 0, as PostgreSQL shows it
 DEFAULT_TABLESPACE_OID = 1663  # pg_default (pg_global is the next)
 OWNER = "greenery"
 DATABASE = "greenery"  # what pg_database lists; clients may connect naming any database
@@ -366,6 +367,8 @@ def _empty(pg_type: str) -> object:
         return False
     if pg_type in ("oid", "smallint", "integer", "bigint", "real", "xid", "regtype"):
         return 0
+    if pg_type == "regproc":
+        return NO_FUNCTION
     return "" if pg_type == '"char"' else None
 
 
@@ -524,8 +527,7 @@ def _type_row(row: tuple[int, str, int, bool, str, str, int, int, str]) -> dict[
         "typtypmod": -1,
         "typalign": "i",
         "typstorage": "p",
-        "typinput": f"{name}in",
-        "typoutput": f"{name}out",
+        **dict(zip(("typinput", "typoutput", "typreceive", "typsend"), TYPE_FUNCTIONS[oid], strict=True)),
     }
 
 
@@ -914,6 +916,23 @@ def _operator(node: exp.Expression, facts: SessionFacts) -> exp.Expression | Non
     return builders[symbol]()
 
 
+def _regproc_zero(node: exp.Expression, facts: SessionFacts) -> exp.Expression | None:
+    """``typreceive != 0`` (ADBC's type query): a function column, kept as the function's name,
+    compared with OID 0, no function, compares with the name PostgreSQL shows for none."""
+    if not isinstance(node, exp.EQ | exp.NEQ):
+        return None
+    for column, other in ((node.this, node.expression), (node.expression, node.this)):
+        if (
+            isinstance(column, exp.Column)
+            and column.name.lower() in _REGPROC_COLUMNS
+            and isinstance(other, exp.Literal)
+            and not other.is_string
+            and other.name == "0"
+        ):
+            return type(node)(this=column, expression=exp.Literal.string(NO_FUNCTION))
+    return None
+
+
 def _collate(node: exp.Expression, facts: SessionFacts) -> exp.Expression | None:
     """``x COLLATE pg_catalog.default`` → x (one collation here)."""
     return node.this if isinstance(node, exp.Collate) else None
@@ -964,12 +983,16 @@ _CAST_TYPES = {
     "oidvector": "UINT[]",
 }
 
+_REGPROC_COLUMNS = frozenset(
+    name for relation in RELATIONS for name, pg_type in _columns(relation) if pg_type == "regproc"
+)
 _NODE_HANDLERS: list[Callable[[exp.Expression, SessionFacts], exp.Expression | None]] = [
     _without_qualifier,
     _checked_function,
     _session_value,
     _json_build_object,
     _operator,
+    _regproc_zero,
     _collate,
     _cast,
 ]
