@@ -224,6 +224,34 @@ def test_intervals_reach_the_client_as_postgresql_sends_them(pg: psycopg.Connect
     assert asyncio.run(read()) == expected
 
 
+def test_interval_literals_read_as_postgresql_reads_them(
+    pg: psycopg.Connection, course_sl: SemanticLayer
+) -> None:
+    """``interval '1 day 02:00'`` is a day and two hours and ``'1 day ago'`` minus a day, named
+    ``interval``, as PostgreSQL 15 on this machine answered; sqlglot alone reads only the first
+    part (one day, plus one day), in a filter on the semantic layer too."""
+    literals = "select interval '1 day 02:00', interval '1 day ago', interval '2 hours', interval '1' day"
+    day, hour = dt.timedelta(days=1), dt.timedelta(hours=1)
+    for cursor in (pg.cursor(), psycopg.ClientCursor(pg)):  # the extended and the simple protocol
+        cursor.execute(literals)
+        assert cursor.fetchone() == (day + 2 * hour, -day, 2 * hour, day)
+        assert [d.name for d in cursor.description or []] == ["interval"] * 4
+    rows = pg.execute(
+        "select metric_time__day, orders from semantic_layer.orders "
+        "where metric_time__day > date '2021-02-12' + interval '6 days ago' order by 1"
+    ).fetchall()
+    expected = course_sl.query(
+        metrics=["orders"],
+        group_by=["metric_time__day"],
+        where=["{{ TimeDimension('metric_time', 'day') }} > '2021-02-06'"],
+        order_by=["metric_time__day"],
+    ).table.to_pylist()
+    assert [(d.date(), int(n)) for d, n in rows] == [
+        (e["metric_time__day"].date(), e["orders"]) for e in expected
+    ]
+    assert rows
+
+
 def test_an_error_in_a_transaction_lasts_until_rollback(served: Served) -> None:
     with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as connection:
         assert connection.execute("select 1").fetchone() == (1,)  # psycopg opened a transaction

@@ -186,6 +186,23 @@ def test_a_time_grain_written_as_date_trunc_is_metricflows_grain(
     ]
 
 
+def test_an_interval_literal_is_read_whole(adbc: flightsql.Connection, course_sl: SemanticLayer) -> None:
+    """``interval '6 days ago'`` is minus six days, as PostgreSQL and DuckDB read it; sqlglot
+    alone reads only its first part (plus six days), which would leave no day with orders."""
+    table = fetch(
+        adbc,
+        "select metric_time__day, orders from semantic_layer.orders "
+        "where metric_time__day > date '2021-02-12' + interval '6 days ago' order by 1",
+    )
+    expected = course_sl.query(
+        metrics=["orders"],
+        group_by=["metric_time__day"],
+        where=["{{ TimeDimension('metric_time', 'day') }} > '2021-02-06'"],
+        order_by=["metric_time__day"],
+    ).table
+    assert rows(table) == rows(expected) and table.num_rows == 2
+
+
 def test_group_by_shapes_bi_tools_write_that_are_each_one_row(
     spied: tuple[SqlApi, list[QueryRequest]], course_sl: SemanticLayer
 ) -> None:

@@ -91,6 +91,7 @@ from greenery.serve.sql import (
     UnknownTable,
     UnsupportedSql,
     bind_parameters,
+    whole_intervals,
 )
 from greenery.serve.statements import FUNCTIONS
 from greenery.serve.tables import SCHEMA
@@ -523,7 +524,8 @@ class Session:
         except TooComplex as exc:
             raise PgError("54001", f"the statement is too complex to read: {exc}") from None
         try:
-            parsed = [e for e in sqlglot.parse(text, read="postgres") if e is not None]
+            readable = whole_intervals(text, "postgres")
+            parsed = [e for e in sqlglot.parse(readable, read="postgres") if e is not None]
         except SqlglotError as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
             raise PgError("42601", message) from None

@@ -753,6 +753,8 @@ def _output_name(node: exp.Expression) -> str | None:
         return _TYPE_NAMES.get(written, written)
     if isinstance(node, exp.AtTimeZone):
         return "timezone"
+    if isinstance(node, exp.Interval):  # interval '2 hours', a typed literal like date '…'
+        return "interval"
     if isinstance(node, exp.Func) and not isinstance(node, exp.Binary):  # and, or, ^ are operators
         return _written_name(node)
     return "?column?"

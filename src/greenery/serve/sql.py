@@ -177,6 +177,31 @@ class _Plan:
     limit: int | None = None
 
 
+def whole_intervals(text: str, read: str | None) -> str:
+    """``interval '1 day 02:00'`` written ``cast('1 day 02:00' as interval)``, which every dialect
+    reads whole: sqlglot reads such a literal, one ``N unit`` and more, as its first part alone
+    (one day; ``'1 day ago'`` as plus one day). A literal it reads whole stays as written."""
+    if "interval" not in text.lower():
+        return text
+    try:
+        tokens = sqlglot.tokenize(text, read=read)
+    except SqlglotError:
+        return text  # the parser says what is wrong
+    pieces, at = [], 0
+    for keyword, literal in itertools.pairwise(tokens):
+        parts = exp.INTERVAL_STRING_RE.findall(literal.text)
+        if (
+            keyword.token_type == TokenType.INTERVAL
+            and literal.token_type == TokenType.STRING
+            and len(parts) == 1
+            and not exp.INTERVAL_STRING_RE.fullmatch(literal.text)
+        ):
+            written = text[literal.start : literal.end + 1]  # quoted, as the client wrote it
+            pieces.append(f"{text[at : keyword.start]}cast({written} as interval)")
+            at = literal.end + 1
+    return "".join(pieces) + text[at:]
+
+
 class SqlApi:
     """Answers SQL and semantic-layer statements through one query service."""
 
@@ -260,7 +285,7 @@ class SqlApi:
             statements = [parse_statement(t) for t in templates]
         except StatementError as exc:
             raise SqlError(str(exc)) from None
-        return self._parse(self._numbered_placeholders(text)), statements
+        return self._parse(whole_intervals(self._numbered_placeholders(text), self._read)), statements
 
     def _numbered_placeholders(self, text: str) -> str:
         """Each ``?`` as ``$1``, ``$2``… in the order written, which a parsed tree does not keep."""
