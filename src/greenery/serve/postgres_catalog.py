@@ -614,6 +614,8 @@ _MACROS = [
     "has_function_privilege(a, b) AS true, (a, b, c) AS true",
     "has_sequence_privilege(a, b) AS true, (a, b, c) AS true",
     "pg_has_role(a, b) AS false, (a, b, c) AS false",
+    # an array's items with their positions, a row each (pgjdbc's getPrimaryKeys, psqlODBC)
+    "_pg_expandarray(arr) AS unnest(list_transform(range(1, len(arr) + 1), lambda i: {'x': arr[i], 'n': i}))",
     "array_upper(list, dimension) AS len(list)",
     "array_lower(list, dimension) AS CASE WHEN len(list) > 0 THEN 1 END",
     "quote_ident(name) AS CASE WHEN regexp_full_match(name, '[a-z_][a-z0-9_$]*') THEN name "
