@@ -189,13 +189,10 @@ def whole_intervals(text: str, read: str | None) -> str:
         return text  # the parser says what is wrong
     pieces, at = [], 0
     for keyword, literal in itertools.pairwise(tokens):
+        if keyword.token_type != TokenType.INTERVAL or literal.token_type != TokenType.STRING:
+            continue
         parts = exp.INTERVAL_STRING_RE.findall(literal.text)
-        if (
-            keyword.token_type == TokenType.INTERVAL
-            and literal.token_type == TokenType.STRING
-            and len(parts) == 1
-            and not exp.INTERVAL_STRING_RE.fullmatch(literal.text)
-        ):
+        if len(parts) == 1 and not exp.INTERVAL_STRING_RE.fullmatch(literal.text):
             written = text[literal.start : literal.end + 1]  # quoted, as the client wrote it
             pieces.append(f"{text[at : keyword.start]}cast({written} as interval)")
             at = literal.end + 1
