@@ -231,15 +231,13 @@ def encode_rows(
 ) -> Iterator[list[bytes | None]]:
     """The table's rows start..stop as DataRow columns, each in the format the client asked for."""
     part = table.slice(start, (stop - start) if stop is not None else None)
-    encoders = [encoder(field, formats[i]) for i, field in enumerate(table.schema)]
+    encoders = [_encoder(field, formats[i]) for i, field in enumerate(table.schema)]
     columns = [column.to_pylist() for column in part.columns]
     for values in zip(*columns, strict=True):
         yield [None if v is None else encode(v) for v, encode in zip(values, encoders, strict=True)]
-    if not columns:
-        return
 
 
-def encoder(field: pa.Field, format_code: int) -> Callable[[Any], bytes]:
+def _encoder(field: pa.Field, format_code: int) -> Callable[[Any], bytes]:
     if format_code == 0:
         return lambda v: text_value(v).encode("utf-8")
     oid = pg_type_of(field.type)
