@@ -27,23 +27,27 @@ SOURCE = Path(__file__).with_name("clients") / "JdbcCheck.java"
 JAR_ENV = "GREENERY_PGJDBC_JAR"
 DEBIAN_JAR = "/usr/share/java/postgresql.jar"  # libpostgresql-jdbc-java
 
+JAR = Path(os.environ.get(JAR_ENV, DEBIAN_JAR))
+JAVA, JAVAC = shutil.which("java"), shutil.which("javac")
+pytestmark = pytest.mark.skipif(
+    JAVA is None or JAVAC is None or not JAR.is_file(),
+    reason=f"needs java, javac and pgjdbc ({DEBIAN_JAR} or ${JAR_ENV})",
+)
+
 Found = dict[str, list[list[str]]]
 
 
 @pytest.fixture(scope="module")
 def jdbc(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Found:
     """What JdbcCheck printed: each line's values under its name."""
-    jar = Path(os.environ.get(JAR_ENV, DEBIAN_JAR))
-    java, javac = shutil.which("java"), shutil.which("javac")
-    if java is None or javac is None or not jar.is_file():
-        pytest.skip(f"needs java, javac and pgjdbc ({DEBIAN_JAR} or ${JAR_ENV})")
+    assert JAVA is not None and JAVAC is not None
     classes = tmp_path_factory.mktemp("jdbc")
-    subprocess.run([javac, "-d", str(classes), str(SOURCE)], check=True, capture_output=True, timeout=300)
+    subprocess.run([JAVAC, "-d", str(classes), str(SOURCE)], check=True, capture_output=True, timeout=300)
     done = subprocess.run(
         [
-            java,
+            JAVA,
             "-cp",
-            f"{jar}{os.pathsep}{classes}",
+            f"{JAR}{os.pathsep}{classes}",
             "JdbcCheck",
             f"jdbc:postgresql://127.0.0.1:{served.pg_port}/greenery",
         ],

@@ -21,12 +21,13 @@ from greenery.semantic.layer import SemanticLayer
 pyodbc = pytest.importorskip("pyodbc", reason="pyodbc needs unixODBC's libodbc")
 DRIVER = "PostgreSQL Unicode"
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
+pytestmark = pytest.mark.skipif(
+    DRIVER not in pyodbc.drivers(), reason=f"the ODBC driver {DRIVER!r} is not installed (psqlODBC)"
+)
 
 
 @pytest.fixture(params=["UseDeclareFetch=0", "UseDeclareFetch=1;Fetch=2"])
 def odbc(request: pytest.FixtureRequest, served: Served) -> Iterator[Any]:
-    if DRIVER not in pyodbc.drivers():
-        pytest.skip(f"the ODBC driver {DRIVER!r} is not installed (psqlODBC)")
     connection = pyodbc.connect(
         f"DRIVER={{{DRIVER}}};SERVER=127.0.0.1;PORT={served.pg_port};DATABASE=greenery;"
         f"UID=analyst;PWD={TOKEN};{request.param}"
