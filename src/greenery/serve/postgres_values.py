@@ -168,6 +168,8 @@ def _binary_numeric(value: decimal.Decimal | int) -> bytes:
         return struct.pack("!hhHh", 0, 0, 0xC000, 0)  # NaN
     negative, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # finite
+    if exponent == 0:  # an integer, as every count and sum of counts is
+        return _binary_integer(int(number))
     text = "".join(map(str, digits)) + "0" * max(0, exponent)
     point = len(text) + min(0, exponent)  # where the decimal point falls in `text`
     if point < 0:
@@ -184,6 +186,21 @@ def _binary_numeric(value: decimal.Decimal | int) -> bytes:
         groups.pop()
     sign = 0x4000 if negative and groups else 0
     header = struct.pack("!hhHh", len(groups), weight if groups else 0, sign, max(0, -exponent))
+    return header + struct.pack(f"!{len(groups)}H", *groups)
+
+
+def _binary_integer(value: int) -> bytes:
+    """An integer as a binary numeric: its base-10000 digits by division, trailing zero digits
+    dropped (the weight keeps their place), display scale 0."""
+    magnitude, groups = abs(value), []
+    while magnitude:
+        magnitude, group = divmod(magnitude, 10_000)
+        groups.append(group)
+    weight = len(groups) - 1
+    groups.reverse()
+    while groups and groups[-1] == 0:
+        groups.pop()
+    header = struct.pack("!hhHh", len(groups), max(weight, 0), 0x4000 if value < 0 else 0, 0)
     return header + struct.pack(f"!{len(groups)}H", *groups)
 
 
