@@ -26,6 +26,7 @@ import adbc_driver_postgresql.dbapi as adbc_postgresql
 import asyncpg
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 import sqlglot
@@ -38,6 +39,7 @@ from greenery.serve import postgres
 from greenery.serve.postgres import PostgresServer
 from greenery.serve.postgres_catalog import DEFAULT_SETTINGS, PgError, PostgresCatalog, SessionFacts
 from greenery.serve.postgres_copy import copy_lines, copy_request
+from greenery.serve.postgres_values import encode_rows
 from greenery.serve.service import SemanticLayerService, ServerConfigError
 
 FUNNEL = ["sessions_with_page_view", "sessions_with_add_to_cart", "sessions_with_checkout"]
@@ -850,6 +852,28 @@ def test_binary_copy_as_postgresql_writes_it(pg: psycopg.Connection) -> None:
             copy.set_types(types)
             assert list(copy.rows()) == expected
         assert cursor.rowcount == len(expected) > 0
+
+
+def test_binary_numerics_are_postgresqls_bytes() -> None:
+    """Each value's binary numeric is what PostgreSQL 15 on this machine sent for it
+    (``encode(numeric_send(v::numeric), 'hex')``): integers, as every count is, and fractions."""
+    sent = {
+        "0": "0000000000000000",
+        "-1": "00010000400000000001",
+        "9999": "0001000000000000270f",
+        "10000": "00010001000000000001",
+        "-10000": "00010001400000000001",
+        "100000000": "00010002000000000001",
+        "123456789012345678901234567890": "0008000700000000000c0d801ed204d2162e23340d801ed2",
+        "12.5": "0002000000000001000c1388",
+        "-0.001": "0001ffff40000003000a",
+    }
+    for text, hex_bytes in sent.items():
+        column = pa.table(
+            {"v": pa.array([Decimal(text)], pa.decimal128(38, max(0, -Decimal(text).as_tuple().exponent)))}
+        )
+        ((encoded,),) = encode_rows(column, [1])
+        assert encoded is not None and encoded.hex() == hex_bytes, text
 
 
 def test_adbc_reads_answers_through_binary_copy(
