@@ -18,6 +18,7 @@ import dbtsl.env
 import duckdb
 import oracle
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import pytest
 import uvicorn
@@ -201,6 +202,22 @@ def fetch(connection: flightsql.Connection, statement: str) -> pa.Table:
     with connection.cursor() as cursor:
         cursor.execute(statement)
         return cursor.fetch_arrow_table()
+
+
+def information_schema_listing(served: Served, table: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """What the Postgres endpoint's information_schema lists: the semantic_layer tables, and the
+    table's columns with their types, in order (what a JDBC or ODBC browser must agree with)."""
+    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as pg:
+        tables = pg.execute(
+            "select table_name from information_schema.tables "
+            "where table_schema = 'semantic_layer' order by 1"
+        ).fetchall()
+        columns = pg.execute(
+            "select column_name, udt_name from information_schema.columns "
+            "where table_schema = 'semantic_layer' and table_name = %s order by ordinal_position",
+            [table],
+        ).fetchall()
+    return [name for (name,) in tables], [(name, type_) for name, type_ in columns]
 
 
 def table_names(connection: flightsql.Connection, **filters: str) -> list[str]:

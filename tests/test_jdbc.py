@@ -16,10 +16,9 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from conftest import TOKEN, Served
+from conftest import TOKEN, Served, information_schema_listing
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve.auth import TOKEN_ENV
 
@@ -68,19 +67,11 @@ def test_a_database_browser_lists_schemas_tables_columns_and_keys(jdbc: Found, s
     """DatabaseMetaData as DBeaver calls it: the tables and columns information_schema lists, no
     keys or indexes (getPrimaryKeys expands pg_index's keys with information_schema's
     _pg_expandarray, which the emulated catalog lacked)."""
-    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as pg:
-        tables = pg.execute(
-            "select table_name from information_schema.tables "
-            "where table_schema = 'semantic_layer' order by 1"
-        ).fetchall()
-        columns = pg.execute(
-            "select column_name, udt_name from information_schema.columns "
-            "where table_schema = 'semantic_layer' and table_name = 'orders' order by ordinal_position"
-        ).fetchall()
+    tables, columns = information_schema_listing(served, "orders")
     (product,) = jdbc["product"]
     assert product[0] == "PostgreSQL" and product[1].startswith("15.18")
     assert "semantic_layer" in jdbc["schemas"][0][0].split(",")
-    assert sorted(jdbc["tables"][0][0].split(",")) == [t for (t,) in tables]
+    assert sorted(jdbc["tables"][0][0].split(",")) == tables
     assert [tuple(c) for c in jdbc["column"]] == columns and len(columns) > 10
     assert jdbc["primary_keys"] == jdbc["imported_keys"] == jdbc["indexes"] == [["0"]]
 

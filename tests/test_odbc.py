@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
-from conftest import TOKEN, Served
+from conftest import TOKEN, Served, information_schema_listing
 from greenery.semantic.layer import SemanticLayer
 
 pyodbc = pytest.importorskip("pyodbc", reason="pyodbc needs unixODBC's libodbc")
@@ -65,20 +64,12 @@ def test_answers_with_a_bound_parameter(odbc: Any, course_sl: SemanticLayer) -> 
 def test_catalog_functions_list_what_information_schema_lists(odbc: Any, served: Served) -> None:
     """SQLTables, SQLColumns, SQLPrimaryKeys, SQLStatistics and SQLForeignKeys, as a BI tool's
     table picker calls them: the tables and columns, and no keys or indexes."""
-    with psycopg.connect(host="127.0.0.1", port=served.pg_port, user="u", password=TOKEN) as pg:
-        tables = pg.execute(
-            "select table_name from information_schema.tables "
-            "where table_schema = 'semantic_layer' order by 1"
-        ).fetchall()
-        columns = pg.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'semantic_layer' and table_name = 'orders' order by ordinal_position"
-        ).fetchall()
+    tables, columns = information_schema_listing(served, "orders")
     cursor = odbc.cursor()
-    assert sorted(r.table_name for r in cursor.tables(schema="semantic_layer")) == [t for (t,) in tables]
-    assert [r.column_name for r in cursor.columns(table="orders", schema="semantic_layer")] == [
-        c for (c,) in columns
-    ]
+    assert sorted(r.table_name for r in cursor.tables(schema="semantic_layer")) == tables
+    assert [
+        (r.column_name, r.type_name) for r in cursor.columns(table="orders", schema="semantic_layer")
+    ] == columns
     assert list(cursor.primaryKeys("orders", schema="semantic_layer")) == []
     assert [r for r in cursor.statistics("orders", schema="semantic_layer") if r.index_name] == []
     assert list(cursor.foreignKeys(table="orders", schema="semantic_layer")) == []
