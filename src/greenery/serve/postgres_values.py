@@ -162,45 +162,30 @@ def _array_item(value: object) -> str:
 
 def _binary_numeric(value: decimal.Decimal | int) -> bytes:
     """PostgreSQL's binary numeric: how many base-10000 digits, the weight of the first, the sign,
-    the display scale, then the digits (asyncpg reads every numeric in binary)."""
+    the display scale, then the digits (asyncpg reads every numeric in binary). The digits come
+    from dividing the unscaled integer, its fraction padded to whole groups of four digits."""
     number = decimal.Decimal(value)
     if not number.is_finite():
         return struct.pack("!hhHh", 0, 0, 0xC000, 0)  # NaN
     negative, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # finite
-    if exponent == 0:  # an integer, as every count and sum of counts is
-        return _binary_integer(int(number))
-    text = "".join(map(str, digits)) + "0" * max(0, exponent)
-    point = len(text) + min(0, exponent)  # where the decimal point falls in `text`
-    if point < 0:
-        text, point = "0" * -point + text, 0
-    integer, fraction = text[:point].lstrip("0"), text[point:]
-    integer = integer.zfill(-(-len(integer) // 4) * 4)
-    fraction = fraction.ljust(-(-len(fraction) // 4) * 4, "0")
-    groups = [int(part[i : i + 4]) for part in (integer, fraction) for i in range(0, len(part), 4)]
-    weight = len(integer) // 4 - 1
-    while groups and groups[0] == 0:
-        groups.pop(0)
-        weight -= 1
-    while groups and groups[-1] == 0:
-        groups.pop()
-    sign = 0x4000 if negative and groups else 0
-    header = struct.pack("!hhHh", len(groups), weight if groups else 0, sign, max(0, -exponent))
-    return header + struct.pack(f"!{len(groups)}H", *groups)
-
-
-def _binary_integer(value: int) -> bytes:
-    """An integer as a binary numeric: its base-10000 digits by division, trailing zero digits
-    dropped (the weight keeps their place), display scale 0."""
-    magnitude, groups = abs(value), []
+    scale = max(0, -exponent)  # the display scale
+    fraction_groups = -(-scale // 4)
+    if exponent >= 0:  # an integer, as every count is: int() is exact and quicker than the digits
+        magnitude = abs(int(number))
+    else:
+        magnitude = int("".join(map(str, digits))) * 10 ** (4 * fraction_groups + exponent)
+    groups: list[int] = []
     while magnitude:
         magnitude, group = divmod(magnitude, 10_000)
         groups.append(group)
-    weight = len(groups) - 1
+    weight = len(groups) - 1 - fraction_groups
     groups.reverse()
-    while groups and groups[-1] == 0:
+    while groups and groups[-1] == 0:  # trailing zero digits: the weight keeps their place
         groups.pop()
-    header = struct.pack("!hhHh", len(groups), max(weight, 0), 0x4000 if value < 0 else 0, 0)
+    header = struct.pack(
+        "!hhHh", len(groups), weight if groups else 0, 0x4000 if negative and groups else 0, scale
+    )
     return header + struct.pack(f"!{len(groups)}H", *groups)
 
 
