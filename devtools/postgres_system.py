@@ -46,13 +46,8 @@ order by 1, 2
 """
 TYPES_SQL = """
 select oid::int, typname::text, typlen::int, typbyval, typtype::text, typcategory::text,
-       typelem::int, typarray::int, typdelim::text
-from pg_type
-where typnamespace = 'pg_catalog'::regnamespace and typtype in ('b', 'p')
-order by oid
-"""
-TYPE_FUNCTIONS_SQL = """
-select oid::int, typinput::text, typoutput::text, typreceive::text, typsend::text
+       typelem::int, typarray::int, typdelim::text,
+       typinput::text, typoutput::text, typreceive::text, typsend::text
 from pg_type
 where typnamespace = 'pg_catalog'::regnamespace and typtype in ('b', 'p')
 order by oid
@@ -77,8 +72,7 @@ def generate(dsn: str) -> str:
     with psycopg.connect(dsn) as connection:
         version = str(connection.execute("show server_version").fetchone()[0]).split()[0]
         relations = connection.execute(RELATIONS_SQL, [list(SCHEMAS)]).fetchall()
-        types = connection.execute(TYPES_SQL).fetchall()
-        functions = connection.execute(TYPE_FUNCTIONS_SQL).fetchall()
+        types = connection.execute(TYPES_SQL).fetchall()  # then the four function names
         namespaces = connection.execute(NAMESPACES_SQL, [list(SCHEMAS)]).fetchall()
     lines = [HEADER.format(version=version)]
     lines.append("NAMESPACES: dict[str, int] = {")
@@ -93,10 +87,10 @@ def generate(dsn: str) -> str:
         lines.append("    ),")
     lines.append("}")
     lines.append("TYPES: list[tuple[int, str, int, bool, str, str, int, int, str]] = [")
-    lines += [f"    {tuple(row)!r}," for row in types]
+    lines += [f"    {tuple(row[:9])!r}," for row in types]
     lines.append("]")
     lines.append("TYPE_FUNCTIONS: dict[int, tuple[str, str, str, str]] = {")
-    lines += [f"    {oid}: {tuple(names)!r}," for oid, *names in functions]
+    lines += [f"    {row[0]}: {tuple(row[9:])!r}," for row in types]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
