@@ -33,7 +33,7 @@ import sqlglot
 from pygwire import FrontendConnection
 from pygwire import messages as wire
 
-from conftest import TOKEN, Served
+from conftest import TOKEN, Served, information_schema_listing
 from greenery.semantic.layer import SemanticLayer
 from greenery.serve import postgres
 from greenery.serve.postgres import PostgresServer
@@ -869,10 +869,7 @@ def test_binary_numerics_are_postgresqls_bytes() -> None:
         "-0.001": "0001ffff40000003000a",
     }
     for text, hex_bytes in sent.items():
-        column = pa.table(
-            {"v": pa.array([Decimal(text)], pa.decimal128(38, max(0, -Decimal(text).as_tuple().exponent)))}
-        )
-        ((encoded,),) = encode_rows(column, [1])
+        ((encoded,),) = encode_rows(pa.table({"v": [Decimal(text)]}), [1])  # an Arrow decimal
         assert encoded is not None and encoded.hex() == hex_bytes, text
 
 
@@ -914,10 +911,8 @@ def test_adbc_reads_answers_through_binary_copy(
     assert [(s, int(n)) for s, n in texas] == [(s, n) for s, n in states if s == "Texas"]
     assert [(s, int(n)) for s, n in frame.itertuples(index=False)] == states
     schemas = listed.to_pylist()[0]["catalog_db_schemas"]
-    tables = pg.execute(
-        "select table_name from information_schema.tables where table_schema = 'semantic_layer'"
-    ).fetchall()
-    assert sorted(t["table_name"] for t in schemas[0]["db_schema_tables"]) == sorted(r[0] for r in tables)
+    tables, _ = information_schema_listing(served, "orders")
+    assert sorted(t["table_name"] for t in schemas[0]["db_schema_tables"]) == tables
 
 
 def test_copy_writes_values_as_postgres_does() -> None:
